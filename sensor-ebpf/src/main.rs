@@ -1,0 +1,25 @@
+//! Vigie's kernel programs.
+//!
+//! Data flows one way: these programs watch process lifecycle, secret opens and outbound
+//! traffic, keep the taint state in kernel maps so the decision "does this connect matter?"
+//! is made here, and write only what matters into one ring buffer for the agent.
+#![no_std]
+#![no_main]
+
+mod emit;
+mod kernel;
+mod maps;
+mod network;
+mod process;
+mod secret_open;
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    // The verifier rejects any program whose code can reach this: it is never run.
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";

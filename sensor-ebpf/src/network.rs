@@ -1,0 +1,134 @@
+//! Outbound traffic of tainted processes: TCP connection attempts (IPv4 and IPv6) from the
+//! socket state tracepoint, UDP sends and connects from the cgroup socket-address hooks.
+//! Processes that never touched a secret cost one map lookup and produce nothing.
+
+use aya_ebpf::{
+    bindings::bpf_sock_addr,
+    macros::{cgroup_sock_addr, tracepoint},
+    programs::{SockAddrContext, TracePointContext},
+};
+use sensor_common::{family, transport, ConnectEvent, EventKind};
+
+use crate::{
+    emit::{self, current_pid, header},
+    maps::TAINTED,
+};
+
+/// Field offsets of `sock:inet_sock_set_state` (stable since Linux 4.16).
+mod set_state {
+    pub const NEWSTATE: usize = 20;
+    pub const DPORT: usize = 26;
+    pub const FAMILY: usize = 28;
+    pub const PROTOCOL: usize = 30;
+    pub const DADDR: usize = 36;
+    pub const DADDR_V6: usize = 56;
+}
+const TCP_SYN_SENT: i32 = 2;
+const IPPROTO_TCP: u16 = 6;
+const SOCK_DGRAM: u32 = 2;
+/// cgroup sock_addr programs return 1 to let the operation proceed.
+const ALLOW: i32 = 1;
+
+/// `sock:inet_sock_set_state`: a move to SYN_SENT is a TCP connect, in the caller's context.
+#[tracepoint]
+pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
+    let _ = try_set_state(&ctx);
+    0
+}
+
+fn try_set_state(ctx: &TracePointContext) -> Result<(), i32> {
+    // SAFETY: offsets of this tracepoint's fixed format, read with bpf_probe_read_kernel.
+    unsafe {
+        if ctx.read_at::<i32>(set_state::NEWSTATE)? != TCP_SYN_SENT
+            || ctx.read_at::<u16>(set_state::PROTOCOL)? != IPPROTO_TCP
+        {
+            return Ok(());
+        }
+        let Some(mut event) = tainted_connect(transport::TCP) else {
+            return Ok(());
+        };
+        event.family = ctx.read_at(set_state::FAMILY)?;
+        event.port = ctx.read_at(set_state::DPORT)?;
+        if event.family == family::INET6 {
+            event.addr = ctx.read_at(set_state::DADDR_V6)?;
+        } else {
+            let v4: [u8; 4] = ctx.read_at(set_state::DADDR)?;
+            event.addr[..4].copy_from_slice(&v4);
+        }
+        emit::output(event);
+    }
+    Ok(())
+}
+
+/// A connect record for the current process if it is tainted, destination still empty.
+#[inline(always)]
+fn tainted_connect(transport: u8) -> Option<ConnectEvent> {
+    // SAFETY: the value is copied out at once.
+    let taint = unsafe { TAINTED.get(current_pid()) }.copied()?;
+    Some(ConnectEvent {
+        header: header(EventKind::Connect),
+        taint,
+        family: 0,
+        port: 0,
+        transport,
+        _pad: [0; 3],
+        addr: [0; 16],
+    })
+}
+
+/// Reports a UDP destination taken from a cgroup sock_addr context.
+#[inline(always)]
+fn udp_destination(ctx: &SockAddrContext, ip_family: u16) {
+    let sa: *const bpf_sock_addr = ctx.sock_addr;
+    // SAFETY: the kernel hands sock_addr programs a valid context; these are direct,
+    // verifier-rewritten context loads.
+    unsafe {
+        if (*sa).type_ != SOCK_DGRAM {
+            return;
+        }
+        let Some(mut event) = tainted_connect(transport::UDP) else {
+            return;
+        };
+        event.family = ip_family;
+        event.port = u16::from_be((*sa).user_port as u16);
+        if ip_family == family::INET6 {
+            for (i, word) in [(*sa).user_ip6[0], (*sa).user_ip6[1], (*sa).user_ip6[2], (*sa).user_ip6[3]]
+                .iter()
+                .enumerate()
+            {
+                event.addr[i * 4..i * 4 + 4].copy_from_slice(&word.to_ne_bytes());
+            }
+        } else {
+            event.addr[..4].copy_from_slice(&(*sa).user_ip4.to_ne_bytes());
+        }
+        emit::output(event);
+    }
+}
+
+/// UDP `sendto`/`sendmsg` with an IPv4 destination.
+#[cgroup_sock_addr(sendmsg4)]
+pub fn udp_sendmsg4(ctx: SockAddrContext) -> i32 {
+    udp_destination(&ctx, family::INET);
+    ALLOW
+}
+
+/// UDP `sendto`/`sendmsg` with an IPv6 destination.
+#[cgroup_sock_addr(sendmsg6)]
+pub fn udp_sendmsg6(ctx: SockAddrContext) -> i32 {
+    udp_destination(&ctx, family::INET6);
+    ALLOW
+}
+
+/// `connect` of an IPv4 UDP socket (later sends carry no address).
+#[cgroup_sock_addr(connect4)]
+pub fn udp_connect4(ctx: SockAddrContext) -> i32 {
+    udp_destination(&ctx, family::INET);
+    ALLOW
+}
+
+/// `connect` of an IPv6 UDP socket.
+#[cgroup_sock_addr(connect6)]
+pub fn udp_connect6(ctx: SockAddrContext) -> i32 {
+    udp_destination(&ctx, family::INET6);
+    ALLOW
+}

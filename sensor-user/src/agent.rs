@@ -1,0 +1,154 @@
+//! The agent's life: load and attach, then move records from the ring buffer through the
+//! pipeline to the output until SIGINT/SIGTERM, reporting lost events as they happen.
+
+use std::{path::Path, time::Duration};
+
+use aya::maps::{MapData, RingBuf};
+use sensor_common::FileId;
+use serde_json::json;
+use tokio::{
+    io::unix::AsyncFd,
+    signal::unix::{signal, SignalKind},
+    time::{interval, MissedTickBehavior},
+};
+
+use crate::{
+    config::Settings,
+    correlate::Correlator,
+    decode::decode,
+    ecs,
+    error::Error,
+    kernel_offsets::{self, VMLINUX_BTF},
+    output::Output,
+    pipeline::{HostFacts, Pipeline},
+    process_table::ProcessTable,
+    secret_catalog::{file_id, SecretCatalog},
+    sensor::{Sensor, SensorSpec},
+    system,
+};
+
+/// How often the kernel's lost-event counter is read.
+const LOSS_CHECK_PERIOD: Duration = Duration::from_secs(1);
+
+/// Counters reported when the agent stops.
+#[derive(Debug, Default)]
+struct Tally {
+    records: u64,
+    malformed: u64,
+    lost: u64,
+}
+
+/// Runs the sensor until interrupted.
+pub async fn run(settings: Settings) -> Result<(), Error> {
+    let offsets = kernel_offsets::from_btf(Path::new(VMLINUX_BTF))?;
+    let catalog = SecretCatalog::resolve(&settings.secret_patterns);
+    let allowed_exes = allowed_exes(&settings)?;
+    let mut output = Output::open(&settings.output)?;
+    let mut sensor = Sensor::load(&SensorSpec {
+        offsets,
+        secrets: &catalog,
+        allowed_exes: &allowed_exes,
+        ring_buffer_bytes: settings.ring_buffer_bytes,
+    })?;
+    let events = sensor.take_events()?;
+    // Seeded after attaching, so no process falls between the snapshot and the first record.
+    let processes = ProcessTable::from_proc(system::ns_per_tick());
+    let started = json!({
+        "secrets_watched": catalog.len(),
+        "patterns_unmatched": catalog.unmatched,
+        "allowed_readers": allowed_exes.len(),
+        "trusted_nets": settings.trusted_nets.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "cgroup": sensor.cgroup_root.display().to_string(),
+    });
+    let facts = HostFacts {
+        host: ecs::Host { name: system::hostname() },
+        boot_id: system::boot_id(),
+        boot_wall_ns: system::boot_wall_ns(),
+    };
+    let mut pipeline = Pipeline::new(facts, catalog, processes, Correlator::new(settings.trusted_nets));
+    output.write(&pipeline.state("sensor-started", started))?;
+
+    // SAFETY: the ring buffer owns its fd and keeps it open for as long as the AsyncFd lives.
+    let mut ring = unsafe { AsyncFd::register(events) }
+        .map_err(|e| Error::system("polling the ring buffer", e.into()))?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| Error::system("SIGINT handler", e))?;
+    let mut terminate = signal(SignalKind::terminate()).map_err(|e| Error::system("SIGTERM handler", e))?;
+    let mut loss_check = interval(LOSS_CHECK_PERIOD);
+    loss_check.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut tally = Tally::default();
+    loop {
+        tokio::select! {
+            ready = ring.readable_mut() => {
+                let mut guard = ready.map_err(|e| Error::system("polling the ring buffer", e))?;
+                drain(guard.get_inner_mut(), &mut pipeline, &mut output, &mut tally)?;
+                guard.clear_ready();
+            }
+            _ = loss_check.tick() => report_loss(&sensor, &pipeline, &mut output, &mut tally)?,
+            _ = interrupt.recv() => break,
+            _ = terminate.recv() => break,
+        }
+    }
+    drain(ring.get_mut(), &mut pipeline, &mut output, &mut tally)?;
+    report_loss(&sensor, &pipeline, &mut output, &mut tally)?;
+    let stopped = json!({
+        "records": tally.records,
+        "records_malformed": tally.malformed,
+        "events_lost": tally.lost,
+        "alerts_repeated": pipeline.repeated_alerts(),
+    });
+    output.write(&pipeline.state("sensor-stopped", stopped))?;
+    drop(sensor);
+    Ok(())
+}
+
+/// Identities of the allowed readers: the user's must exist, the profiles' may not.
+fn allowed_exes(settings: &Settings) -> Result<Vec<FileId>, Error> {
+    let mut ids = Vec::new();
+    for path in &settings.allow_readers {
+        let id = file_id(path).ok_or_else(|| Error::AllowedReader {
+            path: path.clone(),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        })?;
+        ids.push(id);
+    }
+    ids.extend(settings.profile_allow_readers.iter().filter_map(|p| file_id(p)));
+    Ok(ids)
+}
+
+/// Hands every available record to the pipeline and writes what comes out.
+fn drain(
+    ring: &mut RingBuf<MapData>,
+    pipeline: &mut Pipeline,
+    output: &mut Output,
+    tally: &mut Tally,
+) -> Result<(), Error> {
+    while let Some(record) = ring.next() {
+        tally.records += 1;
+        let Ok(event) = decode(&record) else {
+            tally.malformed += 1;
+            continue;
+        };
+        drop(record);
+        for document in pipeline.handle(&event) {
+            output.write(&document)?;
+        }
+    }
+    Ok(())
+}
+
+/// Emits an `events-lost` state document when the kernel counted new losses.
+fn report_loss(
+    sensor: &Sensor,
+    pipeline: &Pipeline,
+    output: &mut Output,
+    tally: &mut Tally,
+) -> Result<(), Error> {
+    let lost = sensor.events_lost()?;
+    if lost > tally.lost {
+        let document = pipeline
+            .state("events-lost", json!({ "events_lost": { "new": lost - tally.lost, "total": lost } }));
+        tally.lost = lost;
+        output.write(&document)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,94 @@
+//! The command line: `vigie run [options]`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use ipnet::IpNet;
+
+/// Vigie: catches credentials leaving this host.
+#[derive(Debug, Parser)]
+#[command(name = "vigie", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Load the kernel programs and print alerts as ECS JSON lines until interrupted.
+    Run(RunArgs),
+}
+
+/// Options of `vigie run`; each adds to what the config file says.
+#[derive(Debug, Args, Default)]
+pub struct RunArgs {
+    /// TOML configuration file.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Built-in profile to watch (`default`, `none`); repeatable. Default: `default`.
+    #[arg(long = "profile", value_name = "NAME")]
+    pub profiles: Vec<String>,
+
+    /// A secret file (or glob) to watch; repeatable.
+    #[arg(long = "secret", value_name = "PATH")]
+    pub secrets: Vec<String>,
+
+    /// A destination network that is not "off this machine" (loopback always is); repeatable.
+    #[arg(long = "trusted-net", value_name = "CIDR", value_parser = parse_cidr)]
+    pub trusted_nets: Vec<IpNet>,
+
+    /// An executable whose reads of secrets are normal (they do not taint); repeatable.
+    #[arg(long = "allow-reader", value_name = "EXE")]
+    pub allow_readers: Vec<PathBuf>,
+
+    /// Where JSON lines go: a file (appended) or `-` for stdout. Default: stdout.
+    #[arg(long, value_name = "PATH")]
+    pub output: Option<String>,
+
+    /// Size of the kernel ring buffer in bytes (a power of two, at least 4096).
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20, value_parser = parse_ring_size)]
+    pub ring_buffer_bytes: u32,
+}
+
+/// A CIDR (`10.0.0.0/8`) or a single address (`192.0.2.7`, a /32 or /128).
+pub fn parse_cidr(text: &str) -> Result<IpNet, String> {
+    text.parse::<IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("{text:?} is not a CIDR (expected e.g. 10.0.0.0/8 or fd00::/8)"))
+}
+
+fn parse_ring_size(text: &str) -> Result<u32, String> {
+    let bytes: u32 = text.parse().map_err(|e| format!("{text:?}: {e}"))?;
+    if bytes < 4096 || !bytes.is_power_of_two() {
+        return Err(format!("{bytes} is not a power of two of at least 4096"));
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidrs_and_single_addresses_parse() {
+        assert_eq!(parse_cidr("10.0.0.0/8").unwrap().to_string(), "10.0.0.0/8");
+        assert_eq!(parse_cidr("192.0.2.7").unwrap().to_string(), "192.0.2.7/32");
+        assert_eq!(parse_cidr("fd00::/8").unwrap().to_string(), "fd00::/8");
+    }
+
+    #[test]
+    fn malformed_cidrs_are_named_in_the_error() {
+        for bad in ["10.0.0.0/33", "nonsense", "10.0.0/8", ""] {
+            let err = parse_cidr(bad).unwrap_err();
+            assert!(err.contains(&format!("{bad:?}")), "{err}");
+        }
+    }
+
+    #[test]
+    fn ring_size_must_be_a_page_multiple_power_of_two() {
+        assert_eq!(parse_ring_size("4096"), Ok(4096));
+        assert!(parse_ring_size("5000").is_err());
+        assert!(parse_ring_size("2048").is_err());
+    }
+}

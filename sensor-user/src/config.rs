@@ -1,0 +1,203 @@
+//! What to watch: the config file and the command line merged into one [`Settings`].
+
+use std::{
+    fs,
+    net::{Ipv4Addr, Ipv6Addr},
+    path::{Path, PathBuf},
+};
+
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use serde::Deserialize;
+
+use crate::{cli::RunArgs, error::Error, profiles};
+
+/// The config file, as written by the user. Every field is optional.
+#[derive(Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Built-in profiles; the command line's `--profile` replaces this list.
+    pub profiles: Option<Vec<String>>,
+    #[serde(default)]
+    pub secrets: Vec<String>,
+    #[serde(default)]
+    pub trusted_nets: Vec<IpNet>,
+    #[serde(default)]
+    pub allow_readers: Vec<PathBuf>,
+    pub output: Option<String>,
+}
+
+impl ConfigFile {
+    /// Reads and parses `path`, with errors naming the file, line and field.
+    pub fn load(path: &Path) -> Result<Self, Error> {
+        let text =
+            fs::read_to_string(path).map_err(|source| Error::ConfigRead { path: path.to_owned(), source })?;
+        Self::parse(&text, path)
+    }
+
+    fn parse(text: &str, path: &Path) -> Result<Self, Error> {
+        toml::from_str(text).map_err(|err| {
+            let offset = err.span().map_or(0, |span| span.start);
+            let before = &text[..offset.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            Error::ConfigInvalid {
+                path: path.to_owned(),
+                line,
+                column,
+                message: err.message().replace('\n', " "),
+            }
+        })
+    }
+}
+
+/// Where alert lines go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutputTarget {
+    Stdout,
+    File(PathBuf),
+}
+
+/// The merged, validated configuration the agent runs with.
+#[derive(Debug)]
+pub struct Settings {
+    /// Secret paths and globs, from profiles, the config file and `--secret`.
+    pub secret_patterns: Vec<String>,
+    /// Destinations that are not exfiltration: loopback plus the configured networks.
+    pub trusted_nets: Vec<IpNet>,
+    /// Allowed readers named by the user: each must exist.
+    pub allow_readers: Vec<PathBuf>,
+    /// Allowed readers from profiles: those not installed on this host are skipped.
+    pub profile_allow_readers: Vec<PathBuf>,
+    pub output: OutputTarget,
+    pub ring_buffer_bytes: u32,
+}
+
+/// Loopback, always trusted: traffic there does not leave the machine.
+const LOOPBACK: [IpNet; 2] = [
+    IpNet::V4(Ipv4Net::new_assert(Ipv4Addr::new(127, 0, 0, 0), 8)),
+    IpNet::V6(Ipv6Net::new_assert(Ipv6Addr::LOCALHOST, 128)),
+];
+
+impl Settings {
+    /// Merges the command line over the config file (if any) and the chosen profiles.
+    pub fn from_args(args: RunArgs) -> Result<Self, Error> {
+        let file = match &args.config {
+            Some(path) => ConfigFile::load(path)?,
+            None => ConfigFile::default(),
+        };
+        Self::merge(file, args)
+    }
+
+    fn merge(file: ConfigFile, args: RunArgs) -> Result<Self, Error> {
+        let profile_names = if args.profiles.is_empty() {
+            file.profiles.unwrap_or_else(|| vec![profiles::DEFAULT.to_owned()])
+        } else {
+            args.profiles
+        };
+        let mut secret_patterns = Vec::new();
+        let mut profile_allow_readers = Vec::new();
+        for name in &profile_names {
+            let profile = profiles::builtin(name)?;
+            secret_patterns.extend(profile.secrets.iter().map(|s| (*s).to_owned()));
+            profile_allow_readers.extend(profile.allow_readers.iter().map(PathBuf::from));
+        }
+        secret_patterns.extend(file.secrets);
+        secret_patterns.extend(args.secrets);
+        let mut allow_readers = file.allow_readers;
+        allow_readers.extend(args.allow_readers);
+
+        let mut trusted_nets = LOOPBACK.to_vec();
+        trusted_nets.extend(file.trusted_nets);
+        trusted_nets.extend(args.trusted_nets);
+
+        let output = match args.output.or(file.output).as_deref() {
+            None | Some("-") => OutputTarget::Stdout,
+            Some(path) => OutputTarget::File(PathBuf::from(path)),
+        };
+        Ok(Self {
+            secret_patterns,
+            trusted_nets,
+            allow_readers,
+            profile_allow_readers,
+            output,
+            ring_buffer_bytes: args.ring_buffer_bytes,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<ConfigFile, Error> {
+        ConfigFile::parse(text, Path::new("/etc/vigie.toml"))
+    }
+
+    #[test]
+    fn a_full_config_file_parses() {
+        let file = parse(
+            "profiles = [\"none\"]\nsecrets = [\"/srv/app/.env\"]\ntrusted_nets = [\"10.0.0.0/8\"]\n\
+             allow_readers = [\"/usr/bin/backup\"]\noutput = \"/var/log/vigie.jsonl\"\n",
+        )
+        .unwrap();
+        assert_eq!(file.profiles, Some(vec!["none".to_owned()]));
+        assert_eq!(file.secrets, ["/srv/app/.env"]);
+        assert_eq!(file.trusted_nets, ["10.0.0.0/8".parse::<IpNet>().unwrap()]);
+        assert_eq!(file.allow_readers, [PathBuf::from("/usr/bin/backup")]);
+        assert_eq!(file.output.as_deref(), Some("/var/log/vigie.jsonl"));
+    }
+
+    #[test]
+    fn an_unknown_field_is_named_with_its_line() {
+        let err = parse("secrets = []\nsecretz = [\"/x\"]\n").unwrap_err().to_string();
+        assert!(err.starts_with("config file /etc/vigie.toml: line 2, column 1:"), "{err}");
+        assert!(err.contains("secretz"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_cidr_is_reported_on_its_line() {
+        let err = parse("secrets = []\n\ntrusted_nets = [\"10.0.0.0/33\"]\n").unwrap_err().to_string();
+        assert!(err.contains("line 3"), "{err}");
+    }
+
+    #[test]
+    fn a_mistyped_field_is_reported() {
+        let err = parse("secrets = \"/etc/shadow\"\n").unwrap_err().to_string();
+        assert!(err.contains("line 1"), "{err}");
+        assert!(err.contains("sequence"), "{err}");
+    }
+
+    #[test]
+    fn command_line_profiles_replace_the_file_and_lists_add_up() {
+        let file = ConfigFile {
+            profiles: Some(vec!["default".to_owned()]),
+            secrets: vec!["/from/file".to_owned()],
+            trusted_nets: vec!["10.0.0.0/8".parse().unwrap()],
+            ..ConfigFile::default()
+        };
+        let args = RunArgs {
+            profiles: vec!["none".to_owned()],
+            secrets: vec!["/from/cli".to_owned()],
+            output: Some("-".to_owned()),
+            ..RunArgs::default()
+        };
+        let settings = Settings::merge(file, args).unwrap();
+        assert_eq!(settings.secret_patterns, ["/from/file", "/from/cli"]);
+        assert_eq!(settings.output, OutputTarget::Stdout);
+        let nets: Vec<String> = settings.trusted_nets.iter().map(ToString::to_string).collect();
+        assert_eq!(nets, ["127.0.0.0/8", "::1/128", "10.0.0.0/8"]);
+    }
+
+    #[test]
+    fn no_profile_anywhere_means_the_default_profile() {
+        let settings = Settings::merge(ConfigFile::default(), RunArgs::default()).unwrap();
+        assert!(settings.secret_patterns.iter().any(|p| p.ends_with("homeserver.yaml")));
+    }
+
+    #[test]
+    fn an_unknown_profile_is_an_error_naming_it() {
+        let args = RunArgs { profiles: vec!["nope".to_owned()], ..RunArgs::default() };
+        let err = Settings::merge(ConfigFile::default(), args).unwrap_err().to_string();
+        assert!(err.contains("\"nope\""), "{err}");
+    }
+}

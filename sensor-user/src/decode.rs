@@ -1,0 +1,187 @@
+//! Ring-buffer bytes → typed kernel events. Kernel data is never trusted to be well formed:
+//! a short or unknown record is an error value, not a panic.
+
+use std::mem::size_of;
+
+use sensor_common::{ConnectEvent, EventHeader, EventKind, ExecEvent, ExitEvent, ForkEvent, SecretReadEvent};
+
+/// A decoded record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KernelEvent {
+    Exec(Exec),
+    Fork(ForkEvent),
+    Exit(ExitEvent),
+    SecretRead(SecretReadEvent),
+    Connect(ConnectEvent),
+}
+
+/// An exec with its strings decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exec {
+    pub header: EventHeader,
+    pub ppid: u32,
+    pub start_ns: u64,
+    pub filename: String,
+    pub args: Vec<String>,
+}
+
+/// Why a record could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// The record is shorter than its kind requires.
+    #[error("record of {len} bytes is too short for {kind}")]
+    TooShort { kind: &'static str, len: usize },
+    /// The header names no known kind.
+    #[error("unknown record kind {0}")]
+    UnknownKind(u32),
+}
+
+/// Decodes one ring-buffer record.
+pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
+    let header: EventHeader = read(bytes, "header")?;
+    match EventKind::from_raw(header.kind) {
+        Some(EventKind::Exec) => Ok(KernelEvent::Exec(exec(&read::<ExecEvent>(bytes, "exec")?))),
+        Some(EventKind::Fork) => read(bytes, "fork").map(KernelEvent::Fork),
+        Some(EventKind::Exit) => read(bytes, "exit").map(KernelEvent::Exit),
+        Some(EventKind::SecretRead) => read(bytes, "secret-read").map(KernelEvent::SecretRead),
+        Some(EventKind::Connect) => read(bytes, "connect").map(KernelEvent::Connect),
+        None => Err(DecodeError::UnknownKind(header.kind)),
+    }
+}
+
+/// Copies a `T` out of the front of `bytes`.
+fn read<T: Copy>(bytes: &[u8], kind: &'static str) -> Result<T, DecodeError> {
+    if bytes.len() < size_of::<T>() {
+        return Err(DecodeError::TooShort { kind, len: bytes.len() });
+    }
+    // SAFETY: length checked; `T` is a `#[repr(C)]` plain-integer record from sensor-common,
+    // valid for any bit pattern; read_unaligned needs no alignment.
+    Ok(unsafe { bytes.as_ptr().cast::<T>().read_unaligned() })
+}
+
+fn exec(raw: &ExecEvent) -> Exec {
+    let filename_len = (raw.filename_len as usize).min(raw.filename.len());
+    let args_len = (raw.args_len as usize).min(raw.args.len());
+    Exec {
+        header: raw.header,
+        ppid: raw.ppid,
+        start_ns: raw.start_ns,
+        filename: c_string(&raw.filename[..filename_len]),
+        args: split_args(&raw.args[..args_len]),
+    }
+}
+
+/// Text up to the first NUL.
+fn c_string(bytes: &[u8]) -> String {
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    String::from_utf8_lossy(&bytes[..end]).into_owned()
+}
+
+/// NUL-separated arguments, as in `/proc/PID/cmdline`.
+pub fn split_args(bytes: &[u8]) -> Vec<String> {
+    let bytes = bytes.strip_suffix(&[0]).unwrap_or(bytes);
+    if bytes.is_empty() {
+        return Vec::new();
+    }
+    bytes.split(|&b| b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use sensor_common::{family, transport, FileId, Taint, ARGS_MAX, FILENAME_MAX};
+
+    use super::*;
+
+    fn header(kind: EventKind) -> EventHeader {
+        EventHeader { kind: kind as u32, pid: 42, uid: 1000, _pad: 0, ktime_ns: 123_456 }
+    }
+
+    /// The bytes of a record, as the kernel writes them.
+    fn bytes_of<T>(record: &T) -> Vec<u8> {
+        // SAFETY: records are `#[repr(C)]` with explicit padding, so every byte is initialised.
+        unsafe { std::slice::from_raw_parts((record as *const T).cast::<u8>(), size_of::<T>()) }.to_vec()
+    }
+
+    #[test]
+    fn fork_exit_secret_read_and_connect_round_trip() {
+        let fork = ForkEvent { header: header(EventKind::Fork), child_pid: 43, _pad: 0, child_start_ns: 9 };
+        assert_eq!(decode(&bytes_of(&fork)), Ok(KernelEvent::Fork(fork)));
+
+        let exit = ExitEvent { header: header(EventKind::Exit) };
+        assert_eq!(decode(&bytes_of(&exit)), Ok(KernelEvent::Exit(exit)));
+
+        let read = SecretReadEvent {
+            header: header(EventKind::SecretRead),
+            secret_id: 3,
+            _pad: 0,
+            file: FileId::new(0x80_0001, 77),
+        };
+        assert_eq!(decode(&bytes_of(&read)), Ok(KernelEvent::SecretRead(read)));
+
+        let connect = ConnectEvent {
+            header: header(EventKind::Connect),
+            taint: Taint { secret_id: 3, origin_pid: 41, since_ns: 100 },
+            family: family::INET6,
+            port: 8448,
+            transport: transport::TCP,
+            _pad: [0; 3],
+            addr: [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
+        };
+        assert_eq!(decode(&bytes_of(&connect)), Ok(KernelEvent::Connect(connect)));
+    }
+
+    #[test]
+    fn exec_strings_are_cut_at_their_lengths() {
+        let mut raw = ExecEvent {
+            header: header(EventKind::Exec),
+            ppid: 1,
+            filename_len: 0,
+            args_len: 0,
+            _pad: 0,
+            start_ns: 5,
+            filename: [0xff; FILENAME_MAX],
+            args: [0xff; ARGS_MAX],
+        };
+        let filename = b"/usr/bin/curl\0";
+        raw.filename[..filename.len()].copy_from_slice(filename);
+        raw.filename_len = u32::try_from(filename.len()).unwrap();
+        let args = b"curl\0--data-binary\0@x\0";
+        raw.args[..args.len()].copy_from_slice(args);
+        raw.args_len = u32::try_from(args.len()).unwrap();
+
+        let KernelEvent::Exec(exec) = decode(&bytes_of(&raw)).unwrap() else { panic!("not an exec") };
+        assert_eq!(exec.filename, "/usr/bin/curl");
+        assert_eq!(exec.args, ["curl", "--data-binary", "@x"]);
+        assert_eq!((exec.ppid, exec.start_ns, exec.header.pid), (1, 5, 42));
+    }
+
+    #[test]
+    fn lengths_beyond_the_arrays_are_clamped() {
+        let mut raw = ExecEvent {
+            header: header(EventKind::Exec),
+            ppid: 1,
+            filename_len: u32::MAX,
+            args_len: u32::MAX,
+            _pad: 0,
+            start_ns: 0,
+            filename: [b'a'; FILENAME_MAX],
+            args: [b'b'; ARGS_MAX],
+        };
+        raw.args[ARGS_MAX - 1] = b'c';
+        let KernelEvent::Exec(exec) = decode(&bytes_of(&raw)).unwrap() else { panic!("not an exec") };
+        assert_eq!(exec.filename.len(), FILENAME_MAX);
+        assert_eq!(exec.args.len(), 1);
+    }
+
+    #[test]
+    fn short_and_unknown_records_are_errors() {
+        let exit = ExitEvent { header: header(EventKind::Exit) };
+        let bytes = bytes_of(&exit);
+        assert_eq!(decode(&bytes[..8]), Err(DecodeError::TooShort { kind: "header", len: 8 }));
+        let fork_header = bytes_of(&header(EventKind::Fork));
+        assert_eq!(decode(&fork_header), Err(DecodeError::TooShort { kind: "fork", len: fork_header.len() }));
+        let mut unknown = exit;
+        unknown.header.kind = 99;
+        assert_eq!(decode(&bytes_of(&unknown)), Err(DecodeError::UnknownKind(99)));
+    }
+}

@@ -1,0 +1,64 @@
+//! Everything that can stop the agent, each with what the user needs to fix it.
+
+use std::{io, path::PathBuf};
+
+/// Why the agent could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The configuration file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    ConfigRead { path: PathBuf, source: io::Error },
+
+    /// The configuration file is not valid TOML or has a bad field.
+    #[error("config file {path}: line {line}, column {column}: {message}")]
+    ConfigInvalid { path: PathBuf, line: usize, column: usize, message: String },
+
+    /// A profile name that is not built in.
+    #[error("unknown profile {name:?} (built-in profiles: {known})")]
+    UnknownProfile { name: String, known: String },
+
+    /// An `--allow-reader` executable that cannot be found.
+    #[error("allowed reader {path}: {source}")]
+    AllowedReader { path: PathBuf, source: io::Error },
+
+    /// The process lacks the privileges to load BPF programs.
+    #[error(
+        "no permission to load BPF programs: run vigie as root (or with CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN)"
+    )]
+    NoBpfPermission,
+
+    /// The kernel's BTF is missing or lacks a field the programs read.
+    #[error("kernel BTF {path}: {reason}")]
+    KernelBtf { path: PathBuf, reason: String },
+
+    /// This binary was built without bpf-linker, so it carries no kernel programs.
+    #[error("this vigie was built without its eBPF programs (bpf-linker was missing); build it with `cargo xtask build`")]
+    NoEbpfObject,
+
+    /// The eBPF object could not be loaded into the kernel.
+    #[error("loading the eBPF object: {0}")]
+    Load(#[from] aya::EbpfError),
+
+    /// A program was refused by the verifier or could not be attached.
+    #[error("program {program}: {source}")]
+    Program { program: &'static str, source: aya::programs::ProgramError },
+
+    /// A kernel map could not be found, read or written.
+    #[error("map {map}: {source}")]
+    Map { map: &'static str, source: aya::maps::MapError },
+
+    /// A system facility the agent needs (tracefs, the cgroup v2 mount) is unavailable.
+    #[error("{what}: {source}")]
+    System { what: String, source: io::Error },
+
+    /// The output sink could not be opened or written.
+    #[error("output {path}: {source}")]
+    Output { path: String, source: io::Error },
+}
+
+impl Error {
+    /// Wraps an I/O error of a system facility, naming it.
+    pub fn system(what: impl Into<String>, source: io::Error) -> Self {
+        Self::System { what: what.into(), source }
+    }
+}

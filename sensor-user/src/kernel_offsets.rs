@@ -1,0 +1,89 @@
+//! Field offsets of the running kernel's structs, read from its BTF.
+//!
+//! The kernel programs cannot use CO-RE relocations (Rust eBPF has none), so they read
+//! `struct task_struct` and friends at offsets found here and passed in as a global.
+
+use std::path::Path;
+
+use btf_rs::{Btf, Struct, Type};
+use sensor_common::KernelOffsets;
+
+use crate::error::Error;
+
+/// Where the running kernel publishes its BTF.
+pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
+
+/// Reads every offset the programs need from the BTF at `path`.
+pub fn from_btf(path: &Path) -> Result<KernelOffsets, Error> {
+    let error = |reason: String| Error::KernelBtf { path: path.to_owned(), reason };
+    let btf = Btf::from_file(path).map_err(|e| error(e.to_string()))?;
+    let field = |structure: &str, member: &str| {
+        field_offset(&btf, structure, member).ok_or_else(|| error(format!("no field {structure}.{member}")))
+    };
+    Ok(KernelOffsets {
+        task_struct_files: field("task_struct", "files")?,
+        task_struct_mm: field("task_struct", "mm")?,
+        task_struct_real_parent: field("task_struct", "real_parent")?,
+        task_struct_tgid: field("task_struct", "tgid")?,
+        task_struct_pid: field("task_struct", "pid")?,
+        task_struct_start_time: field("task_struct", "start_time")?,
+        files_struct_fdt: field("files_struct", "fdt")?,
+        fdtable_max_fds: field("fdtable", "max_fds")?,
+        fdtable_fd: field("fdtable", "fd")?,
+        file_f_inode: field("file", "f_inode")?,
+        inode_i_ino: field("inode", "i_ino")?,
+        inode_i_sb: field("inode", "i_sb")?,
+        super_block_s_dev: field("super_block", "s_dev")?,
+        mm_struct_exe_file: field("mm_struct", "exe_file")?,
+        mm_struct_arg_start: field("mm_struct", "arg_start")?,
+        mm_struct_arg_end: field("mm_struct", "arg_end")?,
+    })
+}
+
+/// Byte offset of `member` in the (complete) struct named `structure`.
+fn field_offset(btf: &Btf, structure: &str, member: &str) -> Option<u32> {
+    btf.resolve_types_by_name(structure).ok()?.iter().find_map(|ty| match ty {
+        Type::Struct(s) if !s.members.is_empty() => member_bit_offset(btf, s, member).map(|bits| bits / 8),
+        _ => None,
+    })
+}
+
+/// Bit offset of `member`, looking inside anonymous structs and unions (as `mm_struct` has).
+fn member_bit_offset(btf: &Btf, s: &Struct, member: &str) -> Option<u32> {
+    s.members.iter().find_map(|m| {
+        let name = btf.resolve_name(m).unwrap_or_default();
+        if name == member {
+            return Some(m.bit_offset());
+        }
+        if !name.is_empty() {
+            return None;
+        }
+        match btf.resolve_chained_type(m).ok()? {
+            Type::Struct(inner) | Type::Union(inner) => {
+                member_bit_offset(btf, &inner, member).map(|bits| m.bit_offset() + bits)
+            }
+            _ => None,
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reads the build machine's own kernel BTF: every kernel Vigie supports has it.
+    #[test]
+    fn offsets_of_this_kernel_are_found_and_plausible() {
+        let offsets = from_btf(Path::new(VMLINUX_BTF)).unwrap();
+        assert!(offsets.task_struct_pid < offsets.task_struct_tgid + 8);
+        assert!(offsets.mm_struct_arg_start < offsets.mm_struct_arg_end);
+        assert_ne!(offsets.task_struct_files, 0);
+        assert_ne!(offsets.mm_struct_exe_file, 0);
+    }
+
+    #[test]
+    fn a_missing_btf_file_is_named() {
+        let err = from_btf(Path::new("/nonexistent/vmlinux")).unwrap_err().to_string();
+        assert!(err.contains("/nonexistent/vmlinux"), "{err}");
+    }
+}

@@ -1,0 +1,51 @@
+//! `vigie`: the agent. See the README for what it watches and what it prints.
+
+mod agent;
+mod cli;
+mod config;
+mod correlate;
+mod decode;
+mod ecs;
+mod error;
+mod kernel_offsets;
+mod output;
+mod pipeline;
+mod process_table;
+mod profiles;
+mod secret_catalog;
+mod sensor;
+mod system;
+mod taint;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::{
+    cli::{Cli, Command},
+    config::Settings,
+};
+
+/// Exit code for every error that stops the agent (usage errors from clap use it too).
+const EXIT_ERROR: u8 = 2;
+
+fn main() -> ExitCode {
+    let Cli { command } = Cli::parse();
+    let Command::Run(args) = command;
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("vigie: {err:?}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+fn run(args: cli::RunArgs) -> Result<(), error::Error> {
+    let settings = Settings::from_args(args)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| error::Error::system("starting the async runtime", e))?;
+    runtime.block_on(agent::run(settings))
+}

@@ -1,0 +1,153 @@
+//! Loading the kernel programs, filling their maps, attaching them — and, by dropping
+//! [`Sensor`], detaching everything again.
+
+use std::{
+    fs::File,
+    path::{Path, PathBuf},
+};
+
+use aya::{
+    maps::{HashMap, MapData, PerCpuArray, RingBuf},
+    programs::{CgroupAttachMode, CgroupSockAddr, Program, ProgramError, RawTracePoint, TracePoint},
+    Ebpf, EbpfLoader,
+};
+use sensor_common::{counter, kernel_offsets::KERNEL_OFFSETS_GLOBAL, map_name, FileId, KernelOffsets};
+
+use crate::{error::Error, secret_catalog::SecretCatalog, system};
+
+/// The eBPF object built by `build.rs` (empty when bpf-linker was missing).
+static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/vigie"));
+
+/// Classic tracepoints: program → the (category, tracepoint) pairs it is attached to.
+const TRACEPOINTS: [(&str, &[(&str, &str)]); 4] = [
+    ("sched_process_exec", &[("sched", "sched_process_exec")]),
+    ("sched_process_exit", &[("sched", "sched_process_exit")]),
+    (
+        "sys_exit_open",
+        &[("syscalls", "sys_exit_open"), ("syscalls", "sys_exit_openat"), ("syscalls", "sys_exit_openat2")],
+    ),
+    ("inet_sock_set_state", &[("sock", "inet_sock_set_state")]),
+];
+/// Raw tracepoints: (program, tracepoint).
+const RAW_TRACEPOINTS: [(&str, &str); 1] = [("sched_process_fork", "sched_process_fork")];
+/// cgroup socket-address hooks, attached to the cgroup v2 root.
+const CGROUP_SOCK_ADDR: [&str; 4] = ["udp_sendmsg4", "udp_sendmsg6", "udp_connect4", "udp_connect6"];
+
+/// What the kernel programs are told at load time.
+pub struct SensorSpec<'a> {
+    pub offsets: KernelOffsets,
+    pub secrets: &'a SecretCatalog,
+    pub allowed_exes: &'a [FileId],
+    pub ring_buffer_bytes: u32,
+}
+
+/// The loaded, attached programs. Dropping it detaches them all.
+pub struct Sensor {
+    ebpf: Ebpf,
+    /// Where the cgroup programs are attached, for the start-up report.
+    pub cgroup_root: PathBuf,
+}
+
+impl Sensor {
+    /// Loads the object, fills the watch list and attaches every program.
+    pub fn load(spec: &SensorSpec<'_>) -> Result<Self, Error> {
+        if EBPF_OBJECT.is_empty() {
+            return Err(Error::NoEbpfObject);
+        }
+        system::check_bpf_permission()?;
+        system::ensure_tracefs()?;
+        let mut ebpf = EbpfLoader::new()
+            .override_global(KERNEL_OFFSETS_GLOBAL, &spec.offsets, true)
+            .map_max_entries(map_name::EVENTS, spec.ring_buffer_bytes)
+            .load(EBPF_OBJECT)?;
+        fill_watch_list(&mut ebpf, spec)?;
+        attach_tracepoints(&mut ebpf)?;
+        let cgroup_root = system::cgroup2_root()?;
+        attach_cgroup_programs(&mut ebpf, &cgroup_root)?;
+        Ok(Self { ebpf, cgroup_root })
+    }
+
+    /// Takes the ring buffer the programs write records into.
+    pub fn take_events(&mut self) -> Result<RingBuf<MapData>, Error> {
+        let map = self.ebpf.take_map(map_name::EVENTS).ok_or(Error::Map {
+            map: map_name::EVENTS,
+            source: aya::maps::MapError::InvalidName { name: map_name::EVENTS.to_owned() },
+        })?;
+        RingBuf::try_from(map).map_err(|source| Error::Map { map: map_name::EVENTS, source })
+    }
+
+    /// Events the kernel could not hand over since load, summed over CPUs.
+    pub fn events_lost(&self) -> Result<u64, Error> {
+        let error = |source| Error::Map { map: map_name::COUNTERS, source };
+        let map = self.ebpf.map(map_name::COUNTERS).ok_or_else(|| error(missing(map_name::COUNTERS)))?;
+        let counters: PerCpuArray<_, u64> = PerCpuArray::try_from(map).map_err(error)?;
+        let per_cpu = counters.get(&counter::EVENTS_LOST, 0).map_err(error)?;
+        Ok(per_cpu.iter().sum())
+    }
+}
+
+fn missing(name: &str) -> aya::maps::MapError {
+    aya::maps::MapError::InvalidName { name: name.to_owned() }
+}
+
+fn fill_watch_list(ebpf: &mut Ebpf, spec: &SensorSpec<'_>) -> Result<(), Error> {
+    let error = |map| move |source| Error::Map { map, source };
+    let map = ebpf
+        .map_mut(map_name::SECRETS)
+        .ok_or_else(|| error(map_name::SECRETS)(missing(map_name::SECRETS)))?;
+    let mut secrets: HashMap<_, FileId, u32> = HashMap::try_from(map).map_err(error(map_name::SECRETS))?;
+    for (id, secret) in spec.secrets.iter() {
+        secrets.insert(secret.id, id, 0).map_err(error(map_name::SECRETS))?;
+    }
+    let map = ebpf
+        .map_mut(map_name::ALLOWED_EXES)
+        .ok_or_else(|| error(map_name::ALLOWED_EXES)(missing(map_name::ALLOWED_EXES)))?;
+    let mut allowed: HashMap<_, FileId, u8> =
+        HashMap::try_from(map).map_err(error(map_name::ALLOWED_EXES))?;
+    for exe in spec.allowed_exes {
+        allowed.insert(exe, 1, 0).map_err(error(map_name::ALLOWED_EXES))?;
+    }
+    Ok(())
+}
+
+fn program_error(program: &'static str) -> impl Fn(ProgramError) -> Error {
+    move |source| Error::Program { program, source }
+}
+
+/// The program called `name`, as program type `P`.
+fn program<'a, P>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut P, Error>
+where
+    &'a mut P: TryFrom<&'a mut Program, Error = ProgramError>,
+{
+    let program = ebpf
+        .program_mut(name)
+        .ok_or(Error::Program { program: name, source: ProgramError::UnexpectedProgramType })?;
+    program.try_into().map_err(program_error(name))
+}
+
+fn attach_tracepoints(ebpf: &mut Ebpf) -> Result<(), Error> {
+    for (name, targets) in TRACEPOINTS {
+        let program: &mut TracePoint = program(ebpf, name)?;
+        program.load().map_err(program_error(name))?;
+        for (category, tracepoint) in targets {
+            program.attach(category, tracepoint).map_err(program_error(name))?;
+        }
+    }
+    for (name, tracepoint) in RAW_TRACEPOINTS {
+        let program: &mut RawTracePoint = program(ebpf, name)?;
+        program.load().map_err(program_error(name))?;
+        program.attach(tracepoint).map_err(program_error(name))?;
+    }
+    Ok(())
+}
+
+fn attach_cgroup_programs(ebpf: &mut Ebpf, root: &Path) -> Result<(), Error> {
+    let cgroup =
+        File::open(root).map_err(|e| Error::system(format!("opening cgroup {}", root.display()), e))?;
+    for name in CGROUP_SOCK_ADDR {
+        let program: &mut CgroupSockAddr = program(ebpf, name)?;
+        program.load().map_err(program_error(name))?;
+        program.attach(&cgroup, CgroupAttachMode::Single).map_err(program_error(name))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,91 @@
+//! Facts about this host the agent needs: privileges, mounts, names and clocks.
+
+use std::{fs, io, path::PathBuf};
+
+use crate::error::Error;
+
+/// Capability bits (from `linux/capability.h`) that allow loading BPF programs.
+const CAP_SYS_ADMIN: u32 = 21;
+const CAP_PERFMON: u32 = 38;
+const CAP_BPF: u32 = 39;
+
+/// Fails early, with a clear message, when the process cannot load BPF programs.
+pub fn check_bpf_permission() -> Result<(), Error> {
+    let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let effective = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .unwrap_or(0);
+    let has = |cap: u32| effective & (1 << cap) != 0;
+    if has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON)) {
+        Ok(())
+    } else {
+        Err(Error::NoBpfPermission)
+    }
+}
+
+/// Mounts tracefs when it is not there: tracepoints are attached through it.
+pub fn ensure_tracefs() -> Result<(), Error> {
+    const TRACEFS: &str = "/sys/kernel/tracing";
+    if fs::metadata(format!("{TRACEFS}/events")).is_ok() {
+        return Ok(());
+    }
+    mount("tracefs", TRACEFS).map_err(|e| Error::system(format!("mounting tracefs at {TRACEFS}"), e))
+}
+
+fn mount(fstype: &str, target: &str) -> io::Result<()> {
+    let c = |s: &str| std::ffi::CString::new(s).map_err(io::Error::other);
+    let (source, target, fstype) = (c(fstype)?, c(target)?, c(fstype)?);
+    // SAFETY: valid NUL-terminated strings; no data argument.
+    let rc = unsafe { libc::mount(source.as_ptr(), target.as_ptr(), fstype.as_ptr(), 0, std::ptr::null()) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// The cgroup v2 mount point (`/sys/fs/cgroup` or, on hybrid hosts, `/sys/fs/cgroup/unified`).
+pub fn cgroup2_root() -> Result<PathBuf, Error> {
+    let mounts =
+        fs::read_to_string("/proc/self/mounts").map_err(|e| Error::system("reading /proc/self/mounts", e))?;
+    mounts
+        .lines()
+        .map(|line| line.split_whitespace().collect::<Vec<_>>())
+        .find(|fields| fields.get(2) == Some(&"cgroup2"))
+        .and_then(|fields| fields.get(1).map(PathBuf::from))
+        .ok_or_else(|| Error::system("finding the cgroup v2 mount", io::Error::from(io::ErrorKind::NotFound)))
+}
+
+/// This host's name, for `host.name`.
+pub fn hostname() -> String {
+    fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_owned()).unwrap_or_default()
+}
+
+/// A short id of this boot, so process entity ids do not collide across reboots.
+pub fn boot_id() -> String {
+    fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().chars().filter(char::is_ascii_hexdigit).take(8).collect())
+        .unwrap_or_default()
+}
+
+/// Reads a clock, in nanoseconds.
+fn clock_ns(clock: libc::clockid_t) -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid out-pointer.
+    unsafe { libc::clock_gettime(clock, &raw mut ts) };
+    u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
+}
+
+/// Wall-clock time of boot, in ns since the epoch: adds to `bpf_ktime_get_ns` values.
+pub fn boot_wall_ns() -> u64 {
+    clock_ns(libc::CLOCK_REALTIME).saturating_sub(clock_ns(libc::CLOCK_MONOTONIC))
+}
+
+/// Nanoseconds per clock tick of `/proc/PID/stat` times.
+pub fn ns_per_tick() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    1_000_000_000 / u64::try_from(hz).unwrap_or(100).max(1)
+}

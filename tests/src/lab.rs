@@ -1,0 +1,122 @@
+//! One test's world: a secret, a remote host, the actor and a copy of it for barriers.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{ensure, Context, Result};
+use tempfile::TempDir;
+
+use crate::{alert, Actor, RemoteHost, Sensor, ALERT_TIMEOUT};
+
+/// A fake credential; its content never matters and is never printed.
+const SECRET_CONTENT: &str = "aws_secret_access_key = vigie-test-not-a-real-key\n";
+
+/// A private temporary directory holding a secret file and a copy of the actor, plus a
+/// [`RemoteHost`]. Everything is removed on drop.
+pub struct Lab {
+    _dir: TempDir,
+    root: PathBuf,
+    secret: PathBuf,
+    actor_exe: PathBuf,
+    control_exe: PathBuf,
+    remote: RemoteHost,
+}
+
+impl Lab {
+    /// Builds the lab around the actor at `actor_exe` (pass [`crate::actor_exe!`]).
+    ///
+    /// # Errors
+    /// When the files cannot be written or the remote host cannot be set up (needs root).
+    pub fn new(actor_exe: impl AsRef<Path>) -> Result<Self> {
+        let dir = tempfile::Builder::new().prefix("vigie-it-").tempdir()?;
+        // Paths as the kernel reports them, so that comparisons do not trip on symlinks.
+        let root = dir.path().canonicalize()?;
+        let secret = root.join("credentials");
+        fs::write(&secret, SECRET_CONTENT)?;
+        let actor_exe = actor_exe.as_ref().canonicalize().context("find vigie-actor")?;
+        // A distinct file (not a link): another path and inode, so never an allowed reader.
+        let control_exe = root.join("control-actor");
+        fs::copy(&actor_exe, &control_exe).context("copy vigie-actor")?;
+        let remote = RemoteHost::start(&actor_exe)?;
+        Ok(Lab { _dir: dir, root, secret, actor_exe, control_exe, remote })
+    }
+
+    /// The watched secret's path, exactly as given to the sensor.
+    #[must_use]
+    pub fn secret(&self) -> &Path {
+        &self.secret
+    }
+
+    /// A private directory for the test's own files (links, configs), removed on drop.
+    #[must_use]
+    pub fn dir(&self) -> &Path {
+        &self.root
+    }
+
+    /// The remote host the actor may send to.
+    #[must_use]
+    pub fn remote(&self) -> &RemoteHost {
+        &self.remote
+    }
+
+    /// The actor binary's canonical path (for `--allow-reader`).
+    #[must_use]
+    pub fn actor_exe(&self) -> &Path {
+        &self.actor_exe
+    }
+
+    /// A run of the actor binary.
+    pub fn actor(&self) -> Actor {
+        Actor::new(&self.actor_exe)
+    }
+
+    /// Starts `vigie run --profile none --secret <secret> --output -`.
+    ///
+    /// # Errors
+    /// See [`Sensor::start`].
+    pub fn sensor(&self) -> Result<Sensor> {
+        self.sensor_with::<&str>(&[])
+    }
+
+    /// [`Lab::sensor`] with `extra` arguments appended.
+    ///
+    /// # Errors
+    /// See [`Sensor::start`].
+    pub fn sensor_with<S: AsRef<OsStr>>(&self, extra: &[S]) -> Result<Sensor> {
+        let mut args: Vec<&OsStr> = ["run", "--profile", "none", "--secret"].iter().map(OsStr::new).collect();
+        args.push(self.secret.as_os_str());
+        args.extend(["--output", "-"].iter().map(OsStr::new));
+        args.extend(extra.iter().map(AsRef::as_ref));
+        Sensor::start(&args)
+    }
+
+    /// Returns once the sensor has handled every event that happened before the call: a copy
+    /// of the actor reads the secret and connects to the remote host, and its alert comes
+    /// back. The kernel's ring buffer is ordered, so earlier events were decoded first.
+    ///
+    /// # Errors
+    /// When the control alert does not arrive within [`ALERT_TIMEOUT`].
+    pub fn barrier(&self, sensor: &Sensor) -> Result<()> {
+        let control = Actor::new(&self.control_exe)
+            .read(&self.secret)
+            .tcp(self.remote.tcp_v4())
+            .run()
+            .context("barrier: run the control actor")?;
+        sensor
+            .expect(alert::is_exfiltration_by(control.pid), ALERT_TIMEOUT)
+            .context("barrier: the control actor's alert did not come")?;
+        Ok(())
+    }
+
+    /// Passes the barrier, then fails if any exfiltration alert names `pid`.
+    ///
+    /// # Errors
+    /// When the barrier fails or such an alert was printed.
+    pub fn assert_no_alert_for(&self, sensor: &Sensor, pid: u32) -> Result<()> {
+        self.barrier(sensor)?;
+        let alerts = sensor.lines_matching(alert::is_exfiltration_by(pid));
+        ensure!(alerts.is_empty(), "unexpected alerts for pid {pid}: {alerts:#?}");
+        Ok(())
+    }
+}

@@ -1,0 +1,191 @@
+//! A running `vigie` whose JSON lines the test can wait on.
+
+use std::cell::RefCell;
+use std::ffi::OsStr;
+use std::fmt;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::Value;
+
+use crate::alert;
+use crate::line_reader::{snapshot, spawn_collector, spawn_line_reader};
+
+/// How long the sensor may take to load and attach its programs.
+pub const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long it may take to exit after SIGTERM before it is killed.
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The `vigie` binary: `$VIGIE_BIN` (set by `cargo xtask test`), else `target/debug/vigie`.
+#[must_use]
+pub fn vigie_bin() -> PathBuf {
+    std::env::var_os("VIGIE_BIN").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/vigie"),
+        PathBuf::from,
+    )
+}
+
+/// `vigie` running in the foreground; every stdout line it printed is kept, in order.
+/// Dropping it sends SIGTERM, then SIGKILL if it has not exited within a few seconds.
+pub struct Sensor {
+    child: Option<Child>,
+    incoming: Receiver<String>,
+    seen: RefCell<Vec<Value>>,
+    stderr: Arc<Mutex<String>>,
+    stderr_reader: Option<JoinHandle<()>>,
+}
+
+impl Sensor {
+    /// Starts `vigie ARGS` and waits for its `sensor-started` line.
+    ///
+    /// # Errors
+    /// When the binary is missing, exits, or does not start within [`START_TIMEOUT`]; the
+    /// error quotes its stderr.
+    pub fn start<S: AsRef<OsStr>>(args: &[S]) -> Result<Self> {
+        let bin = vigie_bin();
+        let mut child = Command::new(&bin)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("start {} (build it, or set VIGIE_BIN)", bin.display()))?;
+        let (incoming, _) = spawn_line_reader(child.stdout.take().context("stdout")?);
+        let (stderr, stderr_reader) = spawn_collector(child.stderr.take().context("stderr")?);
+        let mut sensor = Sensor {
+            child: Some(child),
+            incoming,
+            seen: RefCell::new(Vec::new()),
+            stderr,
+            stderr_reader: Some(stderr_reader),
+        };
+        if let Err(failure) = sensor.wait_for(alert::is_sensor_started, START_TIMEOUT) {
+            let status = sensor.shutdown();
+            bail!("vigie did not report sensor-started: {failure} (exit: {status:?})\n{}", sensor.report());
+        }
+        Ok(sensor)
+    }
+
+    /// Waits until a line matching `matches` has been printed (now or earlier) and returns it.
+    ///
+    /// # Errors
+    /// When `timeout` passes first or the sensor closes its output; the error shows the last
+    /// lines and the sensor's stderr.
+    pub fn expect(&self, matches: impl Fn(&Value) -> bool, timeout: Duration) -> Result<Value> {
+        self.wait_for(matches, timeout).map_err(|failure| anyhow!("{failure}\n{}", self.report()))
+    }
+
+    fn wait_for(&self, matches: impl Fn(&Value) -> bool, timeout: Duration) -> Result<Value, WaitFailure> {
+        if let Some(line) = self.seen.borrow().iter().find(|line| matches(line)) {
+            return Ok(line.clone());
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let wait = deadline.saturating_duration_since(Instant::now());
+            let line = match self.incoming.recv_timeout(wait) {
+                Ok(line) => parse(&line),
+                Err(RecvTimeoutError::Timeout) => return Err(WaitFailure::Timeout(timeout)),
+                Err(RecvTimeoutError::Disconnected) => return Err(WaitFailure::Closed),
+            };
+            self.seen.borrow_mut().push(line.clone());
+            if matches(&line) {
+                return Ok(line);
+            }
+        }
+    }
+
+    /// Every line printed so far, in order (lines that are not JSON appear as strings).
+    #[must_use]
+    pub fn lines(&self) -> Vec<Value> {
+        let mut seen = self.seen.borrow_mut();
+        seen.extend(self.incoming.try_iter().map(|line| parse(&line)));
+        seen.clone()
+    }
+
+    /// The lines printed so far that match `matches`.
+    #[must_use]
+    pub fn lines_matching(&self, matches: impl Fn(&Value) -> bool) -> Vec<Value> {
+        self.lines().into_iter().filter(|line| matches(line)).collect()
+    }
+
+    /// What the sensor wrote to stderr so far.
+    #[must_use]
+    pub fn stderr(&self) -> String {
+        snapshot(&self.stderr)
+    }
+
+    /// Sends SIGTERM and returns how the sensor exited.
+    ///
+    /// # Errors
+    /// When it had to be killed or could not be waited for.
+    pub fn stop(mut self) -> Result<ExitStatus> {
+        self.shutdown().context("vigie did not exit after SIGTERM and was killed")
+    }
+
+    /// SIGTERM, wait for stdout to close, SIGKILL if it takes too long; `None` if killed.
+    fn shutdown(&mut self) -> Option<ExitStatus> {
+        let mut child = self.child.take()?;
+        let pid = libc::pid_t::try_from(child.id()).ok()?;
+        // SAFETY: plain syscall on our own child, not yet reaped, so the pid is still ours.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        let exited = loop {
+            let wait = deadline.saturating_duration_since(Instant::now());
+            match self.incoming.recv_timeout(wait) {
+                Ok(line) => self.seen.borrow_mut().push(parse(&line)),
+                Err(RecvTimeoutError::Disconnected) => break true,
+                Err(RecvTimeoutError::Timeout) => break false,
+            }
+        };
+        if !exited {
+            let _ = child.kill();
+        }
+        let status = child.wait().ok();
+        if let Some(reader) = self.stderr_reader.take() {
+            let _ = reader.join();
+        }
+        status.filter(|_| exited)
+    }
+
+    fn report(&self) -> String {
+        let lines = self.lines();
+        let tail: Vec<String> = lines.iter().rev().take(20).rev().map(Value::to_string).collect();
+        format!(
+            "vigie printed {} lines, last ones:\n{}\nvigie stderr:\n{}",
+            lines.len(),
+            tail.join("\n"),
+            self.stderr()
+        )
+    }
+}
+
+impl Drop for Sensor {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Why a wait for a line ended without one.
+#[derive(Debug)]
+enum WaitFailure {
+    Timeout(Duration),
+    Closed,
+}
+
+impl fmt::Display for WaitFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WaitFailure::Timeout(timeout) => write!(f, "no matching line within {timeout:?}"),
+            WaitFailure::Closed => f.write_str("vigie closed its output (exited?)"),
+        }
+    }
+}
+
+fn parse(line: &str) -> Value {
+    serde_json::from_str(line).unwrap_or_else(|_| Value::String(line.to_owned()))
+}

@@ -1,0 +1,116 @@
+//! Bad input is refused with exit code 2 and a message that names the problem; never a panic.
+
+use std::fs;
+use std::path::Path;
+
+use anyhow::Result;
+use integration_tests::cli::{run_vigie, Exit};
+use tempfile::TempDir;
+
+/// The uid and gid of `nobody`.
+const NOBODY: (u32, u32) = (65534, 65534);
+
+/// A directory with an ordinary file to pass as `--secret`, so only the flaw under test is wrong.
+fn workdir() -> Result<(TempDir, String)> {
+    let dir = tempfile::tempdir()?;
+    let secret = dir.path().join("credentials");
+    fs::write(&secret, "not a real key\n")?;
+    Ok((dir, secret.to_string_lossy().into_owned()))
+}
+
+fn assert_refused(exit: &Exit, names: &[&str]) {
+    assert_eq!(exit.code, Some(2), "{exit:#?}");
+    assert!(!exit.panicked(), "{exit:#?}");
+    for name in names {
+        assert!(exit.stderr.contains(name), "stderr does not name {name:?}: {exit:#?}");
+    }
+}
+
+/// The message points at the line: `line 3` or `PATH:3`.
+fn assert_names_line(exit: &Exit, config: &Path, line: u32) {
+    let at_path = format!("{}:{line}", config.display());
+    assert!(
+        exit.stderr.contains(&format!("line {line}")) || exit.stderr.contains(&at_path),
+        "stderr does not name line {line}: {exit:#?}"
+    );
+}
+
+fn run_with_config(config: &Path) -> Result<Exit> {
+    run_vigie(&["run".as_ref(), "--config".as_ref(), config.as_os_str()], None)
+}
+
+#[test]
+fn unknown_flag_is_named() -> Result<()> {
+    let (_dir, secret) = workdir()?;
+    let exit = run_vigie(&["run", "--profile", "none", "--secret", &secret, "--no-such-flag"], None)?;
+    assert_refused(&exit, &["--no-such-flag"]);
+    Ok(())
+}
+
+#[test]
+fn malformed_trusted_nets_are_named() -> Result<()> {
+    let (_dir, secret) = workdir()?;
+    for cidr in ["10.0.0.0/33", "nonsense"] {
+        let args = ["run", "--profile", "none", "--secret", &secret, "--trusted-net", cidr];
+        assert_refused(&run_vigie(&args, None)?, &[cidr]);
+    }
+    Ok(())
+}
+
+#[test]
+fn missing_config_file_is_named() -> Result<()> {
+    let (dir, _) = workdir()?;
+    let config = dir.path().join("no-such-config.toml");
+    let exit = run_with_config(&config)?;
+    assert_refused(&exit, &[&config.to_string_lossy()]);
+    Ok(())
+}
+
+#[test]
+fn unreadable_config_file_is_named() -> Result<()> {
+    // A directory: unreadable as a file even for root, who ignores permission bits.
+    let (dir, _) = workdir()?;
+    let config = dir.path().join("config.toml");
+    fs::create_dir(&config)?;
+    let exit = run_with_config(&config)?;
+    assert_refused(&exit, &[&config.to_string_lossy()]);
+    Ok(())
+}
+
+/// A config whose third line is `bad_line`, which mentions `field`.
+fn assert_config_line_refused(bad_line: &str, field: &str) -> Result<()> {
+    let (dir, secret) = workdir()?;
+    let config = dir.path().join("vigie.toml");
+    let text = format!("profiles = [\"none\"]\nsecrets = [\"{secret}\"]\n{bad_line}\n");
+    fs::write(&config, text)?;
+    let exit = run_with_config(&config)?;
+    assert_refused(&exit, &[&config.to_string_lossy(), field]);
+    assert_names_line(&exit, &config, 3);
+    Ok(())
+}
+
+#[test]
+fn unknown_config_field_is_named_with_its_line() -> Result<()> {
+    assert_config_line_refused("exfil_mode = \"loud\"", "exfil_mode")
+}
+
+#[test]
+fn mistyped_config_field_is_named_with_its_line() -> Result<()> {
+    assert_config_line_refused("trusted_nets = 42", "trusted_nets")
+}
+
+#[test]
+#[ignore = "needs root (to drop to an unprivileged uid): run with cargo xtask test"]
+fn unprivileged_user_is_told_about_permissions() -> Result<()> {
+    let (dir, secret) = workdir()?;
+    // The unprivileged user must be able to reach the secret: only BPF may be the problem.
+    std::os::unix::fs::chown(dir.path(), Some(NOBODY.0), Some(NOBODY.1))?;
+    let exit = run_vigie(&["run", "--profile", "none", "--secret", &secret], Some(NOBODY))?;
+    assert_refused(&exit, &[]);
+    let stderr = exit.stderr.to_lowercase();
+    assert!(
+        ["permission", "root", "cap_bpf"].iter().any(|word| stderr.contains(word)),
+        "stderr does not say why: {exit:#?}"
+    );
+    Ok(())
+}

@@ -1,0 +1,44 @@
+//! What must stay quiet: sending without having read a secret, sending to a trusted address
+//! (loopback by default), and an allowed reader. Each check ends with the lab's barrier, so
+//! "no alert" means "none by the time a later alert had come", never "none after a sleep".
+
+use std::net::TcpListener;
+
+use anyhow::Result;
+use integration_tests::{actor_exe, Lab};
+
+#[test]
+#[ignore = "needs root and BPF: run with cargo xtask test"]
+fn connect_without_reading_a_secret_raises_no_alert() -> Result<()> {
+    let lab = Lab::new(actor_exe!())?;
+    let sensor = lab.sensor()?;
+
+    let run = lab.actor().tcp(lab.remote().tcp_v4()).run()?;
+
+    lab.assert_no_alert_for(&sensor, run.pid)
+}
+
+#[test]
+#[ignore = "needs root and BPF: run with cargo xtask test"]
+fn read_then_connect_to_loopback_raises_no_alert() -> Result<()> {
+    let lab = Lab::new(actor_exe!())?;
+    let sensor = lab.sensor()?;
+    let loopback = TcpListener::bind("127.0.0.1:0")?;
+
+    let run = lab.actor().read(lab.secret()).tcp(loopback.local_addr()?).run()?;
+
+    lab.assert_no_alert_for(&sensor, run.pid)
+}
+
+#[test]
+#[ignore = "needs root and BPF: run with cargo xtask test"]
+fn allowed_reader_raises_no_alert() -> Result<()> {
+    let lab = Lab::new(actor_exe!())?;
+    let allowed = lab.actor_exe().as_os_str().to_owned();
+    let sensor = lab.sensor_with(&["--allow-reader".as_ref(), allowed.as_os_str()])?;
+
+    let run = lab.actor().read(lab.secret()).tcp(lab.remote().tcp_v4()).run()?;
+
+    // The barrier's control actor is a copy at another path, so it is not allowed.
+    lab.assert_no_alert_for(&sensor, run.pid)
+}

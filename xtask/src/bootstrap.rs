@@ -1,0 +1,39 @@
+//! `cargo xtask bootstrap`: check, and install when missing, everything building and
+//! testing Vigie needs. Idempotent and fast when all is in place; prints one line per
+//! thing it found or did.
+//!
+//! Other tasks call the parts they need: `build` only the toolchain, `run` the toolchain
+//! and mounts, `test` everything.
+
+mod bpf_linker;
+mod mounts;
+mod packages;
+mod toolchain;
+
+use anyhow::Result;
+
+use crate::privilege;
+
+/// Every step: toolchain, mounts, test commands.
+pub fn all() -> Result<()> {
+    toolchain()?;
+    let root = privilege::is_root()?;
+    mounts::ensure(root)?;
+    packages::ensure(root)
+}
+
+/// What compiling needs: nightly with rust-src, and bpf-linker built on its LLVM.
+pub fn toolchain() -> Result<()> {
+    let nightly = toolchain::ensure()?;
+    bpf_linker::ensure(&nightly.sysroot)
+}
+
+/// What loading and attaching programs needs: tracefs and bpffs.
+pub fn mounts() -> Result<()> {
+    mounts::ensure(privilege::is_root()?)
+}
+
+/// One progress line, on stderr so it never mixes with a tool's stdout.
+fn say(message: &str) {
+    eprintln!("[bootstrap] {message}");
+}

@@ -1,0 +1,102 @@
+//! Commands the integration tests run, installed from Debian when missing.
+
+use std::env;
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+
+use super::say;
+use crate::command::{self, tool};
+
+/// (command the tests run, Debian package that provides it). Add new test tools here.
+const REQUIRED_COMMANDS: &[(&str, &str)] =
+    &[("ip", "iproute2"), ("curl", "curl"), ("socat", "socat"), ("python3", "python3")];
+
+/// Reports each required command; as root, apt-installs the packages of missing ones.
+pub fn ensure(root: bool) -> Result<()> {
+    let path = command::search_path()?;
+    let mut missing = Vec::new();
+    for required @ (name, _) in REQUIRED_COMMANDS {
+        match find_command(name, &path) {
+            Some(found) => say(&format!("command {name}: {}", found.display())),
+            None => missing.push(required),
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+
+    let packages = packages_for(&missing);
+    let names = missing.iter().map(|(name, _)| *name).collect::<Vec<_>>();
+    if !root {
+        say(&format!(
+            "missing commands {}: not root, so not installing; run \
+             `apt-get install {}` or bootstrap as root",
+            names.join(", "),
+            packages.join(" ")
+        ));
+        return Ok(());
+    }
+
+    say(&format!("missing commands {}: installing {}", names.join(", "), packages.join(" ")));
+    command::run(apt_get()?.arg("update"))?;
+    command::run(apt_get()?.args(["install", "-y", "--no-install-recommends"]).args(&packages))?;
+
+    let still_missing = missing_commands(&path);
+    if !still_missing.is_empty() {
+        let names = still_missing.iter().map(|(name, _)| *name).collect::<Vec<_>>();
+        bail!("commands still missing after apt-get install: {}", names.join(", "));
+    }
+    say(&format!("installed {}", packages.join(" ")));
+    Ok(())
+}
+
+fn apt_get() -> Result<std::process::Command> {
+    let mut apt_get = tool("apt-get")?;
+    apt_get.arg("-q"); // no progress bars in CI logs
+    apt_get.env("DEBIAN_FRONTEND", "noninteractive");
+    Ok(apt_get)
+}
+
+fn missing_commands(path: &OsStr) -> Vec<&'static (&'static str, &'static str)> {
+    REQUIRED_COMMANDS.iter().filter(|(name, _)| find_command(name, path).is_none()).collect()
+}
+
+/// The packages providing `commands`, each once, in table order.
+fn packages_for(commands: &[&(&str, &'static str)]) -> Vec<&'static str> {
+    let mut packages = Vec::new();
+    for (_, package) in commands {
+        if !packages.contains(package) {
+            packages.push(*package);
+        }
+    }
+    packages
+}
+
+/// The first executable file called `name` in the directories of `path`, like `which`.
+fn find_command(name: &str, path: &OsStr) -> Option<PathBuf> {
+    env::split_paths(path).map(|dir| dir.join(name)).find(|candidate| {
+        fs::metadata(candidate).is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{find_command, packages_for};
+
+    #[test]
+    fn each_package_once_in_order() {
+        let commands = [&("a", "pkg-a"), &("b", "pkg-b"), &("c", "pkg-a")];
+        assert_eq!(packages_for(&commands), ["pkg-a", "pkg-b"]);
+    }
+
+    #[test]
+    fn finds_only_executables_on_path() {
+        let path = std::ffi::OsString::from("/nonexistent:/bin:/usr/bin");
+        assert!(find_command("sh", &path).is_some());
+        assert!(find_command("definitely-not-a-command-vigie", &path).is_none());
+    }
+}

@@ -1,0 +1,60 @@
+//! Vigie's developer tasks, run as `cargo xtask <task>` (alias in `.cargo/config.toml`).
+//!
+//! Building Vigie needs a nightly toolchain, bpf-linker built against that nightly's LLVM
+//! and, for the kernel tests, root plus a few mounts and commands: this crate keeps those
+//! steps in one place so CI and newcomers run the same thing.
+
+mod bootstrap;
+mod build;
+mod command;
+mod privilege;
+mod run;
+mod test;
+mod workspace;
+
+use std::ffi::OsString;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "Vigie's developer tasks: bootstrap the BPF toolchain, build, run, test")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Check or install what builds and tests need: nightly + rust-src, bpf-linker,
+    /// tracefs/bpffs mounts and the commands the integration tests use. Idempotent.
+    Bootstrap,
+    /// Build the `vigie` binary; its build script builds the eBPF programs.
+    Build {
+        /// Build with the release profile.
+        #[arg(long)]
+        release: bool,
+    },
+    /// Build in release and run `vigie run ARGS...` in the foreground (needs root).
+    Run {
+        /// Arguments passed to `vigie run`, after `--`.
+        #[arg(last = true)]
+        args: Vec<OsString>,
+    },
+    /// Everything CI checks: bootstrap, fmt, clippy, build, then all tests including the
+    /// privileged ones (needs root).
+    Test {
+        /// Arguments passed to the test binaries, after `--` (e.g. a name filter).
+        #[arg(last = true)]
+        args: Vec<OsString>,
+    },
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().task {
+        Task::Bootstrap => bootstrap::all(),
+        Task::Build { release } => build::run(build::Profile::from_release_flag(release)),
+        Task::Run { args } => run::run(&args),
+        Task::Test { args } => test::run(&args),
+    }
+}
