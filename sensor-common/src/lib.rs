@@ -4,6 +4,10 @@
 //! maps and the ring buffer, the agent reads them back, and both must agree to the byte.
 //! The `user` feature adds `aya::Pod` so the agent can use them as map keys and values.
 #![no_std]
+#![expect(
+    clippy::pub_underscore_fields,
+    reason = "explicit padding is public so both sides build whole records"
+)]
 
 pub mod event;
 pub mod kernel_offsets;

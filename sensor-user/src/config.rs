@@ -40,14 +40,22 @@ impl ConfigFile {
             let before = &text[..offset.min(text.len())];
             let line = before.matches('\n').count() + 1;
             let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-            Error::ConfigInvalid {
-                path: path.to_owned(),
-                line,
-                column,
-                message: err.message().replace('\n', " "),
+            let mut message = err.message().replace('\n', " ");
+            if let Some(field) = field_at(text, line).filter(|field| !message.contains(field)) {
+                message = format!("field `{field}`: {message}");
             }
+            Error::ConfigInvalid { path: path.to_owned(), line, column, message }
         })
     }
+}
+
+/// The key being assigned at `line` (1-based), looking back over a multi-line value.
+fn field_at(text: &str, line: usize) -> Option<&str> {
+    text.lines().take(line).collect::<Vec<_>>().into_iter().rev().find_map(|l| {
+        let (key, _) = l.split_once('=')?;
+        let key = key.trim();
+        key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_').then_some(key).filter(|k| !k.is_empty())
+    })
 }
 
 /// Where alert lines go.
@@ -165,6 +173,7 @@ mod tests {
         let err = parse("secrets = \"/etc/shadow\"\n").unwrap_err().to_string();
         assert!(err.contains("line 1"), "{err}");
         assert!(err.contains("sequence"), "{err}");
+        assert!(err.contains("field `secrets`"), "{err}");
     }
 
     #[test]

@@ -99,7 +99,8 @@ mod tests {
     /// The bytes of a record, as the kernel writes them.
     fn bytes_of<T>(record: &T) -> Vec<u8> {
         // SAFETY: records are `#[repr(C)]` with explicit padding, so every byte is initialised.
-        unsafe { std::slice::from_raw_parts((record as *const T).cast::<u8>(), size_of::<T>()) }.to_vec()
+        unsafe { std::slice::from_raw_parts(std::ptr::from_ref(record).cast::<u8>(), size_of::<T>()) }
+            .to_vec()
     }
 
     #[test]

@@ -155,7 +155,7 @@ mod tests {
 
     #[test]
     fn timestamps_are_rfc3339_utc() {
-        assert_eq!(timestamp(1_795_000_000_123_456_789), "2026-11-18T09:46:40.123456Z");
+        assert_eq!(timestamp(1_795_000_000_123_456_789), "2026-11-18T11:06:40.123456Z");
     }
 
     #[test]

@@ -35,7 +35,7 @@ fn main() -> ExitCode {
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("vigie: {err:?}");
+            eprintln!("vigie: {}", describe(&err));
             ExitCode::from(EXIT_ERROR)
         }
     }
@@ -48,4 +48,18 @@ fn run(args: cli::RunArgs) -> Result<(), error::Error> {
         .build()
         .map_err(|e| error::Error::system("starting the async runtime", e))?;
     runtime.block_on(agent::run(settings))
+}
+
+/// The error and its causes on one line, each cause once.
+fn describe(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text = format!("{text}: {cause_text}");
+        }
+        source = cause.source();
+    }
+    text
 }

@@ -94,7 +94,7 @@ mod tests {
     fn kernel_dev_encoding() {
         // 8:1 (sda1) is 0x801 to stat, 0x800001 inside the kernel.
         assert_eq!(kernel_dev(libc::makedev(8, 1)), 0x80_0001);
-        assert_eq!(kernel_dev(libc::makedev(259, 300)), (259 << 20) | 300);
+        assert_eq!(kernel_dev(libc::makedev(259, 300)), (259 << 20) | 0x12c);
     }
 
     #[test]
