@@ -170,3 +170,123 @@ impl Pipeline {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+
+    use sensor_common::{family, transport, EventKind, ExitEvent, FileId, ForkEvent, SecretReadEvent, Taint};
+
+    use super::*;
+    use crate::decode::Exec;
+
+    const READER: u32 = 100;
+    const CHILD: u32 = 101;
+
+    fn header(kind: EventKind, pid: u32) -> EventHeader {
+        EventHeader { kind: kind as u32, pid, uid: 1000, _pad: 0, ktime_ns: 1_000 }
+    }
+
+    /// A pipeline watching one real file, with a shell (pid 1) that started the reader.
+    fn pipeline(dir: &std::path::Path) -> (Pipeline, FileId) {
+        let secret = dir.join("homeserver.yaml");
+        fs::write(&secret, "registration_shared_secret: x").unwrap();
+        let catalog = SecretCatalog::resolve(&[secret.display().to_string()]);
+        let id = catalog.get(0).unwrap().id;
+        let facts =
+            HostFacts { host: ecs::Host { name: "test".into() }, boot_id: "b".into(), boot_wall_ns: 0 };
+        let correlator = Correlator::new(vec!["127.0.0.0/8".parse().unwrap()]);
+        let mut pipeline = Pipeline::new(facts, catalog, ProcessTable::default(), correlator);
+        for (pid, ppid, exe) in [(1, 0, "/bin/sh"), (READER, 1, "/usr/bin/cat")] {
+            let exec = Exec {
+                header: header(EventKind::Exec, pid),
+                ppid,
+                start_ns: 5,
+                filename: exe.into(),
+                args: vec![exe.into()],
+            };
+            assert!(pipeline.handle(&KernelEvent::Exec(exec)).is_empty());
+        }
+        (pipeline, id)
+    }
+
+    fn connect(pid: u32, addr: [u8; 4], taint: Taint) -> KernelEvent {
+        let mut bytes = [0; 16];
+        bytes[..4].copy_from_slice(&addr);
+        KernelEvent::Connect(ConnectEvent {
+            header: header(EventKind::Connect, pid),
+            taint,
+            family: family::INET,
+            port: 8448,
+            transport: transport::TCP,
+            _pad: [0; 3],
+            addr: bytes,
+        })
+    }
+
+    fn json(documents: &[Document]) -> Vec<Value> {
+        documents.iter().map(|d| serde_json::to_value(d).unwrap()).collect()
+    }
+
+    #[test]
+    fn a_forked_child_of_a_reader_alerts_with_its_story() {
+        let dir = tempfile_dir("story");
+        let (mut pipeline, id) = pipeline(&dir);
+        let read = SecretReadEvent {
+            header: header(EventKind::SecretRead, READER),
+            secret_id: 0,
+            _pad: 0,
+            file: id,
+        };
+        let docs = json(&pipeline.handle(&KernelEvent::SecretRead(read)));
+        assert_eq!(docs[0]["event"]["action"], "secret-read");
+        assert_eq!(docs[0]["process"]["pid"], READER);
+
+        let fork = ForkEvent {
+            header: header(EventKind::Fork, READER),
+            child_pid: CHILD,
+            _pad: 0,
+            child_start_ns: 9,
+        };
+        assert!(pipeline.handle(&KernelEvent::Fork(fork)).is_empty());
+        let alerts = json(&pipeline.handle(&connect(CHILD, [10, 213, 1, 2], Taint::default())));
+
+        assert_eq!(alerts.len(), 1);
+        let alert = &alerts[0];
+        assert_eq!(alert["event"]["action"], "credential-exfiltration");
+        assert_eq!(alert["process"]["pid"], CHILD);
+        assert_eq!(alert["process"]["parent"]["pid"], READER);
+        assert_eq!(alert["vigie"]["origin"]["pid"], READER);
+        assert_eq!(alert["vigie"]["ancestry"][1]["executable"], "/bin/sh");
+        assert_eq!(alert["file"]["path"], dir.join("homeserver.yaml").display().to_string());
+        assert_eq!(alert["destination"], serde_json::json!({"ip": "10.213.1.2", "port": 8448}));
+        assert_eq!(alert["user"]["id"], "1000");
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn loopback_is_silent_and_exit_ends_the_taint() {
+        let dir = tempfile_dir("exit");
+        let (mut pipeline, id) = pipeline(&dir);
+        let read = SecretReadEvent {
+            header: header(EventKind::SecretRead, READER),
+            secret_id: 0,
+            _pad: 0,
+            file: id,
+        };
+        pipeline.handle(&KernelEvent::SecretRead(read));
+        assert!(pipeline.handle(&connect(READER, [127, 0, 0, 1], Taint::default())).is_empty());
+        pipeline.handle(&KernelEvent::Exit(ExitEvent { header: header(EventKind::Exit, READER) }));
+        // The kernel's record is the fallback when the agent lost the read: it still names the secret.
+        let kernel_taint = Taint { secret_id: 0, origin_pid: READER, since_ns: 1 };
+        let alerts = json(&pipeline.handle(&connect(READER, [10, 0, 0, 1], kernel_taint)));
+        assert_eq!(alerts[0]["vigie"]["origin"]["pid"], READER);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    fn tempfile_dir(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("vigie-pipeline-{name}-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+}
