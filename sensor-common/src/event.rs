@@ -19,8 +19,9 @@ pub enum EventKind {
     Exec = 1,
     Fork = 2,
     Exit = 3,
-    SecretRead = 4,
+    Taint = 4,
     Connect = 5,
+    Derived = 6,
 }
 
 impl EventKind {
@@ -31,8 +32,9 @@ impl EventKind {
             1 => Some(Self::Exec),
             2 => Some(Self::Fork),
             3 => Some(Self::Exit),
-            4 => Some(Self::SecretRead),
+            4 => Some(Self::Taint),
             5 => Some(Self::Connect),
+            6 => Some(Self::Derived),
             _ => None,
         }
     }
@@ -83,15 +85,37 @@ pub struct ExitEvent {
     pub header: EventHeader,
 }
 
-/// A non-allowed process opened a watched secret (first time per process and secret).
+/// A process gained a taint: it opened a secret or a derived file, or read a tainted pipe or
+/// socket (first time per process and secret).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SecretReadEvent {
+pub struct TaintEvent {
     pub header: EventHeader,
-    pub secret_id: u32,
+    pub taint: Taint,
+    /// The descriptor it came through, so the agent can name a derived file's path.
+    pub fd: u32,
     pub _pad: u32,
-    /// Identity of the file actually opened (a hardlink has the secret's identity).
+    /// Identity of the file actually opened or read (a hardlink has the secret's identity).
     pub file: FileId,
+}
+
+/// Path components kept of a derived file, innermost first.
+pub const NAME_PARTS: usize = 8;
+/// Longest path component kept, NUL included.
+pub const NAME_PART_MAX: usize = 64;
+
+/// A tainted process wrote into a regular file, which is now derived from the secret.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DerivedEvent {
+    pub header: EventHeader,
+    /// The taint the file now carries (`via` is the file itself).
+    pub taint: Taint,
+    pub fd: u32,
+    pub _pad: u32,
+    /// The file's name and its parent directories' names (within its mount), innermost
+    /// first, NUL-terminated; unused entries are empty. The root directory's name is "/".
+    pub name_parts: [[u8; NAME_PART_MAX]; NAME_PARTS],
 }
 
 /// Transport protocol numbers used in [`ConnectEvent::transport`].
@@ -106,7 +130,8 @@ pub mod family {
     pub const INET6: u16 = 10;
 }
 
-/// A tainted process started talking to a destination: a TCP SYN or a UDP send/connect.
+/// A tainted process started talking to a destination: a TCP SYN, a UDP send or connect,
+/// or its first send on a socket connected before it was tainted.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConnectEvent {
@@ -120,4 +145,6 @@ pub struct ConnectEvent {
     pub _pad: [u8; 3],
     /// Destination address: 4 bytes for IPv4 (rest zero), 16 for IPv6, network order.
     pub addr: [u8; 16],
+    /// Bytes sent by this first send (0 for a connect); later ones add up in `SEND_TOTALS`.
+    pub bytes: u64,
 }

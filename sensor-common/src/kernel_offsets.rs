@@ -4,7 +4,8 @@
 //! kernel's BTF (`/sys/kernel/btf/vmlinux`) at start-up and hands them to the programs as a
 //! load-time global. Nothing here is hard-coded for one kernel.
 
-/// Offsets, in bytes, of the fields named `<struct>_<field>`.
+/// Offsets, in bytes, of the fields named `<struct>_<field>`, plus the load-time settings
+/// the programs need.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct KernelOffsets {
@@ -24,11 +25,30 @@ pub struct KernelOffsets {
     pub mm_struct_exe_file: u32,
     pub mm_struct_arg_start: u32,
     pub mm_struct_arg_end: u32,
+    pub inode_i_mode: u32,
+    pub file_private_data: u32,
+    pub socket_sk: u32,
+    pub sock_sk_socket: u32,
+    pub socket_file: u32,
+    pub unix_sock_peer: u32,
+    pub sock_common_skc_daddr: u32,
+    pub sock_common_skc_dport: u32,
+    pub sock_common_skc_v6_daddr: u32,
+    pub sock_common_skc_family: u32,
+    pub io_kiocb_opcode: u32,
+    pub file_f_path: u32,
+    pub path_dentry: u32,
+    pub dentry_d_name: u32,
+    pub qstr_name: u32,
+    pub dentry_d_parent: u32,
+    pub _pad: u32,
+    /// Not an offset: taint older than this stops counting (0: the process's lifetime).
+    pub taint_window_ns: u64,
 }
 
 /// Name of the global that holds the offsets in the eBPF object.
 pub const KERNEL_OFFSETS_GLOBAL: &str = "KERNEL_OFFSETS";
 
 #[cfg(feature = "user")]
-// SAFETY: `#[repr(C)]` of `u32`s only: no padding, every bit pattern is valid.
+// SAFETY: `#[repr(C)]` integers, 33 `u32`s (explicit padding included) then a `u64`: no padding, any bit pattern is valid.
 unsafe impl aya::Pod for KernelOffsets {}

@@ -18,16 +18,56 @@ impl FileId {
     }
 }
 
-/// Why a process is tainted: which secret reached it and through which process.
+/// How secret material reached a process, in [`Taint::via_kind`].
+pub mod via {
+    /// It opened the secret itself, or inherited the taint from the parent that did.
+    pub const DIRECT: u32 = 0;
+    /// It opened a file that a tainted process wrote (a derived file).
+    pub const FILE: u32 = 1;
+    /// It read from a pipe or FIFO a tainted process wrote into.
+    pub const PIPE: u32 = 2;
+    /// It read from a unix socket a tainted process wrote into.
+    pub const UNIX_SOCKET: u32 = 3;
+}
+
+/// Why a process (or a pipe, socket or derived file) is tainted.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Taint {
     /// Index of the secret in the agent's catalog.
     pub secret_id: u32,
-    /// The process that opened the secret (itself, or the ancestor it inherited taint from).
+    /// The process that opened the secret.
     pub origin_pid: u32,
-    /// When this process became tainted (`bpf_ktime_get_ns`); distinguishes reused pids.
-    pub since_ns: u64,
+    /// When the secret was opened (`bpf_ktime_get_ns`): the taint window counts from here.
+    pub read_ns: u64,
+    /// When this holder became tainted: distinguishes a reused pid from its predecessor.
+    pub acquired_ns: u64,
+    /// One of [`via`].
+    pub via_kind: u32,
+    pub _pad: u32,
+    /// The derived file, pipe or socket the taint came through (zero for [`via::DIRECT`]).
+    pub via: FileId,
+}
+
+/// Bytes a tainted process sent to one destination, by [`SendKey`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SendTotal {
+    pub bytes: u64,
+    /// `Taint::acquired_ns` of the sender: a reused pid starts from zero.
+    pub acquired_ns: u64,
+}
+
+/// A (process, destination) pair.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SendKey {
+    pub pid: u32,
+    /// Destination port, host byte order.
+    pub port: u16,
+    pub family: u16,
+    /// Destination address: 4 bytes for IPv4 (rest zero), 16 for IPv6.
+    pub addr: [u8; 16],
 }
 
 /// Key of the map that remembers which (process, secret) reads were already reported.
@@ -42,8 +82,10 @@ pub struct ReadSeenKey {
 pub mod counter {
     /// Ring-buffer reservations that failed: events lost because the agent fell behind.
     pub const EVENTS_LOST: u32 = 0;
+    /// Pipes and unix sockets ever tainted: zero lets the read hooks return at once.
+    pub const TAINTED_CHANNELS: u32 = 1;
     /// Number of counters.
-    pub const COUNT: u32 = 1;
+    pub const COUNT: u32 = 2;
 }
 
 /// Map names, as they appear in the eBPF object.
@@ -53,6 +95,7 @@ pub mod map_name {
     pub const SECRETS: &str = "SECRETS";
     pub const ALLOWED_EXES: &str = "ALLOWED_EXES";
     pub const TAINTED: &str = "TAINTED";
+    pub const SEND_TOTALS: &str = "SEND_TOTALS";
 }
 
 #[cfg(feature = "user")]
@@ -63,4 +106,8 @@ mod pod {
     unsafe impl aya::Pod for super::Taint {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::ReadSeenKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::SendTotal {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::SendKey {}
 }

@@ -1,7 +1,7 @@
 //! Reading kernel structures through the offsets the agent found in this kernel's BTF.
 
-use aya_ebpf::helpers::{bpf_get_current_task, bpf_probe_read_kernel};
-use sensor_common::{FileId, KernelOffsets};
+use aya_ebpf::helpers::{bpf_get_current_task, bpf_probe_read_kernel, bpf_probe_read_kernel_str_bytes};
+use sensor_common::{FileId, KernelOffsets, NAME_PARTS, NAME_PART_MAX};
 
 /// Set by the agent at load time from `/sys/kernel/btf/vmlinux`.
 #[unsafe(no_mangle)]
@@ -22,6 +22,24 @@ static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     mm_struct_exe_file: 0,
     mm_struct_arg_start: 0,
     mm_struct_arg_end: 0,
+    inode_i_mode: 0,
+    file_private_data: 0,
+    socket_sk: 0,
+    sock_sk_socket: 0,
+    socket_file: 0,
+    unix_sock_peer: 0,
+    sock_common_skc_daddr: 0,
+    sock_common_skc_dport: 0,
+    sock_common_skc_v6_daddr: 0,
+    sock_common_skc_family: 0,
+    io_kiocb_opcode: 0,
+    file_f_path: 0,
+    path_dentry: 0,
+    dentry_d_name: 0,
+    qstr_name: 0,
+    dentry_d_parent: 0,
+    _pad: 0,
+    taint_window_ns: 0,
 };
 
 #[inline(always)]
@@ -82,4 +100,58 @@ pub fn current_mm() -> Result<*const u8, i32> {
 pub fn current_exe_id() -> Result<FileId, i32> {
     let exe: *const u8 = read(current_mm()?, offsets().mm_struct_exe_file)?;
     file_id(exe)
+}
+
+/// `S_IFMT` bits of an open file's inode mode.
+#[inline(always)]
+pub fn file_type(file: *const u8) -> Result<u16, i32> {
+    let inode: *const u8 = read(file, offsets().file_f_inode)?;
+    let mode: u16 = read(inode, offsets().inode_i_mode)?;
+    Ok(mode & S_IFMT)
+}
+
+pub const S_IFMT: u16 = 0o170_000;
+pub const S_IFREG: u16 = 0o100_000;
+pub const S_IFIFO: u16 = 0o010_000;
+pub const S_IFSOCK: u16 = 0o140_000;
+const AF_UNIX: u16 = 1;
+
+/// The `struct sock` behind a socket file.
+#[inline(always)]
+pub fn socket_sock(file: *const u8) -> Result<*const u8, i32> {
+    let socket: *const u8 = read(file, offsets().file_private_data)?;
+    read(socket, offsets().socket_sk)
+}
+
+/// Identity of the other end of a connected unix socket, whose reader gets what is written.
+#[inline(always)]
+pub fn unix_peer_id(file: *const u8) -> Result<FileId, i32> {
+    let off = offsets();
+    let sk = socket_sock(file)?;
+    if read::<u16>(sk, off.sock_common_skc_family)? != AF_UNIX {
+        return Err(-1);
+    }
+    let peer: *const u8 = read(sk, off.unix_sock_peer)?;
+    let peer_socket: *const u8 = read(peer, off.sock_sk_socket)?;
+    let peer_file: *const u8 = read(peer_socket, off.socket_file)?;
+    file_id(peer_file)
+}
+
+/// Fills `parts` with the names of `file` and its parent directories, innermost first.
+#[inline(always)]
+pub fn name_parts(file: *const u8, parts: &mut [[u8; NAME_PART_MAX]; NAME_PARTS]) -> Result<(), i32> {
+    let off = offsets();
+    let mut dentry: *const u8 = read(file, off.file_f_path + off.path_dentry)?;
+    for part in parts.iter_mut() {
+        part[0] = 0;
+        let name: *const u8 = read(dentry, off.dentry_d_name + off.qstr_name)?;
+        // SAFETY: bpf_probe_read_kernel_str checks the address.
+        unsafe { bpf_probe_read_kernel_str_bytes(name, part)? };
+        let parent: *const u8 = read(dentry, off.dentry_d_parent)?;
+        if parent == dentry {
+            break;
+        }
+        dentry = parent;
+    }
+    Ok(())
 }

@@ -6,12 +6,14 @@
 #![no_std]
 #![no_main]
 
+mod channels;
 mod emit;
 mod kernel;
 mod maps;
 mod network;
 mod process;
 mod secret_open;
+mod taint;
 
 #[cfg(not(test))]
 #[panic_handler]

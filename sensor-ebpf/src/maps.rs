@@ -2,9 +2,9 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
-use sensor_common::{counter, FileId, ReadSeenKey, Taint};
+use sensor_common::{counter, FileId, ReadSeenKey, SendKey, SendTotal, Taint};
 
 /// Records for the agent. The agent resizes it at load time.
 #[map]
@@ -13,6 +13,11 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
 /// Per-CPU counters, indexed by `sensor_common::counter`.
 #[map]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
+
+/// Global switches, indexed like `COUNTERS` (only `TAINTED_CHANNELS` is used): a value all
+/// CPUs see, unlike the per-CPU counters.
+#[map]
+pub static GATES: Array<u64> = Array::with_max_entries(counter::COUNT, 0);
 
 /// Watched secrets: file identity → secret id. Filled by the agent.
 #[map]
@@ -30,3 +35,15 @@ pub static TAINTED: HashMap<u32, Taint> = HashMap::with_max_entries(65_536, 0);
 /// a reused pid does not inherit a dead process's "already reported".
 #[map]
 pub static READ_SEEN: LruHashMap<ReadSeenKey, u64> = LruHashMap::with_max_entries(65_536, 0);
+
+/// Derived files, pipes, FIFOs and unix sockets that carry secret material, by identity.
+#[map]
+pub static TAINTED_FILES: LruHashMap<FileId, Taint> = LruHashMap::with_max_entries(65_536, 0);
+
+/// Bytes each tainted process sent to each destination; the agent reads it for progress.
+#[map]
+pub static SEND_TOTALS: LruHashMap<SendKey, SendTotal> = LruHashMap::with_max_entries(16_384, 0);
+
+/// Descriptor of each thread's pipe or socket read in progress, by pid_tgid.
+#[map]
+pub static READING: HashMap<u64, u32> = HashMap::with_max_entries(16_384, 0);

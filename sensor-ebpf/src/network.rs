@@ -1,5 +1,6 @@
 //! Outbound traffic of tainted processes: TCP connection attempts (IPv4 and IPv6) from the
-//! socket state tracepoint, UDP sends and connects from the cgroup socket-address hooks.
+//! socket state tracepoint, UDP sends and connects from the cgroup socket-address hooks, and
+//! every send on a connected socket (also one connected before the taint) with its bytes.
 //! Processes that never touched a secret cost one map lookup and produce nothing.
 
 use aya_ebpf::{
@@ -7,11 +8,13 @@ use aya_ebpf::{
     macros::{cgroup_sock_addr, tracepoint},
     programs::{SockAddrContext, TracePointContext},
 };
-use sensor_common::{family, transport, ConnectEvent, EventKind};
+use sensor_common::{family, transport, ConnectEvent, EventKind, SendKey, SendTotal};
 
 use crate::{
-    emit::{self, current_pid, header},
-    maps::TAINTED,
+    emit::{self, header},
+    kernel::{offsets, read},
+    maps::SEND_TOTALS,
+    taint,
 };
 
 /// Field offsets of `sock:inet_sock_set_state` (stable since Linux 4.16).
@@ -63,8 +66,7 @@ fn try_set_state(ctx: &TracePointContext) -> Result<(), i32> {
 /// A connect record for the current process if it is tainted, destination still empty.
 #[inline(always)]
 fn tainted_connect(transport: u8) -> Option<ConnectEvent> {
-    // SAFETY: the value is copied out at once.
-    let taint = unsafe { TAINTED.get(current_pid()) }.copied()?;
+    let taint = taint::current()?;
     Some(ConnectEvent {
         header: header(EventKind::Connect),
         taint,
@@ -73,6 +75,7 @@ fn tainted_connect(transport: u8) -> Option<ConnectEvent> {
         transport,
         _pad: [0; 3],
         addr: [0; 16],
+        bytes: 0,
     })
 }
 
@@ -131,4 +134,70 @@ pub fn udp_connect4(ctx: SockAddrContext) -> i32 {
 pub fn udp_connect6(ctx: SockAddrContext) -> i32 {
     udp_destination(&ctx, family::INET6);
     ALLOW
+}
+
+/// Field offsets of `sock:sock_send_length`.
+mod send_length {
+    pub const SK: usize = 8;
+    pub const FAMILY: usize = 16;
+    pub const PROTOCOL: usize = 18;
+    pub const RET: usize = 20;
+}
+const IPPROTO_UDP: u16 = 17;
+
+/// `sock:sock_send_length`: every `sock_sendmsg` (write, send*, sendfile and splice into a
+/// socket, io_uring sends) in the sender's context. Counts a tainted process's bytes per
+/// destination; the first send to a destination is reported like a connect.
+#[tracepoint]
+pub fn sock_send_length(ctx: TracePointContext) -> u32 {
+    let _ = try_send_length(&ctx);
+    0
+}
+
+fn try_send_length(ctx: &TracePointContext) -> Result<(), i32> {
+    // SAFETY: fixed fields of this tracepoint's format.
+    let (sent, ip_family) =
+        unsafe { (ctx.read_at::<i32>(send_length::RET)?, ctx.read_at::<u16>(send_length::FAMILY)?) };
+    if sent <= 0 || (ip_family != family::INET && ip_family != family::INET6) {
+        return Ok(());
+    }
+    let Some(mut event) = tainted_connect(transport::TCP) else { return Ok(()) };
+    let off = offsets();
+    // SAFETY: as above.
+    let (sk, protocol) =
+        unsafe { (ctx.read_at::<*const u8>(send_length::SK)?, ctx.read_at::<u16>(send_length::PROTOCOL)?) };
+    let port = u16::from_be(read::<u16>(sk, off.sock_common_skc_dport)?);
+    if port == 0 {
+        // Unconnected UDP: the cgroup sendmsg hooks saw its destination.
+        return Ok(());
+    }
+    if protocol == IPPROTO_UDP {
+        event.transport = transport::UDP;
+    } else if protocol != IPPROTO_TCP {
+        return Ok(());
+    }
+    event.family = ip_family;
+    event.port = port;
+    if ip_family == family::INET6 {
+        event.addr = read(sk, off.sock_common_skc_v6_daddr)?;
+    } else {
+        let v4: [u8; 4] = read(sk, off.sock_common_skc_daddr)?;
+        event.addr[..4].copy_from_slice(&v4);
+    }
+    let key = SendKey { pid: event.header.pid, port, family: ip_family, addr: event.addr };
+    let bytes = sent as u64;
+    if let Some(total) = SEND_TOTALS.get_ptr_mut(key) {
+        // SAFETY: a valid map value. The bpfel target has no atomic add in Rust: threads of
+        // one process sending at the same instant on two CPUs may undercount by one send.
+        unsafe {
+            if (*total).acquired_ns == event.taint.acquired_ns {
+                (*total).bytes += bytes;
+                return Ok(());
+            }
+        }
+    }
+    SEND_TOTALS.insert(key, SendTotal { bytes, acquired_ns: event.taint.acquired_ns }, 0)?;
+    event.bytes = bytes;
+    emit::output(event);
+    Ok(())
 }

@@ -2,7 +2,7 @@
 //! from these, and taint follows a process into the children it forks.
 
 use aya_ebpf::{
-    helpers::{bpf_ktime_get_ns, bpf_probe_read_kernel_str_bytes, bpf_probe_read_user_buf},
+    helpers::{bpf_probe_read_kernel_str_bytes, bpf_probe_read_user_buf},
     macros::{raw_tracepoint, tracepoint},
     programs::{RawTracePointContext, TracePointContext},
     EbpfContext,
@@ -13,6 +13,7 @@ use crate::{
     emit::{self, current_pid, header},
     kernel::{current_mm, current_task, offsets, read},
     maps::TAINTED,
+    taint,
 };
 
 /// Offset of `__data_loc char[] filename` in `sched:sched_process_exec`.
@@ -87,12 +88,9 @@ fn try_fork(ctx: &RawTracePointContext) -> Result<(), i32> {
     if child_pid != child_tgid {
         return Ok(());
     }
-    // SAFETY: helper without preconditions.
-    let now = unsafe { bpf_ktime_get_ns() };
-    // SAFETY: the value is copied out before any other map operation.
-    if let Some(parent_taint) = unsafe { TAINTED.get(current_pid()) } {
-        let inherited = Taint { since_ns: now, ..*parent_taint };
-        TAINTED.insert(child_tgid, inherited, 0)?;
+    let now = taint::now();
+    if let Some(parent_taint) = taint::current() {
+        TAINTED.insert(child_tgid, Taint { acquired_ns: now, ..parent_taint }, 0)?;
     }
     emit::output(ForkEvent {
         header: header(EventKind::Fork),

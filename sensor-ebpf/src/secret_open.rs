@@ -1,58 +1,84 @@
-//! Secret opens, recognised by the identity of the file the descriptor now refers to, so
-//! hardlinks, symlinks, `..` and bind mounts all count as the secret they lead to.
+//! Opens of secrets and derived files, recognised by the identity of the file the new
+//! descriptor refers to, so hardlinks, symlinks, `..`, `/proc/PID/root`, `/proc/self/fd`
+//! and bind mounts all count as the file they lead to. io_uring opens are seen at their
+//! completion.
 
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
-use sensor_common::{EventKind, ReadSeenKey, SecretReadEvent, Taint};
+use sensor_common::{via, FileId, Taint};
 
 use crate::{
-    emit::{self, header},
-    kernel::{current_exe_id, fd_file, file_id},
-    maps::{ALLOWED_EXES, READ_SEEN, SECRETS, TAINTED},
+    emit::current_pid,
+    kernel::{fd_file, file_id, offsets, read},
+    maps::{SECRETS, TAINTED_FILES},
+    taint,
 };
 
 /// Offset of `long ret` in every `syscalls:sys_exit_*` tracepoint.
 const SYS_EXIT_RET: usize = 16;
+/// Offsets of `req` and `res` in `io_uring:io_uring_complete`.
+const IO_URING_REQ: usize = 16;
+const IO_URING_RES: usize = 32;
+const IORING_OP_OPENAT: u8 = 18;
+const IORING_OP_OPENAT2: u8 = 28;
 
 /// `syscalls:sys_exit_open`, `sys_exit_openat` and `sys_exit_openat2` share this program.
 #[tracepoint]
 pub fn sys_exit_open(ctx: TracePointContext) -> u32 {
-    let _ = try_open(&ctx);
+    // SAFETY: every sys_exit tracepoint has `long ret` at this offset.
+    if let Ok(ret) = unsafe { ctx.read_at::<i64>(SYS_EXIT_RET) } {
+        if let Ok(fd) = u32::try_from(ret) {
+            let _ = opened(fd);
+        }
+    }
     0
 }
 
-fn try_open(ctx: &TracePointContext) -> Result<(), i32> {
-    // SAFETY: every sys_exit tracepoint has `long ret` at this offset.
-    let ret: i64 = unsafe { ctx.read_at(SYS_EXIT_RET)? };
-    if ret < 0 {
-        return Ok(());
-    }
-    let file = file_id(fd_file(ret as u32)?)?;
-    // SAFETY: the value is copied out at once.
-    let Some(secret_id) = (unsafe { SECRETS.get(file) }).copied() else {
-        return Ok(());
-    };
-    if let Ok(exe) = current_exe_id() {
-        if ALLOWED_EXES.get_ptr(exe).is_some() {
-            return Ok(());
+/// `io_uring:io_uring_complete`: an IORING_OP_OPENAT(2) completing with a new descriptor.
+/// io-wq workers share the submitter's thread group and file table.
+#[tracepoint]
+pub fn io_uring_complete(ctx: TracePointContext) -> u32 {
+    let _ = try_io_uring_complete(&ctx);
+    0
+}
+
+fn try_io_uring_complete(ctx: &TracePointContext) -> Result<(), i32> {
+    // SAFETY: fixed fields of this tracepoint's format.
+    let (req, res) = unsafe { (ctx.read_at::<*const u8>(IO_URING_REQ)?, ctx.read_at::<i32>(IO_URING_RES)?) };
+    let opcode: u8 = read(req, offsets().io_kiocb_opcode)?;
+    if opcode == IORING_OP_OPENAT || opcode == IORING_OP_OPENAT2 {
+        if let Ok(fd) = u32::try_from(res) {
+            opened(fd)?;
         }
     }
-    let event_header = header(EventKind::SecretRead);
-    let pid = event_header.pid;
-    // SAFETY: the value is copied out at once.
-    let taint = match unsafe { TAINTED.get(pid) }.copied() {
-        Some(taint) => taint,
-        None => {
-            let taint = Taint { secret_id, origin_pid: pid, since_ns: event_header.ktime_ns };
-            TAINTED.insert(pid, taint, 0)?;
-            taint
-        }
-    };
-    let seen = ReadSeenKey { pid, secret_id };
-    // SAFETY: the value is copied out at once.
-    if unsafe { READ_SEEN.get(seen) }.copied() == Some(taint.since_ns) {
-        return Ok(());
-    }
-    READ_SEEN.insert(seen, taint.since_ns, 0)?;
-    emit::output(SecretReadEvent { header: event_header, secret_id, _pad: 0, file });
     Ok(())
+}
+
+/// The current process just got descriptor `fd`: a secret or a derived file taints it.
+#[inline(always)]
+fn opened(fd: u32) -> Result<(), i32> {
+    let file = file_id(fd_file(fd)?)?;
+    // SAFETY: values are copied out at once.
+    let source = match unsafe { SECRETS.get(file) }.copied() {
+        Some(secret_id) => direct(secret_id),
+        None => unsafe { TAINTED_FILES.get(file) }.copied().ok_or(0)?,
+    };
+    if taint::current_is_allowed() {
+        return Ok(());
+    }
+    taint::acquire(source, fd, file)
+}
+
+/// The taint of opening secret `secret_id` oneself.
+#[inline(always)]
+fn direct(secret_id: u32) -> Taint {
+    let now = taint::now();
+    Taint {
+        secret_id,
+        origin_pid: current_pid(),
+        read_ns: now,
+        acquired_ns: now,
+        via_kind: via::DIRECT,
+        _pad: 0,
+        via: FileId::default(),
+    }
 }

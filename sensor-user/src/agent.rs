@@ -4,7 +4,7 @@
 use std::{path::Path, time::Duration};
 
 use aya::maps::{MapData, RingBuf};
-use sensor_common::FileId;
+use sensor_common::{FileId, KernelOffsets};
 use serde_json::json;
 use tokio::{
     io::unix::AsyncFd,
@@ -25,10 +25,15 @@ use crate::{
     secret_catalog::{file_id, SecretCatalog},
     sensor::{Sensor, SensorSpec},
     system,
+    taint::TaintTable,
 };
 
-/// How often the kernel's lost-event counter is read.
-const LOSS_CHECK_PERIOD: Duration = Duration::from_secs(1);
+/// How often watched paths are checked for a new identity.
+const TICK: Duration = Duration::from_millis(500);
+/// Every how many ticks lost events and transfer progress are reported (once a second).
+const REPORT_TICKS: u64 = 2;
+/// Every how many ticks recursive (`**`) patterns are rescanned: they walk whole trees.
+const DEEP_SCAN_TICKS: u64 = 20;
 
 /// Counters reported when the agent stops.
 #[derive(Debug, Default)]
@@ -40,7 +45,9 @@ struct Tally {
 
 /// Runs the sensor until interrupted.
 pub async fn run(settings: Settings) -> Result<(), Error> {
-    let offsets = kernel_offsets::from_btf(Path::new(VMLINUX_BTF))?;
+    let window_ns = settings.taint_window.map_or(0, |w| u64::try_from(w.as_nanos()).unwrap_or(u64::MAX));
+    let offsets =
+        KernelOffsets { taint_window_ns: window_ns, ..kernel_offsets::from_btf(Path::new(VMLINUX_BTF))? };
     let catalog = SecretCatalog::resolve(&settings.secret_patterns);
     let allowed_exes = allowed_exes(&settings)?;
     let mut output = Output::open(&settings.output)?;
@@ -65,7 +72,8 @@ pub async fn run(settings: Settings) -> Result<(), Error> {
         boot_id: system::boot_id(),
         boot_wall_ns: system::boot_wall_ns(),
     };
-    let mut pipeline = Pipeline::new(facts, catalog, processes, Correlator::new(settings.trusted_nets));
+    let correlator = Correlator::new(settings.trusted_nets);
+    let mut pipeline = Pipeline::new(facts, catalog, processes, correlator, TaintTable::new(window_ns));
     output.write(&pipeline.state("sensor-started", started))?;
 
     // SAFETY: the ring buffer owns its fd and keeps it open for as long as the AsyncFd lives.
@@ -73,8 +81,9 @@ pub async fn run(settings: Settings) -> Result<(), Error> {
         .map_err(|e| Error::system("polling the ring buffer", e.into()))?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| Error::system("SIGINT handler", e))?;
     let mut terminate = signal(SignalKind::terminate()).map_err(|e| Error::system("SIGTERM handler", e))?;
-    let mut loss_check = interval(LOSS_CHECK_PERIOD);
-    loss_check.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut ticks = interval(TICK);
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut tick = 0u64;
     let mut tally = Tally::default();
     loop {
         tokio::select! {
@@ -83,12 +92,20 @@ pub async fn run(settings: Settings) -> Result<(), Error> {
                 drain(guard.get_inner_mut(), &mut pipeline, &mut output, &mut tally)?;
                 guard.clear_ready();
             }
-            _ = loss_check.tick() => report_loss(&sensor, &pipeline, &mut output, &mut tally)?,
+            _ = ticks.tick() => {
+                tick += 1;
+                follow_paths(&mut sensor, &mut pipeline, &mut output, tick.is_multiple_of(DEEP_SCAN_TICKS))?;
+                if tick.is_multiple_of(REPORT_TICKS) {
+                    report_progress(&sensor, &mut pipeline, &mut output)?;
+                    report_loss(&sensor, &pipeline, &mut output, &mut tally)?;
+                }
+            }
             _ = interrupt.recv() => break,
             _ = terminate.recv() => break,
         }
     }
     drain(ring.get_mut(), &mut pipeline, &mut output, &mut tally)?;
+    report_progress(&sensor, &mut pipeline, &mut output)?;
     report_loss(&sensor, &pipeline, &mut output, &mut tally)?;
     let stopped = json!({
         "records": tally.records,
@@ -134,6 +151,40 @@ fn drain(
         }
     }
     Ok(())
+}
+
+/// Points the kernel at the new identity of every watched path that changed, and says so.
+fn follow_paths(
+    sensor: &mut Sensor,
+    pipeline: &mut Pipeline,
+    output: &mut Output,
+    deep: bool,
+) -> Result<(), Error> {
+    let rebinds = pipeline.catalog_mut().rescan(|pattern| deep || !pattern.contains("**"));
+    for rebind in rebinds {
+        sensor.rebind_secret(rebind.secret_id, rebind.old, rebind.new)?;
+        if let Some(secret) = pipeline.catalog_mut().get(rebind.secret_id).cloned() {
+            let document = pipeline.watch_updated(&secret);
+            output.write(&document)?;
+        }
+    }
+    Ok(())
+}
+
+/// Reports the bytes alerted transfers have sent since the last report.
+fn report_progress(sensor: &Sensor, pipeline: &mut Pipeline, output: &mut Output) -> Result<(), Error> {
+    let mut failure = None;
+    let documents = pipeline.progress(|key| match sensor.send_total(key) {
+        Ok(total) => total.map(|t| t.bytes),
+        Err(err) => {
+            failure.get_or_insert(err);
+            None
+        }
+    });
+    for document in documents {
+        output.write(&document)?;
+    }
+    failure.map_or(Ok(()), Err)
 }
 
 /// Emits an `events-lost` state document when the kernel counted new losses.

@@ -46,6 +46,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "PATH")]
     pub output: Option<String>,
 
+    /// Taint older than this many seconds no longer alerts. Default: a process's lifetime.
+    #[arg(long, value_name = "SECS")]
+    pub taint_window: Option<u64>,
+
     /// Size of the kernel ring buffer in bytes (a power of two, at least 4096).
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 20, value_parser = parse_ring_size)]
     pub ring_buffer_bytes: u32,

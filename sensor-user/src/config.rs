@@ -4,6 +4,7 @@ use std::{
     fs,
     net::{Ipv4Addr, Ipv6Addr},
     path::{Path, PathBuf},
+    time::Duration,
 };
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
@@ -24,6 +25,8 @@ pub struct ConfigFile {
     #[serde(default)]
     pub allow_readers: Vec<PathBuf>,
     pub output: Option<String>,
+    /// Taint older than this many seconds no longer alerts.
+    pub taint_window_secs: Option<u64>,
 }
 
 impl ConfigFile {
@@ -78,6 +81,8 @@ pub struct Settings {
     pub profile_allow_readers: Vec<PathBuf>,
     pub output: OutputTarget,
     pub ring_buffer_bytes: u32,
+    /// How long taint lasts; `None`: a process's lifetime.
+    pub taint_window: Option<Duration>,
 }
 
 /// Loopback, always trusted: traffic there does not leave the machine.
@@ -129,6 +134,11 @@ impl Settings {
             profile_allow_readers,
             output,
             ring_buffer_bytes: args.ring_buffer_bytes,
+            taint_window: args
+                .taint_window
+                .or(file.taint_window_secs)
+                .filter(|&s| s > 0)
+                .map(Duration::from_secs),
         })
     }
 }

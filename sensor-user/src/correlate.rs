@@ -7,7 +7,7 @@ use std::{
 };
 
 use ipnet::IpNet;
-use sensor_common::{family, transport, ConnectEvent};
+use sensor_common::{family, transport, ConnectEvent, SendKey};
 
 use crate::taint::Touch;
 
@@ -30,9 +30,12 @@ impl Transport {
 /// A secret heading off the machine.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Exfiltration {
+    pub pid: u32,
     pub touch: Touch,
     pub destination: SocketAddr,
     pub transport: Transport,
+    /// Bytes sent to the destination so far.
+    pub bytes: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -44,16 +47,28 @@ struct AlertKey {
     transport: Transport,
 }
 
+/// What is kept of a reported exfiltration, to count repeats and follow its bytes.
+#[derive(Debug, Clone)]
+struct Tracked {
+    exfiltration: Exfiltration,
+    /// Where the kernel counts this process's bytes to this destination.
+    send_key: SendKey,
+    repeats: u64,
+    exited: bool,
+}
+
 /// Decides which connects are exfiltrations and remembers what was already reported.
 #[derive(Debug)]
 pub struct Correlator {
     trusted: Vec<IpNet>,
-    reported: HashMap<AlertKey, u64>,
+    reported: HashMap<AlertKey, Tracked>,
+    /// Repeats of alerts already forgotten (their process exited).
+    repeats_done: u64,
 }
 
 impl Correlator {
     pub fn new(trusted: Vec<IpNet>) -> Self {
-        Self { trusted, reported: HashMap::new() }
+        Self { trusted, reported: HashMap::new(), repeats_done: 0 }
     }
 
     /// New exfiltrations revealed by `event`, from a process started at `start_ns` that
@@ -63,27 +78,53 @@ impl Correlator {
         if self.is_trusted(destination.ip()) {
             return Vec::new();
         }
+        let pid = event.header.pid;
+        let send_key = SendKey { pid, port: event.port, family: event.family, addr: event.addr };
         let mut fresh = Vec::new();
         for touch in touches {
-            let key = AlertKey {
-                pid: event.header.pid,
-                start_ns,
-                secret_id: touch.secret_id,
-                destination,
-                transport,
-            };
-            let count = self.reported.entry(key).or_insert(0);
-            *count += 1;
-            if *count == 1 {
-                fresh.push(Exfiltration { touch: *touch, destination, transport });
+            let key = AlertKey { pid, start_ns, secret_id: touch.secret_id, destination, transport };
+            if let Some(tracked) = self.reported.get_mut(&key) {
+                tracked.repeats += 1;
+                continue;
             }
+            let exfiltration =
+                Exfiltration { pid, touch: *touch, destination, transport, bytes: event.bytes };
+            fresh.push(exfiltration.clone());
+            self.reported.insert(key, Tracked { exfiltration, send_key, repeats: 0, exited: false });
         }
         fresh
     }
 
-    /// Connects that repeated an already reported exfiltration.
+    /// The process `pid` exited: its alerts get a last progress report, then are forgotten.
+    pub fn exited(&mut self, pid: u32) {
+        for tracked in self.reported.values_mut().filter(|t| t.exfiltration.pid == pid) {
+            tracked.exited = true;
+        }
+    }
+
+    /// Alerts whose byte count grew, with the new count; `total` reads the kernel's count.
+    pub fn progress(&mut self, mut total: impl FnMut(&SendKey) -> Option<u64>) -> Vec<Exfiltration> {
+        let mut grown = Vec::new();
+        for tracked in self.reported.values_mut() {
+            if let Some(bytes) = total(&tracked.send_key).filter(|&b| b > tracked.exfiltration.bytes) {
+                tracked.exfiltration.bytes = bytes;
+                grown.push(tracked.exfiltration.clone());
+            }
+        }
+        let mut repeats_done = 0;
+        self.reported.retain(|_, t| {
+            if t.exited {
+                repeats_done += t.repeats;
+            }
+            !t.exited
+        });
+        self.repeats_done += repeats_done;
+        grown
+    }
+
+    /// Sends or connects that repeated an already reported exfiltration.
     pub fn repeats(&self) -> u64 {
-        self.reported.values().map(|n| n - 1).sum()
+        self.repeats_done + self.reported.values().map(|t| t.repeats).sum::<u64>()
     }
 
     fn is_trusted(&self, ip: IpAddr) -> bool {
@@ -108,7 +149,7 @@ pub fn destination(event: &ConnectEvent) -> Option<(SocketAddr, Transport)> {
 
 #[cfg(test)]
 mod tests {
-    use sensor_common::{EventHeader, EventKind, Taint};
+    use sensor_common::{via, EventHeader, EventKind, FileId, Taint};
 
     use super::*;
 
@@ -121,6 +162,7 @@ mod tests {
             transport: proto,
             _pad: [0; 3],
             addr,
+            bytes: 0,
         }
     }
 
@@ -134,7 +176,8 @@ mod tests {
         Correlator::new(vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()])
     }
 
-    const TOUCH: Touch = Touch { secret_id: 0, origin_pid: 7 };
+    const TOUCH: Touch =
+        Touch { secret_id: 0, origin_pid: 7, read_ns: 0, via_kind: via::DIRECT, via: FileId::new(0, 0) };
 
     #[test]
     fn an_off_host_destination_alerts_once_and_counts_repeats() {
@@ -151,7 +194,7 @@ mod tests {
     #[test]
     fn each_secret_and_each_destination_is_its_own_alert() {
         let mut correlator = loopback_trusted();
-        let two = [TOUCH, Touch { secret_id: 1, origin_pid: 7 }];
+        let two = [TOUCH, Touch { secret_id: 1, ..TOUCH }];
         assert_eq!(
             correlator.connect(&connect(7, v4(10, 0, 0, 1), family::INET, transport::TCP), 1, &two).len(),
             2
@@ -200,5 +243,22 @@ mod tests {
         let ip: Ipv6Addr = "fd00:5647:1::2".parse().unwrap();
         let found = correlator.connect(&connect(7, ip.octets(), family::INET6, transport::TCP), 1, &[TOUCH]);
         assert_eq!(found[0].destination, SocketAddr::new(ip.into(), 443));
+    }
+
+    #[test]
+    fn progress_reports_growth_once_and_forgets_exited_processes() {
+        let mut correlator = loopback_trusted();
+        let event = connect(7, v4(10, 0, 0, 1), family::INET, transport::TCP);
+        correlator.connect(&event, 1, &[TOUCH]);
+        let mut kernel_total = 4_096;
+        let grown = correlator.progress(|key| (key.pid == 7 && key.port == 443).then_some(kernel_total));
+        assert_eq!(grown.iter().map(|e| e.bytes).collect::<Vec<_>>(), [4_096]);
+        assert!(correlator.progress(|_| Some(kernel_total)).is_empty(), "no growth, no report");
+        correlator.connect(&event, 1, &[TOUCH]);
+        correlator.exited(7);
+        kernel_total = 8_192;
+        assert_eq!(correlator.progress(|_| Some(kernel_total)).len(), 1, "a last report after exit");
+        assert!(correlator.progress(|_| Some(kernel_total * 2)).is_empty(), "then forgotten");
+        assert_eq!(correlator.repeats(), 1);
     }
 }

@@ -3,7 +3,9 @@
 
 use std::mem::size_of;
 
-use sensor_common::{ConnectEvent, EventHeader, EventKind, ExecEvent, ExitEvent, ForkEvent, SecretReadEvent};
+use sensor_common::{
+    ConnectEvent, DerivedEvent, EventHeader, EventKind, ExecEvent, ExitEvent, ForkEvent, Taint, TaintEvent,
+};
 
 /// A decoded record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -11,8 +13,19 @@ pub enum KernelEvent {
     Exec(Exec),
     Fork(ForkEvent),
     Exit(ExitEvent),
-    SecretRead(SecretReadEvent),
+    Taint(TaintEvent),
     Connect(ConnectEvent),
+    Derived(Derived),
+}
+
+/// A derived-file record with its name decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Derived {
+    pub header: EventHeader,
+    pub taint: Taint,
+    pub fd: u32,
+    /// Path within the file's mount (`/x` for `/tmp/x` when `/tmp` is its own mount).
+    pub mount_path: String,
 }
 
 /// An exec with its strings decoded.
@@ -43,8 +56,9 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
         Some(EventKind::Exec) => Ok(KernelEvent::Exec(exec(&read::<ExecEvent>(bytes, "exec")?))),
         Some(EventKind::Fork) => read(bytes, "fork").map(KernelEvent::Fork),
         Some(EventKind::Exit) => read(bytes, "exit").map(KernelEvent::Exit),
-        Some(EventKind::SecretRead) => read(bytes, "secret-read").map(KernelEvent::SecretRead),
+        Some(EventKind::Taint) => read(bytes, "taint").map(KernelEvent::Taint),
         Some(EventKind::Connect) => read(bytes, "connect").map(KernelEvent::Connect),
+        Some(EventKind::Derived) => Ok(KernelEvent::Derived(derived(&read(bytes, "derived")?))),
         None => Err(DecodeError::UnknownKind(header.kind)),
     }
 }
@@ -71,6 +85,15 @@ fn exec(raw: &ExecEvent) -> Exec {
     }
 }
 
+fn derived(raw: &DerivedEvent) -> Derived {
+    let mut mount_path = String::new();
+    for part in raw.name_parts.iter().map(|p| c_string(p)).take_while(|p| !p.is_empty() && p != "/") {
+        mount_path.insert_str(0, &part);
+        mount_path.insert(0, '/');
+    }
+    Derived { header: raw.header, taint: raw.taint, fd: raw.fd, mount_path }
+}
+
 /// Text up to the first NUL.
 fn c_string(bytes: &[u8]) -> String {
     let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
@@ -88,7 +111,7 @@ pub fn split_args(bytes: &[u8]) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
-    use sensor_common::{family, transport, FileId, Taint, ARGS_MAX, FILENAME_MAX};
+    use sensor_common::{family, transport, via, FileId, ARGS_MAX, FILENAME_MAX, NAME_PARTS, NAME_PART_MAX};
 
     use super::*;
 
@@ -104,29 +127,53 @@ mod tests {
     }
 
     #[test]
-    fn fork_exit_secret_read_and_connect_round_trip() {
+    fn fork_exit_taint_derived_and_connect_round_trip() {
         let fork = ForkEvent { header: header(EventKind::Fork), child_pid: 43, _pad: 0, child_start_ns: 9 };
         assert_eq!(decode(&bytes_of(&fork)), Ok(KernelEvent::Fork(fork)));
 
         let exit = ExitEvent { header: header(EventKind::Exit) };
         assert_eq!(decode(&bytes_of(&exit)), Ok(KernelEvent::Exit(exit)));
 
-        let read = SecretReadEvent {
-            header: header(EventKind::SecretRead),
+        let taint = Taint {
             secret_id: 3,
+            origin_pid: 41,
+            read_ns: 100,
+            acquired_ns: 200,
+            via_kind: via::PIPE,
             _pad: 0,
-            file: FileId::new(0x80_0001, 77),
+            via: FileId::new(0xd, 9_000),
         };
-        assert_eq!(decode(&bytes_of(&read)), Ok(KernelEvent::SecretRead(read)));
+        let read = TaintEvent {
+            header: header(EventKind::Taint),
+            taint,
+            fd: 0,
+            _pad: 0,
+            file: FileId::new(0xd, 9_000),
+        };
+        assert_eq!(decode(&bytes_of(&read)), Ok(KernelEvent::Taint(read)));
+
+        let mut derived = DerivedEvent {
+            header: header(EventKind::Derived),
+            taint,
+            fd: 4,
+            _pad: 0,
+            name_parts: [[0; NAME_PART_MAX]; NAME_PARTS],
+        };
+        for (part, name) in derived.name_parts.iter_mut().zip(["x.gz", "exfil", "/"]) {
+            part[..name.len()].copy_from_slice(name.as_bytes());
+        }
+        let expected = Derived { header: derived.header, taint, fd: 4, mount_path: "/exfil/x.gz".into() };
+        assert_eq!(decode(&bytes_of(&derived)), Ok(KernelEvent::Derived(expected)));
 
         let connect = ConnectEvent {
             header: header(EventKind::Connect),
-            taint: Taint { secret_id: 3, origin_pid: 41, since_ns: 100 },
+            taint,
             family: family::INET6,
             port: 8448,
             transport: transport::TCP,
             _pad: [0; 3],
             addr: [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
+            bytes: 16_384,
         };
         assert_eq!(decode(&bytes_of(&connect)), Ok(KernelEvent::Connect(connect)));
     }

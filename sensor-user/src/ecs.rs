@@ -91,6 +91,8 @@ pub struct File {
 pub struct Destination {
     pub ip: String,
     pub port: u16,
+    /// Bytes sent so far by this process to this destination.
+    pub bytes: u64,
 }
 
 #[derive(Debug, Serialize)]

@@ -1,7 +1,8 @@
 //! Field offsets of the running kernel's structs, read from its BTF.
 //!
 //! The kernel programs cannot use CO-RE relocations (Rust eBPF has none), so they read
-//! `struct task_struct` and friends at offsets found here and passed in as a global.
+//! `struct task_struct` and friends at offsets found here and passed in as a global (which
+//! also carries the taint window, set by the agent).
 
 use std::path::Path;
 
@@ -37,6 +38,24 @@ pub fn from_btf(path: &Path) -> Result<KernelOffsets, Error> {
         mm_struct_exe_file: field("mm_struct", "exe_file")?,
         mm_struct_arg_start: field("mm_struct", "arg_start")?,
         mm_struct_arg_end: field("mm_struct", "arg_end")?,
+        inode_i_mode: field("inode", "i_mode")?,
+        file_private_data: field("file", "private_data")?,
+        socket_sk: field("socket", "sk")?,
+        sock_sk_socket: field("sock", "sk_socket")?,
+        socket_file: field("socket", "file")?,
+        unix_sock_peer: field("unix_sock", "peer")?,
+        sock_common_skc_daddr: field("sock_common", "skc_daddr")?,
+        sock_common_skc_dport: field("sock_common", "skc_dport")?,
+        sock_common_skc_v6_daddr: field("sock_common", "skc_v6_daddr")?,
+        sock_common_skc_family: field("sock_common", "skc_family")?,
+        io_kiocb_opcode: field("io_kiocb", "opcode")?,
+        file_f_path: field("file", "f_path")?,
+        path_dentry: field("path", "dentry")?,
+        dentry_d_name: field("dentry", "d_name")?,
+        qstr_name: field("qstr", "name")?,
+        dentry_d_parent: field("dentry", "d_parent")?,
+        _pad: 0,
+        taint_window_ns: 0,
     })
 }
 
@@ -79,6 +98,9 @@ mod tests {
         assert!(offsets.mm_struct_arg_start < offsets.mm_struct_arg_end);
         assert_ne!(offsets.task_struct_files, 0);
         assert_ne!(offsets.mm_struct_exe_file, 0);
+        // `struct sock` starts with `struct sock_common`, and a `unix_sock` with a `sock`.
+        assert!(offsets.sock_common_skc_dport < offsets.sock_common_skc_v6_daddr);
+        assert!(offsets.unix_sock_peer > offsets.sock_sk_socket);
     }
 
     #[test]

@@ -5,6 +5,7 @@ mod cli;
 mod config;
 mod correlate;
 mod decode;
+mod derived_files;
 mod ecs;
 mod error;
 mod kernel_offsets;

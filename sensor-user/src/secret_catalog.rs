@@ -11,39 +11,68 @@ use std::{
 
 use sensor_common::FileId;
 
-/// A watched file: where the user said it is, and what it is to the kernel.
+/// A watched file: where the user said it is, and what it is to the kernel now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Secret {
     pub path: PathBuf,
     pub id: FileId,
 }
 
+/// A path that now leads to another file (or to a file for the first time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rebind {
+    /// The secret's id (its index in the catalog).
+    pub secret_id: u32,
+    pub old: Option<FileId>,
+    pub new: FileId,
+}
+
 /// All watched secrets, indexed by secret id.
 #[derive(Debug, Default)]
 pub struct SecretCatalog {
+    patterns: Vec<String>,
     secrets: Vec<Secret>,
-    /// Patterns that matched no existing file.
+    /// Patterns that matched no existing file at the last scan.
     pub unmatched: Vec<String>,
 }
 
 impl SecretCatalog {
-    /// Resolves every pattern; the first path seen for an identity names it.
+    /// Resolves every pattern; an identity already watched under another path keeps that name.
     pub fn resolve(patterns: &[String]) -> Self {
-        let mut catalog = Self::default();
-        for pattern in patterns {
+        let mut catalog = Self { patterns: patterns.to_vec(), ..Self::default() };
+        catalog.rescan(|_| true);
+        catalog
+    }
+
+    /// Resolves the patterns `include` selects again and returns the paths whose identity
+    /// changed: files replaced by rename, deleted and recreated, or created since.
+    pub fn rescan(&mut self, include: impl Fn(&str) -> bool) -> Vec<Rebind> {
+        let mut rebinds = Vec::new();
+        let mut unmatched = Vec::new();
+        for pattern in self.patterns.iter().filter(|p| include(p)) {
             let mut found = false;
             for path in expand(pattern) {
                 let Some(id) = file_id(&path) else { continue };
                 found = true;
-                if !catalog.secrets.iter().any(|s| s.id == id) {
-                    catalog.secrets.push(Secret { path, id });
+                if let Some(index) = self.secrets.iter().position(|s| s.path == path) {
+                    let secret = &mut self.secrets[index];
+                    if secret.id != id {
+                        let old = Some(std::mem::replace(&mut secret.id, id));
+                        rebinds.push(Rebind { secret_id: secret_id(index), old, new: id });
+                    }
+                } else if !self.secrets.iter().any(|s| s.id == id) {
+                    rebinds.push(Rebind { secret_id: secret_id(self.secrets.len()), old: None, new: id });
+                    self.secrets.push(Secret { path, id });
                 }
             }
             if !found {
-                catalog.unmatched.push(pattern.clone());
+                unmatched.push(pattern.clone());
             }
         }
-        catalog
+        if self.patterns.iter().all(|p| include(p)) {
+            self.unmatched = unmatched;
+        }
+        rebinds
     }
 
     /// The secret with kernel id `id`.
@@ -59,6 +88,10 @@ impl SecretCatalog {
     pub fn len(&self) -> usize {
         self.secrets.len()
     }
+}
+
+fn secret_id(index: usize) -> u32 {
+    u32::try_from(index).unwrap_or(u32::MAX)
 }
 
 /// Paths a pattern names: itself, or its glob matches; public keys (`*.pub`) never count.
@@ -118,6 +151,32 @@ mod tests {
         assert_eq!(catalog.len(), 1);
         assert_eq!(catalog.get(0).unwrap().path, secret);
         assert_eq!(catalog.unmatched, [patterns[2].clone(), patterns[3].clone()]);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_rescan_follows_replaced_and_new_files() {
+        let dir = std::env::temp_dir().join(format!("vigie-rescan-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let secret = dir.join("homeserver.yaml");
+        fs::write(&secret, "a").unwrap();
+        let later = dir.join("late.signing.key");
+        let mut catalog =
+            SecretCatalog::resolve(&[secret.display().to_string(), later.display().to_string()]);
+        let first = catalog.get(0).unwrap().id;
+        assert!(catalog.rescan(|_| true).is_empty(), "nothing changed");
+
+        let temp = dir.join("homeserver.yaml.tmp");
+        fs::write(&temp, "b").unwrap();
+        fs::rename(&temp, &secret).unwrap();
+        fs::write(&later, "c").unwrap();
+        let rebinds = catalog.rescan(|_| true);
+
+        let replaced = file_id(&secret).unwrap();
+        assert_eq!(rebinds[0], Rebind { secret_id: 0, old: Some(first), new: replaced });
+        assert_eq!(rebinds[1], Rebind { secret_id: 1, old: None, new: file_id(&later).unwrap() });
+        assert_eq!(catalog.get(1).unwrap().path, later);
+        assert!(catalog.unmatched.is_empty());
         fs::remove_dir_all(&dir).unwrap();
     }
 }

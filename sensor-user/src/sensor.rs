@@ -11,7 +11,9 @@ use aya::{
     programs::{CgroupAttachMode, CgroupSockAddr, Program, ProgramError, RawTracePoint, TracePoint},
     Ebpf, EbpfLoader,
 };
-use sensor_common::{counter, kernel_offsets::KERNEL_OFFSETS_GLOBAL, map_name, FileId, KernelOffsets};
+use sensor_common::{
+    counter, kernel_offsets::KERNEL_OFFSETS_GLOBAL, map_name, FileId, KernelOffsets, SendKey, SendTotal,
+};
 
 use crate::{error::Error, secret_catalog::SecretCatalog, system};
 
@@ -19,14 +21,53 @@ use crate::{error::Error, secret_catalog::SecretCatalog, system};
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/vigie"));
 
 /// Classic tracepoints: program → the (category, tracepoint) pairs it is attached to.
-const TRACEPOINTS: [(&str, &[(&str, &str)]); 4] = [
+const TRACEPOINTS: [(&str, &[(&str, &str)]); 10] = [
     ("sched_process_exec", &[("sched", "sched_process_exec")]),
     ("sched_process_exit", &[("sched", "sched_process_exit")]),
     (
         "sys_exit_open",
         &[("syscalls", "sys_exit_open"), ("syscalls", "sys_exit_openat"), ("syscalls", "sys_exit_openat2")],
     ),
+    ("io_uring_complete", &[("io_uring", "io_uring_complete")]),
+    (
+        "sys_enter_write",
+        &[
+            ("syscalls", "sys_enter_write"),
+            ("syscalls", "sys_enter_writev"),
+            ("syscalls", "sys_enter_pwrite64"),
+            ("syscalls", "sys_enter_pwritev"),
+            ("syscalls", "sys_enter_sendto"),
+            ("syscalls", "sys_enter_sendmsg"),
+            ("syscalls", "sys_enter_sendmmsg"),
+            ("syscalls", "sys_enter_sendfile64"),
+        ],
+    ),
+    (
+        "sys_enter_write_fd_out",
+        &[("syscalls", "sys_enter_splice"), ("syscalls", "sys_enter_copy_file_range")],
+    ),
+    (
+        "sys_enter_read",
+        &[
+            ("syscalls", "sys_enter_read"),
+            ("syscalls", "sys_enter_readv"),
+            ("syscalls", "sys_enter_recvfrom"),
+            ("syscalls", "sys_enter_recvmsg"),
+            ("syscalls", "sys_enter_splice"),
+        ],
+    ),
+    (
+        "sys_exit_read",
+        &[
+            ("syscalls", "sys_exit_read"),
+            ("syscalls", "sys_exit_readv"),
+            ("syscalls", "sys_exit_recvfrom"),
+            ("syscalls", "sys_exit_recvmsg"),
+            ("syscalls", "sys_exit_splice"),
+        ],
+    ),
     ("inet_sock_set_state", &[("sock", "inet_sock_set_state")]),
+    ("sock_send_length", &[("sock", "sock_send_length")]),
 ];
 /// Raw tracepoints: (program, tracepoint).
 const RAW_TRACEPOINTS: [(&str, &str); 1] = [("sched_process_fork", "sched_process_fork")];
@@ -74,6 +115,33 @@ impl Sensor {
             source: aya::maps::MapError::InvalidName { name: map_name::EVENTS.to_owned() },
         })?;
         RingBuf::try_from(map).map_err(|source| Error::Map { map: map_name::EVENTS, source })
+    }
+
+    /// Bytes the kernel counted for `key`, if it is the sender's current taint's.
+    pub fn send_total(&self, key: &SendKey) -> Result<Option<SendTotal>, Error> {
+        let error = |source| Error::Map { map: map_name::SEND_TOTALS, source };
+        let map =
+            self.ebpf.map(map_name::SEND_TOTALS).ok_or_else(|| error(missing(map_name::SEND_TOTALS)))?;
+        let totals: HashMap<_, SendKey, SendTotal> = HashMap::try_from(map).map_err(error)?;
+        match totals.get(key, 0) {
+            Ok(total) => Ok(Some(total)),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
+            Err(source) => Err(error(source)),
+        }
+    }
+
+    /// Points secret `id` at a new file identity (the path now leads to another inode).
+    pub fn rebind_secret(&mut self, id: u32, old: Option<FileId>, new: FileId) -> Result<(), Error> {
+        let error = |source| Error::Map { map: map_name::SECRETS, source };
+        let map = self.ebpf.map_mut(map_name::SECRETS).ok_or_else(|| error(missing(map_name::SECRETS)))?;
+        let mut secrets: HashMap<_, FileId, u32> = HashMap::try_from(map).map_err(error)?;
+        if let Some(old) = old {
+            match secrets.remove(&old) {
+                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+                Err(source) => return Err(error(source)),
+            }
+        }
+        secrets.insert(new, id, 0).map_err(error)
     }
 
     /// Events the kernel could not hand over since load, summed over CPUs.

@@ -1,34 +1,57 @@
-//! Which secrets reached which process, and through whom: the agent's copy of the kernel's
-//! taint map, with every secret a process touched (the kernel keeps only the first).
+//! Which secrets reached which process, and how: the agent's copy of the kernel's taint map,
+//! with every secret a process took in (the kernel keeps only the first).
 
 use std::collections::HashMap;
 
-use sensor_common::Taint;
+use sensor_common::{FileId, Taint};
 
 /// One secret reaching one process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Touch {
     pub secret_id: u32,
-    /// The process that opened the secret: the tainted process itself or an ancestor.
+    /// The process that opened the secret: the tainted process itself or another one.
     pub origin_pid: u32,
+    /// When the secret was opened (kernel monotonic ns): the taint window counts from here.
+    pub read_ns: u64,
+    /// One of `sensor_common::via`, and the derived file, pipe or socket it came through.
+    pub via_kind: u32,
+    pub via: FileId,
+}
+
+impl From<&Taint> for Touch {
+    fn from(taint: &Taint) -> Self {
+        Self {
+            secret_id: taint.secret_id,
+            origin_pid: taint.origin_pid,
+            read_ns: taint.read_ns,
+            via_kind: taint.via_kind,
+            via: taint.via,
+        }
+    }
 }
 
 /// Tainted processes by pid.
 #[derive(Debug, Default)]
 pub struct TaintTable {
     by_pid: HashMap<u32, Vec<Touch>>,
+    /// Taint older than this no longer counts (0: the process's lifetime).
+    window_ns: u64,
 }
 
 impl TaintTable {
-    /// `pid` opened secret `secret_id` itself.
-    pub fn secret_read(&mut self, pid: u32, secret_id: u32) {
+    pub fn new(window_ns: u64) -> Self {
+        Self { by_pid: HashMap::new(), window_ns }
+    }
+
+    /// `pid` took in a secret (first route per secret is kept).
+    pub fn acquire(&mut self, pid: u32, touch: Touch) {
         let touches = self.by_pid.entry(pid).or_default();
-        if !touches.iter().any(|t| t.secret_id == secret_id) {
-            touches.push(Touch { secret_id, origin_pid: pid });
+        if !touches.iter().any(|t| t.secret_id == touch.secret_id) {
+            touches.push(touch);
         }
     }
 
-    /// A child inherits everything its parent had touched.
+    /// A child inherits everything its parent had taken in.
     pub fn fork(&mut self, parent: u32, child: u32) {
         match self.by_pid.get(&parent).cloned() {
             Some(touches) => self.by_pid.insert(child, touches),
@@ -40,38 +63,62 @@ impl TaintTable {
         self.by_pid.remove(&pid);
     }
 
-    /// What reached `pid`; the kernel's record stands in when ours is missing (lost events).
-    pub fn touches(&self, pid: u32, kernel: &Taint) -> Vec<Touch> {
-        self.by_pid
-            .get(&pid)
-            .cloned()
-            .unwrap_or_else(|| vec![Touch { secret_id: kernel.secret_id, origin_pid: kernel.origin_pid }])
+    /// What reached `pid` and still counts at `now_ns`; the kernel's record stands in when
+    /// ours is missing (lost events).
+    pub fn touches(&self, pid: u32, kernel: &Taint, now_ns: u64) -> Vec<Touch> {
+        let live = |t: &Touch| self.window_ns == 0 || now_ns.saturating_sub(t.read_ns) <= self.window_ns;
+        match self.by_pid.get(&pid) {
+            Some(touches) => touches.iter().copied().filter(live).collect(),
+            None => vec![Touch::from(kernel)],
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use sensor_common::via;
+
     use super::*;
 
-    const NO_KERNEL_TAINT: Taint = Taint { secret_id: 9, origin_pid: 9, since_ns: 0 };
+    fn touch(secret_id: u32, origin_pid: u32, read_ns: u64) -> Touch {
+        Touch { secret_id, origin_pid, read_ns, via_kind: via::DIRECT, via: FileId::default() }
+    }
+
+    const KERNEL: Taint = Taint {
+        secret_id: 9,
+        origin_pid: 9,
+        read_ns: 0,
+        acquired_ns: 0,
+        via_kind: 0,
+        _pad: 0,
+        via: FileId::new(0, 0),
+    };
 
     #[test]
     fn children_inherit_every_secret_with_its_origin() {
-        let mut table = TaintTable::default();
-        table.secret_read(10, 0);
-        table.secret_read(10, 1);
-        table.secret_read(10, 0);
+        let mut table = TaintTable::new(0);
+        table.acquire(10, touch(0, 10, 1));
+        table.acquire(10, touch(1, 10, 2));
+        table.acquire(10, touch(0, 10, 3));
         table.fork(10, 11);
-        let expected = [Touch { secret_id: 0, origin_pid: 10 }, Touch { secret_id: 1, origin_pid: 10 }];
-        assert_eq!(table.touches(11, &NO_KERNEL_TAINT), expected);
+        assert_eq!(table.touches(11, &KERNEL, 5), [touch(0, 10, 1), touch(1, 10, 2)]);
     }
 
     #[test]
     fn a_reused_pid_starts_clean() {
-        let mut table = TaintTable::default();
-        table.secret_read(10, 0);
+        let mut table = TaintTable::new(0);
+        table.acquire(10, touch(0, 10, 1));
         table.exit(10);
         table.fork(1, 10);
-        assert_eq!(table.touches(10, &NO_KERNEL_TAINT), [Touch { secret_id: 9, origin_pid: 9 }]);
+        assert_eq!(table.touches(10, &KERNEL, 5), [Touch::from(&KERNEL)]);
+    }
+
+    #[test]
+    fn the_window_drops_old_touches() {
+        let mut table = TaintTable::new(1_000);
+        table.acquire(10, touch(0, 10, 100));
+        table.acquire(10, touch(1, 10, 900));
+        assert_eq!(table.touches(10, &KERNEL, 1_500), [touch(1, 10, 900)]);
+        assert!(table.touches(10, &KERNEL, 3_000).is_empty());
     }
 }

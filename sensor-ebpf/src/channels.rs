@@ -1,0 +1,165 @@
+//! Secret material moving between processes before it leaves: what a tainted process writes
+//! into a regular file (a derived file), a pipe, a FIFO or a unix socket carries its taint;
+//! whoever opens or reads it next is tainted in turn.
+//!
+//! The write hooks cost untainted processes one map lookup. The read hooks look at the
+//! descriptor's type; only pipe and socket reads are followed to their exit, where nothing
+//! more happens until the first pipe or socket is ever tainted (`GATES`).
+
+use aya_ebpf::{helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext};
+use sensor_common::{counter, via, DerivedEvent, EventKind, FileId, Taint};
+
+use crate::{
+    emit::{self, header},
+    kernel::{fd_file, file_id, file_type, name_parts, unix_peer_id, S_IFIFO, S_IFREG, S_IFSOCK},
+    maps::{GATES, READING, TAINTED_FILES},
+    taint,
+};
+
+/// Offset of the first syscall argument in `syscalls:sys_enter_*`; each takes 8 bytes.
+const SYS_ENTER_ARGS: usize = 16;
+/// Offset of `long ret` in `syscalls:sys_exit_*`.
+const SYS_EXIT_RET: usize = 16;
+
+/// Writes whose descriptor is the first argument: write, writev, pwrite64, pwritev,
+/// sendto, sendmsg, sendmmsg, sendfile64 (out_fd).
+#[tracepoint]
+pub fn sys_enter_write(ctx: TracePointContext) -> u32 {
+    let _ = written(&ctx, 0);
+    0
+}
+
+/// Writes whose descriptor is the third argument: splice and copy_file_range (fd_out).
+#[tracepoint]
+pub fn sys_enter_write_fd_out(ctx: TracePointContext) -> u32 {
+    let _ = written(&ctx, 2);
+    0
+}
+
+/// Reads whose descriptor is the first argument: read, readv, recvfrom, recvmsg, splice.
+/// A pipe's or socket's descriptor is kept for the syscall's exit: a reader blocked on an
+/// empty pipe must be judged by what the pipe carries when data arrives, not when it
+/// started waiting. Reads of regular files (derived files taint at open) keep nothing.
+#[tracepoint]
+pub fn sys_enter_read(ctx: TracePointContext) -> u32 {
+    let _ = reading(&ctx);
+    0
+}
+
+fn reading(ctx: &TracePointContext) -> Result<(), i32> {
+    let fd = fd_arg(ctx, 0)?;
+    let kind = file_type(fd_file(fd)?)?;
+    if kind == S_IFIFO || kind == S_IFSOCK {
+        READING.insert(bpf_get_current_pid_tgid(), fd, 0)?;
+    }
+    Ok(())
+}
+
+/// The exits of the reads above: data came out of `fd`.
+#[tracepoint]
+pub fn sys_exit_read(ctx: TracePointContext) -> u32 {
+    let _ = read_done(&ctx);
+    0
+}
+
+#[inline(always)]
+fn fd_arg(ctx: &TracePointContext, index: usize) -> Result<u32, i32> {
+    // SAFETY: sys_enter tracepoints carry their arguments as 8-byte slots from this offset.
+    let fd: u64 = unsafe { ctx.read_at(SYS_ENTER_ARGS + index * 8)? };
+    u32::try_from(fd).map_err(|_| -1)
+}
+
+fn written(ctx: &TracePointContext, fd_index: usize) -> Result<(), i32> {
+    let Some(taint) = taint::current() else { return Ok(()) };
+    let fd = fd_arg(ctx, fd_index)?;
+    let file = fd_file(fd)?;
+    match file_type(file)? {
+        S_IFREG => {
+            let id = file_id(file)?;
+            if mark(id, &taint, via::FILE)? {
+                derived(file, fd, carried(&taint, via::FILE, id));
+            }
+        }
+        S_IFIFO => {
+            mark(file_id(file)?, &taint, via::PIPE)?;
+            open_gate();
+        }
+        S_IFSOCK => {
+            if let Ok(peer) = unix_peer_id(file) {
+                mark(peer, &taint, via::UNIX_SOCKET)?;
+                open_gate();
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Reports a new derived file, with its name, built in place in the ring buffer (too big for
+/// the stack).
+#[inline(always)]
+fn derived(file: *const u8, fd: u32, taint: Taint) {
+    let Some(mut entry) = emit::reserve::<DerivedEvent>() else { return };
+    let event = entry.as_mut_ptr();
+    // SAFETY: `event` points at reserved ring-buffer memory of the right size; every field
+    // is written before submit (name parts by `name_parts`, which terminates each).
+    unsafe {
+        (*event).header = header(EventKind::Derived);
+        (*event).taint = taint;
+        (*event).fd = fd;
+        (*event)._pad = 0;
+        let parts = &mut *(&raw mut (*event).name_parts);
+        for part in parts.iter_mut() {
+            part[0] = 0;
+        }
+        let _ = name_parts(file, parts);
+    }
+    entry.submit(0);
+}
+
+/// The taint a file, pipe or socket `id` carries once `taint`'s holder wrote into it.
+#[inline(always)]
+fn carried(taint: &Taint, kind: u32, id: FileId) -> Taint {
+    Taint { via_kind: kind, via: id, ..*taint }
+}
+
+/// Records that `id` carries `taint`; true if it did not carry this secret before.
+#[inline(always)]
+fn mark(id: FileId, taint: &Taint, kind: u32) -> Result<bool, i32> {
+    // SAFETY: the value is copied out at once.
+    if unsafe { TAINTED_FILES.get(id) }.is_some_and(|t| t.secret_id == taint.secret_id) {
+        return Ok(false);
+    }
+    TAINTED_FILES.insert(id, carried(taint, kind, id), 0)?;
+    Ok(true)
+}
+
+#[inline(always)]
+fn open_gate() {
+    if let Some(gate) = GATES.get_ptr_mut(counter::TAINTED_CHANNELS) {
+        // SAFETY: a plain store of a flag; a lost race still stores 1.
+        unsafe { *gate = 1 };
+    }
+}
+
+fn read_done(ctx: &TracePointContext) -> Result<(), i32> {
+    let thread = bpf_get_current_pid_tgid();
+    // SAFETY: the value is copied out at once.
+    let Some(fd) = (unsafe { READING.get(thread) }).copied() else { return Ok(()) };
+    let _ = READING.remove(thread);
+    if GATES.get(counter::TAINTED_CHANNELS).copied().unwrap_or(0) == 0 {
+        return Ok(());
+    }
+    // SAFETY: every sys_exit tracepoint has `long ret` at this offset.
+    if unsafe { ctx.read_at::<i64>(SYS_EXIT_RET)? } <= 0 {
+        return Ok(());
+    }
+    let id = file_id(fd_file(fd)?)?;
+    // SAFETY: the value is copied out at once.
+    let Some(source) = (unsafe { TAINTED_FILES.get(id) }).copied() else { return Ok(()) };
+    if source.via_kind == via::FILE || taint::current_is_allowed() {
+        // Derived files taint at open, where the opener is known.
+        return Ok(());
+    }
+    taint::acquire(source, fd, id)
+}

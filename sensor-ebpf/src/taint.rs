@@ -1,0 +1,76 @@
+//! The taint state machine shared by every hook: who holds secret material, since when, and
+//! the one record per (process, secret) that tells the agent.
+
+use aya_ebpf::helpers::bpf_ktime_get_ns;
+use sensor_common::{EventKind, FileId, ReadSeenKey, Taint, TaintEvent};
+
+use crate::{
+    emit::{self, current_pid, header},
+    kernel::{current_exe_id, offsets},
+    maps::{ALLOWED_EXES, READ_SEEN, TAINTED},
+};
+
+#[inline(always)]
+pub fn now() -> u64 {
+    // SAFETY: helper without preconditions.
+    unsafe { bpf_ktime_get_ns() }
+}
+
+/// Whether `taint` still counts at `now`, given the configured taint window.
+#[inline(always)]
+pub fn is_live(taint: &Taint, now: u64) -> bool {
+    let window = offsets().taint_window_ns;
+    window == 0 || now.saturating_sub(taint.read_ns) <= window
+}
+
+/// The current process's live taint, if any; an expired one is dropped.
+#[inline(always)]
+pub fn current() -> Option<Taint> {
+    let pid = current_pid();
+    // SAFETY: the value is copied out at once.
+    let taint = unsafe { TAINTED.get(pid) }.copied()?;
+    if is_live(&taint, now()) {
+        Some(taint)
+    } else {
+        let _ = TAINTED.remove(pid);
+        None
+    }
+}
+
+/// Whether the current executable is an allowed reader (whose reads never taint).
+#[inline(always)]
+pub fn current_is_allowed() -> bool {
+    current_exe_id().is_ok_and(|exe| ALLOWED_EXES.get_ptr(exe).is_some())
+}
+
+/// The current process takes in secret material described by `source`, through descriptor
+/// `fd` on `file`. Keeps an existing live taint (its origin came first) and reports each
+/// (process, secret) once.
+#[inline(always)]
+pub fn acquire(source: Taint, fd: u32, file: FileId) -> Result<(), i32> {
+    let pid = current_pid();
+    let now = now();
+    // SAFETY: the value is copied out at once.
+    let held = match unsafe { TAINTED.get(pid) }.copied() {
+        Some(held) if is_live(&held, now) => held,
+        _ => {
+            let fresh = Taint { acquired_ns: now, ..source };
+            TAINTED.insert(pid, fresh, 0)?;
+            fresh
+        }
+    };
+    let seen = ReadSeenKey { pid, secret_id: source.secret_id };
+    // SAFETY: the value is copied out at once.
+    if unsafe { READ_SEEN.get(seen) }.copied() == Some(held.acquired_ns) {
+        return Ok(());
+    }
+    READ_SEEN.insert(seen, held.acquired_ns, 0)?;
+    emit::output(TaintEvent {
+        header: header(EventKind::Taint),
+        taint: Taint { acquired_ns: held.acquired_ns, ..source },
+        fd,
+        _pad: 0,
+        file,
+    });
+    Ok(())
+}

@@ -1,0 +1,67 @@
+//! Names of derived files: files a tainted process wrote, which carry the secret onwards.
+//!
+//! The kernel reports a derived file's name within its mount; this module finds the full
+//! path by trying each mount point and checking the inode, and remembers it so the alert
+//! of a later reader can name the file.
+
+use std::{collections::HashMap, fs, path::Path};
+
+use sensor_common::FileId;
+
+use crate::secret_catalog::file_id;
+
+/// Derived files remembered at most (oldest forgotten first, by clearing).
+const KEPT: usize = 65_536;
+
+/// Derived file paths by identity.
+#[derive(Debug, Default)]
+pub struct DerivedFiles {
+    paths: HashMap<FileId, String>,
+}
+
+impl DerivedFiles {
+    /// Records derived file `id`, named `mount_path` within its mount; returns its full path
+    /// if one could be found.
+    pub fn record(&mut self, id: FileId, mount_path: &str) -> Option<String> {
+        let path = resolve(id, mount_path)?;
+        if self.paths.len() >= KEPT {
+            self.paths.clear();
+        }
+        self.paths.insert(id, path.clone());
+        Some(path)
+    }
+
+    pub fn path(&self, id: FileId) -> Option<&str> {
+        self.paths.get(&id).map(String::as_str)
+    }
+}
+
+/// The path whose identity is `id`, among `mount_path` under each mount point.
+fn resolve(id: FileId, mount_path: &str) -> Option<String> {
+    let mounts = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let mount_points = mounts.lines().filter_map(|line| line.split_whitespace().nth(1));
+    std::iter::once("/")
+        .chain(mount_points)
+        .map(|mount| format!("{}{mount_path}", mount.trim_end_matches('/')))
+        .find(|candidate| file_id(Path::new(candidate)) == Some(id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_is_found_under_its_mount_point() {
+        let dir = std::env::temp_dir().join(format!("vigie-derived-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("x.gz");
+        fs::write(&file, "x").unwrap();
+        let id = file_id(&file).unwrap();
+        let mut derived = DerivedFiles::default();
+        // Whatever the mount of the temp dir, the full path is a candidate.
+        assert_eq!(derived.record(id, &file.display().to_string()), Some(file.display().to_string()));
+        assert_eq!(derived.path(id), Some(file.display().to_string().as_str()));
+        assert_eq!(derived.record(FileId::new(0, 1), "/no/such/file"), None);
+        fs::remove_dir_all(dir).unwrap();
+    }
+}
