@@ -41,6 +41,8 @@ pub struct KernelOffsets {
     pub dentry_d_name: u32,
     pub qstr_name: u32,
     pub dentry_d_parent: u32,
+    /// Not an offset: the kernel device number of procfs, to recognise `/proc/PID/mem` opens.
+    pub proc_dev: u32,
     pub _pad: u32,
     /// Not an offset: taint older than this stops counting (0: the process's lifetime).
     pub taint_window_ns: u64,
@@ -50,5 +52,5 @@ pub struct KernelOffsets {
 pub const KERNEL_OFFSETS_GLOBAL: &str = "KERNEL_OFFSETS";
 
 #[cfg(feature = "user")]
-// SAFETY: `#[repr(C)]` integers, 33 `u32`s (explicit padding included) then a `u64`: no padding, any bit pattern is valid.
+// SAFETY: `#[repr(C)]` integers, 34 `u32`s (explicit padding included) then a `u64`: no padding, any bit pattern is valid.
 unsafe impl aya::Pod for KernelOffsets {}

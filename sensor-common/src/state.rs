@@ -28,6 +28,8 @@ pub mod via {
     pub const PIPE: u32 = 2;
     /// It read from a unix socket a tainted process wrote into.
     pub const UNIX_SOCKET: u32 = 3;
+    /// It read a protected process's memory or environment (`via.ino` is that pid).
+    pub const PROCESS_MEMORY: u32 = 4;
 }
 
 /// Why a process (or a pipe, socket or derived file) is tainted.
@@ -96,6 +98,7 @@ pub mod map_name {
     pub const ALLOWED_EXES: &str = "ALLOWED_EXES";
     pub const TAINTED: &str = "TAINTED";
     pub const SEND_TOTALS: &str = "SEND_TOTALS";
+    pub const TRUSTED_PIDS: &str = "TRUSTED_PIDS";
 }
 
 #[cfg(feature = "user")]

@@ -157,7 +157,7 @@ fn read_done(ctx: &TracePointContext) -> Result<(), i32> {
     let id = file_id(fd_file(fd)?)?;
     // SAFETY: the value is copied out at once.
     let Some(source) = (unsafe { TAINTED_FILES.get(id) }).copied() else { return Ok(()) };
-    if source.via_kind == via::FILE || taint::current_is_allowed() {
+    if source.via_kind == via::FILE || taint::current_is_trusted() {
         // Derived files taint at open, where the opener is known.
         return Ok(());
     }

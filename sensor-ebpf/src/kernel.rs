@@ -38,6 +38,7 @@ static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     dentry_d_name: 0,
     qstr_name: 0,
     dentry_d_parent: 0,
+    proc_dev: 0,
     _pad: 0,
     taint_window_ns: 0,
 };
@@ -154,4 +155,35 @@ pub fn name_parts(file: *const u8, parts: &mut [[u8; NAME_PART_MAX]; NAME_PARTS]
         dentry = parent;
     }
     Ok(())
+}
+
+/// The pid whose memory or environment `file` exposes (`/proc/PID/mem`, `/proc/PID/environ`),
+/// if it is one of those.
+#[inline(always)]
+pub fn proc_memory_pid(file: *const u8) -> Result<u32, i32> {
+    let off = offsets();
+    let dentry: *const u8 = read(file, off.file_f_path + off.path_dentry)?;
+    let mut name = [0u8; 8];
+    let name_ptr: *const u8 = read(dentry, off.dentry_d_name + off.qstr_name)?;
+    // SAFETY: bpf_probe_read_kernel_str checks the address.
+    unsafe { bpf_probe_read_kernel_str_bytes(name_ptr, &mut name)? };
+    if &name != b"environ\0" && &name[..4] != b"mem\0" {
+        return Err(-1);
+    }
+    let parent: *const u8 = read(dentry, off.dentry_d_parent)?;
+    let mut digits = [0u8; 12];
+    let digits_ptr: *const u8 = read(parent, off.dentry_d_name + off.qstr_name)?;
+    // SAFETY: as above.
+    unsafe { bpf_probe_read_kernel_str_bytes(digits_ptr, &mut digits)? };
+    let mut pid = 0u32;
+    for &digit in &digits {
+        if digit == 0 {
+            break;
+        }
+        if !digit.is_ascii_digit() {
+            return Err(-1);
+        }
+        pid = pid.wrapping_mul(10).wrapping_add(u32::from(digit - b'0'));
+    }
+    Ok(pid)
 }

@@ -10,6 +10,7 @@ mod channels;
 mod emit;
 mod kernel;
 mod maps;
+mod memory;
 mod network;
 mod process;
 mod secret_open;

@@ -47,3 +47,8 @@ pub static SEND_TOTALS: LruHashMap<SendKey, SendTotal> = LruHashMap::with_max_en
 /// Descriptor of each thread's pipe or socket read in progress, by pid_tgid.
 #[map]
 pub static READING: HashMap<u64, u32> = HashMap::with_max_entries(16_384, 0);
+
+/// Processes of trusted services, by pid → the id of the label naming their memory. Their
+/// reads never taint; reading their memory does. Filled by the agent.
+#[map]
+pub static TRUSTED_PIDS: HashMap<u32, u32> = HashMap::with_max_entries(4_096, 0);

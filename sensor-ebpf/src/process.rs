@@ -12,7 +12,7 @@ use sensor_common::{EventKind, ExecEvent, ExitEvent, ForkEvent, Taint, ARGS_MAX,
 use crate::{
     emit::{self, current_pid, header},
     kernel::{current_mm, current_task, offsets, read},
-    maps::TAINTED,
+    maps::{TAINTED, TRUSTED_PIDS},
     taint,
 };
 
@@ -109,6 +109,7 @@ pub fn sched_process_exit(_ctx: TracePointContext) -> u32 {
         return 0;
     }
     let _ = TAINTED.remove(current_pid());
+    let _ = TRUSTED_PIDS.remove(current_pid());
     emit::output(ExitEvent { header: header(EventKind::Exit) });
     0
 }

@@ -1,14 +1,15 @@
 //! Opens of secrets and derived files, recognised by the identity of the file the new
 //! descriptor refers to, so hardlinks, symlinks, `..`, `/proc/PID/root`, `/proc/self/fd`
 //! and bind mounts all count as the file they lead to. io_uring opens are seen at their
-//! completion.
+//! completion. `/proc/PID/mem` and `/proc/PID/environ` of a trusted service count as the
+//! secrets that service holds.
 
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
 use sensor_common::{via, FileId, Taint};
 
 use crate::{
     emit::current_pid,
-    kernel::{fd_file, file_id, offsets, read},
+    kernel::{fd_file, file_id, offsets, proc_memory_pid, read},
     maps::{SECRETS, TAINTED_FILES},
     taint,
 };
@@ -53,16 +54,21 @@ fn try_io_uring_complete(ctx: &TracePointContext) -> Result<(), i32> {
     Ok(())
 }
 
-/// The current process just got descriptor `fd`: a secret or a derived file taints it.
+/// The current process just got descriptor `fd`: a secret, a derived file, or the memory of
+/// a trusted service's process taints it.
 #[inline(always)]
 fn opened(fd: u32) -> Result<(), i32> {
-    let file = file_id(fd_file(fd)?)?;
+    let open_file = fd_file(fd)?;
+    let file = file_id(open_file)?;
+    if file.dev == offsets().proc_dev {
+        return taint::memory_read(proc_memory_pid(open_file)?, fd);
+    }
     // SAFETY: values are copied out at once.
     let source = match unsafe { SECRETS.get(file) }.copied() {
         Some(secret_id) => direct(secret_id),
         None => unsafe { TAINTED_FILES.get(file) }.copied().ok_or(0)?,
     };
-    if taint::current_is_allowed() {
+    if taint::current_is_trusted() {
         return Ok(());
     }
     taint::acquire(source, fd, file)

@@ -2,12 +2,12 @@
 //! the one record per (process, secret) that tells the agent.
 
 use aya_ebpf::helpers::bpf_ktime_get_ns;
-use sensor_common::{EventKind, FileId, ReadSeenKey, Taint, TaintEvent};
+use sensor_common::{via, EventKind, FileId, ReadSeenKey, Taint, TaintEvent};
 
 use crate::{
     emit::{self, current_pid, header},
     kernel::{current_exe_id, offsets},
-    maps::{ALLOWED_EXES, READ_SEEN, TAINTED},
+    maps::{ALLOWED_EXES, READ_SEEN, TAINTED, TRUSTED_PIDS},
 };
 
 #[inline(always)]
@@ -37,10 +37,34 @@ pub fn current() -> Option<Taint> {
     }
 }
 
-/// Whether the current executable is an allowed reader (whose reads never taint).
+/// Whether the current process is trusted: an allowed reader's executable, or a process
+/// of a trusted service. Its reads never taint.
 #[inline(always)]
-pub fn current_is_allowed() -> bool {
-    current_exe_id().is_ok_and(|exe| ALLOWED_EXES.get_ptr(exe).is_some())
+pub fn current_is_trusted() -> bool {
+    TRUSTED_PIDS.get_ptr(current_pid()).is_some()
+        || current_exe_id().is_ok_and(|exe| ALLOWED_EXES.get_ptr(exe).is_some())
+}
+
+/// The current process reads the memory of `target`: if that is a trusted service's
+/// process, the reader takes in what the service holds.
+#[inline(always)]
+pub fn memory_read(target: u32, fd: u32) -> Result<(), i32> {
+    // SAFETY: the value is copied out at once.
+    let Some(label) = (unsafe { TRUSTED_PIDS.get(target) }).copied() else { return Ok(()) };
+    if target == current_pid() || current_is_trusted() {
+        return Ok(());
+    }
+    let now = now();
+    let source = Taint {
+        secret_id: label,
+        origin_pid: current_pid(),
+        read_ns: now,
+        acquired_ns: now,
+        via_kind: via::PROCESS_MEMORY,
+        _pad: 0,
+        via: FileId::new(0, u64::from(target)),
+    };
+    acquire(source, fd, FileId::new(0, u64::from(target)))
 }
 
 /// The current process takes in secret material described by `source`, through descriptor

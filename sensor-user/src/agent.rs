@@ -24,8 +24,10 @@ use crate::{
     process_table::ProcessTable,
     secret_catalog::{file_id, SecretCatalog},
     sensor::{Sensor, SensorSpec},
+    services::Service,
     system,
     taint::TaintTable,
+    trusted_processes::TrustedProcesses,
 };
 
 /// How often watched paths are checked for a new identity.
@@ -46,11 +48,17 @@ struct Tally {
 /// Runs the sensor until interrupted.
 pub async fn run(settings: Settings) -> Result<(), Error> {
     let window_ns = settings.taint_window.map_or(0, |w| u64::try_from(w.as_nanos()).unwrap_or(u64::MAX));
-    let offsets =
-        KernelOffsets { taint_window_ns: window_ns, ..kernel_offsets::from_btf(Path::new(VMLINUX_BTF))? };
+    let offsets = KernelOffsets {
+        taint_window_ns: window_ns,
+        proc_dev: file_id(Path::new("/proc")).map_or(0, |id| id.dev),
+        ..kernel_offsets::from_btf(Path::new(VMLINUX_BTF))?
+    };
     let catalog = SecretCatalog::resolve(&settings.secret_patterns);
     let allowed_exes = allowed_exes(&settings)?;
     let mut output = Output::open(&settings.output)?;
+    // Before anything is loaded: a SIGTERM right after `sensor-started` must stop us cleanly.
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| Error::system("SIGINT handler", e))?;
+    let mut terminate = signal(SignalKind::terminate()).map_err(|e| Error::system("SIGTERM handler", e))?;
     let mut sensor = Sensor::load(&SensorSpec {
         offsets,
         secrets: &catalog,
@@ -73,14 +81,15 @@ pub async fn run(settings: Settings) -> Result<(), Error> {
         boot_wall_ns: system::boot_wall_ns(),
     };
     let correlator = Correlator::new(settings.trusted_nets);
-    let mut pipeline = Pipeline::new(facts, catalog, processes, correlator, TaintTable::new(window_ns));
+    let trusted = TrustedProcesses::new(settings.services.iter().map(Service::resolve).collect());
+    let mut pipeline =
+        Pipeline::new(facts, catalog, processes, correlator, TaintTable::new(window_ns), trusted);
+    apply_trust(&mut sensor, &mut pipeline)?;
     output.write(&pipeline.state("sensor-started", started))?;
 
     // SAFETY: the ring buffer owns its fd and keeps it open for as long as the AsyncFd lives.
     let mut ring = unsafe { AsyncFd::register(events) }
         .map_err(|e| Error::system("polling the ring buffer", e.into()))?;
-    let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| Error::system("SIGINT handler", e))?;
-    let mut terminate = signal(SignalKind::terminate()).map_err(|e| Error::system("SIGTERM handler", e))?;
     let mut ticks = interval(TICK);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut tick = 0u64;
@@ -89,7 +98,7 @@ pub async fn run(settings: Settings) -> Result<(), Error> {
         tokio::select! {
             ready = ring.readable_mut() => {
                 let mut guard = ready.map_err(|e| Error::system("polling the ring buffer", e))?;
-                drain(guard.get_inner_mut(), &mut pipeline, &mut output, &mut tally)?;
+                drain(guard.get_inner_mut(), &mut pipeline, &mut output, &mut tally, &mut sensor)?;
                 guard.clear_ready();
             }
             _ = ticks.tick() => {
@@ -104,7 +113,7 @@ pub async fn run(settings: Settings) -> Result<(), Error> {
             _ = terminate.recv() => break,
         }
     }
-    drain(ring.get_mut(), &mut pipeline, &mut output, &mut tally)?;
+    drain(ring.get_mut(), &mut pipeline, &mut output, &mut tally, &mut sensor)?;
     report_progress(&sensor, &mut pipeline, &mut output)?;
     report_loss(&sensor, &pipeline, &mut output, &mut tally)?;
     let stopped = json!({
@@ -138,6 +147,7 @@ fn drain(
     pipeline: &mut Pipeline,
     output: &mut Output,
     tally: &mut Tally,
+    sensor: &mut Sensor,
 ) -> Result<(), Error> {
     while let Some(record) = ring.next() {
         tally.records += 1;
@@ -149,8 +159,14 @@ fn drain(
         for document in pipeline.handle(&event) {
             output.write(&document)?;
         }
+        apply_trust(sensor, pipeline)?;
     }
     Ok(())
+}
+
+/// Tells the kernel which processes are now trusted services, or no longer.
+fn apply_trust(sensor: &mut Sensor, pipeline: &mut Pipeline) -> Result<(), Error> {
+    pipeline.take_trust_changes().into_iter().try_for_each(|change| sensor.apply_trust(change))
 }
 
 /// Points the kernel at the new identity of every watched path that changed, and says so.

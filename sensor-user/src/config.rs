@@ -10,7 +10,7 @@ use std::{
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::Deserialize;
 
-use crate::{cli::RunArgs, error::Error, profiles};
+use crate::{cli::RunArgs, error::Error, profiles, services::ServiceSpec};
 
 /// The config file, as written by the user. Every field is optional.
 #[derive(Debug, Default, Deserialize, PartialEq)]
@@ -27,6 +27,9 @@ pub struct ConfigFile {
     pub output: Option<String>,
     /// Taint older than this many seconds no longer alerts.
     pub taint_window_secs: Option<u64>,
+    /// Trusted services (`[[services]]` tables).
+    #[serde(default)]
+    pub services: Vec<ServiceSpec>,
 }
 
 impl ConfigFile {
@@ -83,6 +86,8 @@ pub struct Settings {
     pub ring_buffer_bytes: u32,
     /// How long taint lasts; `None`: a process's lifetime.
     pub taint_window: Option<Duration>,
+    /// Services whose processes are trusted readers and whose memory is protected.
+    pub services: Vec<ServiceSpec>,
 }
 
 /// Loopback, always trusted: traffic there does not leave the machine.
@@ -139,6 +144,7 @@ impl Settings {
                 .or(file.taint_window_secs)
                 .filter(|&s| s > 0)
                 .map(Duration::from_secs),
+            services: file.services,
         })
     }
 }
@@ -163,6 +169,18 @@ mod tests {
         assert_eq!(file.trusted_nets, ["10.0.0.0/8".parse::<IpNet>().unwrap()]);
         assert_eq!(file.allow_readers, [PathBuf::from("/usr/bin/backup")]);
         assert_eq!(file.output.as_deref(), Some("/var/log/vigie.jsonl"));
+    }
+
+    #[test]
+    fn services_are_tables_with_their_own_fields() {
+        let file = parse(
+            "[[services]]\nname = \"matrix-synapse\"\nargs = [\"synapse.app.homeserver\"]\nuser = 998\n",
+        )
+        .unwrap();
+        assert_eq!(file.services[0].name, "matrix-synapse");
+        assert_eq!(file.services[0].user, Some(998));
+        let err = parse("[[services]]\nname = \"x\"\npid = 4\n").unwrap_err().to_string();
+        assert!(err.contains("line 3") && err.contains("pid"), "{err}");
     }
 
     #[test]

@@ -54,6 +54,7 @@ pub fn from_btf(path: &Path) -> Result<KernelOffsets, Error> {
         dentry_d_name: field("dentry", "d_name")?,
         qstr_name: field("qstr", "name")?,
         dentry_d_parent: field("dentry", "d_parent")?,
+        proc_dev: 0,
         _pad: 0,
         taint_window_ns: 0,
     })

@@ -15,8 +15,10 @@ mod process_table;
 mod profiles;
 mod secret_catalog;
 mod sensor;
+mod services;
 mod system;
 mod taint;
+mod trusted_processes;
 
 use std::process::ExitCode;
 

@@ -12,6 +12,7 @@ use crate::{
     process_table::{Process, ProcessTable},
     secret_catalog::{Secret, SecretCatalog},
     taint::{TaintTable, Touch},
+    trusted_processes::{TrustChange, TrustedProcesses},
 };
 
 /// Facts about the host stamped on every document.
@@ -31,6 +32,7 @@ pub struct Pipeline {
     taint: TaintTable,
     correlator: Correlator,
     derived: DerivedFiles,
+    trusted: TrustedProcesses,
 }
 
 const ALERT: Event = Event {
@@ -47,29 +49,52 @@ const SECRET_DERIVED: Event =
     Event { kind: "event", action: "secret-derived", severity: None, category: &["file"] };
 
 impl Pipeline {
+    /// A pipeline over the processes running now; trusted services among them are
+    /// reported by the first `take_trust_changes`.
     pub fn new(
         facts: HostFacts,
         catalog: SecretCatalog,
         processes: ProcessTable,
         correlator: Correlator,
         taint: TaintTable,
+        trusted: TrustedProcesses,
     ) -> Self {
-        Self { facts, catalog, processes, taint, correlator, derived: DerivedFiles::default() }
+        let mut pipeline =
+            Self { facts, catalog, processes, taint, correlator, derived: DerivedFiles::default(), trusted };
+        for process in pipeline.processes.iter() {
+            pipeline.trusted.observe(process, &mut pipeline.catalog);
+        }
+        pipeline
+    }
+
+    /// What the kernel's trusted-process map must learn, in order.
+    pub fn take_trust_changes(&mut self) -> Vec<TrustChange> {
+        self.trusted.take_changes()
     }
 
     /// Applies one kernel event; returns the documents it gives rise to.
     pub fn handle(&mut self, event: &KernelEvent) -> Vec<Document> {
         match event {
-            KernelEvent::Exec(exec) => self.processes.exec(exec),
+            KernelEvent::Exec(exec) => {
+                self.processes.exec(exec);
+                self.observe(exec.header.pid);
+            }
             KernelEvent::Fork(fork) => {
                 self.processes.fork(fork);
                 self.taint.fork(fork.header.pid, fork.child_pid);
+                self.observe(fork.child_pid);
             }
             KernelEvent::Exit(exit) => {
                 self.processes.exit(exit);
                 self.taint.exit(exit.header.pid);
                 self.correlator.exited(exit.header.pid);
+                self.trusted.exit(exit.header.pid);
             }
+            // A trusted service's records from before the kernel knew it was trusted.
+            KernelEvent::Taint(TaintEvent { header, .. })
+            | KernelEvent::Derived(Derived { header, .. })
+            | KernelEvent::Connect(ConnectEvent { header, .. })
+                if self.trusted.is_trusted(header.pid) => {}
             KernelEvent::Taint(taint) => {
                 self.taint.acquire(taint.header.pid, Touch::from(&taint.taint));
                 return self.secret_read(taint).into_iter().collect();
@@ -78,6 +103,15 @@ impl Pipeline {
             KernelEvent::Connect(connect) => return self.connect(connect),
         }
         Vec::new()
+    }
+
+    /// Re-evaluates whether `pid` is a trusted service; a newly trusted one sheds its taint.
+    fn observe(&mut self, pid: u32) {
+        let Some(process) = self.processes.get(pid) else { return };
+        self.trusted.observe(process, &mut self.catalog);
+        if self.trusted.is_trusted(pid) {
+            self.taint.exit(pid);
+        }
     }
 
     /// Progress of alerted transfers whose byte count grew; `total` reads the kernel's count.
@@ -187,6 +221,7 @@ impl Pipeline {
             }
             via::PIPE => Some(json!({ "kind": "pipe", "inode": inode })),
             via::UNIX_SOCKET => Some(json!({ "kind": "unix-socket", "inode": inode })),
+            via::PROCESS_MEMORY => Some(json!({ "kind": "process-memory", "pid": touch.via.ino })),
             _ => None,
         }
     }
@@ -260,8 +295,14 @@ mod tests {
         let facts =
             HostFacts { host: ecs::Host { name: "test".into() }, boot_id: "b".into(), boot_wall_ns: 0 };
         let correlator = Correlator::new(vec!["127.0.0.0/8".parse().unwrap()]);
-        let mut pipeline =
-            Pipeline::new(facts, catalog, ProcessTable::default(), correlator, TaintTable::new(0));
+        let mut pipeline = Pipeline::new(
+            facts,
+            catalog,
+            ProcessTable::default(),
+            correlator,
+            TaintTable::new(0),
+            TrustedProcesses::default(),
+        );
         for (pid, ppid, exe) in [(1, 0, "/bin/sh"), (READER, 1, "/usr/bin/cat")] {
             let exec = Exec {
                 header: header(EventKind::Exec, pid),

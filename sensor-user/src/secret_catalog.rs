@@ -75,6 +75,12 @@ impl SecretCatalog {
         rebinds
     }
 
+    /// Adds a secret that is not a file (a trusted process's memory), named `label`.
+    pub fn add_label(&mut self, label: String) -> u32 {
+        self.secrets.push(Secret { path: PathBuf::from(label), id: FileId::default() });
+        secret_id(self.secrets.len() - 1)
+    }
+
     /// The secret with kernel id `id`.
     pub fn get(&self, id: u32) -> Option<&Secret> {
         self.secrets.get(usize::try_from(id).ok()?)

@@ -13,15 +13,16 @@ use aya::{
 };
 use sensor_common::{
     counter, kernel_offsets::KERNEL_OFFSETS_GLOBAL, map_name, FileId, KernelOffsets, SendKey, SendTotal,
+    Taint,
 };
 
-use crate::{error::Error, secret_catalog::SecretCatalog, system};
+use crate::{error::Error, secret_catalog::SecretCatalog, system, trusted_processes::TrustChange};
 
 /// The eBPF object built by `build.rs` (empty when bpf-linker was missing).
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/vigie"));
 
 /// Classic tracepoints: program → the (category, tracepoint) pairs it is attached to.
-const TRACEPOINTS: [(&str, &[(&str, &str)]); 10] = [
+const TRACEPOINTS: [(&str, &[(&str, &str)]); 12] = [
     ("sched_process_exec", &[("sched", "sched_process_exec")]),
     ("sched_process_exit", &[("sched", "sched_process_exit")]),
     (
@@ -68,6 +69,8 @@ const TRACEPOINTS: [(&str, &[(&str, &str)]); 10] = [
     ),
     ("inet_sock_set_state", &[("sock", "inet_sock_set_state")]),
     ("sock_send_length", &[("sock", "sock_send_length")]),
+    ("sys_enter_process_vm_readv", &[("syscalls", "sys_enter_process_vm_readv")]),
+    ("sys_enter_ptrace", &[("syscalls", "sys_enter_ptrace")]),
 ];
 /// Raw tracepoints: (program, tracepoint).
 const RAW_TRACEPOINTS: [(&str, &str); 1] = [("sched_process_fork", "sched_process_fork")];
@@ -136,12 +139,35 @@ impl Sensor {
         let map = self.ebpf.map_mut(map_name::SECRETS).ok_or_else(|| error(missing(map_name::SECRETS)))?;
         let mut secrets: HashMap<_, FileId, u32> = HashMap::try_from(map).map_err(error)?;
         if let Some(old) = old {
-            match secrets.remove(&old) {
-                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
-                Err(source) => return Err(error(source)),
-            }
+            ignore_missing(secrets.remove(&old)).map_err(error)?;
         }
         secrets.insert(new, id, 0).map_err(error)
+    }
+
+    /// Applies a change of trusted processes; a newly trusted one sheds its kernel taint.
+    pub fn apply_trust(&mut self, change: TrustChange) -> Result<(), Error> {
+        let error = |map| move |source| Error::Map { map, source };
+        let map = self
+            .ebpf
+            .map_mut(map_name::TRUSTED_PIDS)
+            .ok_or_else(|| error(map_name::TRUSTED_PIDS)(missing(map_name::TRUSTED_PIDS)))?;
+        let mut trusted: HashMap<_, u32, u32> =
+            HashMap::try_from(map).map_err(error(map_name::TRUSTED_PIDS))?;
+        match change {
+            TrustChange::Trust { pid, label } => {
+                trusted.insert(pid, label, 0).map_err(error(map_name::TRUSTED_PIDS))?;
+                let map = self
+                    .ebpf
+                    .map_mut(map_name::TAINTED)
+                    .ok_or_else(|| error(map_name::TAINTED)(missing(map_name::TAINTED)))?;
+                let mut tainted: HashMap<_, u32, Taint> =
+                    HashMap::try_from(map).map_err(error(map_name::TAINTED))?;
+                ignore_missing(tainted.remove(&pid)).map_err(error(map_name::TAINTED))
+            }
+            TrustChange::Untrust { pid } => {
+                ignore_missing(trusted.remove(&pid)).map_err(error(map_name::TRUSTED_PIDS))
+            }
+        }
     }
 
     /// Events the kernel could not hand over since load, summed over CPUs.
@@ -151,6 +177,17 @@ impl Sensor {
         let counters: PerCpuArray<_, u64> = PerCpuArray::try_from(map).map_err(error)?;
         let per_cpu = counters.get(&counter::EVENTS_LOST, 0).map_err(error)?;
         Ok(per_cpu.iter().sum())
+    }
+}
+
+/// A removal of a key that is not there is no failure.
+fn ignore_missing(result: Result<(), aya::maps::MapError>) -> Result<(), aya::maps::MapError> {
+    match result {
+        Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+        Err(aya::maps::MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => {
+            Ok(())
+        }
+        other => other,
     }
 }
 

@@ -1,0 +1,96 @@
+//! Which running processes are trusted services, kept up to date from exec and fork, and the
+//! changes the kernel's `TRUSTED_PIDS` map must follow.
+
+use std::collections::HashMap;
+
+use crate::{process_table::Process, secret_catalog::SecretCatalog, services::Service};
+
+/// A change for the kernel's view of trusted processes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrustChange {
+    /// `pid` is a trusted service's process; reading its memory taints with secret `label`.
+    Trust { pid: u32, label: u32 },
+    /// `pid` no longer runs a trusted service.
+    Untrust { pid: u32 },
+}
+
+/// Trusted processes by pid, with the catalog label naming their memory.
+#[derive(Debug, Default)]
+pub struct TrustedProcesses {
+    services: Vec<Service>,
+    by_pid: HashMap<u32, u32>,
+    changes: Vec<TrustChange>,
+}
+
+impl TrustedProcesses {
+    pub fn new(services: Vec<Service>) -> Self {
+        Self { services, ..Self::default() }
+    }
+
+    /// Re-evaluates `process` after it started or changed program.
+    pub fn observe(&mut self, process: &Process, catalog: &mut SecretCatalog) {
+        let service = self.services.iter().find(|s| s.matches(process));
+        match (service, self.by_pid.contains_key(&process.pid)) {
+            (Some(service), false) => {
+                let label = catalog.add_label(format!("memory of {} (pid {})", service.name, process.pid));
+                self.by_pid.insert(process.pid, label);
+                self.changes.push(TrustChange::Trust { pid: process.pid, label });
+            }
+            (None, true) => {
+                self.by_pid.remove(&process.pid);
+                self.changes.push(TrustChange::Untrust { pid: process.pid });
+            }
+            _ => {}
+        }
+    }
+
+    /// The process exited (the kernel forgets it by itself).
+    pub fn exit(&mut self, pid: u32) {
+        self.by_pid.remove(&pid);
+    }
+
+    pub fn is_trusted(&self, pid: u32) -> bool {
+        self.by_pid.contains_key(&pid)
+    }
+
+    /// Changes since the last call, in order.
+    pub fn take_changes(&mut self) -> Vec<TrustChange> {
+        std::mem::take(&mut self.changes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::services::ServiceSpec;
+
+    fn worker(pid: u32, args: &[&str]) -> Process {
+        Process {
+            pid,
+            ppid: 1,
+            uid: 0,
+            executable: "/bin/sh".into(),
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+            start_ns: 0,
+        }
+    }
+
+    #[test]
+    fn trust_follows_what_a_process_runs() {
+        let spec =
+            ServiceSpec { name: "hs".into(), args: vec!["homeserver".into()], ..ServiceSpec::default() };
+        let mut trusted = TrustedProcesses::new(vec![Service::resolve(&spec)]);
+        let mut catalog = SecretCatalog::default();
+        trusted.observe(&worker(5, &["homeserver"]), &mut catalog);
+        trusted.observe(&worker(5, &["homeserver"]), &mut catalog);
+        trusted.observe(&worker(6, &["python3", "-c", "x"]), &mut catalog);
+        assert!(trusted.is_trusted(5) && !trusted.is_trusted(6));
+        assert_eq!(catalog.get(0).unwrap().path.display().to_string(), "memory of hs (pid 5)");
+        trusted.observe(&worker(5, &["sh"]), &mut catalog);
+        assert_eq!(
+            trusted.take_changes(),
+            [TrustChange::Trust { pid: 5, label: 0 }, TrustChange::Untrust { pid: 5 }]
+        );
+        assert!(trusted.take_changes().is_empty());
+    }
+}
