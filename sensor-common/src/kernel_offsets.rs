@@ -36,6 +36,7 @@ pub struct KernelOffsets {
     pub sock_common_skc_v6_daddr: u32,
     pub sock_common_skc_family: u32,
     pub io_kiocb_opcode: u32,
+    pub io_kiocb_file: u32,
     pub file_f_path: u32,
     pub path_dentry: u32,
     pub dentry_d_name: u32,
@@ -43,7 +44,6 @@ pub struct KernelOffsets {
     pub dentry_d_parent: u32,
     /// Not an offset: the kernel device number of procfs, to recognise `/proc/PID/mem` opens.
     pub proc_dev: u32,
-    pub _pad: u32,
     /// Not an offset: taint older than this stops counting (0: the process's lifetime).
     pub taint_window_ns: u64,
 }
@@ -52,5 +52,5 @@ pub struct KernelOffsets {
 pub const KERNEL_OFFSETS_GLOBAL: &str = "KERNEL_OFFSETS";
 
 #[cfg(feature = "user")]
-// SAFETY: `#[repr(C)]` integers, 34 `u32`s (explicit padding included) then a `u64`: no padding, any bit pattern is valid.
+// SAFETY: `#[repr(C)]` integers, 34 `u32`s then a `u64`: no padding, any bit pattern is valid.
 unsafe impl aya::Pod for KernelOffsets {}

@@ -10,9 +10,9 @@ use aya_ebpf::{helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::
 use sensor_common::{counter, via, DerivedEvent, EventKind, FileId, Taint};
 
 use crate::{
-    emit::{self, header},
+    emit::{self, current_pid, header},
     kernel::{fd_file, file_id, file_type, name_parts, unix_peer_id, S_IFIFO, S_IFREG, S_IFSOCK},
-    maps::{GATES, READING, TAINTED_FILES},
+    maps::{GATES, READING, TAINTED, TAINTED_FILES},
     taint,
 };
 
@@ -70,9 +70,18 @@ fn fd_arg(ctx: &TracePointContext, index: usize) -> Result<u32, i32> {
 }
 
 fn written(ctx: &TracePointContext, fd_index: usize) -> Result<(), i32> {
-    let Some(taint) = taint::current() else { return Ok(()) };
+    if TAINTED.get_ptr(current_pid()).is_none() {
+        return Ok(());
+    }
     let fd = fd_arg(ctx, fd_index)?;
-    let file = fd_file(fd)?;
+    written_file(fd_file(fd)?, fd)
+}
+
+/// The current process wrote into `file` (descriptor `fd`, or `u32::MAX` for io_uring's
+/// registered files): if it is tainted, so is what it wrote into.
+#[inline(always)]
+pub fn written_file(file: *const u8, fd: u32) -> Result<(), i32> {
+    let Some(taint) = taint::current() else { return Ok(()) };
     match file_type(file)? {
         S_IFREG => {
             let id = file_id(file)?;
@@ -154,7 +163,13 @@ fn read_done(ctx: &TracePointContext) -> Result<(), i32> {
     if unsafe { ctx.read_at::<i64>(SYS_EXIT_RET)? } <= 0 {
         return Ok(());
     }
-    let id = file_id(fd_file(fd)?)?;
+    read_file(fd_file(fd)?, fd)
+}
+
+/// The current process read data out of `file`: a tainted pipe or socket taints it.
+#[inline(always)]
+pub fn read_file(file: *const u8, fd: u32) -> Result<(), i32> {
+    let id = file_id(file)?;
     // SAFETY: the value is copied out at once.
     let Some(source) = (unsafe { TAINTED_FILES.get(id) }).copied() else { return Ok(()) };
     if source.via_kind == via::FILE || taint::current_is_trusted() {

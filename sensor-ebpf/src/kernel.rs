@@ -33,13 +33,13 @@ static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     sock_common_skc_v6_daddr: 0,
     sock_common_skc_family: 0,
     io_kiocb_opcode: 0,
+    io_kiocb_file: 0,
     file_f_path: 0,
     path_dentry: 0,
     dentry_d_name: 0,
     qstr_name: 0,
     dentry_d_parent: 0,
     proc_dev: 0,
-    _pad: 0,
     taint_window_ns: 0,
 };
 

@@ -8,6 +8,7 @@ use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
 use sensor_common::{via, FileId, Taint};
 
 use crate::{
+    channels,
     emit::current_pid,
     kernel::{fd_file, file_id, offsets, proc_memory_pid, read},
     maps::{SECRETS, TAINTED_FILES},
@@ -19,8 +20,17 @@ const SYS_EXIT_RET: usize = 16;
 /// Offsets of `req` and `res` in `io_uring:io_uring_complete`.
 const IO_URING_REQ: usize = 16;
 const IO_URING_RES: usize = 32;
-const IORING_OP_OPENAT: u8 = 18;
-const IORING_OP_OPENAT2: u8 = 28;
+/// io_uring opcodes (`enum io_uring_op`, stable ABI).
+mod op {
+    pub const READV: u8 = 1;
+    pub const WRITEV: u8 = 2;
+    pub const READ_FIXED: u8 = 4;
+    pub const WRITE_FIXED: u8 = 5;
+    pub const OPENAT: u8 = 18;
+    pub const READ: u8 = 22;
+    pub const WRITE: u8 = 23;
+    pub const OPENAT2: u8 = 28;
+}
 
 /// `syscalls:sys_exit_open`, `sys_exit_openat` and `sys_exit_openat2` share this program.
 #[tracepoint]
@@ -34,8 +44,9 @@ pub fn sys_exit_open(ctx: TracePointContext) -> u32 {
     0
 }
 
-/// `io_uring:io_uring_complete`: an IORING_OP_OPENAT(2) completing with a new descriptor.
-/// io-wq workers share the submitter's thread group and file table.
+/// `io_uring:io_uring_complete`: opens, reads and writes done through io_uring, which the
+/// syscall tracepoints never see. io-wq workers share the submitter's thread group and file
+/// table, so "the current process" is the submitter here too.
 #[tracepoint]
 pub fn io_uring_complete(ctx: TracePointContext) -> u32 {
     let _ = try_io_uring_complete(&ctx);
@@ -45,13 +56,21 @@ pub fn io_uring_complete(ctx: TracePointContext) -> u32 {
 fn try_io_uring_complete(ctx: &TracePointContext) -> Result<(), i32> {
     // SAFETY: fixed fields of this tracepoint's format.
     let (req, res) = unsafe { (ctx.read_at::<*const u8>(IO_URING_REQ)?, ctx.read_at::<i32>(IO_URING_RES)?) };
-    let opcode: u8 = read(req, offsets().io_kiocb_opcode)?;
-    if opcode == IORING_OP_OPENAT || opcode == IORING_OP_OPENAT2 {
-        if let Ok(fd) = u32::try_from(res) {
-            opened(fd)?;
-        }
+    if res < 0 {
+        return Ok(());
     }
-    Ok(())
+    let off = offsets();
+    let opcode: u8 = read(req, off.io_kiocb_opcode)?;
+    match opcode {
+        op::OPENAT | op::OPENAT2 => opened(res as u32),
+        op::READ | op::READV | op::READ_FIXED if res > 0 => {
+            channels::read_file(read(req, off.io_kiocb_file)?, u32::MAX)
+        }
+        op::WRITE | op::WRITEV | op::WRITE_FIXED if res > 0 => {
+            channels::written_file(read(req, off.io_kiocb_file)?, u32::MAX)
+        }
+        _ => Ok(()),
+    }
 }
 
 /// The current process just got descriptor `fd`: a secret, a derived file, or the memory of

@@ -49,13 +49,13 @@ pub fn from_btf(path: &Path) -> Result<KernelOffsets, Error> {
         sock_common_skc_v6_daddr: field("sock_common", "skc_v6_daddr")?,
         sock_common_skc_family: field("sock_common", "skc_family")?,
         io_kiocb_opcode: field("io_kiocb", "opcode")?,
+        io_kiocb_file: field("io_kiocb", "file")?,
         file_f_path: field("file", "f_path")?,
         path_dentry: field("path", "dentry")?,
         dentry_d_name: field("dentry", "d_name")?,
         qstr_name: field("qstr", "name")?,
         dentry_d_parent: field("dentry", "d_parent")?,
         proc_dev: 0,
-        _pad: 0,
         taint_window_ns: 0,
     })
 }
