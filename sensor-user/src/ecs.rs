@@ -134,6 +134,25 @@ impl ProcessFields {
     }
 }
 
+impl Document {
+    /// A document with only its time, event and host; sections are filled by the caller.
+    pub fn new(epoch_ns: u64, event: Event, host: Host) -> Self {
+        Self {
+            timestamp: timestamp(epoch_ns),
+            event,
+            rule: None,
+            threat: None,
+            process: None,
+            user: None,
+            file: None,
+            destination: None,
+            network: None,
+            host,
+            vigie: Value::Null,
+        }
+    }
+}
+
 /// A process id unique across pid reuse and reboots: boot, pid, start time (in ticks of
 /// 10 ms, the precision `/proc` gives for processes seen at start-up).
 pub fn entity_id(process: &Process, boot_id: &str) -> String {
@@ -162,19 +181,8 @@ mod tests {
 
     #[test]
     fn empty_sections_are_left_out() {
-        let doc = Document {
-            timestamp: timestamp(0),
-            event: Event { kind: "state", action: "sensor-started", severity: None, category: &["host"] },
-            rule: None,
-            threat: None,
-            process: None,
-            user: None,
-            file: None,
-            destination: None,
-            network: None,
-            host: Host { name: "h".into() },
-            vigie: Value::Null,
-        };
+        let event = Event { kind: "state", action: "sensor-started", severity: None, category: &["host"] };
+        let doc = Document::new(0, event, Host { name: "h".into() });
         let json = serde_json::to_value(&doc).unwrap();
         assert_eq!(
             json,

@@ -240,19 +240,7 @@ impl Pipeline {
     }
 
     fn document(&self, epoch_ns: u64, event: Event) -> Document {
-        Document {
-            timestamp: ecs::timestamp(epoch_ns),
-            event,
-            rule: None,
-            threat: None,
-            process: None,
-            user: None,
-            file: None,
-            destination: None,
-            network: None,
-            host: self.facts.host.clone(),
-            vigie: Value::Null,
-        }
+        Document::new(epoch_ns, event, self.facts.host.clone())
     }
 }
 
