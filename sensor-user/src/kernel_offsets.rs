@@ -6,10 +6,9 @@
 
 use std::path::Path;
 
-use btf_rs::{Btf, Struct, Type};
 use sensor_common::KernelOffsets;
 
-use crate::error::Error;
+use crate::{btf::Btf, error::Error};
 
 /// Where the running kernel publishes its BTF.
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
@@ -17,9 +16,10 @@ pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 /// Reads every offset the programs need from the BTF at `path`.
 pub fn from_btf(path: &Path) -> Result<KernelOffsets, Error> {
     let error = |reason: String| Error::KernelBtf { path: path.to_owned(), reason };
-    let btf = Btf::from_file(path).map_err(|e| error(e.to_string()))?;
+    let data = std::fs::read(path).map_err(|e| error(e.to_string()))?;
+    let btf = Btf::parse(data).map_err(|e| error(e.to_string()))?;
     let field = |structure: &str, member: &str| {
-        field_offset(&btf, structure, member).ok_or_else(|| error(format!("no field {structure}.{member}")))
+        btf.member_offset(structure, member).ok_or_else(|| error(format!("no field {structure}.{member}")))
     };
     Ok(KernelOffsets {
         task_struct_files: field("task_struct", "files")?,
@@ -57,33 +57,6 @@ pub fn from_btf(path: &Path) -> Result<KernelOffsets, Error> {
         dentry_d_parent: field("dentry", "d_parent")?,
         proc_dev: 0,
         taint_window_ns: 0,
-    })
-}
-
-/// Byte offset of `member` in the (complete) struct named `structure`.
-fn field_offset(btf: &Btf, structure: &str, member: &str) -> Option<u32> {
-    btf.resolve_types_by_name(structure).ok()?.iter().find_map(|ty| match ty {
-        Type::Struct(s) if !s.members.is_empty() => member_bit_offset(btf, s, member).map(|bits| bits / 8),
-        _ => None,
-    })
-}
-
-/// Bit offset of `member`, looking inside anonymous structs and unions (as `mm_struct` has).
-fn member_bit_offset(btf: &Btf, s: &Struct, member: &str) -> Option<u32> {
-    s.members.iter().find_map(|m| {
-        let name = btf.resolve_name(m).unwrap_or_default();
-        if name == member {
-            return Some(m.bit_offset());
-        }
-        if !name.is_empty() {
-            return None;
-        }
-        match btf.resolve_chained_type(m).ok()? {
-            Type::Struct(inner) | Type::Union(inner) => {
-                member_bit_offset(btf, &inner, member).map(|bits| m.bit_offset() + bits)
-            }
-            _ => None,
-        }
     })
 }
 

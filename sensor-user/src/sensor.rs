@@ -100,7 +100,10 @@ impl Sensor {
         }
         system::check_bpf_permission()?;
         system::ensure_tracefs()?;
+        // No kernel BTF for aya: the programs use no CO-RE, and parsing it again would double
+        // the agent's start-up memory.
         let mut ebpf = EbpfLoader::new()
+            .btf(None)
             .override_global(KERNEL_OFFSETS_GLOBAL, &spec.offsets, true)
             .map_max_entries(map_name::EVENTS, spec.ring_buffer_bytes)
             .load(EBPF_OBJECT)?;
