@@ -26,10 +26,10 @@ pub struct KernelOffsets {
     pub mm_struct_arg_start: u32,
     pub mm_struct_arg_end: u32,
     pub inode_i_mode: u32,
+    pub inode_i_generation: u32,
     pub file_private_data: u32,
     pub socket_sk: u32,
-    pub sock_sk_socket: u32,
-    pub socket_file: u32,
+    pub _pad: u32,
     pub unix_sock_peer: u32,
     pub sock_common_skc_daddr: u32,
     pub sock_common_skc_dport: u32,
@@ -52,5 +52,5 @@ pub struct KernelOffsets {
 pub const KERNEL_OFFSETS_GLOBAL: &str = "KERNEL_OFFSETS";
 
 #[cfg(feature = "user")]
-// SAFETY: `#[repr(C)]` integers, 34 `u32`s then a `u64`: no padding, any bit pattern is valid.
+// SAFETY: `#[repr(C)]` integers, 34 `u32`s (explicit padding included) then a `u64`: no padding, any bit pattern is valid.
 unsafe impl aya::Pod for KernelOffsets {}

@@ -46,7 +46,9 @@ pub struct Taint {
     pub acquired_ns: u64,
     /// One of [`via`].
     pub via_kind: u32,
-    pub _pad: u32,
+    /// For a derived file, its inode's generation: a new file that reuses the inode number
+    /// of a deleted derived file is not derived.
+    pub via_generation: u32,
     /// The derived file, pipe or socket the taint came through (zero for [`via::DIRECT`]).
     pub via: FileId,
 }

@@ -11,7 +11,10 @@ use sensor_common::{counter, via, DerivedEvent, EventKind, FileId, Taint};
 
 use crate::{
     emit::{self, current_pid, header},
-    kernel::{fd_file, file_id, file_type, name_parts, unix_peer_id, S_IFIFO, S_IFREG, S_IFSOCK},
+    kernel::{
+        fd_file, file_id, file_type, inode_generation, name_parts, socket_id, unix_peer_id, S_IFIFO, S_IFREG,
+        S_IFSOCK,
+    },
     maps::{GATES, READING, TAINTED, TAINTED_FILES},
     taint,
 };
@@ -85,17 +88,19 @@ pub fn written_file(file: *const u8, fd: u32) -> Result<(), i32> {
     match file_type(file)? {
         S_IFREG => {
             let id = file_id(file)?;
-            if mark(id, &taint, via::FILE)? {
-                derived(file, fd, carried(&taint, via::FILE, id));
+            let carried = Taint { via_generation: inode_generation(file)?, ..carried(&taint, via::FILE, id) };
+            if mark(id, carried)? {
+                derived(file, fd, carried);
             }
         }
         S_IFIFO => {
-            mark(file_id(file)?, &taint, via::PIPE)?;
+            let id = file_id(file)?;
+            mark(id, carried(&taint, via::PIPE, id))?;
             open_gate();
         }
         S_IFSOCK => {
             if let Ok(peer) = unix_peer_id(file) {
-                mark(peer, &taint, via::UNIX_SOCKET)?;
+                mark(peer, carried(&taint, via::UNIX_SOCKET, peer))?;
                 open_gate();
             }
         }
@@ -132,14 +137,16 @@ fn carried(taint: &Taint, kind: u32, id: FileId) -> Taint {
     Taint { via_kind: kind, via: id, ..*taint }
 }
 
-/// Records that `id` carries `taint`; true if it did not carry this secret before.
+/// Records that `id` carries `taint`; true if it did not carry this secret before (a
+/// deleted file's inode number reused by a new file counts as before: not carried).
 #[inline(always)]
-fn mark(id: FileId, taint: &Taint, kind: u32) -> Result<bool, i32> {
+fn mark(id: FileId, taint: Taint) -> Result<bool, i32> {
     // SAFETY: the value is copied out at once.
-    if unsafe { TAINTED_FILES.get(id) }.is_some_and(|t| t.secret_id == taint.secret_id) {
+    let held = unsafe { TAINTED_FILES.get(id) };
+    if held.is_some_and(|t| t.secret_id == taint.secret_id && t.via_generation == taint.via_generation) {
         return Ok(false);
     }
-    TAINTED_FILES.insert(id, carried(taint, kind, id), 0)?;
+    TAINTED_FILES.insert(id, taint, 0)?;
     Ok(true)
 }
 
@@ -169,7 +176,7 @@ fn read_done(ctx: &TracePointContext) -> Result<(), i32> {
 /// The current process read data out of `file`: a tainted pipe or socket taints it.
 #[inline(always)]
 pub fn read_file(file: *const u8, fd: u32) -> Result<(), i32> {
-    let id = file_id(file)?;
+    let id = if file_type(file)? == S_IFSOCK { socket_id(file)? } else { file_id(file)? };
     // SAFETY: the value is copied out at once.
     let Some(source) = (unsafe { TAINTED_FILES.get(id) }).copied() else { return Ok(()) };
     if source.via_kind == via::FILE || taint::current_is_trusted() {

@@ -23,11 +23,11 @@ static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     mm_struct_arg_start: 0,
     mm_struct_arg_end: 0,
     inode_i_mode: 0,
+    inode_i_generation: 0,
     file_private_data: 0,
     socket_sk: 0,
-    sock_sk_socket: 0,
-    socket_file: 0,
     unix_sock_peer: 0,
+    _pad: 0,
     sock_common_skc_daddr: 0,
     sock_common_skc_dport: 0,
     sock_common_skc_v6_daddr: 0,
@@ -124,6 +124,17 @@ pub fn socket_sock(file: *const u8) -> Result<*const u8, i32> {
     read(socket, offsets().socket_sk)
 }
 
+/// Device number standing for "a socket, by its `struct sock` address" in a [`FileId`]: a
+/// unix socket's peer may not have a file yet (the server has not called accept), but it
+/// has a `struct sock`, and that is what its reader will read from.
+const SOCK_DEV: u32 = u32::MAX;
+
+/// Identity of a socket file's `struct sock`.
+#[inline(always)]
+pub fn socket_id(file: *const u8) -> Result<FileId, i32> {
+    Ok(FileId::new(SOCK_DEV, socket_sock(file)? as u64))
+}
+
 /// Identity of the other end of a connected unix socket, whose reader gets what is written.
 #[inline(always)]
 pub fn unix_peer_id(file: *const u8) -> Result<FileId, i32> {
@@ -133,9 +144,18 @@ pub fn unix_peer_id(file: *const u8) -> Result<FileId, i32> {
         return Err(-1);
     }
     let peer: *const u8 = read(sk, off.unix_sock_peer)?;
-    let peer_socket: *const u8 = read(peer, off.sock_sk_socket)?;
-    let peer_file: *const u8 = read(peer_socket, off.socket_file)?;
-    file_id(peer_file)
+    if peer.is_null() {
+        return Err(-1);
+    }
+    Ok(FileId::new(SOCK_DEV, peer as u64))
+}
+
+/// The generation number of an open file's inode (new for every inode a filesystem hands
+/// out, even under a reused inode number).
+#[inline(always)]
+pub fn inode_generation(file: *const u8) -> Result<u32, i32> {
+    let inode: *const u8 = read(file, offsets().file_f_inode)?;
+    read(inode, offsets().inode_i_generation)
 }
 
 /// Fills `parts` with the names of `file` and its parent directories, innermost first.

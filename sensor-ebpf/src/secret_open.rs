@@ -10,7 +10,7 @@ use sensor_common::{via, FileId, Taint};
 use crate::{
     channels,
     emit::current_pid,
-    kernel::{fd_file, file_id, offsets, proc_memory_pid, read},
+    kernel::{fd_file, file_id, inode_generation, offsets, proc_memory_pid, read},
     maps::{SECRETS, TAINTED_FILES},
     taint,
 };
@@ -85,12 +85,25 @@ fn opened(fd: u32) -> Result<(), i32> {
     // SAFETY: values are copied out at once.
     let source = match unsafe { SECRETS.get(file) }.copied() {
         Some(secret_id) => direct(secret_id),
-        None => unsafe { TAINTED_FILES.get(file) }.copied().ok_or(0)?,
+        None => derived(open_file, file)?,
     };
     if taint::current_is_trusted() {
         return Ok(());
     }
     taint::acquire(source, fd, file)
+}
+
+/// The taint a derived file (or FIFO) carries, if it is still the file that was written.
+#[inline(always)]
+fn derived(open_file: *const u8, file: FileId) -> Result<Taint, i32> {
+    // SAFETY: the value is copied out at once.
+    let taint = unsafe { TAINTED_FILES.get(file) }.copied().ok_or(0)?;
+    if taint.via_kind == via::FILE && taint.via_generation != inode_generation(open_file)? {
+        // The derived file was deleted and its inode number handed to a new file.
+        let _ = TAINTED_FILES.remove(file);
+        return Err(0);
+    }
+    Ok(taint)
 }
 
 /// The taint of opening secret `secret_id` oneself.
@@ -103,7 +116,7 @@ fn direct(secret_id: u32) -> Taint {
         read_ns: now,
         acquired_ns: now,
         via_kind: via::DIRECT,
-        _pad: 0,
+        via_generation: 0,
         via: FileId::default(),
     }
 }

@@ -61,7 +61,7 @@ pub fn memory_read(target: u32, fd: u32) -> Result<(), i32> {
         read_ns: now,
         acquired_ns: now,
         via_kind: via::PROCESS_MEMORY,
-        _pad: 0,
+        via_generation: 0,
         via: FileId::new(0, u64::from(target)),
     };
     acquire(source, fd, FileId::new(0, u64::from(target)))
@@ -69,11 +69,13 @@ pub fn memory_read(target: u32, fd: u32) -> Result<(), i32> {
 
 /// The current process takes in secret material described by `source`, through descriptor
 /// `fd` on `file`. Keeps an existing live taint (its origin came first) and reports each
-/// (process, secret) once.
+/// (process, secret) once. The taint window counts from now: a derived file or a pipe
+/// hands over the material when it is read, however old it is.
 #[inline(always)]
 pub fn acquire(source: Taint, fd: u32, file: FileId) -> Result<(), i32> {
     let pid = current_pid();
     let now = now();
+    let source = Taint { read_ns: now, ..source };
     // SAFETY: the value is copied out at once.
     let held = match unsafe { TAINTED.get(pid) }.copied() {
         Some(held) if is_live(&held, now) => held,

@@ -140,7 +140,7 @@ mod tests {
             read_ns: 100,
             acquired_ns: 200,
             via_kind: via::PIPE,
-            _pad: 0,
+            via_generation: 0,
             via: FileId::new(0xd, 9_000),
         };
         let read = TaintEvent {

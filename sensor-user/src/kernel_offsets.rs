@@ -39,10 +39,10 @@ pub fn from_btf(path: &Path) -> Result<KernelOffsets, Error> {
         mm_struct_arg_start: field("mm_struct", "arg_start")?,
         mm_struct_arg_end: field("mm_struct", "arg_end")?,
         inode_i_mode: field("inode", "i_mode")?,
+        inode_i_generation: field("inode", "i_generation")?,
         file_private_data: field("file", "private_data")?,
         socket_sk: field("socket", "sk")?,
-        sock_sk_socket: field("sock", "sk_socket")?,
-        socket_file: field("socket", "file")?,
+        _pad: 0,
         unix_sock_peer: field("unix_sock", "peer")?,
         sock_common_skc_daddr: field("sock_common", "skc_daddr")?,
         sock_common_skc_dport: field("sock_common", "skc_dport")?,
@@ -74,7 +74,7 @@ mod tests {
         assert_ne!(offsets.mm_struct_exe_file, 0);
         // `struct sock` starts with `struct sock_common`, and a `unix_sock` with a `sock`.
         assert!(offsets.sock_common_skc_dport < offsets.sock_common_skc_v6_daddr);
-        assert!(offsets.unix_sock_peer > offsets.sock_sk_socket);
+        assert!(offsets.unix_sock_peer > offsets.sock_common_skc_family);
     }
 
     #[test]

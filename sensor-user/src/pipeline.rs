@@ -220,7 +220,8 @@ impl Pipeline {
                 Some(json!({ "kind": "file", "path": self.derived.path(touch.via), "inode": inode }))
             }
             via::PIPE => Some(json!({ "kind": "pipe", "inode": inode })),
-            via::UNIX_SOCKET => Some(json!({ "kind": "unix-socket", "inode": inode })),
+            // Its identity is a kernel address, which is not for logs.
+            via::UNIX_SOCKET => Some(json!({ "kind": "unix-socket" })),
             via::PROCESS_MEMORY => Some(json!({ "kind": "process-memory", "pid": touch.via.ino })),
             _ => None,
         }
@@ -385,7 +386,7 @@ mod tests {
             read_ns: 1_000,
             acquired_ns: 2_000,
             via_kind: via::PIPE,
-            _pad: 0,
+            via_generation: 0,
             via: pipe,
         };
         let taint = TaintEvent {

@@ -63,6 +63,10 @@ const DEFAULT_PROFILE: Profile = Profile {
         "/usr/bin/login",
         "/usr/bin/passwd",
         "/usr/sbin/cron",
+        // Log collectors read whatever services print; they would otherwise take in the
+        // taint of every tainted process that logs.
+        "/usr/lib/systemd/systemd-journald",
+        "/usr/sbin/rsyslogd",
         // The SSH client is what private keys are for.
         "/usr/bin/ssh",
         "/usr/bin/ssh-add",

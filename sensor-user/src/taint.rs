@@ -90,7 +90,7 @@ mod tests {
         read_ns: 0,
         acquired_ns: 0,
         via_kind: 0,
-        _pad: 0,
+        via_generation: 0,
         via: FileId::new(0, 0),
     };
 
