@@ -32,7 +32,8 @@ mod op {
     pub const OPENAT2: u8 = 28;
 }
 
-/// `syscalls:sys_exit_open`, `sys_exit_openat` and `sys_exit_openat2` share this program.
+/// `syscalls:sys_exit_open`, `sys_exit_openat`, `sys_exit_openat2` and
+/// `sys_exit_pidfd_getfd` (a descriptor copied out of another process) share this program.
 #[tracepoint]
 pub fn sys_exit_open(ctx: TracePointContext) -> u32 {
     // SAFETY: every sys_exit tracepoint has `long ret` at this offset.

@@ -27,7 +27,13 @@ const TRACEPOINTS: [(&str, &[(&str, &str)]); 12] = [
     ("sched_process_exit", &[("sched", "sched_process_exit")]),
     (
         "sys_exit_open",
-        &[("syscalls", "sys_exit_open"), ("syscalls", "sys_exit_openat"), ("syscalls", "sys_exit_openat2")],
+        &[
+            ("syscalls", "sys_exit_open"),
+            ("syscalls", "sys_exit_openat"),
+            ("syscalls", "sys_exit_openat2"),
+            // A descriptor copied out of another process is an open of that file.
+            ("syscalls", "sys_exit_pidfd_getfd"),
+        ],
     ),
     ("io_uring_complete", &[("io_uring", "io_uring_complete")]),
     (
