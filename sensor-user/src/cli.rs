@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use ipnet::IpNet;
 
+use crate::synapse_config::Volume;
+
 /// Vigie: catches credentials leaving this host.
 #[derive(Debug, Parser)]
 #[command(name = "vigie", version, about)]
@@ -26,7 +28,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// Built-in profile to watch (`default`, `none`); repeatable. Default: `default`.
+    /// Built-in profile to watch (`default`, `none`, `matrix-synapse`); repeatable. Default: `default`.
     #[arg(long = "profile", value_name = "NAME")]
     pub profiles: Vec<String>,
 
@@ -49,6 +51,20 @@ pub struct RunArgs {
     /// Taint older than this many seconds no longer alerts. Default: a process's lifetime.
     #[arg(long, value_name = "SECS")]
     pub taint_window: Option<u64>,
+
+    /// The homeserver's config file or directory, as its command line names it (profile
+    /// `matrix-synapse`); repeatable. Default: Debian's `/etc/matrix-synapse/homeserver.yaml`
+    /// and `conf.d`.
+    #[arg(long = "synapse-config", value_name = "PATH")]
+    pub synapse_configs: Vec<PathBuf>,
+
+    /// The user (name or uid) the homeserver runs as (profile `matrix-synapse`).
+    #[arg(long, value_name = "USER")]
+    pub synapse_user: Option<String>,
+
+    /// A container volume of the homeserver, as `docker run -v` writes it; repeatable.
+    #[arg(long = "synapse-volume", value_name = "HOST_DIR:CONTAINER_DIR")]
+    pub synapse_volumes: Vec<Volume>,
 
     /// Size of the kernel ring buffer in bytes (a power of two, at least 4096).
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 20, value_parser = parse_ring_size)]

@@ -10,7 +10,14 @@ use std::{
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::Deserialize;
 
-use crate::{cli::RunArgs, error::Error, profiles, services::ServiceSpec};
+use crate::{
+    cli::RunArgs,
+    error::Error,
+    profiles,
+    services::ServiceSpec,
+    synapse_config::{SynapseConfigError, Volume},
+    synapse_profile::{SynapseOptions, SynapseProfile},
+};
 
 /// The config file, as written by the user. Every field is optional.
 #[derive(Debug, Default, Deserialize, PartialEq)]
@@ -30,6 +37,38 @@ pub struct ConfigFile {
     /// Trusted services (`[[services]]` tables).
     #[serde(default)]
     pub services: Vec<ServiceSpec>,
+    /// The homeserver's config paths, for profile `matrix-synapse`: one path or a list.
+    pub synapse_config: Option<OneOrMany<PathBuf>>,
+    /// The user the homeserver runs as: a name or a uid.
+    pub synapse_user: Option<NameOrId>,
+    /// The homeserver container's volumes, `HOST_DIR:CONTAINER_DIR`.
+    #[serde(default)]
+    pub synapse_volumes: Vec<Volume>,
+}
+
+/// A setting that is one value or a list of them.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum OneOrMany<T> {
+    One(T),
+    Many(Vec<T>),
+}
+
+impl<T> From<OneOrMany<T>> for Vec<T> {
+    fn from(value: OneOrMany<T>) -> Self {
+        match value {
+            OneOrMany::One(one) => vec![one],
+            OneOrMany::Many(many) => many,
+        }
+    }
+}
+
+/// A user, by name or by number.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum NameOrId {
+    Id(u32),
+    Name(String),
 }
 
 impl ConfigFile {
@@ -107,6 +146,7 @@ impl Settings {
     }
 
     fn merge(file: ConfigFile, args: RunArgs) -> Result<Self, Error> {
+        let synapse = synapse_options(&file, &args);
         let profile_names = if args.profiles.is_empty() {
             file.profiles.unwrap_or_else(|| vec![profiles::DEFAULT.to_owned()])
         } else {
@@ -114,10 +154,20 @@ impl Settings {
         };
         let mut secret_patterns = Vec::new();
         let mut profile_allow_readers = Vec::new();
+        let mut reads_synapse_config = false;
         for name in &profile_names {
             let profile = profiles::builtin(name)?;
             secret_patterns.extend(profile.secrets.iter().map(|s| (*s).to_owned()));
             profile_allow_readers.extend(profile.allow_readers.iter().map(PathBuf::from));
+            reads_synapse_config |= profile.reads_synapse_config;
+        }
+        let mut services = file.services;
+        if reads_synapse_config {
+            let homeserver = SynapseProfile::read(&synapse)?;
+            secret_patterns.extend(homeserver.secret_patterns);
+            services.push(homeserver.service);
+        } else if !synapse.is_empty() {
+            return Err(SynapseConfigError::WithoutProfile.into());
         }
         secret_patterns.extend(file.secrets);
         secret_patterns.extend(args.secrets);
@@ -144,9 +194,27 @@ impl Settings {
                 .or(file.taint_window_secs)
                 .filter(|&s| s > 0)
                 .map(Duration::from_secs),
-            services: file.services,
+            services,
         })
     }
+}
+
+/// The homeserver options: the command line's config paths replace the file's, user likewise,
+/// volumes add up.
+fn synapse_options(file: &ConfigFile, args: &RunArgs) -> SynapseOptions {
+    let configs = if args.synapse_configs.is_empty() {
+        file.synapse_config.clone().map(Vec::from).unwrap_or_default()
+    } else {
+        args.synapse_configs.clone()
+    };
+    let user = args.synapse_user.clone().or_else(|| {
+        file.synapse_user.as_ref().map(|user| match user {
+            NameOrId::Id(uid) => uid.to_string(),
+            NameOrId::Name(name) => name.clone(),
+        })
+    });
+    let volumes = file.synapse_volumes.iter().chain(&args.synapse_volumes).cloned().collect();
+    SynapseOptions { configs, user, volumes }
 }
 
 #[cfg(test)]
@@ -181,6 +249,55 @@ mod tests {
         assert_eq!(file.services[0].user, Some(998));
         let err = parse("[[services]]\nname = \"x\"\npid = 4\n").unwrap_err().to_string();
         assert!(err.contains("line 3") && err.contains("pid"), "{err}");
+    }
+
+    #[test]
+    fn synapse_settings_are_one_path_or_a_list_a_user_name_or_id_and_volumes() {
+        let file = parse(
+            "synapse_config = \"/etc/matrix-synapse/homeserver.yaml\"\nsynapse_user = 998\n\
+             synapse_volumes = [\"/srv/synapse:/data\"]\n",
+        )
+        .unwrap();
+        let options = synapse_options(&file, &RunArgs::default());
+        assert_eq!(options.configs, [PathBuf::from("/etc/matrix-synapse/homeserver.yaml")]);
+        assert_eq!(options.user.as_deref(), Some("998"));
+        assert_eq!(options.volumes[0].container, PathBuf::from("/data"));
+        let file =
+            parse("synapse_config = [\"/a.yaml\", \"/conf.d\"]\nsynapse_user = \"synapse\"\n").unwrap();
+        let args = RunArgs { synapse_configs: vec!["/cli.yaml".into()], ..RunArgs::default() };
+        let options = synapse_options(&file, &args);
+        assert_eq!(options.configs, [PathBuf::from("/cli.yaml")], "the command line replaces the file");
+        assert_eq!(options.user.as_deref(), Some("synapse"));
+        let err = parse("synapse_volumes = [\"data\"]\n").unwrap_err().to_string();
+        assert!(err.contains("line 1") && err.contains("HOST_DIR:CONTAINER_DIR"), "{err}");
+    }
+
+    #[test]
+    fn synapse_options_need_the_matrix_synapse_profile() {
+        let args = RunArgs {
+            profiles: vec!["none".to_owned()],
+            synapse_configs: vec!["/srv/homeserver.yaml".into()],
+            ..RunArgs::default()
+        };
+        let err = Settings::merge(ConfigFile::default(), args).unwrap_err().to_string();
+        assert!(err.contains("--profile matrix-synapse"), "{err}");
+    }
+
+    #[test]
+    fn the_matrix_synapse_profile_watches_and_trusts_the_homeserver_it_is_given() {
+        let dir = std::env::temp_dir().join(format!("vigie-config-synapse-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("homeserver.yaml");
+        fs::write(&config, "server_name: hs.test\n").unwrap();
+        let args = RunArgs {
+            profiles: vec!["matrix-synapse".to_owned()],
+            synapse_configs: vec![config.clone()],
+            ..RunArgs::default()
+        };
+        let settings = Settings::merge(ConfigFile::default(), args).unwrap();
+        assert_eq!(settings.secret_patterns[0], config.display().to_string());
+        assert_eq!(settings.services[0].args[1], config.display().to_string());
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -51,6 +51,10 @@ pub enum Error {
     #[error("{what}: {source}")]
     System { what: String, source: io::Error },
 
+    /// The homeserver configuration the `matrix-synapse` profile reads is unusable.
+    #[error(transparent)]
+    Synapse(#[from] crate::synapse_config::SynapseConfigError),
+
     /// The output sink could not be opened or written.
     #[error("output {path}: {source}")]
     Output { path: String, source: io::Error },

@@ -17,6 +17,8 @@ mod profiles;
 mod secret_catalog;
 mod sensor;
 mod services;
+mod synapse_config;
+mod synapse_profile;
 mod system;
 mod taint;
 mod trusted_processes;

@@ -12,6 +12,8 @@ pub struct Profile {
     pub name: &'static str,
     pub secrets: &'static [&'static str],
     pub allow_readers: &'static [&'static str],
+    /// Whether the profile reads a Synapse configuration for its secrets and trusted service.
+    pub reads_synapse_config: bool,
 }
 
 /// Secret stores of a Matrix homeserver host (Synapse, Dendrite, Conduit) and host credentials.
@@ -72,12 +74,19 @@ const DEFAULT_PROFILE: Profile = Profile {
         "/usr/bin/ssh-add",
         "/usr/bin/ssh-agent",
     ],
+    reads_synapse_config: false,
 };
 
 /// Watches only what is configured explicitly.
-const NONE_PROFILE: Profile = Profile { name: "none", secrets: &[], allow_readers: &[] };
+const NONE_PROFILE: Profile =
+    Profile { name: "none", secrets: &[], allow_readers: &[], reads_synapse_config: false };
 
-const BUILTIN: [&Profile; 2] = [&DEFAULT_PROFILE, &NONE_PROFILE];
+/// A Synapse homeserver, from its configuration (`--synapse-config`, else Debian's paths): see
+/// `synapse_profile.rs`.
+const MATRIX_SYNAPSE_PROFILE: Profile =
+    Profile { name: "matrix-synapse", secrets: &[], allow_readers: &[], reads_synapse_config: true };
+
+const BUILTIN: [&Profile; 3] = [&DEFAULT_PROFILE, &NONE_PROFILE, &MATRIX_SYNAPSE_PROFILE];
 
 /// The built-in profile called `name`.
 pub fn builtin(name: &str) -> Result<&'static Profile, Error> {

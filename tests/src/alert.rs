@@ -1,16 +1,53 @@
 //! Reading the sensor's JSON lines: which line is what, and the fields the tests check.
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
 
 use serde_json::Value;
 
 /// `event.action` of the alert raised when a secret reader sends data out.
 pub const EXFILTRATION: &str = "credential-exfiltration";
+/// `event.action` of the updates to an alert's byte count while the transfer goes on.
+pub const PROGRESS: &str = "exfiltration-progress";
 
 /// `event.kind == "state"` and `event.action == "sensor-started"`.
 #[must_use]
 pub fn is_sensor_started(line: &Value) -> bool {
-    text(line, "/event/kind") == Some("state") && text(line, "/event/action") == Some("sensor-started")
+    is_state(line, "sensor-started")
+}
+
+/// The state line the sensor prints last, on SIGTERM or SIGINT.
+#[must_use]
+pub fn is_sensor_stopped(line: &Value) -> bool {
+    is_state(line, "sensor-stopped")
+}
+
+/// A report that the kernel dropped records because the ring buffer was full.
+#[must_use]
+pub fn is_events_lost(line: &Value) -> bool {
+    is_state(line, "events-lost")
+}
+
+/// `vigie.events_lost` of an [`is_events_lost`] line.
+#[must_use]
+pub fn loss(line: &Value) -> Option<Loss> {
+    let count = |field: &str| line.pointer(&format!("/vigie/events_lost/{field}"))?.as_u64();
+    Some(Loss { new: count("new")?, total: count("total")? })
+}
+
+/// `vigie.events_lost` of the [`is_sensor_stopped`] line: the total since start.
+#[must_use]
+pub fn lost_at_stop(line: &Value) -> Option<u64> {
+    line.pointer("/vigie/events_lost")?.as_u64()
+}
+
+/// The counts of an `events-lost` line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Loss {
+    /// Records dropped since the previous report.
+    pub new: u64,
+    /// Records dropped since the sensor started.
+    pub total: u64,
 }
 
 /// An exfiltration alert, from any process.
@@ -22,6 +59,25 @@ pub fn is_exfiltration(line: &Value) -> bool {
 /// An exfiltration alert whose `process.pid` is `pid`.
 pub fn is_exfiltration_by(pid: u32) -> impl Fn(&Value) -> bool {
     move |line| is_exfiltration(line) && process_pid(line) == Some(pid)
+}
+
+/// An exfiltration alert sent to `dest`, from any process.
+pub fn is_exfiltration_to(dest: SocketAddr) -> impl Fn(&Value) -> bool {
+    move |line| is_exfiltration(line) && destination(line) == Some(dest)
+}
+
+/// An `exfiltration-progress` line whose `process.pid` is `pid`.
+pub fn is_progress_by(pid: u32) -> impl Fn(&Value) -> bool {
+    move |line| {
+        text(line, "/event/kind") == Some("event")
+            && text(line, "/event/action") == Some(PROGRESS)
+            && process_pid(line) == Some(pid)
+    }
+}
+
+/// The state line saying that the configured secret `path` now leads to a new file.
+pub fn is_watch_updated_for(path: &Path) -> impl Fn(&Value) -> bool + '_ {
+    move |line| is_state(line, "watch-updated") && file_path(line) == path.to_str()
 }
 
 /// `process.pid`.
@@ -45,6 +101,49 @@ pub fn ancestry_pids(line: &Value) -> Vec<u32> {
         .unwrap_or_default()
 }
 
+/// `process.executable`.
+#[must_use]
+pub fn process_executable(line: &Value) -> Option<&str> {
+    text(line, "/process/executable")
+}
+
+/// `vigie.origin.pid`: the process that opened the secret.
+#[must_use]
+pub fn origin_pid(line: &Value) -> Option<u32> {
+    pid_at(line, "/vigie/origin/pid")
+}
+
+/// `vigie.origin.executable`.
+#[must_use]
+pub fn origin_executable(line: &Value) -> Option<&str> {
+    text(line, "/vigie/origin/executable")
+}
+
+/// `vigie.via.kind`: `file`, `pipe` or `unix-socket` when the taint came through one; `None`
+/// for a direct read or fork inheritance.
+#[must_use]
+pub fn via_kind(line: &Value) -> Option<&str> {
+    text(line, "/vigie/via/kind")
+}
+
+/// `vigie.via.path`: the derived file the taint came through.
+#[must_use]
+pub fn via_path(line: &Value) -> Option<&str> {
+    text(line, "/vigie/via/path")
+}
+
+/// `file.inode`, a decimal string.
+#[must_use]
+pub fn file_inode(line: &Value) -> Option<u64> {
+    text(line, "/file/inode")?.parse().ok()
+}
+
+/// `destination.bytes`: what the process sent to that destination so far.
+#[must_use]
+pub fn destination_bytes(line: &Value) -> Option<u64> {
+    line.pointer("/destination/bytes")?.as_u64()
+}
+
 /// `file.path`.
 #[must_use]
 pub fn file_path(line: &Value) -> Option<&str> {
@@ -66,6 +165,10 @@ pub fn destination(line: &Value) -> Option<SocketAddr> {
     Some(SocketAddr::new(ip, u16::try_from(port).ok()?))
 }
 
+fn is_state(line: &Value, action: &str) -> bool {
+    text(line, "/event/kind") == Some("state") && text(line, "/event/action") == Some(action)
+}
+
 fn text<'a>(line: &'a Value, pointer: &str) -> Option<&'a str> {
     line.pointer(pointer).and_then(Value::as_str)
 }
@@ -82,11 +185,15 @@ mod tests {
     fn alert() -> Value {
         json!({
             "event": {"kind": "alert", "action": EXFILTRATION, "severity": 73},
-            "process": {"pid": 42, "parent": {"pid": 41}},
+            "process": {"pid": 42, "executable": "/usr/bin/curl", "parent": {"pid": 41}},
             "file": {"path": "/tmp/s", "inode": "7"},
-            "destination": {"ip": "fd00:5647:0001:0:0:0:0:2", "port": 4242},
+            "destination": {"ip": "fd00:5647:0001:0:0:0:0:2", "port": 4242, "bytes": 12},
             "network": {"transport": "tcp"},
-            "vigie": {"ancestry": [{"pid": 41}, {"pid": 1}]},
+            "vigie": {
+                "origin": {"pid": 40, "executable": "/usr/bin/cat"},
+                "via": {"kind": "file", "path": "/tmp/x", "inode": "9"},
+                "ancestry": [{"pid": 41}, {"pid": 1}],
+            },
         })
     }
 
@@ -101,6 +208,26 @@ mod tests {
         assert_eq!(file_path(&line), Some("/tmp/s"));
         assert_eq!(transport(&line), Some("tcp"));
         assert_eq!(destination(&line), Some("[fd00:5647:1::2]:4242".parse().unwrap()));
+        assert!(is_exfiltration_to("[fd00:5647:1::2]:4242".parse().unwrap())(&line));
+        assert_eq!(destination_bytes(&line), Some(12));
+        assert_eq!(process_executable(&line), Some("/usr/bin/curl"));
+        assert_eq!((origin_pid(&line), origin_executable(&line)), (Some(40), Some("/usr/bin/cat")));
+        assert_eq!((via_kind(&line), via_path(&line)), (Some("file"), Some("/tmp/x")));
+        assert_eq!(file_inode(&line), Some(7));
+    }
+
+    #[test]
+    fn recognises_progress_and_watch_updates() {
+        let progress = json!({"event": {"kind": "event", "action": PROGRESS}, "process": {"pid": 42}});
+        assert!(is_progress_by(42)(&progress) && !is_progress_by(41)(&progress));
+        assert!(!is_exfiltration(&progress));
+        let updated = json!({
+            "event": {"kind": "state", "action": "watch-updated"},
+            "file": {"path": "/tmp/s", "inode": "8"},
+        });
+        assert!(is_watch_updated_for(Path::new("/tmp/s"))(&updated));
+        assert!(!is_watch_updated_for(Path::new("/tmp/t"))(&updated));
+        assert_eq!(file_inode(&updated), Some(8));
     }
 
     #[test]
@@ -108,5 +235,20 @@ mod tests {
         let line = json!({"event": {"kind": "state", "action": "sensor-started"}});
         assert!(is_sensor_started(&line));
         assert!(!is_exfiltration(&line));
+    }
+
+    #[test]
+    fn reads_the_loss_counts() {
+        let lost = json!({
+            "event": {"kind": "state", "action": "events-lost"},
+            "vigie": {"events_lost": {"new": 3, "total": 5}},
+        });
+        assert!(is_events_lost(&lost) && !is_sensor_stopped(&lost));
+        assert_eq!(loss(&lost), Some(Loss { new: 3, total: 5 }));
+        let stopped =
+            json!({"event": {"kind": "state", "action": "sensor-stopped"}, "vigie": {"events_lost": 5}});
+        assert!(is_sensor_stopped(&stopped) && !is_events_lost(&stopped));
+        assert_eq!(lost_at_stop(&stopped), Some(5));
+        assert_eq!(loss(&stopped), None);
     }
 }

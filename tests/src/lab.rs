@@ -5,6 +5,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{ensure, Context, Result};
+use serde_json::Value;
 use tempfile::TempDir;
 
 use crate::{alert, Actor, RemoteHost, Sensor, ALERT_TIMEOUT};
@@ -20,6 +21,7 @@ pub struct Lab {
     secret: PathBuf,
     actor_exe: PathBuf,
     control_exe: PathBuf,
+    test_exe: PathBuf,
     remote: RemoteHost,
 }
 
@@ -38,8 +40,9 @@ impl Lab {
         // A distinct file (not a link): another path and inode, so never an allowed reader.
         let control_exe = root.join("control-actor");
         fs::copy(&actor_exe, &control_exe).context("copy vigie-actor")?;
+        let test_exe = std::env::current_exe().and_then(fs::canonicalize).context("find the test binary")?;
         let remote = RemoteHost::start(&actor_exe)?;
-        Ok(Lab { _dir: dir, root, secret, actor_exe, control_exe, remote })
+        Ok(Lab { _dir: dir, root, secret, actor_exe, control_exe, test_exe, remote })
     }
 
     /// The watched secret's path, exactly as given to the sensor.
@@ -71,7 +74,12 @@ impl Lab {
         Actor::new(&self.actor_exe)
     }
 
-    /// Starts `vigie run --profile none --secret <secret> --output -`.
+    /// Starts `vigie run --profile none --secret <secret> --output - --allow-reader <this test>`.
+    ///
+    /// The test process reads every actor's stdout through a pipe, and data from a tainted
+    /// process's pipe taints its reader: the test would be tainted, and with it every actor it
+    /// starts afterwards. So the test binary is an allowed reader, as a supervisor collecting
+    /// its children's output would be on a real host.
     ///
     /// # Errors
     /// See [`Sensor::start`].
@@ -86,7 +94,8 @@ impl Lab {
     pub fn sensor_with<S: AsRef<OsStr>>(&self, extra: &[S]) -> Result<Sensor> {
         let mut args: Vec<&OsStr> = ["run", "--profile", "none", "--secret"].iter().map(OsStr::new).collect();
         args.push(self.secret.as_os_str());
-        args.extend(["--output", "-"].iter().map(OsStr::new));
+        args.extend(["--output", "-", "--allow-reader"].iter().map(OsStr::new));
+        args.push(self.test_exe.as_os_str());
         args.extend(extra.iter().map(AsRef::as_ref));
         Sensor::start(&args)
     }
@@ -107,6 +116,21 @@ impl Lab {
             .expect(alert::is_exfiltration_by(control.pid), ALERT_TIMEOUT)
             .context("barrier: the control actor's alert did not come")?;
         Ok(())
+    }
+
+    /// Passes the barrier, then returns every exfiltration alert so far except the barriers'
+    /// own and those of the processes in `expected`.
+    ///
+    /// # Errors
+    /// When the barrier fails.
+    pub fn alerts_other_than(&self, sensor: &Sensor, expected: &[u32]) -> Result<Vec<Value>> {
+        self.barrier(sensor)?;
+        let control = self.control_exe.to_str();
+        Ok(sensor.lines_matching(|line| {
+            alert::is_exfiltration(line)
+                && alert::process_executable(line) != control
+                && alert::process_pid(line).is_none_or(|pid| !expected.contains(&pid))
+        }))
     }
 
     /// Passes the barrier, then fails if any exfiltration alert names `pid`.

@@ -19,15 +19,18 @@
 
 pub mod actor;
 pub mod alert;
+pub mod bpf_objects;
 pub mod cli;
+pub mod host_tools;
 mod lab;
 mod line_reader;
 pub mod netns;
 pub mod sensor;
+pub mod synapse;
 
 use std::time::Duration;
 
-pub use actor::{Actor, ActorRun};
+pub use actor::{Actor, ActorRun, RunningActor};
 pub use lab::Lab;
 pub use netns::RemoteHost;
 pub use sensor::Sensor;

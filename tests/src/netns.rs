@@ -1,5 +1,6 @@
 //! A remote host the tests may send traffic to: a network namespace of their own behind a veth
-//! pair, with `vigie-actor listen` running inside. Never any other address (see the test rules).
+//! pair, with `vigie-actor listen` running inside (TCP and UDP on one port, and UDP on the DNS
+//! port). Never any other address (see the test rules).
 
 use std::fs::{self, File, TryLockError};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -18,6 +19,8 @@ const NAMESPACE_PREFIX: &str = "vigie-it-";
 const LEASE_DIR: &str = "/run/vigie-itest";
 /// Port the listener binds in every namespace (each namespace has its own port space).
 const LISTEN_PORT: u16 = 4242;
+/// The DNS port, bound for UDP only: tests send resolver queries to it.
+const DNS_PORT: u16 = 53;
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Linux limit on an interface name, without the trailing NUL.
 const IFNAME_MAX: usize = 15;
@@ -87,6 +90,12 @@ impl RemoteHost {
         SocketAddr::new(IpAddr::V6(self.ipv6()), self.port())
     }
 
+    /// `ipv4():53`, where the namespace receives UDP as a DNS resolver would.
+    #[must_use]
+    pub fn dns_v4(&self) -> SocketAddr {
+        SocketAddr::new(IpAddr::V4(self.ipv4()), DNS_PORT)
+    }
+
     /// The namespace's name, as `ip netns list` shows it.
     #[must_use]
     pub fn namespace(&self) -> &str {
@@ -120,7 +129,7 @@ impl RemoteHost {
         let mut child = Command::new("ip")
             .args(["netns", "exec", &self.namespace])
             .arg(actor_exe)
-            .args(["listen", &LISTEN_PORT.to_string()])
+            .args(["listen", &LISTEN_PORT.to_string(), "--udp", &DNS_PORT.to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .spawn()

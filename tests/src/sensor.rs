@@ -3,14 +3,16 @@
 use std::cell::RefCell;
 use std::ffi::OsStr;
 use std::fmt;
+use std::fs;
+use std::io;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, ensure, Context, Result};
 use serde_json::Value;
 
 use crate::alert;
@@ -20,6 +22,8 @@ use crate::line_reader::{snapshot, spawn_collector, spawn_line_reader};
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long it may take to exit after SIGTERM before it is killed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a SIGSTOP may take to stop it.
+const PAUSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The `vigie` binary: `$VIGIE_BIN` (set by `cargo xtask test`), else `target/debug/vigie`.
 #[must_use]
@@ -33,6 +37,7 @@ pub fn vigie_bin() -> PathBuf {
 /// `vigie` running in the foreground; every stdout line it printed is kept, in order.
 /// Dropping it sends SIGTERM, then SIGKILL if it has not exited within a few seconds.
 pub struct Sensor {
+    pid: u32,
     child: Option<Child>,
     incoming: Receiver<String>,
     seen: RefCell<Vec<Value>>,
@@ -58,6 +63,7 @@ impl Sensor {
         let (incoming, _) = spawn_line_reader(child.stdout.take().context("stdout")?);
         let (stderr, stderr_reader) = spawn_collector(child.stderr.take().context("stderr")?);
         let mut sensor = Sensor {
+            pid: child.id(),
             child: Some(child),
             incoming,
             seen: RefCell::new(Vec::new()),
@@ -119,11 +125,54 @@ impl Sensor {
         snapshot(&self.stderr)
     }
 
-    /// Sends SIGTERM and returns how the sensor exited.
+    /// The `vigie` process id.
+    #[must_use]
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Sends `signal` to the sensor.
+    ///
+    /// # Errors
+    /// When it has already been stopped (and reaped), or `kill` fails.
+    pub fn signal(&self, signal: libc::c_int) -> Result<()> {
+        ensure!(self.child.is_some(), "vigie has already been stopped");
+        let pid = libc::pid_t::try_from(self.pid)?;
+        // SAFETY: plain syscall on our own child, not yet reaped, so the pid is still ours.
+        if unsafe { libc::kill(pid, signal) } != 0 {
+            return Err(io::Error::last_os_error()).context(format!("signal {signal} to vigie"));
+        }
+        Ok(())
+    }
+
+    /// Sends SIGSTOP and returns once the kernel shows the sensor stopped, so that from then
+    /// on it consumes nothing. [`Sensor::resume`] undoes it; so does stopping or dropping it.
+    ///
+    /// # Errors
+    /// When the signal fails or the sensor is not stopped within a few seconds.
+    pub fn pause(&self) -> Result<()> {
+        self.signal(libc::SIGSTOP)?;
+        let deadline = Instant::now() + PAUSE_TIMEOUT;
+        while !is_stopped(self.pid)? {
+            ensure!(Instant::now() < deadline, "vigie not stopped {PAUSE_TIMEOUT:?} after SIGSTOP");
+            thread::sleep(Duration::from_millis(5));
+        }
+        Ok(())
+    }
+
+    /// Sends SIGCONT.
+    ///
+    /// # Errors
+    /// See [`Sensor::signal`].
+    pub fn resume(&self) -> Result<()> {
+        self.signal(libc::SIGCONT)
+    }
+
+    /// Sends SIGTERM and returns how the sensor exited; every line it printed stays readable.
     ///
     /// # Errors
     /// When it had to be killed or could not be waited for.
-    pub fn stop(mut self) -> Result<ExitStatus> {
+    pub fn stop(&mut self) -> Result<ExitStatus> {
         self.shutdown().context("vigie did not exit after SIGTERM and was killed")
     }
 
@@ -131,8 +180,12 @@ impl Sensor {
     fn shutdown(&mut self) -> Option<ExitStatus> {
         let mut child = self.child.take()?;
         let pid = libc::pid_t::try_from(child.id()).ok()?;
-        // SAFETY: plain syscall on our own child, not yet reaped, so the pid is still ours.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
+        // SAFETY: plain syscalls on our own child, not yet reaped, so the pid is still ours.
+        // SIGCONT lets a paused sensor act on the SIGTERM.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+            libc::kill(pid, libc::SIGCONT);
+        }
         let deadline = Instant::now() + STOP_TIMEOUT;
         let exited = loop {
             let wait = deadline.saturating_duration_since(Instant::now());
@@ -184,6 +237,14 @@ impl fmt::Display for WaitFailure {
             WaitFailure::Closed => f.write_str("vigie closed its output (exited?)"),
         }
     }
+}
+
+/// Whether `/proc/PID/stat` shows the process stopped by a signal (state `T`).
+fn is_stopped(pid: u32) -> Result<bool> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).context("read vigie's /proc stat")?;
+    // The state follows the command name, which is in parentheses and may contain anything.
+    let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next());
+    Ok(state == Some("T"))
 }
 
 fn parse(line: &str) -> Value {

@@ -60,13 +60,3 @@ fn read_then_udp_datagram_raises_a_udp_alert() -> Result<()> {
 fn read_then_tcp_connect_over_ipv6_raises_an_alert() -> Result<()> {
     assert_read_then_send_is_reported("tcp", RemoteHost::tcp_v6)
 }
-
-#[test]
-#[ignore = "needs root and BPF: run with cargo xtask test"]
-fn sensor_exits_cleanly_on_sigterm() -> Result<()> {
-    let lab = Lab::new(actor_exe!())?;
-    let sensor = lab.sensor()?;
-    let status = sensor.stop()?;
-    assert!(status.success(), "vigie exited with {status}");
-    Ok(())
-}

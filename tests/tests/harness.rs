@@ -46,6 +46,68 @@ fn actor_reads_forks_and_sends_to_loopback() -> Result<()> {
 }
 
 #[test]
+fn actor_reads_every_way_and_sends_every_way_to_loopback() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("data");
+    std::fs::write(&file, "0123456789")?;
+    let tcp = TcpListener::bind("127.0.0.1:0")?;
+    let udp = UdpSocket::bind("127.0.0.1:0")?;
+    udp.set_read_timeout(Some(IO_TIMEOUT))?;
+    let dest = tcp.local_addr()?;
+
+    Actor::new(actor_exe!())
+        .read_reopened(&file)
+        .read_o_path(&file)
+        .mmap(&file)
+        .uring_read(&file)
+        .uring_read_openat2(&file)
+        .open_tcp(dest)
+        .send(100_000)
+        .sendfile(&file)
+        .splice(&file)
+        .uring_tcp(dest)
+        .dns(udp.local_addr()?)
+        .run()?;
+
+    let (mut kept, _) = tcp.accept()?;
+    kept.set_read_timeout(Some(IO_TIMEOUT))?;
+    let mut received = Vec::new();
+    kept.read_to_end(&mut received)?;
+    assert_eq!(received.len(), 100_000 + 2 * 10, "filler, then the file by sendfile and by splice");
+    assert!(received.ends_with(b"01234567890123456789"));
+    let (mut uring, _) = tcp.accept()?;
+    let mut received = String::new();
+    uring.read_to_string(&mut received)?;
+    assert_eq!(received, "vigie-actor\n");
+    let mut query = [0u8; 512];
+    let len = udp.recv(&mut query)?;
+    assert!(len > 12 && query[4..6] == [0, 1], "one question: {:?}", &query[..len]);
+    Ok(())
+}
+
+#[test]
+fn actor_relays_what_it_read_through_a_fifo_and_a_unix_socket() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (file, fifo, socket, copy) =
+        (dir.path().join("data"), dir.path().join("fifo"), dir.path().join("sock"), dir.path().join("copy"));
+    std::fs::write(&file, "relayed")?;
+    let status = Command::new("mkfifo").arg(&fifo).status()?;
+    assert!(status.success());
+
+    let fifo_reader = Actor::new(actor_exe!()).read(&fifo).unix_send(&socket).spawn()?;
+    let uring_copy = dir.path().join("uring-copy");
+    let socket_reader =
+        Actor::new(actor_exe!()).unix_listen(&socket).unix_accept().write_to(&copy).spawn()?;
+    Actor::new(actor_exe!()).read(&file).uring_write_to(&uring_copy).write_to(&fifo).run()?;
+    fifo_reader.finish()?;
+    socket_reader.finish()?;
+
+    assert_eq!(std::fs::read_to_string(&copy)?, "relayed");
+    assert_eq!(std::fs::read_to_string(&uring_copy)?, "relayed");
+    Ok(())
+}
+
+#[test]
 fn actor_fails_loudly_on_a_missing_file() {
     let error = Actor::new(actor_exe!()).read("/nonexistent/vigie-it").run().unwrap_err();
     assert!(format!("{error:#}").contains("/nonexistent/vigie-it"), "{error:#}");

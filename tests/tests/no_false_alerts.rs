@@ -4,7 +4,8 @@
 
 use std::net::TcpListener;
 
-use anyhow::Result;
+use anyhow::{ensure, Result};
+use integration_tests::host_tools::{self, quoted};
 use integration_tests::{actor_exe, Lab};
 
 #[test]
@@ -41,4 +42,22 @@ fn allowed_reader_raises_no_alert() -> Result<()> {
 
     // The barrier's control actor is a copy at another path, so it is not allowed.
     lab.assert_no_alert_for(&sensor, run.pid)
+}
+
+#[test]
+#[ignore = "needs root and BPF: run with cargo xtask test"]
+fn shell_that_cats_a_secret_then_runs_curl_raises_no_alert() -> Result<()> {
+    let lab = Lab::new(actor_exe!())?;
+    let sensor = lab.sensor()?;
+    let url = host_tools::url(lab.remote().tcp_v4());
+
+    // cat is tainted, but neither the shell nor the curl it starts afterwards read anything.
+    host_tools::sh(&format!(
+        "cat {} > /dev/null; curl -sS -o /dev/null --max-time 10 {url}",
+        quoted(lab.secret())
+    ))?;
+
+    let alerts = lab.alerts_other_than(&sensor, &[])?;
+    ensure!(alerts.is_empty(), "the shell's curl was reported: {alerts:#?}");
+    Ok(())
 }

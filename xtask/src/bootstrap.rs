@@ -33,6 +33,16 @@ pub fn mounts() -> Result<()> {
     mounts::ensure(privilege::is_root()?)
 }
 
+/// Commands of `table` (command, Debian package), apt-installed when missing; needs root.
+pub fn commands(table: &'static [(&'static str, &'static str)]) -> Result<()> {
+    packages::ensure_commands(table, privilege::is_root()?)
+}
+
+/// The first executable called `name` on xtask's PATH, like `which`.
+pub fn find_command(name: &str) -> Result<Option<std::path::PathBuf>> {
+    Ok(packages::find_command(name, &crate::command::search_path()?))
+}
+
 /// One progress line, on stderr so it never mixes with a tool's stdout.
 fn say(message: &str) {
     eprintln!("[bootstrap] {message}");

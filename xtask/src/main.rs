@@ -4,6 +4,7 @@
 //! and, for the kernel tests, root plus a few mounts and commands: this crate keeps those
 //! steps in one place so CI and newcomers run the same thing.
 
+mod bench;
 mod bootstrap;
 mod build;
 mod command;
@@ -41,6 +42,14 @@ enum Task {
         #[arg(last = true)]
         args: Vec<OsString>,
     },
+    /// Measure what Vigie costs: workloads with and without the sensor, alternating, plus
+    /// auditd side by side; prints a table and writes docs/BENCHMARKS.md (needs root).
+    Bench {
+        /// Smaller workloads, under two minutes once built: proves the harness works. Writes
+        /// its report under the target directory, not to docs/.
+        #[arg(long)]
+        quick: bool,
+    },
     /// Everything CI checks: bootstrap, fmt, clippy, build, then all tests including the
     /// privileged ones (needs root).
     Test {
@@ -55,6 +64,7 @@ fn main() -> Result<()> {
         Task::Bootstrap => bootstrap::all(),
         Task::Build { release } => build::run(build::Profile::from_release_flag(release)),
         Task::Run { args } => run::run(&args),
+        Task::Bench { quick } => bench::run(&if quick { bench::Plan::quick() } else { bench::Plan::full() }),
         Task::Test { args } => test::run(&args),
     }
 }

@@ -11,15 +11,27 @@ use anyhow::{bail, Result};
 use super::say;
 use crate::command::{self, tool};
 
-/// (command the tests run, Debian package that provides it). Add new test tools here.
-const REQUIRED_COMMANDS: &[(&str, &str)] =
-    &[("ip", "iproute2"), ("curl", "curl"), ("socat", "socat"), ("python3", "python3")];
+/// (command the tests or the bench run, Debian package that provides it). Add new tools here.
+const REQUIRED_COMMANDS: &[(&str, &str)] = &[
+    ("ip", "iproute2"),
+    ("curl", "curl"),
+    ("socat", "socat"),
+    ("python3", "python3"),
+    ("bpftool", "bpftool"),
+    // The Synapse scenarios: an attacker's tool of choice for homeserver.db.
+    ("sqlite3", "sqlite3"),
+];
 
 /// Reports each required command; as root, apt-installs the packages of missing ones.
 pub fn ensure(root: bool) -> Result<()> {
+    ensure_commands(REQUIRED_COMMANDS, root)
+}
+
+/// Reports each command of `table`; as root, apt-installs the packages of missing ones.
+pub fn ensure_commands(table: &'static [(&'static str, &'static str)], root: bool) -> Result<()> {
     let path = command::search_path()?;
     let mut missing = Vec::new();
-    for required @ (name, _) in REQUIRED_COMMANDS {
+    for required @ (name, _) in table {
         match find_command(name, &path) {
             Some(found) => say(&format!("command {name}: {}", found.display())),
             None => missing.push(required),
@@ -45,7 +57,7 @@ pub fn ensure(root: bool) -> Result<()> {
     command::run(apt_get()?.arg("update"))?;
     command::run(apt_get()?.args(["install", "-y", "--no-install-recommends"]).args(&packages))?;
 
-    let still_missing = missing_commands(&path);
+    let still_missing = missing_commands(table, &path);
     if !still_missing.is_empty() {
         let names = still_missing.iter().map(|(name, _)| *name).collect::<Vec<_>>();
         bail!("commands still missing after apt-get install: {}", names.join(", "));
@@ -61,8 +73,11 @@ fn apt_get() -> Result<std::process::Command> {
     Ok(apt_get)
 }
 
-fn missing_commands(path: &OsStr) -> Vec<&'static (&'static str, &'static str)> {
-    REQUIRED_COMMANDS.iter().filter(|(name, _)| find_command(name, path).is_none()).collect()
+fn missing_commands(
+    table: &'static [(&'static str, &'static str)],
+    path: &OsStr,
+) -> Vec<&'static (&'static str, &'static str)> {
+    table.iter().filter(|(name, _)| find_command(name, path).is_none()).collect()
 }
 
 /// The packages providing `commands`, each once, in table order.
@@ -77,7 +92,7 @@ fn packages_for(commands: &[&(&str, &'static str)]) -> Vec<&'static str> {
 }
 
 /// The first executable file called `name` in the directories of `path`, like `which`.
-fn find_command(name: &str, path: &OsStr) -> Option<PathBuf> {
+pub fn find_command(name: &str, path: &OsStr) -> Option<PathBuf> {
     env::split_paths(path).map(|dir| dir.join(name)).find(|candidate| {
         fs::metadata(candidate).is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
     })

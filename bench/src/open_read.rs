@@ -1,0 +1,27 @@
+//! Workloads 1, 2 and 7: open + read 64 B + close in a loop, the path every process pays for.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Result;
+use serde_json::{json, Value};
+
+use crate::bound::{nanos, Bound};
+use crate::secret::{read_once, READ_BYTES};
+
+/// Untimed iterations first: page cache, dentry cache and, on a secret, the taint settle.
+const WARM_UP: u64 = 1_000;
+
+pub fn run(path: &Path, iterations: u64, limit: Duration) -> Result<Value> {
+    let mut buf = [0; READ_BYTES];
+    for _ in 0..WARM_UP {
+        read_once(path, &mut buf)?;
+    }
+    let bound = Bound::start(iterations, limit);
+    let mut done = 0;
+    while bound.allows(done) {
+        read_once(path, &mut buf)?;
+        done += 1;
+    }
+    Ok(json!({ "iterations": done, "elapsed_ns": nanos(bound.elapsed()) }))
+}

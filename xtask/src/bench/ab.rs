@@ -1,0 +1,159 @@
+//! Workloads 1–4 and 7 in alternating rounds. Every round runs each workload once with no
+//! sensor, once under Vigie, and workload 1 once more under auditd; even rounds go
+//! none → Vigie → auditd, odd rounds the other way round, so drift in the machine's load
+//! does not favour one arm. Statistics are over the per-round pairs.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use anyhow::Result;
+
+use super::agent::Agent;
+use super::auditd::Audit;
+use super::bpf_stats;
+use super::load::{self, Reader};
+use super::stats::Paired;
+use super::{interrupt, say, Env};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Arm {
+    NoSensor,
+    Vigie,
+    Auditd,
+}
+
+impl fmt::Display for Arm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Arm::NoSensor => "no sensor",
+            Arm::Vigie => "vigie",
+            Arm::Auditd => "auditd",
+        })
+    }
+}
+
+/// One arm's numbers in one round.
+#[derive(Debug, Default, Clone, Copy)]
+struct Measures {
+    /// ns per open + read + close of the ordinary file.
+    open_plain: f64,
+    /// ns per iteration on the secret, by the allowed reader and by an untrusted one.
+    open_secret_allowed: f64,
+    open_secret_untrusted: f64,
+    /// ns per loopback connect + close.
+    connect: f64,
+    /// Bytes per second streamed by a tainted process.
+    stream: f64,
+}
+
+/// What the agent printed during one Vigie arm: proof it was watching.
+#[derive(Debug, Clone, Copy)]
+pub struct Sighting {
+    /// Direct opens (the untrusted reader, the streamer) and reads through a pipe (the
+    /// bench, reading their results).
+    pub secret_reads: (u64, u64),
+    pub alerts: u64,
+    pub lost: u64,
+}
+
+/// Every round's pairs.
+#[derive(Debug, Default)]
+pub struct Rounds {
+    pub open_plain: Paired,
+    pub open_secret_allowed: Paired,
+    pub open_secret_untrusted: Paired,
+    pub connect: Paired,
+    /// Bytes per second; `treated` below `baseline` is throughput lost.
+    pub stream: Paired,
+    /// Workload 7: baseline is the same round's no-sensor run of workload 1.
+    pub open_plain_auditd: Paired,
+    pub sightings: Vec<Sighting>,
+    /// Per round, other BPF programs seen at the start or end of the no-sensor and Vigie arms.
+    pub neighbours: Vec<(usize, usize)>,
+}
+
+pub fn run(env: &Env<'_>, audit: &mut Audit) -> Result<Rounds> {
+    let mut rounds = Rounds::default();
+    for round in 0..env.plan.rounds {
+        let order = if round % 2 == 0 {
+            [Arm::NoSensor, Arm::Vigie, Arm::Auditd]
+        } else {
+            [Arm::Auditd, Arm::Vigie, Arm::NoSensor]
+        };
+        let (mut none, mut vigie, mut auditd) = (Measures::default(), Measures::default(), 0.0);
+        let mut neighbours = (0, 0);
+        for arm in order {
+            interrupt::check()?;
+            match arm {
+                Arm::NoSensor => {
+                    let before = env.neighbours.count(&BTreeSet::new())?;
+                    none = overhead_workloads(env)?;
+                    neighbours.0 = before.max(env.neighbours.count(&BTreeSet::new())?);
+                }
+                Arm::Vigie => {
+                    let agent = Agent::start(&env.binaries.vigie, &env.agent_args())?;
+                    let ours = bpf_stats::programs_of(agent.pid())?;
+                    let before = env.neighbours.count(&ours)?;
+                    let measured = overhead_workloads(env);
+                    neighbours.1 = before.max(env.neighbours.count(&ours)?);
+                    let transcript = agent.stop()?;
+                    vigie = measured?;
+                    rounds.sightings.push(Sighting {
+                        secret_reads: transcript.secret_reads(),
+                        alerts: transcript.count("credential-exfiltration"),
+                        lost: transcript.events_lost(),
+                    });
+                }
+                Arm::Auditd => {
+                    audit.watch(&[&env.lab.secret])?;
+                    let measured = load::open_read(env, Reader::Untrusted, &env.lab.plain);
+                    audit.unwatch()?;
+                    auditd = measured?.ns_per_iteration();
+                }
+            }
+        }
+        say(&format!(
+            "round {}/{}: open+read+close {:.0} / {:.0} / {:.0} ns (none / vigie / auditd), \
+             connect {:.1} / {:.1} µs, stream {:.0} / {:.0} MB/s",
+            round + 1,
+            env.plan.rounds,
+            none.open_plain,
+            vigie.open_plain,
+            auditd,
+            none.connect / 1e3,
+            vigie.connect / 1e3,
+            none.stream / 1e6,
+            vigie.stream / 1e6,
+        ));
+        rounds.record(&none, &vigie, auditd);
+        rounds.neighbours.push(neighbours);
+    }
+    Ok(rounds)
+}
+
+impl Rounds {
+    fn record(&mut self, none: &Measures, vigie: &Measures, auditd: f64) {
+        self.open_plain.push(none.open_plain, vigie.open_plain);
+        self.open_plain_auditd.push(none.open_plain, auditd);
+        self.open_secret_allowed.push(none.open_secret_allowed, vigie.open_secret_allowed);
+        self.open_secret_untrusted.push(none.open_secret_untrusted, vigie.open_secret_untrusted);
+        self.connect.push(none.connect, vigie.connect);
+        self.stream.push(none.stream, vigie.stream);
+    }
+}
+
+/// Workloads 1–4, once each. The ones that read the secret come last: the bench reads their
+/// results through a pipe, which the sensor rightly follows, so every process the bench
+/// starts after them is born tainted.
+fn overhead_workloads(env: &Env<'_>) -> Result<Measures> {
+    let open_plain = load::open_read(env, Reader::Untrusted, &env.lab.plain)?.ns_per_iteration();
+    interrupt::check()?;
+    let open_secret_allowed = load::open_read(env, Reader::Allowed, &env.lab.secret)?.ns_per_iteration();
+    interrupt::check()?;
+    let connect = load::loopback_connect(env)?.ns_per_iteration();
+    interrupt::check()?;
+    let open_secret_untrusted = load::open_read(env, Reader::Untrusted, &env.lab.secret)?.ns_per_iteration();
+    interrupt::check()?;
+    let stream = load::stream(env)?;
+    Ok(Measures { open_plain, open_secret_allowed, open_secret_untrusted, connect, stream })
+}
