@@ -23,6 +23,9 @@ pub struct ServiceSpec {
     pub args: Vec<String>,
     /// The user it runs as.
     pub user: Option<u32>,
+    /// Its cgroup v2 path, as in `/proc/PID/cgroup` (`/system.slice/matrix-synapse.service`
+    /// for a systemd unit): the narrowest trust, since only its supervisor puts processes there.
+    pub cgroup: Option<String>,
 }
 
 /// A service resolved against this host.
@@ -32,6 +35,7 @@ pub struct Service {
     executables: Vec<FileId>,
     args: Vec<String>,
     user: Option<u32>,
+    cgroup: Option<String>,
 }
 
 impl Service {
@@ -42,13 +46,15 @@ impl Service {
             executables: spec.executables.iter().filter_map(|p| file_id(p)).collect(),
             args: spec.args.clone(),
             user: spec.user,
+            cgroup: spec.cgroup.clone(),
         }
     }
 
     /// Whether `process` is this service. A spec that names executables none of which is
     /// installed matches nothing; one with no constraint at all matches nothing either.
     pub fn matches(&self, process: &Process) -> bool {
-        if self.executables.is_empty() && self.args.is_empty() && self.user.is_none() {
+        if self.executables.is_empty() && self.args.is_empty() && self.user.is_none() && self.cgroup.is_none()
+        {
             return false;
         }
         let exe_ok = self.executables.is_empty()
@@ -56,8 +62,16 @@ impl Service {
         let args_ok =
             self.args.iter().all(|wanted| process.args.iter().any(|arg| arg.contains(wanted.as_str())));
         let user_ok = self.user.is_none_or(|uid| uid == process.uid);
-        exe_ok && args_ok && user_ok
+        let cgroup_ok =
+            self.cgroup.as_deref().is_none_or(|wanted| cgroup_of(process.pid).as_deref() == Some(wanted));
+        exe_ok && args_ok && user_ok && cgroup_ok
     }
+}
+
+/// The cgroup v2 path of `pid` (the `0::` line of `/proc/PID/cgroup`).
+fn cgroup_of(pid: u32) -> Option<String> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    text.lines().find_map(|line| line.strip_prefix("0::")).map(str::to_owned)
 }
 
 #[cfg(test)]
@@ -81,6 +95,7 @@ mod tests {
             executables: vec![],
             args: vec!["synapse.app.homeserver".into(), config.into()],
             user: Some(998),
+            cgroup: None,
         })
     }
 
@@ -110,5 +125,19 @@ mod tests {
             !Service::resolve(&ServiceSpec::default()).matches(&process("/bin/sh", &[], 0)),
             "no constraint"
         );
+    }
+
+    #[test]
+    fn a_cgroup_constraint_reads_the_process_cgroup() {
+        let mut me = process("/bin/sh", &[], 0);
+        me.pid = std::process::id();
+        let mine = cgroup_of(me.pid).expect("this process has a cgroup v2 path");
+        let spec = |cgroup: &str| ServiceSpec {
+            name: "x".into(),
+            cgroup: Some(cgroup.into()),
+            ..ServiceSpec::default()
+        };
+        assert!(Service::resolve(&spec(&mine)).matches(&me));
+        assert!(!Service::resolve(&spec("/system.slice/matrix-synapse.service")).matches(&me));
     }
 }

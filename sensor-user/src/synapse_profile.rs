@@ -103,9 +103,20 @@ impl SynapseProfile {
             executables: Vec::new(),
             args: args.collect(),
             user,
+            cgroup: if debian { debian_unit_cgroup() } else { None },
         };
         Ok(Self { secret_patterns, service })
     }
+}
+
+/// The cgroup of Debian's `matrix-synapse` systemd unit, where systemd runs it: only systemd
+/// puts processes there, which no argument list can imitate.
+fn debian_unit_cgroup() -> Option<String> {
+    let systemd = Path::new("/run/systemd/system").is_dir();
+    let unit = ["/lib/systemd/system", "/etc/systemd/system"]
+        .iter()
+        .any(|dir| Path::new(dir).join("matrix-synapse.service").is_file());
+    (systemd && unit).then(|| "/system.slice/matrix-synapse.service".to_owned())
 }
 
 /// Debian's `homeserver.yaml`, and its `conf.d` where there is one.
