@@ -4,7 +4,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::process_table::Process;
+use crate::{process_table::Process, redact};
 
 /// One output line.
 #[derive(Debug, Serialize)]
@@ -127,7 +127,7 @@ impl ProcessFields {
         Self {
             pid: process.pid,
             executable: process.executable.clone(),
-            args: process.args.clone(),
+            args: redact::args(&process.args),
             entity_id: entity_id(process, boot_id),
             parent: parent.map(|p| Parent { pid: p.pid, executable: p.executable.clone() }),
         }
@@ -161,7 +161,7 @@ pub fn entity_id(process: &Process, boot_id: &str) -> String {
 
 /// A short description of a process for `vigie.ancestry` and `vigie.origin`.
 pub fn summary(process: &Process) -> Value {
-    serde_json::json!({ "pid": process.pid, "executable": process.executable, "args": process.args })
+    serde_json::json!({ "pid": process.pid, "executable": process.executable, "args": redact::args(&process.args) })
 }
 
 /// RFC 3339 UTC timestamp with microseconds, from nanoseconds since the epoch.

@@ -14,6 +14,7 @@ mod output;
 mod pipeline;
 mod process_table;
 mod profiles;
+mod redact;
 mod secret_catalog;
 mod sensor;
 mod services;
