@@ -29,7 +29,10 @@ pub struct KernelOffsets {
     pub inode_i_generation: u32,
     pub file_private_data: u32,
     pub socket_sk: u32,
-    pub _pad: u32,
+    pub pt_regs_di: u32,
+    pub pt_regs_si: u32,
+    pub pt_regs_dx: u32,
+    pub pt_regs_orig_ax: u32,
     pub unix_sock_peer: u32,
     pub sock_common_skc_daddr: u32,
     pub sock_common_skc_dport: u32,
@@ -44,6 +47,7 @@ pub struct KernelOffsets {
     pub dentry_d_parent: u32,
     /// Not an offset: the kernel device number of procfs, to recognise `/proc/PID/mem` opens.
     pub proc_dev: u32,
+    pub _pad: u32,
     /// Not an offset: taint older than this stops counting (0: the process's lifetime).
     pub taint_window_ns: u64,
 }
@@ -52,5 +56,5 @@ pub struct KernelOffsets {
 pub const KERNEL_OFFSETS_GLOBAL: &str = "KERNEL_OFFSETS";
 
 #[cfg(feature = "user")]
-// SAFETY: `#[repr(C)]` integers, 34 `u32`s (explicit padding included) then a `u64`: no padding, any bit pattern is valid.
+// SAFETY: `#[repr(C)]` integers, 38 `u32`s (explicit padding included) then a `u64`: no padding, any bit pattern is valid.
 unsafe impl aya::Pod for KernelOffsets {}

@@ -6,7 +6,7 @@
 //! descriptor's type; only pipe and socket reads are followed to their exit, where nothing
 //! more happens until the first pipe or socket is ever tainted (`GATES`).
 
-use aya_ebpf::{helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext};
+use aya_ebpf::helpers::bpf_get_current_pid_tgid;
 use sensor_common::{counter, via, DerivedEvent, EventKind, FileId, Taint};
 
 use crate::{
@@ -19,38 +19,22 @@ use crate::{
     taint,
 };
 
-/// Offset of the first syscall argument in `syscalls:sys_enter_*`; each takes 8 bytes.
-const SYS_ENTER_ARGS: usize = 16;
-/// Offset of `long ret` in `syscalls:sys_exit_*`.
-const SYS_EXIT_RET: usize = 16;
-
-/// Writes whose descriptor is the first argument: write, writev, pwrite64, pwritev,
-/// sendto, sendmsg, sendmmsg, sendfile64 (out_fd).
-#[tracepoint]
-pub fn sys_enter_write(ctx: TracePointContext) -> u32 {
-    let _ = written(&ctx, 0);
-    0
+/// A write into descriptor `fd` (write, writev, pwrite*, send*, sendfile's out_fd, splice's
+/// and copy_file_range's fd_out).
+#[inline(always)]
+pub fn written(fd: u32) -> Result<(), i32> {
+    if TAINTED.get_ptr(current_pid()).is_none() {
+        return Ok(());
+    }
+    written_file(fd_file(fd)?, fd)
 }
 
-/// Writes whose descriptor is the third argument: splice and copy_file_range (fd_out).
-#[tracepoint]
-pub fn sys_enter_write_fd_out(ctx: TracePointContext) -> u32 {
-    let _ = written(&ctx, 2);
-    0
-}
-
-/// Reads whose descriptor is the first argument: read, readv, recvfrom, recvmsg, splice.
-/// A pipe's or socket's descriptor is kept for the syscall's exit: a reader blocked on an
-/// empty pipe must be judged by what the pipe carries when data arrives, not when it
-/// started waiting. Reads of regular files (derived files taint at open) keep nothing.
-#[tracepoint]
-pub fn sys_enter_read(ctx: TracePointContext) -> u32 {
-    let _ = reading(&ctx);
-    0
-}
-
-fn reading(ctx: &TracePointContext) -> Result<(), i32> {
-    let fd = fd_arg(ctx, 0)?;
+/// A read from descriptor `fd` starts (read, readv, recvfrom, recvmsg, splice's fd_in). A
+/// pipe's or socket's descriptor is kept for the syscall's exit: a reader blocked on an
+/// empty pipe must be judged by what the pipe carries when data arrives, not when it started
+/// waiting. Reads of regular files (derived files taint at open) keep nothing.
+#[inline(always)]
+pub fn reading(fd: u32) -> Result<(), i32> {
     let kind = file_type(fd_file(fd)?)?;
     if kind == S_IFIFO || kind == S_IFSOCK {
         READING.insert(bpf_get_current_pid_tgid(), fd, 0)?;
@@ -58,26 +42,17 @@ fn reading(ctx: &TracePointContext) -> Result<(), i32> {
     Ok(())
 }
 
-/// The exits of the reads above: data came out of `fd`.
-#[tracepoint]
-pub fn sys_exit_read(ctx: TracePointContext) -> u32 {
-    let _ = read_done(&ctx);
-    0
-}
-
+/// The read started by [`reading`] returned `ret`.
 #[inline(always)]
-fn fd_arg(ctx: &TracePointContext, index: usize) -> Result<u32, i32> {
-    // SAFETY: sys_enter tracepoints carry their arguments as 8-byte slots from this offset.
-    let fd: u64 = unsafe { ctx.read_at(SYS_ENTER_ARGS + index * 8)? };
-    u32::try_from(fd).map_err(|_| -1)
-}
-
-fn written(ctx: &TracePointContext, fd_index: usize) -> Result<(), i32> {
-    if TAINTED.get_ptr(current_pid()).is_none() {
+pub fn read_done(ret: i64) -> Result<(), i32> {
+    let thread = bpf_get_current_pid_tgid();
+    // SAFETY: the value is copied out at once.
+    let Some(fd) = (unsafe { READING.get(thread) }).copied() else { return Ok(()) };
+    let _ = READING.remove(thread);
+    if ret <= 0 || GATES.get(counter::TAINTED_CHANNELS).copied().unwrap_or(0) == 0 {
         return Ok(());
     }
-    let fd = fd_arg(ctx, fd_index)?;
-    written_file(fd_file(fd)?, fd)
+    read_file(fd_file(fd)?, fd)
 }
 
 /// The current process wrote into `file` (descriptor `fd`, or `u32::MAX` for io_uring's
@@ -156,21 +131,6 @@ fn open_gate() {
         // SAFETY: a plain store of a flag; a lost race still stores 1.
         unsafe { *gate = 1 };
     }
-}
-
-fn read_done(ctx: &TracePointContext) -> Result<(), i32> {
-    let thread = bpf_get_current_pid_tgid();
-    // SAFETY: the value is copied out at once.
-    let Some(fd) = (unsafe { READING.get(thread) }).copied() else { return Ok(()) };
-    let _ = READING.remove(thread);
-    if GATES.get(counter::TAINTED_CHANNELS).copied().unwrap_or(0) == 0 {
-        return Ok(());
-    }
-    // SAFETY: every sys_exit tracepoint has `long ret` at this offset.
-    if unsafe { ctx.read_at::<i64>(SYS_EXIT_RET)? } <= 0 {
-        return Ok(());
-    }
-    read_file(fd_file(fd)?, fd)
 }
 
 /// The current process read data out of `file`: a tainted pipe or socket taints it.

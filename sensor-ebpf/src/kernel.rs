@@ -27,7 +27,10 @@ static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     file_private_data: 0,
     socket_sk: 0,
     unix_sock_peer: 0,
-    _pad: 0,
+    pt_regs_di: 0,
+    pt_regs_si: 0,
+    pt_regs_dx: 0,
+    pt_regs_orig_ax: 0,
     sock_common_skc_daddr: 0,
     sock_common_skc_dport: 0,
     sock_common_skc_v6_daddr: 0,
@@ -40,6 +43,7 @@ static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     qstr_name: 0,
     dentry_d_parent: 0,
     proc_dev: 0,
+    _pad: 0,
     taint_window_ns: 0,
 };
 

@@ -14,6 +14,7 @@ mod memory;
 mod network;
 mod process;
 mod secret_open;
+mod syscalls;
 mod taint;
 
 #[cfg(not(test))]

@@ -15,8 +15,6 @@ use crate::{
     taint,
 };
 
-/// Offset of `long ret` in every `syscalls:sys_exit_*` tracepoint.
-const SYS_EXIT_RET: usize = 16;
 /// Offsets of `req` and `res` in `io_uring:io_uring_complete`.
 const IO_URING_REQ: usize = 16;
 const IO_URING_RES: usize = 32;
@@ -30,19 +28,6 @@ mod op {
     pub const READ: u8 = 22;
     pub const WRITE: u8 = 23;
     pub const OPENAT2: u8 = 28;
-}
-
-/// `syscalls:sys_exit_open`, `sys_exit_openat`, `sys_exit_openat2` and
-/// `sys_exit_pidfd_getfd` (a descriptor copied out of another process) share this program.
-#[tracepoint]
-pub fn sys_exit_open(ctx: TracePointContext) -> u32 {
-    // SAFETY: every sys_exit tracepoint has `long ret` at this offset.
-    if let Ok(ret) = unsafe { ctx.read_at::<i64>(SYS_EXIT_RET) } {
-        if let Ok(fd) = u32::try_from(ret) {
-            let _ = opened(fd);
-        }
-    }
-    0
 }
 
 /// `io_uring:io_uring_complete`: opens, reads and writes done through io_uring, which the
@@ -74,10 +59,11 @@ fn try_io_uring_complete(ctx: &TracePointContext) -> Result<(), i32> {
     }
 }
 
-/// The current process just got descriptor `fd`: a secret, a derived file, or the memory of
-/// a trusted service's process taints it.
+/// The current process just got descriptor `fd` (open, openat, openat2, pidfd_getfd, an
+/// io_uring open): a secret, a derived file, or the memory of a trusted service's process
+/// taints it.
 #[inline(always)]
-fn opened(fd: u32) -> Result<(), i32> {
+pub fn opened(fd: u32) -> Result<(), i32> {
     let open_file = fd_file(fd)?;
     let file = file_id(open_file)?;
     if file.dev == offsets().proc_dev {

@@ -42,7 +42,10 @@ pub fn from_btf(path: &Path) -> Result<KernelOffsets, Error> {
         inode_i_generation: field("inode", "i_generation")?,
         file_private_data: field("file", "private_data")?,
         socket_sk: field("socket", "sk")?,
-        _pad: 0,
+        pt_regs_di: field("pt_regs", "di")?,
+        pt_regs_si: field("pt_regs", "si")?,
+        pt_regs_dx: field("pt_regs", "dx")?,
+        pt_regs_orig_ax: field("pt_regs", "orig_ax")?,
         unix_sock_peer: field("unix_sock", "peer")?,
         sock_common_skc_daddr: field("sock_common", "skc_daddr")?,
         sock_common_skc_dport: field("sock_common", "skc_dport")?,
@@ -56,6 +59,7 @@ pub fn from_btf(path: &Path) -> Result<KernelOffsets, Error> {
         qstr_name: field("qstr", "name")?,
         dentry_d_parent: field("dentry", "d_parent")?,
         proc_dev: 0,
+        _pad: 0,
         taint_window_ns: 0,
     })
 }

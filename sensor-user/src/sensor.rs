@@ -22,64 +22,16 @@ use crate::{error::Error, secret_catalog::SecretCatalog, system, trusted_process
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/vigie"));
 
 /// Classic tracepoints: program → the (category, tracepoint) pairs it is attached to.
-const TRACEPOINTS: [(&str, &[(&str, &str)]); 12] = [
+const TRACEPOINTS: [(&str, &[(&str, &str)]); 5] = [
     ("sched_process_exec", &[("sched", "sched_process_exec")]),
     ("sched_process_exit", &[("sched", "sched_process_exit")]),
-    (
-        "sys_exit_open",
-        &[
-            ("syscalls", "sys_exit_open"),
-            ("syscalls", "sys_exit_openat"),
-            ("syscalls", "sys_exit_openat2"),
-            // A descriptor copied out of another process is an open of that file.
-            ("syscalls", "sys_exit_pidfd_getfd"),
-        ],
-    ),
     ("io_uring_complete", &[("io_uring", "io_uring_complete")]),
-    (
-        "sys_enter_write",
-        &[
-            ("syscalls", "sys_enter_write"),
-            ("syscalls", "sys_enter_writev"),
-            ("syscalls", "sys_enter_pwrite64"),
-            ("syscalls", "sys_enter_pwritev"),
-            ("syscalls", "sys_enter_sendto"),
-            ("syscalls", "sys_enter_sendmsg"),
-            ("syscalls", "sys_enter_sendmmsg"),
-            ("syscalls", "sys_enter_sendfile64"),
-        ],
-    ),
-    (
-        "sys_enter_write_fd_out",
-        &[("syscalls", "sys_enter_splice"), ("syscalls", "sys_enter_copy_file_range")],
-    ),
-    (
-        "sys_enter_read",
-        &[
-            ("syscalls", "sys_enter_read"),
-            ("syscalls", "sys_enter_readv"),
-            ("syscalls", "sys_enter_recvfrom"),
-            ("syscalls", "sys_enter_recvmsg"),
-            ("syscalls", "sys_enter_splice"),
-        ],
-    ),
-    (
-        "sys_exit_read",
-        &[
-            ("syscalls", "sys_exit_read"),
-            ("syscalls", "sys_exit_readv"),
-            ("syscalls", "sys_exit_recvfrom"),
-            ("syscalls", "sys_exit_recvmsg"),
-            ("syscalls", "sys_exit_splice"),
-        ],
-    ),
     ("inet_sock_set_state", &[("sock", "inet_sock_set_state")]),
     ("sock_send_length", &[("sock", "sock_send_length")]),
-    ("sys_enter_process_vm_readv", &[("syscalls", "sys_enter_process_vm_readv")]),
-    ("sys_enter_ptrace", &[("syscalls", "sys_enter_ptrace")]),
 ];
-/// Raw tracepoints: (program, tracepoint).
-const RAW_TRACEPOINTS: [(&str, &str); 1] = [("sched_process_fork", "sched_process_fork")];
+/// Raw tracepoints: (program, tracepoint). Syscalls go through one pair for all of them.
+const RAW_TRACEPOINTS: [(&str, &str); 3] =
+    [("sched_process_fork", "sched_process_fork"), ("sys_enter", "sys_enter"), ("sys_exit", "sys_exit")];
 /// cgroup socket-address hooks, attached to the cgroup v2 root.
 const CGROUP_SOCK_ADDR: [&str; 4] = ["udp_sendmsg4", "udp_sendmsg6", "udp_connect4", "udp_connect6"];
 

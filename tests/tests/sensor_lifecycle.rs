@@ -17,12 +17,15 @@ const SMALLEST_RING: &str = "4096";
 /// Processes run while the sensor is paused; each makes fork, exec and exit records.
 const PROCESSES: u64 = 200;
 /// Every program the sensor loads.
-const PROGRAMS: [&str; 9] = [
+const PROGRAMS: [&str; 12] = [
     "sched_process_exec",
     "sched_process_exit",
-    "sys_exit_open",
-    "inet_sock_set_state",
     "sched_process_fork",
+    "sys_enter",
+    "sys_exit",
+    "io_uring_complete",
+    "inet_sock_set_state",
+    "sock_send_length",
     "udp_sendmsg4",
     "udp_sendmsg6",
     "udp_connect4",
