@@ -86,7 +86,8 @@ pub struct ReadSeenKey {
 pub mod counter {
     /// Ring-buffer reservations that failed: events lost because the agent fell behind.
     pub const EVENTS_LOST: u32 = 0;
-    /// Pipes and unix sockets ever tainted: zero lets the read hooks return at once.
+    /// Files, pipes and unix sockets ever marked: zero lets the open and read hooks skip
+    /// their lookups.
     pub const TAINTED_CHANNELS: u32 = 1;
     /// Number of counters.
     pub const COUNT: u32 = 2;

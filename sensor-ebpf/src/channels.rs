@@ -49,7 +49,7 @@ pub fn read_done(ret: i64) -> Result<(), i32> {
     // SAFETY: the value is copied out at once.
     let Some(fd) = (unsafe { READING.get(thread) }).copied() else { return Ok(()) };
     let _ = READING.remove(thread);
-    if ret <= 0 || GATES.get(counter::TAINTED_CHANNELS).copied().unwrap_or(0) == 0 {
+    if ret <= 0 || !anything_marked() {
         return Ok(());
     }
     read_file(fd_file(fd)?, fd)
@@ -71,12 +71,10 @@ pub fn written_file(file: *const u8, fd: u32) -> Result<(), i32> {
         S_IFIFO => {
             let id = file_id(file)?;
             mark(id, carried(&taint, via::PIPE, id))?;
-            open_gate();
         }
         S_IFSOCK => {
             if let Ok(peer) = unix_peer_id(file) {
                 mark(peer, carried(&taint, via::UNIX_SOCKET, peer))?;
-                open_gate();
             }
         }
         _ => {}
@@ -122,7 +120,15 @@ fn mark(id: FileId, taint: Taint) -> Result<bool, i32> {
         return Ok(false);
     }
     TAINTED_FILES.insert(id, taint, 0)?;
+    open_gate();
     Ok(true)
+}
+
+/// Whether any file, pipe or socket was ever marked: until then, nobody can take taint from
+/// one, and the lookups are skipped (an array read, inlined by the verifier: no helper call).
+#[inline(always)]
+pub fn anything_marked() -> bool {
+    GATES.get(counter::TAINTED_CHANNELS).copied().unwrap_or(0) != 0
 }
 
 #[inline(always)]
