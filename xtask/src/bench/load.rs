@@ -14,16 +14,24 @@ use super::Env;
 use crate::command;
 
 /// A timed loop's result.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Timed {
     pub iterations: u64,
     pub elapsed_ns: u64,
+    /// CPU time of the looping thread (softirq work it triggered included), if known.
+    pub cpu_ns: Option<u64>,
 }
 
+#[expect(clippy::cast_precision_loss, reason = "ns and counts of one run are far below 2^52")]
 impl Timed {
-    #[expect(clippy::cast_precision_loss, reason = "ns and counts of one run are far below 2^52")]
+    /// Wall-clock ns per iteration.
     pub fn ns_per_iteration(&self) -> f64 {
         self.elapsed_ns as f64 / self.iterations.max(1) as f64
+    }
+
+    /// CPU ns per iteration; NaN when unknown.
+    pub fn cpu_ns_per_iteration(&self) -> f64 {
+        self.cpu_ns.map_or(f64::NAN, |cpu| cpu as f64 / self.iterations.max(1) as f64)
     }
 }
 
@@ -154,5 +162,9 @@ fn run_json(command: &mut Command) -> Result<Value> {
 }
 
 fn timed(result: &Value) -> Result<Timed> {
-    Ok(Timed { iterations: field(result, "iterations")?, elapsed_ns: field(result, "elapsed_ns")? })
+    Ok(Timed {
+        iterations: field(result, "iterations")?,
+        elapsed_ns: field(result, "elapsed_ns")?,
+        cpu_ns: result["cpu_ns"].as_u64(),
+    })
 }

@@ -3,12 +3,14 @@
 
 use std::fmt::Write;
 
-use super::{group, group_f, mb, Report};
+use super::format::{group, group_f, mb, sign};
+use super::Report;
 use crate::bench::loss::FloodRun;
 use crate::bench::stats::{max, percentile};
 
 pub fn write(report: &Report, out: &mut String) {
     rounds(report, out);
+    cpu(report, out);
     bpf(report, out);
     perf(report, out);
     latency(report, out);
@@ -46,6 +48,35 @@ fn rounds(report: &Report, out: &mut String) {
     }
 }
 
+fn cpu(report: &Report, out: &mut String) {
+    let c = &report.rounds.cpu;
+    out.push_str(
+        "\n### CPU time of the looping thread\n\nThe same runs, in CPU ns per iteration of the \
+         load process's thread (`/proc/thread-self/schedstat`; softirq work it triggers is charged \
+         to it on this kernel): unlike the wall clock, it does not grow while the thread waits \
+         for a core.\n\n| Loop | No sensor | With sensor | Cost (median of pairs) |\n|---|---|---|---|\n",
+    );
+    let loops = [
+        ("1 ordinary file", &c.open_plain),
+        ("2 secret, allowed reader", &c.open_secret_allowed),
+        ("2 secret, untrusted reader", &c.open_secret_untrusted),
+        ("3 loopback connect + close", &c.connect),
+        ("7 ordinary file, auditd", &c.open_plain_auditd),
+    ];
+    for (what, paired) in loops {
+        let difference = paired.median_difference();
+        let _ = writeln!(
+            out,
+            "| {what} | {} ns | {} ns | {}{} ns, {:+.1} % |",
+            group_f(paired.median_baseline()),
+            group_f(paired.median_treated()),
+            sign(difference),
+            group_f(difference.abs()),
+            paired.median_change_percent(),
+        );
+    }
+}
+
 fn bpf(report: &Report, out: &mut String) {
     out.push_str("\n### The BPF programs' own cost\n\n");
     out.push_str(
@@ -55,9 +86,9 @@ fn bpf(report: &Report, out: &mut String) {
          during the workload (procfs, in clock ticks of 10 ms).\n\n",
     );
     out.push_str(
-        "| Workload | Program | Type | Runs | Avg ns/run | Total ms | BPF per iteration | Agent CPU |\n",
+        "| Workload | Program | Type | Runs | Runs per iteration | Avg ns/run | Total ms | BPF per \
+         iteration | Agent CPU |\n|---|---|---|---|---|---|---|---|---|\n",
     );
-    out.push_str("|---|---|---|---|---|---|---|---|\n");
     for profile in &report.profiles.bpf {
         let per_iteration = format!("{:.0} ns per {}", profile.bpf_ns_per_iteration(), profile.unit);
         let cpu = &profile.agent_cpu;
@@ -66,11 +97,12 @@ fn bpf(report: &Report, out: &mut String) {
             let first = i == 0;
             let workload = if first { profile.workload } else { "" };
             let (total, agent) = if first { (per_iteration.as_str(), agent.as_str()) } else { ("", "") };
-            #[expect(clippy::cast_precision_loss, reason = "run times are far below 2^52 ns")]
-            let total_ms = program.run_ns as f64 / 1e6;
+            #[expect(clippy::cast_precision_loss, reason = "run times and counts are far below 2^52")]
+            let (total_ms, per_iteration) =
+                (program.run_ns as f64 / 1e6, program.runs as f64 / profile.iterations.max(1) as f64);
             let _ = writeln!(
                 out,
-                "| {workload} | {} | {} | {} | {:.0} | {total_ms:.1} | {total} | {agent} |",
+                "| {workload} | {} | {} | {} | {per_iteration:.2} | {:.0} | {total_ms:.1} | {total} | {agent} |",
                 program.name,
                 program.kind,
                 group(program.runs),
@@ -95,7 +127,9 @@ fn perf(report: &Report, out: &mut String) {
         let _ = writeln!(
             out,
             "| {} | {:.1} % | {:.1} % |",
-            profile.label, profile.bpf_programs, profile.bpf_glue
+            profile.label,
+            profile.bpf_programs.max(0.0),
+            profile.bpf_glue.max(0.0)
         );
     }
     for profile in &report.profiles.perf {
