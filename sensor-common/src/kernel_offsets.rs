@@ -47,7 +47,7 @@ pub struct KernelOffsets {
     pub dentry_d_parent: u32,
     /// Not an offset: the kernel device number of procfs, to recognise `/proc/PID/mem` opens.
     pub proc_dev: u32,
-    pub _pad: u32,
+    pub sock_sk_protocol: u32,
     /// Not an offset: taint older than this stops counting (0: the process's lifetime).
     pub taint_window_ns: u64,
 }
@@ -56,5 +56,5 @@ pub struct KernelOffsets {
 pub const KERNEL_OFFSETS_GLOBAL: &str = "KERNEL_OFFSETS";
 
 #[cfg(feature = "user")]
-// SAFETY: `#[repr(C)]` integers, 38 `u32`s (explicit padding included) then a `u64`: no padding, any bit pattern is valid.
+// SAFETY: `#[repr(C)]` integers, 38 `u32`s then a `u64`: no padding, any bit pattern is valid.
 unsafe impl aya::Pod for KernelOffsets {}

@@ -19,8 +19,9 @@ use crate::{
     taint,
 };
 
-/// A write into descriptor `fd` (write, writev, pwrite*, send*, sendfile's out_fd, splice's
-/// and copy_file_range's fd_out).
+/// A write into descriptor `fd` (write, writev, pwrite*, sendfile's out_fd, splice's and
+/// copy_file_range's fd_out) that may land in a regular file or a pipe. What goes into a
+/// socket is seen in `sock_sendmsg` instead (`network::sock_send_length`).
 #[inline(always)]
 pub fn written(fd: u32) -> Result<(), i32> {
     if TAINTED.get_ptr(current_pid()).is_none() {
@@ -72,13 +73,17 @@ pub fn written_file(file: *const u8, fd: u32) -> Result<(), i32> {
             let id = file_id(file)?;
             mark(id, carried(&taint, via::PIPE, id))?;
         }
-        S_IFSOCK => {
-            if let Ok(peer) = unix_peer_id(file) {
-                mark(peer, carried(&taint, via::UNIX_SOCKET, peer))?;
-            }
-        }
         _ => {}
     }
+    Ok(())
+}
+
+/// A tainted process sent on unix socket `sk` (seen in `sock_sendmsg`, whatever the syscall):
+/// its peer carries the taint to whoever reads from it, accepted yet or not.
+#[inline(always)]
+pub fn sent_to_unix_socket(sk: *const u8, taint: &Taint) -> Result<(), i32> {
+    let peer = unix_peer_id(sk)?;
+    mark(peer, carried(taint, via::UNIX_SOCKET, peer))?;
     Ok(())
 }
 

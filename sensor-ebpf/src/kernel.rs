@@ -43,7 +43,7 @@ static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     qstr_name: 0,
     dentry_d_parent: 0,
     proc_dev: 0,
-    _pad: 0,
+    sock_sk_protocol: 0,
     taint_window_ns: 0,
 };
 
@@ -119,7 +119,6 @@ pub const S_IFMT: u16 = 0o170_000;
 pub const S_IFREG: u16 = 0o100_000;
 pub const S_IFIFO: u16 = 0o010_000;
 pub const S_IFSOCK: u16 = 0o140_000;
-const AF_UNIX: u16 = 1;
 
 /// The `struct sock` behind a socket file.
 #[inline(always)]
@@ -139,15 +138,10 @@ pub fn socket_id(file: *const u8) -> Result<FileId, i32> {
     Ok(FileId::new(SOCK_DEV, socket_sock(file)? as u64))
 }
 
-/// Identity of the other end of a connected unix socket, whose reader gets what is written.
+/// Identity of the other end of connected unix socket `sk`, whose reader gets what is written.
 #[inline(always)]
-pub fn unix_peer_id(file: *const u8) -> Result<FileId, i32> {
-    let off = offsets();
-    let sk = socket_sock(file)?;
-    if read::<u16>(sk, off.sock_common_skc_family)? != AF_UNIX {
-        return Err(-1);
-    }
-    let peer: *const u8 = read(sk, off.unix_sock_peer)?;
+pub fn unix_peer_id(sk: *const u8) -> Result<FileId, i32> {
+    let peer: *const u8 = read(sk, offsets().unix_sock_peer)?;
     if peer.is_null() {
         return Err(-1);
     }

@@ -5,60 +5,60 @@
 
 use aya_ebpf::{
     bindings::bpf_sock_addr,
-    macros::{cgroup_sock_addr, tracepoint},
-    programs::{SockAddrContext, TracePointContext},
+    macros::{cgroup_sock_addr, raw_tracepoint},
+    programs::{RawTracePointContext, SockAddrContext},
 };
 use sensor_common::{family, transport, ConnectEvent, EventKind, SendKey, SendTotal};
 
 use crate::{
+    channels,
     emit::{self, header},
     kernel::{offsets, read},
     maps::SEND_TOTALS,
     taint,
 };
 
-/// Field offsets of `sock:inet_sock_set_state` (stable since Linux 4.16).
-mod set_state {
-    pub const NEWSTATE: usize = 20;
-    pub const DPORT: usize = 26;
-    pub const FAMILY: usize = 28;
-    pub const PROTOCOL: usize = 30;
-    pub const DADDR: usize = 36;
-    pub const DADDR_V6: usize = 56;
-}
 const TCP_SYN_SENT: i32 = 2;
 const IPPROTO_TCP: u16 = 6;
+const IPPROTO_UDP: u16 = 17;
+const AF_UNIX: u16 = 1;
 const SOCK_DGRAM: u32 = 2;
 /// cgroup sock_addr programs return 1 to let the operation proceed.
 const ALLOW: i32 = 1;
 
-/// `sock:inet_sock_set_state`: a move to SYN_SENT is a TCP connect, in the caller's context.
-#[tracepoint]
-pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
-    let _ = try_set_state(&ctx);
+/// `inet_sock_set_state(sk, oldstate, newstate)` as a raw tracepoint: a move to SYN_SENT
+/// is a TCP connect, in the caller's context. Raw, so the other state changes of every
+/// connection cost one compare, not a trace record.
+#[raw_tracepoint(tracepoint = "inet_sock_set_state")]
+pub fn inet_sock_set_state(ctx: RawTracePointContext) -> i32 {
+    let newstate: i32 = ctx.arg(2);
+    if newstate == TCP_SYN_SENT {
+        if let Some(mut event) = tainted_connect(transport::TCP) {
+            if destination(ctx.arg(0), &mut event).is_ok() {
+                emit::output(event);
+            }
+        }
+    }
     0
 }
 
-fn try_set_state(ctx: &TracePointContext) -> Result<(), i32> {
-    // SAFETY: offsets of this tracepoint's fixed format, read with bpf_probe_read_kernel.
-    unsafe {
-        if ctx.read_at::<i32>(set_state::NEWSTATE)? != TCP_SYN_SENT
-            || ctx.read_at::<u16>(set_state::PROTOCOL)? != IPPROTO_TCP
-        {
-            return Ok(());
-        }
-        let Some(mut event) = tainted_connect(transport::TCP) else {
-            return Ok(());
-        };
-        event.family = ctx.read_at(set_state::FAMILY)?;
-        event.port = ctx.read_at(set_state::DPORT)?;
-        if event.family == family::INET6 {
-            event.addr = ctx.read_at(set_state::DADDR_V6)?;
-        } else {
-            let v4: [u8; 4] = ctx.read_at(set_state::DADDR)?;
+/// Fills `event`'s destination from a connected socket; fails for other families and for
+/// sockets without a peer port.
+#[inline(always)]
+fn destination(sk: *const u8, event: &mut ConnectEvent) -> Result<(), i32> {
+    let off = offsets();
+    event.family = read(sk, off.sock_common_skc_family)?;
+    event.port = u16::from_be(read::<u16>(sk, off.sock_common_skc_dport)?);
+    if event.port == 0 {
+        return Err(-1);
+    }
+    match event.family {
+        family::INET6 => event.addr = read(sk, off.sock_common_skc_v6_daddr)?,
+        family::INET => {
+            let v4: [u8; 4] = read(sk, off.sock_common_skc_daddr)?;
             event.addr[..4].copy_from_slice(&v4);
         }
-        emit::output(event);
+        _ => return Err(-1),
     }
     Ok(())
 }
@@ -136,55 +136,34 @@ pub fn udp_connect6(ctx: SockAddrContext) -> i32 {
     ALLOW
 }
 
-/// Field offsets of `sock:sock_send_length`.
-mod send_length {
-    pub const SK: usize = 8;
-    pub const FAMILY: usize = 16;
-    pub const PROTOCOL: usize = 18;
-    pub const RET: usize = 20;
-}
-const IPPROTO_UDP: u16 = 17;
-
-/// `sock:sock_send_length`: every `sock_sendmsg` (write, send*, sendfile and splice into a
-/// socket, io_uring sends) in the sender's context. Counts a tainted process's bytes per
-/// destination; the first send to a destination is reported like a connect.
-#[tracepoint]
-pub fn sock_send_length(ctx: TracePointContext) -> u32 {
-    let _ = try_send_length(&ctx);
+/// `sock_send_length(sk, ret, flags)` as a raw tracepoint: every `sock_sendmsg` (write,
+/// send*, sendfile and splice into a socket, io_uring sends) in the sender's context. What a
+/// tainted process sends on a unix socket taints its peer; on an IP socket its bytes are
+/// counted per destination, and the first send to a destination is reported like a connect.
+#[raw_tracepoint(tracepoint = "sock_send_length")]
+pub fn sock_send_length(ctx: RawTracePointContext) -> i32 {
+    let sent: i32 = ctx.arg(1);
+    if sent > 0 {
+        if let Some(event) = tainted_connect(transport::TCP) {
+            let _ = sent_by_tainted(ctx.arg(0), sent, event);
+        }
+    }
     0
 }
 
-fn try_send_length(ctx: &TracePointContext) -> Result<(), i32> {
-    // SAFETY: fixed fields of this tracepoint's format.
-    let (sent, ip_family) =
-        unsafe { (ctx.read_at::<i32>(send_length::RET)?, ctx.read_at::<u16>(send_length::FAMILY)?) };
-    if sent <= 0 || (ip_family != family::INET && ip_family != family::INET6) {
-        return Ok(());
-    }
-    let Some(mut event) = tainted_connect(transport::TCP) else { return Ok(()) };
+fn sent_by_tainted(sk: *const u8, sent: i32, mut event: ConnectEvent) -> Result<(), i32> {
     let off = offsets();
-    // SAFETY: as above.
-    let (sk, protocol) =
-        unsafe { (ctx.read_at::<*const u8>(send_length::SK)?, ctx.read_at::<u16>(send_length::PROTOCOL)?) };
-    let port = u16::from_be(read::<u16>(sk, off.sock_common_skc_dport)?);
-    if port == 0 {
-        // Unconnected UDP: the cgroup sendmsg hooks saw its destination.
-        return Ok(());
+    if read::<u16>(sk, off.sock_common_skc_family)? == AF_UNIX {
+        return channels::sent_to_unix_socket(sk, &event.taint);
     }
-    if protocol == IPPROTO_UDP {
-        event.transport = transport::UDP;
-    } else if protocol != IPPROTO_TCP {
-        return Ok(());
+    // Unconnected UDP has no peer port here: the cgroup sendmsg hooks saw its destination.
+    destination(sk, &mut event)?;
+    match read::<u16>(sk, off.sock_sk_protocol)? {
+        IPPROTO_TCP => {}
+        IPPROTO_UDP => event.transport = transport::UDP,
+        _ => return Ok(()),
     }
-    event.family = ip_family;
-    event.port = port;
-    if ip_family == family::INET6 {
-        event.addr = read(sk, off.sock_common_skc_v6_daddr)?;
-    } else {
-        let v4: [u8; 4] = read(sk, off.sock_common_skc_daddr)?;
-        event.addr[..4].copy_from_slice(&v4);
-    }
-    let key = SendKey { pid: event.header.pid, port, family: ip_family, addr: event.addr };
+    let key = SendKey { pid: event.header.pid, port: event.port, family: event.family, addr: event.addr };
     let bytes = sent as u64;
     if let Some(total) = SEND_TOTALS.get_ptr_mut(key) {
         // SAFETY: a valid map value. The bpfel target has no atomic add in Rust: threads of

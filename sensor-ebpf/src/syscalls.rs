@@ -23,15 +23,12 @@ mod nr {
     pub const READV: i64 = 19;
     pub const WRITEV: i64 = 20;
     pub const SENDFILE: i64 = 40;
-    pub const SENDTO: i64 = 44;
     pub const RECVFROM: i64 = 45;
-    pub const SENDMSG: i64 = 46;
     pub const RECVMSG: i64 = 47;
     pub const PTRACE: i64 = 101;
     pub const OPENAT: i64 = 257;
     pub const SPLICE: i64 = 275;
     pub const PWRITEV: i64 = 296;
-    pub const SENDMMSG: i64 = 307;
     pub const PROCESS_VM_READV: i64 = 310;
     pub const COPY_FILE_RANGE: i64 = 326;
     pub const PWRITEV2: i64 = 328;
@@ -45,18 +42,13 @@ pub fn sys_enter(ctx: RawTracePointContext) -> i32 {
     let id: i64 = ctx.arg(1);
     let regs: *const u8 = ctx.arg(0);
     let _ = match id {
-        nr::WRITE
-        | nr::WRITEV
-        | nr::PWRITE64
-        | nr::PWRITEV
-        | nr::PWRITEV2
-        | nr::SENDTO
-        | nr::SENDMSG
-        | nr::SENDMMSG
-        | nr::SENDFILE => fd_at(regs, 0).and_then(channels::written),
+        nr::WRITE | nr::WRITEV | nr::PWRITE64 | nr::PWRITEV | nr::PWRITEV2 | nr::SENDFILE => {
+            fd_at(regs, 0).and_then(channels::written)
+        }
         nr::COPY_FILE_RANGE => fd_at(regs, 2).and_then(channels::written),
         nr::SPLICE => {
-            fd_at(regs, 2).and_then(channels::written).and(fd_at(regs, 0)).and_then(channels::reading)
+            let _ = fd_at(regs, 2).and_then(channels::written);
+            fd_at(regs, 0).and_then(channels::reading)
         }
         nr::READ | nr::READV | nr::RECVFROM | nr::RECVMSG => fd_at(regs, 0).and_then(channels::reading),
         nr::PROCESS_VM_READV => arg(regs, 0).map(memory::vm_read),

@@ -59,7 +59,7 @@ pub fn from_btf(path: &Path) -> Result<KernelOffsets, Error> {
         qstr_name: field("qstr", "name")?,
         dentry_d_parent: field("dentry", "d_parent")?,
         proc_dev: 0,
-        _pad: 0,
+        sock_sk_protocol: field("sock", "sk_protocol")?,
         taint_window_ns: 0,
     })
 }

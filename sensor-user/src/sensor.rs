@@ -22,16 +22,19 @@ use crate::{error::Error, secret_catalog::SecretCatalog, system, trusted_process
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/vigie"));
 
 /// Classic tracepoints: program → the (category, tracepoint) pairs it is attached to.
-const TRACEPOINTS: [(&str, &[(&str, &str)]); 5] = [
+const TRACEPOINTS: [(&str, &[(&str, &str)]); 3] = [
     ("sched_process_exec", &[("sched", "sched_process_exec")]),
     ("sched_process_exit", &[("sched", "sched_process_exit")]),
     ("io_uring_complete", &[("io_uring", "io_uring_complete")]),
-    ("inet_sock_set_state", &[("sock", "inet_sock_set_state")]),
-    ("sock_send_length", &[("sock", "sock_send_length")]),
 ];
 /// Raw tracepoints: (program, tracepoint). Syscalls go through one pair for all of them.
-const RAW_TRACEPOINTS: [(&str, &str); 3] =
-    [("sched_process_fork", "sched_process_fork"), ("sys_enter", "sys_enter"), ("sys_exit", "sys_exit")];
+const RAW_TRACEPOINTS: [(&str, &str); 5] = [
+    ("sched_process_fork", "sched_process_fork"),
+    ("sys_enter", "sys_enter"),
+    ("sys_exit", "sys_exit"),
+    ("inet_sock_set_state", "inet_sock_set_state"),
+    ("sock_send_length", "sock_send_length"),
+];
 /// cgroup socket-address hooks, attached to the cgroup v2 root.
 const CGROUP_SOCK_ADDR: [&str; 4] = ["udp_sendmsg4", "udp_sendmsg6", "udp_connect4", "udp_connect6"];
 
