@@ -10,12 +10,12 @@ use aya_ebpf::helpers::bpf_get_current_pid_tgid;
 use sensor_common::{counter, via, DerivedEvent, EventKind, FileId, Taint};
 
 use crate::{
-    emit::{self, current_pid, header},
+    emit::{self, header},
     kernel::{
         fd_file, file_id, file_type, inode_generation, name_parts, socket_id, unix_peer_id, S_IFIFO, S_IFREG,
         S_IFSOCK,
     },
-    maps::{GATES, READING, TAINTED, TAINTED_FILES},
+    maps::{GATES, READING, TAINTED_FILES},
     taint,
 };
 
@@ -24,10 +24,8 @@ use crate::{
 /// socket is seen in `sock_sendmsg` instead (`network::sock_send_length`).
 #[inline(always)]
 pub fn written(fd: u32) -> Result<(), i32> {
-    if TAINTED.get_ptr(current_pid()).is_none() {
-        return Ok(());
-    }
-    written_file(fd_file(fd)?, fd)
+    let Some(taint) = taint::current() else { return Ok(()) };
+    written_file(fd_file(fd)?, fd, &taint)
 }
 
 /// A read from descriptor `fd` starts (read, readv, recvfrom, recvmsg, splice's fd_in). A
@@ -56,22 +54,21 @@ pub fn read_done(ret: i64) -> Result<(), i32> {
     read_file(fd_file(fd)?, fd)
 }
 
-/// The current process wrote into `file` (descriptor `fd`, or `u32::MAX` for io_uring's
-/// registered files): if it is tainted, so is what it wrote into.
+/// The current process, tainted with `taint`, wrote into `file` (descriptor `fd`, or
+/// `u32::MAX` when io_uring did the write): what it wrote into carries the taint.
 #[inline(always)]
-pub fn written_file(file: *const u8, fd: u32) -> Result<(), i32> {
-    let Some(taint) = taint::current() else { return Ok(()) };
+pub fn written_file(file: *const u8, fd: u32, taint: &Taint) -> Result<(), i32> {
     match file_type(file)? {
         S_IFREG => {
             let id = file_id(file)?;
-            let carried = Taint { via_generation: inode_generation(file)?, ..carried(&taint, via::FILE, id) };
+            let carried = Taint { via_generation: inode_generation(file)?, ..carried(taint, via::FILE, id) };
             if mark(id, carried)? {
                 derived(file, fd, carried);
             }
         }
         S_IFIFO => {
             let id = file_id(file)?;
-            mark(id, carried(&taint, via::PIPE, id))?;
+            mark(id, carried(taint, via::PIPE, id))?;
         }
         _ => {}
     }

@@ -52,9 +52,10 @@ fn try_io_uring_complete(ctx: &TracePointContext) -> Result<(), i32> {
         op::READ | op::READV | op::READ_FIXED if res > 0 => {
             channels::read_file(read(req, off.io_kiocb_file)?, u32::MAX)
         }
-        op::WRITE | op::WRITEV | op::WRITE_FIXED if res > 0 => {
-            channels::written_file(read(req, off.io_kiocb_file)?, u32::MAX)
-        }
+        op::WRITE | op::WRITEV | op::WRITE_FIXED if res > 0 => match taint::current() {
+            Some(taint) => channels::written_file(read(req, off.io_kiocb_file)?, u32::MAX, &taint),
+            None => Ok(()),
+        },
         _ => Ok(()),
     }
 }
