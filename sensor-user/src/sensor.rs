@@ -86,10 +86,10 @@ impl Sensor {
 
     /// Bytes the kernel counted for `key`, if it is the sender's current taint's.
     pub fn send_total(&self, key: &SendKey) -> Result<Option<SendTotal>, Error> {
-        let error = |source| Error::Map { map: map_name::SEND_TOTALS, source };
+        let error = map_error(map_name::SEND_TOTALS);
         let map =
             self.ebpf.map(map_name::SEND_TOTALS).ok_or_else(|| error(missing(map_name::SEND_TOTALS)))?;
-        let totals: HashMap<_, SendKey, SendTotal> = HashMap::try_from(map).map_err(error)?;
+        let totals: HashMap<_, SendKey, SendTotal> = HashMap::try_from(map).map_err(&error)?;
         match totals.get(key, 0) {
             Ok(total) => Ok(Some(total)),
             Err(aya::maps::MapError::KeyNotFound) => Ok(None),
@@ -99,46 +99,33 @@ impl Sensor {
 
     /// Points secret `id` at a new file identity (the path now leads to another inode).
     pub fn rebind_secret(&mut self, id: u32, old: Option<FileId>, new: FileId) -> Result<(), Error> {
-        let error = |source| Error::Map { map: map_name::SECRETS, source };
-        let map = self.ebpf.map_mut(map_name::SECRETS).ok_or_else(|| error(missing(map_name::SECRETS)))?;
-        let mut secrets: HashMap<_, FileId, u32> = HashMap::try_from(map).map_err(error)?;
+        let error = map_error(map_name::SECRETS);
+        let mut secrets = hash_map_mut::<FileId, u32>(&mut self.ebpf, map_name::SECRETS)?;
         if let Some(old) = old {
-            ignore_missing(secrets.remove(&old)).map_err(error)?;
+            ignore_missing(secrets.remove(&old)).map_err(&error)?;
         }
         secrets.insert(new, id, 0).map_err(error)
     }
 
     /// Applies a change of trusted processes; a newly trusted one sheds its kernel taint.
     pub fn apply_trust(&mut self, change: TrustChange) -> Result<(), Error> {
-        let error = |map| move |source| Error::Map { map, source };
-        let map = self
-            .ebpf
-            .map_mut(map_name::TRUSTED_PIDS)
-            .ok_or_else(|| error(map_name::TRUSTED_PIDS)(missing(map_name::TRUSTED_PIDS)))?;
-        let mut trusted: HashMap<_, u32, u32> =
-            HashMap::try_from(map).map_err(error(map_name::TRUSTED_PIDS))?;
+        let trusted_error = map_error(map_name::TRUSTED_PIDS);
+        let mut trusted = hash_map_mut::<u32, u32>(&mut self.ebpf, map_name::TRUSTED_PIDS)?;
         match change {
             TrustChange::Trust { pid, label } => {
-                trusted.insert(pid, label, 0).map_err(error(map_name::TRUSTED_PIDS))?;
-                let map = self
-                    .ebpf
-                    .map_mut(map_name::TAINTED)
-                    .ok_or_else(|| error(map_name::TAINTED)(missing(map_name::TAINTED)))?;
-                let mut tainted: HashMap<_, u32, Taint> =
-                    HashMap::try_from(map).map_err(error(map_name::TAINTED))?;
-                ignore_missing(tainted.remove(&pid)).map_err(error(map_name::TAINTED))
+                trusted.insert(pid, label, 0).map_err(trusted_error)?;
+                let mut tainted = hash_map_mut::<u32, Taint>(&mut self.ebpf, map_name::TAINTED)?;
+                ignore_missing(tainted.remove(&pid)).map_err(map_error(map_name::TAINTED))
             }
-            TrustChange::Untrust { pid } => {
-                ignore_missing(trusted.remove(&pid)).map_err(error(map_name::TRUSTED_PIDS))
-            }
+            TrustChange::Untrust { pid } => ignore_missing(trusted.remove(&pid)).map_err(trusted_error),
         }
     }
 
     /// Events the kernel could not hand over since load, summed over CPUs.
     pub fn events_lost(&self) -> Result<u64, Error> {
-        let error = |source| Error::Map { map: map_name::COUNTERS, source };
+        let error = map_error(map_name::COUNTERS);
         let map = self.ebpf.map(map_name::COUNTERS).ok_or_else(|| error(missing(map_name::COUNTERS)))?;
-        let counters: PerCpuArray<_, u64> = PerCpuArray::try_from(map).map_err(error)?;
+        let counters: PerCpuArray<_, u64> = PerCpuArray::try_from(map).map_err(&error)?;
         let per_cpu = counters.get(&counter::EVENTS_LOST, 0).map_err(error)?;
         Ok(per_cpu.iter().sum())
     }
@@ -159,22 +146,28 @@ fn missing(name: &str) -> aya::maps::MapError {
     aya::maps::MapError::InvalidName { name: name.to_owned() }
 }
 
+/// Wraps a map failure, naming the map.
+fn map_error(map: &'static str) -> impl Fn(aya::maps::MapError) -> Error {
+    move |source| Error::Map { map, source }
+}
+
+/// The hash map called `name`, with keys `K` and values `V`, for writing.
+fn hash_map_mut<'a, K: aya::Pod, V: aya::Pod>(
+    ebpf: &'a mut Ebpf,
+    name: &'static str,
+) -> Result<HashMap<&'a mut MapData, K, V>, Error> {
+    let map = ebpf.map_mut(name).ok_or_else(|| map_error(name)(missing(name)))?;
+    HashMap::try_from(map).map_err(map_error(name))
+}
+
 fn fill_watch_list(ebpf: &mut Ebpf, spec: &SensorSpec<'_>) -> Result<(), Error> {
-    let error = |map| move |source| Error::Map { map, source };
-    let map = ebpf
-        .map_mut(map_name::SECRETS)
-        .ok_or_else(|| error(map_name::SECRETS)(missing(map_name::SECRETS)))?;
-    let mut secrets: HashMap<_, FileId, u32> = HashMap::try_from(map).map_err(error(map_name::SECRETS))?;
+    let mut secrets = hash_map_mut::<FileId, u32>(ebpf, map_name::SECRETS)?;
     for (id, secret) in spec.secrets.iter() {
-        secrets.insert(secret.id, id, 0).map_err(error(map_name::SECRETS))?;
+        secrets.insert(secret.id, id, 0).map_err(map_error(map_name::SECRETS))?;
     }
-    let map = ebpf
-        .map_mut(map_name::ALLOWED_EXES)
-        .ok_or_else(|| error(map_name::ALLOWED_EXES)(missing(map_name::ALLOWED_EXES)))?;
-    let mut allowed: HashMap<_, FileId, u8> =
-        HashMap::try_from(map).map_err(error(map_name::ALLOWED_EXES))?;
+    let mut allowed = hash_map_mut::<FileId, u8>(ebpf, map_name::ALLOWED_EXES)?;
     for exe in spec.allowed_exes {
-        allowed.insert(exe, 1, 0).map_err(error(map_name::ALLOWED_EXES))?;
+        allowed.insert(exe, 1, 0).map_err(map_error(map_name::ALLOWED_EXES))?;
     }
     Ok(())
 }
