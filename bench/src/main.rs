@@ -8,6 +8,7 @@
 mod bound;
 mod exfiltrate;
 mod flood;
+mod hold;
 mod loopback_connect;
 mod open_read;
 mod secret;
@@ -100,6 +101,13 @@ enum Load {
         #[command(flatten)]
         spec: flood::Spec,
     },
+    /// Read SECRET once, then stay alive, silent, until killed or `MAX_SECONDS` have passed.
+    HoldTaint {
+        #[arg(long)]
+        secret: PathBuf,
+        #[arg(long, default_value_t = 600)]
+        max_seconds: u64,
+    },
 }
 
 fn main() -> Result<()> {
@@ -120,6 +128,9 @@ fn main() -> Result<()> {
         Load::ExfiltrateOnce { secret, addr } => return exfiltrate::once(&secret, addr),
         Load::Flood { spec, workers } => flood::run(&spec, workers)?,
         Load::FloodWorker { spec } => flood::worker(&spec)?,
+        Load::HoldTaint { secret, max_seconds } => {
+            return hold::run(&secret, Duration::from_secs(max_seconds))
+        }
     };
     println!("{result}");
     Ok(())

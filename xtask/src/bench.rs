@@ -8,21 +8,25 @@
 //! target: the bench reports, the reader judges.
 //!
 //! Traffic goes to loopback or to a network namespace the bench creates (10.214.0.0/24)
-//! and deletes again, also on error or Ctrl-C. Audit rules, auditd and the kernel's BPF
+//! and deletes again, also on error or Ctrl-C; so does every process it starts (nginx, wrk,
+//! a tainted bystander), stopped by guards. Audit rules, auditd and the kernel's BPF
 //! statistics switch are put back as they were found.
 
 mod ab;
 mod agent;
 mod auditd;
 mod bpf_stats;
+mod child;
 mod doc;
 mod idle;
 mod interrupt;
 mod lab;
 mod latency;
+mod links;
 mod load;
 mod loss;
 mod machine;
+mod nginx;
 mod perf;
 mod plan;
 mod proc_usage;
@@ -30,6 +34,7 @@ mod profile;
 mod remote;
 mod report;
 mod stats;
+mod tainted;
 
 use std::fs::{self, File, TryLockError};
 use std::path::PathBuf;
@@ -59,15 +64,17 @@ pub fn run(plan: &Plan) -> Result<()> {
     let _lock = single_run()?;
     interrupt::install()?;
 
-    say("set-up: toolchain, mounts, bpftool, auditd");
+    say("set-up: toolchain, mounts, bpftool, nginx, wrk, auditd");
     bootstrap::all()?;
     let machine = machine::facts(plan);
     let binaries = build_binaries()?;
     let mut audit = auditd::Audit::take_over()?;
     let lab = lab::Lab::create(&binaries)?;
     let remote = remote::RemoteHost::start(&binaries.load)?;
+    let site = nginx::Site::create()?;
     let neighbours = bpf_stats::Neighbours::at_start()?;
-    let env = Env { plan, binaries: &binaries, lab: &lab, remote: &remote, neighbours: &neighbours };
+    let env =
+        Env { plan, binaries: &binaries, lab: &lab, remote: &remote, site: &site, neighbours: &neighbours };
 
     let idle = idle::measure(&env)?;
     let rounds = ab::run(&env, &mut audit)?;
@@ -90,6 +97,8 @@ pub struct Env<'a> {
     pub binaries: &'a Binaries,
     pub lab: &'a lab::Lab,
     pub remote: &'a remote::RemoteHost,
+    /// Workload 8's web server.
+    pub site: &'a nginx::Site,
     pub neighbours: &'a bpf_stats::Neighbours,
 }
 

@@ -1,5 +1,6 @@
-//! Workloads 1–4 and 7 in alternating rounds. Every round runs each workload once with no
-//! sensor, once under Vigie, and workload 1 once more under auditd; even rounds go
+//! Workloads 1–4 and 7–9 in alternating rounds. Every round runs each workload once with no
+//! sensor and once under Vigie, workload 9 (workload 1 beside a tainted bystander) in the
+//! Vigie arm only, and workloads 1 and 8 (nginx) once more under auditd; even rounds go
 //! none → Vigie → auditd, odd rounds the other way round, so drift in the machine's load
 //! does not favour one arm. Statistics are over the per-round pairs.
 
@@ -11,9 +12,10 @@ use anyhow::Result;
 use super::agent::Agent;
 use super::auditd::Audit;
 use super::bpf_stats;
+use super::links::Attachments;
 use super::load::{self, Reader, Timed};
 use super::stats::Paired;
-use super::{interrupt, say, Env};
+use super::{interrupt, say, tainted, Env};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Arm {
@@ -33,7 +35,7 @@ impl fmt::Display for Arm {
 }
 
 /// One arm's numbers in one round.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 struct Measures {
     /// open + read + close of the ordinary file.
     open_plain: Timed,
@@ -44,6 +46,17 @@ struct Measures {
     connect: Timed,
     /// Bytes per second streamed by a tainted process.
     stream: f64,
+    /// Requests per second nginx served to wrk.
+    nginx: f64,
+    /// Vigie arm only: workload 1 while a bystander is tainted, and the agent's links then.
+    bystander: Option<(Timed, Attachments)>,
+}
+
+/// The auditd arm's numbers in one round.
+#[derive(Debug, Default, Clone, Copy)]
+struct Audited {
+    open_plain: Timed,
+    nginx: f64,
 }
 
 /// What the agent printed during one Vigie arm: proof it was watching.
@@ -67,6 +80,13 @@ pub struct Rounds {
     pub stream: Paired,
     /// Workload 7: baseline is the same round's no-sensor run of workload 1.
     pub open_plain_auditd: Paired,
+    /// Workload 8, requests per second; `treated` below `baseline` is throughput lost.
+    pub nginx: Paired,
+    pub nginx_auditd: Paired,
+    /// Workload 9: baseline is the same round's no-sensor run of workload 1.
+    pub open_plain_bystander: Paired,
+    /// The agent's links while workload 9's bystander was tainted, in the last round.
+    pub bystander_attachments: Attachments,
     pub sightings: Vec<Sighting>,
     /// Per round, other BPF programs seen at the start or end of the no-sensor and Vigie arms.
     pub neighbours: Vec<(usize, usize)>,
@@ -83,6 +103,7 @@ pub struct CpuRounds {
     pub open_secret_untrusted: Paired,
     pub connect: Paired,
     pub open_plain_auditd: Paired,
+    pub open_plain_bystander: Paired,
 }
 
 pub fn run(env: &Env<'_>, audit: &mut Audit) -> Result<Rounds> {
@@ -93,21 +114,22 @@ pub fn run(env: &Env<'_>, audit: &mut Audit) -> Result<Rounds> {
         } else {
             [Arm::Auditd, Arm::Vigie, Arm::NoSensor]
         };
-        let (mut none, mut vigie, mut auditd) = (Measures::default(), Measures::default(), Timed::default());
+        let (mut none, mut vigie, mut auditd) =
+            (Measures::default(), Measures::default(), Audited::default());
         let mut neighbours = (0, 0);
         for arm in order {
             interrupt::check()?;
             match arm {
                 Arm::NoSensor => {
                     let before = env.neighbours.count(&BTreeSet::new())?;
-                    none = overhead_workloads(env)?;
+                    none = overhead_workloads(env, None)?;
                     neighbours.0 = before.max(env.neighbours.count(&BTreeSet::new())?);
                 }
                 Arm::Vigie => {
                     let agent = Agent::start(&env.binaries.vigie, &env.agent_args())?;
                     let ours = bpf_stats::programs_of(agent.pid())?;
                     let before = env.neighbours.count(&ours)?;
-                    let measured = overhead_workloads(env);
+                    let measured = overhead_workloads(env, Some(&agent));
                     neighbours.1 = before.max(env.neighbours.count(&ours)?);
                     let transcript = agent.stop()?;
                     vigie = measured?;
@@ -119,7 +141,7 @@ pub fn run(env: &Env<'_>, audit: &mut Audit) -> Result<Rounds> {
                 }
                 Arm::Auditd => {
                     audit.watch(&[&env.lab.secret])?;
-                    let measured = load::open_read(env, Reader::Untrusted, &env.lab.plain);
+                    let measured = audited_workloads(env);
                     audit.unwatch()?;
                     auditd = measured?;
                 }
@@ -127,28 +149,46 @@ pub fn run(env: &Env<'_>, audit: &mut Audit) -> Result<Rounds> {
         }
         say(&format!(
             "round {}/{}: open+read+close {:.0} / {:.0} / {:.0} ns (none / vigie / auditd), \
-             connect {:.1} / {:.1} µs, stream {:.0} / {:.0} MB/s",
+             connect {:.1} / {:.1} µs, stream {:.0} / {:.0} MB/s, nginx {:.0} / {:.0} / {:.0} req/s, \
+             beside a tainted process {:.0} ns",
             round + 1,
             env.plan.rounds,
             none.open_plain.ns_per_iteration(),
             vigie.open_plain.ns_per_iteration(),
-            auditd.ns_per_iteration(),
+            auditd.open_plain.ns_per_iteration(),
             none.connect.ns_per_iteration() / 1e3,
             vigie.connect.ns_per_iteration() / 1e3,
             none.stream / 1e6,
             vigie.stream / 1e6,
+            none.nginx,
+            vigie.nginx,
+            auditd.nginx,
+            vigie.bystander.as_ref().map_or(f64::NAN, |(timed, _)| timed.ns_per_iteration()),
         ));
-        rounds.record(&none, &vigie, &auditd);
+        rounds.record(&none, vigie, &auditd);
         rounds.neighbours.push(neighbours);
     }
     Ok(rounds)
 }
 
 impl Rounds {
-    fn record(&mut self, none: &Measures, vigie: &Measures, auditd: &Timed) {
+    fn record(&mut self, none: &Measures, vigie: Measures, auditd: &Audited) {
+        let (bystander, attachments) = vigie.bystander.unwrap_or_default();
+        self.bystander_attachments = attachments;
         let loops = [
             (&mut self.open_plain, &mut self.cpu.open_plain, &none.open_plain, &vigie.open_plain),
-            (&mut self.open_plain_auditd, &mut self.cpu.open_plain_auditd, &none.open_plain, auditd),
+            (
+                &mut self.open_plain_auditd,
+                &mut self.cpu.open_plain_auditd,
+                &none.open_plain,
+                &auditd.open_plain,
+            ),
+            (
+                &mut self.open_plain_bystander,
+                &mut self.cpu.open_plain_bystander,
+                &none.open_plain,
+                &bystander,
+            ),
             (
                 &mut self.open_secret_allowed,
                 &mut self.cpu.open_secret_allowed,
@@ -168,21 +208,35 @@ impl Rounds {
             cpu.push(baseline.cpu_ns_per_iteration(), treated.cpu_ns_per_iteration());
         }
         self.stream.push(none.stream, vigie.stream);
+        self.nginx.push(none.nginx, vigie.nginx);
+        self.nginx_auditd.push(none.nginx, auditd.nginx);
     }
 }
 
-/// Workloads 1–4, once each. The ones that read the secret come last: the bench reads their
-/// results through a pipe, which the sensor rightly follows, so every process the bench
-/// starts after them is born tainted.
-fn overhead_workloads(env: &Env<'_>) -> Result<Measures> {
+/// Workloads 1–4 and 8 once each, and 9 under `agent`. The ones that read the secret come
+/// last: the bench reads their results through a pipe, which the sensor rightly follows, so
+/// every process the bench starts after them is born tainted. Workload 9's bystander comes
+/// just before them: whatever the sensor attaches for a taint may stay attached.
+fn overhead_workloads(env: &Env<'_>, agent: Option<&Agent>) -> Result<Measures> {
     let open_plain = load::open_read(env, Reader::Untrusted, &env.lab.plain)?;
     interrupt::check()?;
     let open_secret_allowed = load::open_read(env, Reader::Allowed, &env.lab.secret)?;
     interrupt::check()?;
     let connect = load::loopback_connect(env)?;
     interrupt::check()?;
+    let nginx = env.site.requests_per_second(env.plan.nginx_time)?;
+    interrupt::check()?;
+    let bystander = agent.map(|agent| tainted::open_read(env, agent)).transpose()?;
+    interrupt::check()?;
     let open_secret_untrusted = load::open_read(env, Reader::Untrusted, &env.lab.secret)?;
     interrupt::check()?;
     let stream = load::stream(env)?;
-    Ok(Measures { open_plain, open_secret_allowed, open_secret_untrusted, connect, stream })
+    Ok(Measures { open_plain, open_secret_allowed, open_secret_untrusted, connect, stream, nginx, bystander })
+}
+
+/// Workloads 1 and 8 under auditd (workload 7 is the first).
+fn audited_workloads(env: &Env<'_>) -> Result<Audited> {
+    let open_plain = load::open_read(env, Reader::Untrusted, &env.lab.plain)?;
+    interrupt::check()?;
+    Ok(Audited { open_plain, nginx: env.site.requests_per_second(env.plan.nginx_time)? })
 }

@@ -1,5 +1,6 @@
-//! The agent at idle: CPU share and peak memory of a sensor that is attached and watching
-//! but given no workload (other processes on the machine still run and are still seen).
+//! The agent at idle: CPU share, peak memory and BPF links of a sensor that is attached and
+//! watching but given no workload (other processes on the machine still run and are still
+//! seen).
 
 use std::thread;
 use std::time::Duration;
@@ -7,6 +8,7 @@ use std::time::Duration;
 use anyhow::Result;
 
 use super::agent::Agent;
+use super::links::{self, Attachments};
 use super::proc_usage::{self, CpuUse};
 use super::{interrupt, say, Env};
 
@@ -21,6 +23,8 @@ pub struct Idle {
     pub rss_kib: u64,
     /// Ring-buffer records the agent handled from start to stop (other processes' lifecycle).
     pub records: Option<u64>,
+    /// Where the agent's programs were attached at the end of the idle window.
+    pub attachments: Attachments,
 }
 
 pub fn measure(env: &Env<'_>) -> Result<Idle> {
@@ -33,9 +37,10 @@ pub fn measure(env: &Env<'_>) -> Result<Idle> {
         let mark = proc_usage::mark(pid)?;
         thread::sleep(env.plan.idle_time);
         let cpu = proc_usage::since(mark, pid)?;
-        Ok::<_, anyhow::Error>((cpu, proc_usage::peak_rss_kib(pid)?, proc_usage::rss_kib(pid)?))
+        let memory = (proc_usage::peak_rss_kib(pid)?, proc_usage::rss_kib(pid)?);
+        Ok::<_, anyhow::Error>((cpu, memory, links::of(pid)?))
     })();
     let transcript = agent.stop()?;
-    let (cpu, peak_rss_kib, rss_kib) = measured?;
-    Ok(Idle { cpu, peak_rss_kib, rss_kib, records: transcript.stopped_counter("records") })
+    let (cpu, (peak_rss_kib, rss_kib), attachments) = measured?;
+    Ok(Idle { cpu, peak_rss_kib, rss_kib, records: transcript.stopped_counter("records"), attachments })
 }

@@ -17,6 +17,8 @@ pub struct Plan {
     pub stream_bytes: u64,
     /// Workload 4: bytes per write.
     pub stream_chunk: u64,
+    /// Workload 8: how long wrk loads nginx in each arm.
+    pub nginx_time: Duration,
     /// Workload 5: exfiltrating processes.
     pub exfiltrations: u64,
     /// Workload 6: flooding processes, and how long they flood.
@@ -42,6 +44,7 @@ impl Plan {
             connect_iterations: 100_000,
             stream_bytes: 1 << 30,
             stream_chunk: 16 << 10,
+            nginx_time: Duration::from_secs(10),
             exfiltrations: 1_000,
             flood_workers: 4,
             flood_time: Duration::from_secs(30),
@@ -52,7 +55,7 @@ impl Plan {
     }
 
     /// Same shape, a twentieth of the work or less, five rounds: proves the harness works
-    /// in about a minute and a half once the binaries are built. Its numbers are a smoke
+    /// in about two minutes once the binaries are built. Its numbers are a smoke
     /// test, not a benchmark.
     pub fn quick() -> Self {
         Self {
@@ -61,6 +64,7 @@ impl Plan {
             open_read_iterations: 50_000,
             connect_iterations: 2_000,
             stream_bytes: 64 << 20,
+            nginx_time: Duration::from_secs(2),
             exfiltrations: 100,
             flood_time: Duration::from_secs(3),
             forced_loss_time: Duration::from_secs(2),

@@ -1,8 +1,10 @@
 //! The report: one summary table with the targets, then the details behind it. Markdown,
 //! printed as is and written to the benchmarks document.
 
+mod cost;
 mod details;
 mod format;
+mod neighbours;
 
 use std::fmt::Write;
 
@@ -12,9 +14,9 @@ use super::latency::Latency;
 use super::loss::{FloodRun, Loss};
 use super::machine::Machine;
 use super::profile::Profiles;
-use super::stats::Paired;
 use super::Plan;
-use format::{group, group_f, mb, sign, verdict, Unit};
+use cost::{row, Cost, Row};
+use format::{group, group_f, mb, verdict, Unit};
 
 /// Workload 6's rate target: events per second with zero loss.
 const LOSS_FREE_RATE: f64 = 50_000.0;
@@ -51,7 +53,8 @@ impl Report {
         let _ = writeln!(
             out,
             "Per run: {} open + read + close, {} connects, {} MiB streamed in {} B writes; {} \
-             exfiltrating processes; {} flooding processes for {} s ({} s with the forced-loss ring).\n",
+             exfiltrating processes; {} flooding processes for {} s ({} s with the forced-loss ring); \
+             wrk against nginx for {} s.\n",
             group(p.open_read_iterations),
             group(p.connect_iterations),
             p.stream_bytes >> 20,
@@ -60,6 +63,7 @@ impl Report {
             p.flood_workers,
             p.flood_time.as_secs(),
             p.forced_loss_time.as_secs(),
+            p.nginx_time.as_secs(),
         );
         self.summary(&mut out);
         details::write(self, &mut out);
@@ -73,6 +77,7 @@ impl Report {
         self.latency_row(out);
         self.loss_rows(out);
         self.auditd_row(out);
+        neighbours::rows(self, out);
         self.idle_row(out);
     }
 
@@ -204,82 +209,4 @@ fn flood_row<'a>(out: &'a mut String, what: &str, run: &FloodRun) -> Row<'a> {
 /// Forced loss is handled when losses happened, were said, and cover every missing event.
 pub fn forced_loss_reported(run: &FloodRun) -> bool {
     run.lost > 0 && run.loss_lines > 0 && run.unaccounted() == 0
-}
-
-/// An A/B workload's pairs: wall clock, and the looping thread's CPU time where known.
-#[derive(Clone, Copy)]
-struct Cost<'a> {
-    wall: &'a Paired,
-    cpu: Option<&'a Paired>,
-}
-
-impl<'a> Cost<'a> {
-    fn of(wall: &'a Paired, cpu: &'a Paired) -> Self {
-        Self { wall, cpu: Some(cpu) }
-    }
-
-    /// CPU-time slowdown in percent; NaN when not measured.
-    fn cpu_percent(&self) -> f64 {
-        self.cpu.map_or(f64::NAN, Paired::median_change_percent)
-    }
-
-    /// Both slowdowns (the CPU one where measured) at most `limit` percent.
-    fn at_most(&self, limit: f64) -> bool {
-        let cpu = self.cpu_percent();
-        self.wall.median_change_percent() <= limit && (cpu.is_nan() || cpu <= limit)
-    }
-
-    /// Both slowdowns (the CPU one where measured on both sides) below `other`'s.
-    fn below(&self, other: &Cost<'_>) -> bool {
-        let (cpu, other_cpu) = (self.cpu_percent(), other.cpu_percent());
-        self.wall.median_change_percent() < other.wall.median_change_percent()
-            && (cpu.is_nan() || other_cpu.is_nan() || cpu < other_cpu)
-    }
-}
-
-/// A summary row of an A/B workload; finished by saying whether its target was met.
-fn row<'a>(
-    out: &'a mut String,
-    number: &str,
-    what: &str,
-    cost: Cost<'_>,
-    unit: Unit,
-    target: &str,
-) -> Row<'a> {
-    let pairs = cost.wall;
-    let difference = pairs.median_difference();
-    let percent = pairs.median_change_percent();
-    let cpu = cost.cpu_percent();
-    let cpu = if cpu.is_nan() { String::new() } else { format!("; CPU {}{:.1} %", sign(cpu), cpu.abs()) };
-    let _ = write!(
-        out,
-        "| {number} | {what} | {} | {} | {}{}, {}{:.1} %{cpu} | {target} |",
-        unit.show(pairs.median_baseline()),
-        unit.show(pairs.median_treated()),
-        sign(difference),
-        unit.show(difference.abs()),
-        sign(percent),
-        percent.abs(),
-    );
-    Row { out }
-}
-
-struct Row<'a> {
-    out: &'a mut String,
-}
-
-impl Row<'_> {
-    /// Ends a row whose target cell is already written.
-    fn met(self, met: bool) {
-        let _ = writeln!(self.out, " {} |", verdict(Some(met)));
-    }
-
-    /// Ends a row whose target cell is still to write.
-    fn target(self, target: &str, met: Option<bool>) {
-        let _ = writeln!(self.out, " {target} | {} |", verdict(met));
-    }
-
-    fn untargeted(self) {
-        let _ = writeln!(self.out, " {} |", verdict(None));
-    }
 }

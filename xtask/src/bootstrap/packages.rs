@@ -20,6 +20,10 @@ const REQUIRED_COMMANDS: &[(&str, &str)] = &[
     ("bpftool", "bpftool"),
     // The Synapse scenarios: an attacker's tool of choice for homeserver.db.
     ("sqlite3", "sqlite3"),
+    // The bench's neighbour workload: a web server and its load generator, on loopback.
+    ("nginx", "nginx-light"),
+    ("wrk", "wrk"),
+    ("taskset", "util-linux"),
 ];
 
 /// Reports each required command; as root, apt-installs the packages of missing ones.

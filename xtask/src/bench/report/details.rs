@@ -12,6 +12,7 @@ pub fn write(report: &Report, out: &mut String) {
     rounds(report, out);
     cpu(report, out);
     bpf(report, out);
+    super::neighbours::attachments(report, out);
     perf(report, out);
     latency(report, out);
     loss(report, out);
@@ -20,11 +21,14 @@ pub fn write(report: &Report, out: &mut String) {
 fn rounds(report: &Report, out: &mut String) {
     let r = &report.rounds;
     out.push_str("\n### Every round\n\n");
-    out.push_str("ns per iteration (workloads 1, 2, 7), µs per connect (3), MB/s (4); none / vigie.\n\n");
     out.push_str(
-        "| Round | 1 | 7 auditd | 2 allowed | 2 untrusted | 3 | 4 | vigie saw: reads (direct + via pipe), alerts, lost | others' BPF programs (none / vigie) |\n",
+        "ns per iteration (workloads 1, 2, 7, 9), µs per connect (3), MB/s (4), requests/s (8); \
+         none / vigie (/ auditd).\n\n",
     );
-    out.push_str("|---|---|---|---|---|---|---|---|---|\n");
+    out.push_str(
+        "| Round | 1 | 7 auditd | 9 vigie | 2 allowed | 2 untrusted | 3 | 4 | 8 | vigie saw: reads (direct + via pipe), alerts, lost | others' BPF programs (none / vigie) |\n",
+    );
+    out.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
     for i in 0..r.open_plain.len() {
         let pair = |paired: &crate::bench::stats::Paired, scale: f64| {
             format!("{} / {}", group_f(paired.baseline[i] / scale), group_f(paired.treated[i] / scale))
@@ -35,12 +39,14 @@ fn rounds(report: &Report, out: &mut String) {
         });
         let others =
             r.neighbours.get(i).map_or_else(String::new, |(none, vigie)| format!("{none} / {vigie}"));
+        let nginx = format!("{} / {}", pair(&r.nginx, 1.0), group_f(r.nginx_auditd.treated[i]));
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {connect} | {} | {seen} | {others} |",
+            "| {} | {} | {} | {} | {} | {} | {connect} | {} | {nginx} | {seen} | {others} |",
             i + 1,
             pair(&r.open_plain, 1.0),
             group_f(r.open_plain_auditd.treated[i]),
+            group_f(r.open_plain_bystander.treated[i]),
             pair(&r.open_secret_allowed, 1.0),
             pair(&r.open_secret_untrusted, 1.0),
             pair(&r.stream, 1e6),
@@ -62,6 +68,7 @@ fn cpu(report: &Report, out: &mut String) {
         ("2 secret, untrusted reader", &c.open_secret_untrusted),
         ("3 loopback connect + close", &c.connect),
         ("7 ordinary file, auditd", &c.open_plain_auditd),
+        ("9 ordinary file, another process tainted", &c.open_plain_bystander),
     ];
     for (what, paired) in loops {
         let difference = paired.median_difference();

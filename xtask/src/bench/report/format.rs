@@ -5,6 +5,7 @@ pub enum Unit {
     Ns,
     Us,
     MBps,
+    ReqPerS,
 }
 
 impl Unit {
@@ -13,6 +14,7 @@ impl Unit {
             Unit::Ns => format!("{} ns", group_f(value)),
             Unit::Us => format!("{:.1} µs", value / 1e3),
             Unit::MBps => format!("{} MB/s", group_f(value / 1e6)),
+            Unit::ReqPerS => format!("{} req/s", group_f(value)),
         }
     }
 }
