@@ -32,6 +32,8 @@ pub struct KernelOffsets {
     pub pt_regs_di: u32,
     pub pt_regs_si: u32,
     pub pt_regs_dx: u32,
+    pub pt_regs_bx: u32,
+    pub pt_regs_cx: u32,
     pub pt_regs_orig_ax: u32,
     pub unix_sock_peer: u32,
     pub sock_common_skc_daddr: u32,
@@ -48,6 +50,22 @@ pub struct KernelOffsets {
     /// Not an offset: the kernel device number of procfs, to recognise `/proc/PID/mem` opens.
     pub proc_dev: u32,
     pub sock_sk_protocol: u32,
+    pub address_space_host: u32,
+    pub folio_mapping: u32,
+    pub kiocb_ki_filp: u32,
+    pub kiocb_ki_flags: u32,
+    pub mm_struct_owner: u32,
+    pub inode_i_dentry: u32,
+    /// `dentry.d_u`, whose `d_alias` links a dentry into its inode's `i_dentry` list.
+    pub dentry_d_u: u32,
+    pub file_f_mode: u32,
+    pub thread_info_status: u32,
+    pub task_struct_signal: u32,
+    pub signal_struct_live: u32,
+    pub task_struct_cred: u32,
+    pub cred_uid: u32,
+    /// Not an offset: the agent's own pid, which is never tainted (it looks into pipes).
+    pub agent_pid: u32,
     /// Not an offset: taint older than this stops counting (0: the process's lifetime).
     pub taint_window_ns: u64,
 }
@@ -56,5 +74,5 @@ pub struct KernelOffsets {
 pub const KERNEL_OFFSETS_GLOBAL: &str = "KERNEL_OFFSETS";
 
 #[cfg(feature = "user")]
-// SAFETY: `#[repr(C)]` integers, 38 `u32`s then a `u64`: no padding, any bit pattern is valid.
+// SAFETY: `#[repr(C)]` integers, 54 `u32`s then a `u64`: no padding, any bit pattern is valid.
 unsafe impl aya::Pod for KernelOffsets {}

@@ -9,8 +9,12 @@
     reason = "explicit padding is public so both sides build whole records"
 )]
 
+#[cfg(test)]
+extern crate std;
+
 pub mod event;
 pub mod kernel_offsets;
+pub mod prefilter;
 pub mod state;
 
 pub use event::*;

@@ -30,6 +30,8 @@ pub mod via {
     pub const UNIX_SOCKET: u32 = 3;
     /// It read a protected process's memory or environment (`via.ino` is that pid).
     pub const PROCESS_MEMORY: u32 = 4;
+    /// It read from a TCP or UDP socket a tainted process sent to over loopback.
+    pub const LOOPBACK_SOCKET: u32 = 5;
 }
 
 /// Why a process (or a pipe, socket or derived file) is tainted.
@@ -89,8 +91,14 @@ pub mod counter {
     /// Files, pipes and unix sockets ever marked: zero lets the open and read hooks skip
     /// their lookups.
     pub const TAINTED_CHANNELS: u32 = 1;
+    /// Inserts into the taint maps that the kernel refused (a map full): a process, file or
+    /// channel that should carry taint and does not.
+    pub const INSERTS_FAILED: u32 = 2;
+    /// Processes ever tainted since the agent last found none: zero lets every hook skip the
+    /// taint lookup (a gate in `GATES`, not a counter).
+    pub const TAINTED_PROCESSES: u32 = 3;
     /// Number of counters.
-    pub const COUNT: u32 = 2;
+    pub const COUNT: u32 = 4;
 }
 
 /// Map names, as they appear in the eBPF object.
@@ -102,6 +110,9 @@ pub mod map_name {
     pub const TAINTED: &str = "TAINTED";
     pub const SEND_TOTALS: &str = "SEND_TOTALS";
     pub const TRUSTED_PIDS: &str = "TRUSTED_PIDS";
+    pub const TAINTED_FILES: &str = "TAINTED_FILES";
+    pub const PREFILTER: &str = "PREFILTER";
+    pub const GATES: &str = "GATES";
 }
 
 #[cfg(feature = "user")]

@@ -7,17 +7,24 @@
 //! more happens until the first pipe or socket is ever tainted (`GATES`).
 
 use aya_ebpf::helpers::bpf_get_current_pid_tgid;
-use sensor_common::{counter, via, DerivedEvent, EventKind, FileId, Taint};
+use sensor_common::{counter, via, DerivedEvent, EventHeader, EventKind, FileId, Taint};
 
 use crate::{
-    emit::{self, header},
+    emit::{self, current_pid, header},
+    files::prefilter,
     kernel::{
-        fd_file, file_id, file_type, inode_generation, name_parts, socket_id, unix_peer_id, S_IFIFO, S_IFREG,
-        S_IFSOCK,
+        current_syscall, fd_file, file_dentry, file_id, file_inode, file_readable, file_type, file_writable,
+        inode_dentry, inode_file_id, inode_generation, inode_type, name_parts, offsets, read, sock_id,
+        socket_id, socket_sock, task_exe_allowed, task_fd_file, task_identity, unix_peer_id, S_IFIFO,
+        S_IFREG, S_IFSOCK,
     },
-    maps::{GATES, READING, TAINTED_FILES},
+    maps::{GATES, READING, TAINTED_FILES, TRUSTED_PIDS},
+    syscall_abi::nr,
     taint,
 };
+
+/// Descriptors looked at when a process becomes tainted (see [`mark_held`]).
+const HELD_SCAN: u32 = 16;
 
 /// A write into descriptor `fd` (write, writev, pwrite*, sendfile's out_fd, splice's and
 /// copy_file_range's fd_out) that may land in a regular file or a pipe. What goes into a
@@ -58,21 +65,258 @@ pub fn read_done(ret: i64) -> Result<(), i32> {
 /// `u32::MAX` when io_uring did the write): what it wrote into carries the taint.
 #[inline(always)]
 pub fn written_file(file: *const u8, fd: u32, taint: &Taint) -> Result<(), i32> {
-    match file_type(file)? {
-        S_IFREG => {
-            let id = file_id(file)?;
-            let carried = Taint { via_generation: inode_generation(file)?, ..carried(taint, via::FILE, id) };
-            if mark(id, carried)? {
-                derived(file, fd, carried);
-            }
-        }
+    let inode = file_inode(file)?;
+    match inode_type(inode)? {
+        S_IFREG => written_regular(inode, file_dentry(file)?, fd, taint),
         S_IFIFO => {
-            let id = file_id(file)?;
-            mark(id, carried(taint, via::PIPE, id))?;
+            let id = inode_file_id(inode)?;
+            mark(id, carried(taint, via::PIPE, id)).map(|_| ())
         }
-        _ => {}
+        _ => Ok(()),
+    }
+}
+
+/// The current process, tainted with `taint`, dirtied a page of `inode` (a `write` through
+/// the page cache, a `MAP_SHARED` store, `copy_file_range`, io_uring: whatever the syscall).
+#[inline(always)]
+pub fn written_inode(inode: *const u8, taint: &Taint) -> Result<(), i32> {
+    if inode_type(inode)? != S_IFREG {
+        return Ok(());
+    }
+    written_regular(inode, inode_dentry(inode)?, u32::MAX, taint)
+}
+
+/// A regular file now carries `taint`; a file that did not before is reported, named by
+/// `dentry`.
+#[inline(always)]
+fn written_regular(inode: *const u8, dentry: *const u8, fd: u32, taint: &Taint) -> Result<(), i32> {
+    let id = inode_file_id(inode)?;
+    let carried = Taint { via_generation: inode_generation(inode)?, ..carried(taint, via::FILE, id) };
+    if mark(id, carried)? {
+        derived(dentry, fd, carried);
     }
     Ok(())
+}
+
+/// `task`'s process just became tainted with `taint`: the pipes and FIFOs it holds open for
+/// writing, and the peers of its connected unix sockets, carry what it writes next. They are
+/// marked now, before any write: the hooks that follow channels are attached only while some
+/// process is tainted, and the first bytes may move before they are. Standard error is left
+/// to those hooks: it carries diagnostics to whoever supervises the process, and marking it
+/// would taint every supervisor of a process that reads a secret.
+#[inline(always)]
+pub fn mark_held(task: *const u8, taint: &Taint) {
+    const STDERR: u32 = 2;
+    for fd in 0..HELD_SCAN {
+        if fd == STDERR {
+            continue;
+        }
+        let Ok(file) = task_fd_file(task, fd) else { return };
+        if !file.is_null() {
+            let _ = mark_held_file(file, taint);
+        }
+    }
+}
+
+#[inline(always)]
+fn mark_held_file(file: *const u8, taint: &Taint) -> Result<(), i32> {
+    match file_type(file)? {
+        S_IFIFO if file_writable(file)? => {
+            let id = file_id(file)?;
+            mark(id, carried(taint, via::PIPE, id)).map(|_| ())
+        }
+        S_IFSOCK => {
+            let sk = socket_sock(file)?;
+            if read::<u16>(sk, offsets().sock_common_skc_family)? != AF_UNIX {
+                return Ok(());
+            }
+            sent_to_unix_socket(sk, taint)
+        }
+        _ => Ok(()),
+    }
+}
+
+pub const AF_UNIX: u16 = 1;
+
+/// The current task wakes `wakee` (`sched_waking`). If the current process is tainted and
+/// the wakeup comes from its write into a pipe, FIFO or unix socket that `wakee` holds, the
+/// wakee is a reader woken to read what was written: it is tainted now, before it reads,
+/// whether or not the programs that follow reads are attached yet.
+#[inline(always)]
+pub fn woken(wakee: *const u8) -> Result<(), i32> {
+    let Some(taint) = taint::current() else { return Ok(()) };
+    let call = current_syscall();
+    let fd = match call.id {
+        nr::TEE => call.args[1],
+        nr::SPLICE => call.args[2],
+        id if is_write(id) || is_send(id) => call.args[0],
+        _ => return Ok(()),
+    };
+    let file = fd_file(u32::try_from(fd).map_err(|_| -1)?)?;
+    let (kind, channel, shared) = match file_type(file)? {
+        S_IFIFO => (via::PIPE, file_id(file)?, file_inode(file)? as u64),
+        S_IFSOCK => {
+            let sk = socket_sock(file)?;
+            if read::<u16>(sk, offsets().sock_common_skc_family)? != AF_UNIX {
+                return Ok(());
+            }
+            let peer = unix_peer_id(sk)?;
+            (via::UNIX_SOCKET, peer, peer.ino)
+        }
+        _ => return Ok(()),
+    };
+    if !holds(wakee, kind, shared) {
+        return Ok(());
+    }
+    let (pid, uid) = task_identity(wakee)?;
+    if pid == current_pid() || TRUSTED_PIDS.get_ptr(pid).is_some() || task_exe_allowed(wakee) {
+        return Ok(());
+    }
+    let header = EventHeader { pid, uid, ..header(EventKind::Taint) };
+    taint::acquire_by(wakee, header, carried(&taint, kind, channel), u32::MAX, channel)
+}
+
+/// The current process exits holding the read end of a marked pipe: it may have read from
+/// it before the programs that follow reads were attached (a fast pipeline stage that was
+/// never blocked), and what it wrote on may carry the secret. It is tainted now, which marks
+/// the pipes it holds for writing, so the next stage is followed.
+#[inline(always)]
+pub fn read_before_exit() -> Result<(), i32> {
+    for fd in 0..HELD_SCAN {
+        let Ok(file) = fd_file(fd) else { return Ok(()) };
+        if file.is_null() || file_type(file) != Ok(S_IFIFO) || !file_readable(file)? {
+            continue;
+        }
+        let id = file_id(file)?;
+        // SAFETY: the value is copied out at once.
+        if let Some(source) = unsafe { TAINTED_FILES.get(id) }.copied() {
+            if source.via_kind == via::PIPE && !taint::current_is_trusted() {
+                return taint::acquire(source, fd, id);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Data was queued on socket `sk` for its reader (`sk_data_ready`). When the current
+/// process is tainted and is sending (unix delivery runs in the sender's context, loopback
+/// delivery in its softirq), `sk` now carries the secret to whoever reads it: the peer of a
+/// connected unix socket, the receiver of a datagram sent to a path, the far end of a
+/// loopback TCP connection or UDP flow. Other deliveries (from the network) are left alone.
+#[inline(always)]
+pub fn socket_fed(sk: *const u8) -> Result<(), i32> {
+    let Some(taint) = taint::current() else { return Ok(()) };
+    if !is_send(current_syscall().id) {
+        return Ok(());
+    }
+    let kind = match read::<u16>(sk, offsets().sock_common_skc_family)? {
+        AF_UNIX => via::UNIX_SOCKET,
+        family if peer_is_loopback(sk, family)? => via::LOOPBACK_SOCKET,
+        _ => return Ok(()),
+    };
+    let id = sock_id(sk);
+    mark(id, carried(&taint, kind, id)).map(|_| ())
+}
+
+/// The current process received `len` bytes from socket `sk` (`sock_recv_length`): a socket
+/// that carries a secret taints it.
+#[inline(always)]
+pub fn socket_read(sk: *const u8) -> Result<(), i32> {
+    let id = sock_id(sk);
+    // SAFETY: the value is copied out at once.
+    let Some(source) = (unsafe { TAINTED_FILES.get(id) }).copied() else { return Ok(()) };
+    if taint::current_is_trusted() {
+        return Ok(());
+    }
+    taint::acquire(source, u32::MAX, id)
+}
+
+/// A write into FIFO `inode` by the current process updated its times, or a read its access
+/// time (`writeback_mark_inode_dirty`): a tainted writer marks the FIFO, a reader of a marked
+/// FIFO is tainted. Named FIFOs only: pipes have no times to update.
+#[inline(always)]
+pub fn fifo_touched(inode: *const u8) -> Result<(), i32> {
+    let id = inode_file_id(inode)?;
+    let call = current_syscall().id;
+    if let Some(taint) = taint::current() {
+        if is_write(call) || is_send(call) {
+            mark(id, carried(&taint, via::PIPE, id))?;
+        }
+        return Ok(());
+    }
+    if !is_read(call) || !anything_marked() {
+        return Ok(());
+    }
+    // SAFETY: the value is copied out at once.
+    let Some(source) = (unsafe { TAINTED_FILES.get(id) }).copied() else { return Ok(()) };
+    if source.via_kind != via::PIPE || taint::current_is_trusted() {
+        return Ok(());
+    }
+    taint::acquire(source, u32::MAX, id)
+}
+
+#[inline(always)]
+fn is_write(id: i64) -> bool {
+    matches!(
+        id,
+        nr::WRITE
+            | nr::WRITEV
+            | nr::PWRITE64
+            | nr::PWRITEV
+            | nr::PWRITEV2
+            | nr::SPLICE
+            | nr::TEE
+            | nr::VMSPLICE
+            | nr::SENDFILE
+    )
+}
+
+#[inline(always)]
+fn is_send(id: i64) -> bool {
+    matches!(id, nr::WRITE | nr::WRITEV | nr::SENDTO | nr::SENDMSG | nr::SENDMMSG | nr::SENDFILE | nr::SPLICE)
+}
+
+#[inline(always)]
+fn is_read(id: i64) -> bool {
+    matches!(id, nr::READ | nr::READV | nr::PREAD64 | nr::PREADV | nr::PREADV2 | nr::SPLICE | nr::TEE)
+}
+
+/// Whether the remote end of INET socket `sk` is this host's loopback.
+#[inline(always)]
+fn peer_is_loopback(sk: *const u8, family: u16) -> Result<bool, i32> {
+    let off = offsets();
+    match family {
+        sensor_common::family::INET => Ok(read::<[u8; 4]>(sk, off.sock_common_skc_daddr)?[0] == 127),
+        sensor_common::family::INET6 => {
+            let addr: [u8; 16] = read(sk, off.sock_common_skc_v6_daddr)?;
+            let v4_mapped = addr[..10].iter().all(|&b| b == 0) && addr[10] == 0xff && addr[11] == 0xff;
+            Ok(addr == LOOPBACK6 || (v4_mapped && addr[12] == 127))
+        }
+        _ => Ok(false),
+    }
+}
+
+const LOOPBACK6: [u8; 16] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+
+/// Whether `task` holds, among its first descriptors, the pipe whose inode is `shared` or
+/// the unix socket whose `struct sock` is `shared`.
+#[inline(always)]
+fn holds(task: *const u8, kind: u32, shared: u64) -> bool {
+    for fd in 0..HELD_SCAN {
+        let Ok(file) = task_fd_file(task, fd) else { return false };
+        if file.is_null() {
+            continue;
+        }
+        let found = if kind == via::PIPE {
+            file_inode(file).is_ok_and(|inode| inode as u64 == shared)
+        } else {
+            file_type(file) == Ok(S_IFSOCK) && socket_sock(file).is_ok_and(|sk| sk as u64 == shared)
+        };
+        if found {
+            return true;
+        }
+    }
+    false
 }
 
 /// A tainted process sent on unix socket `sk` (seen in `sock_sendmsg`, whatever the syscall):
@@ -87,7 +331,7 @@ pub fn sent_to_unix_socket(sk: *const u8, taint: &Taint) -> Result<(), i32> {
 /// Reports a new derived file, with its name, built in place in the ring buffer (too big for
 /// the stack).
 #[inline(always)]
-fn derived(file: *const u8, fd: u32, taint: Taint) {
+fn derived(dentry: *const u8, fd: u32, taint: Taint) {
     let Some(mut entry) = emit::reserve::<DerivedEvent>() else { return };
     let event = entry.as_mut_ptr();
     // SAFETY: `event` points at reserved ring-buffer memory of the right size; every field
@@ -101,7 +345,7 @@ fn derived(file: *const u8, fd: u32, taint: Taint) {
         for part in parts.iter_mut() {
             part[0] = 0;
         }
-        let _ = name_parts(file, parts);
+        let _ = name_parts(dentry, parts);
     }
     entry.submit(0);
 }
@@ -121,7 +365,8 @@ fn mark(id: FileId, taint: Taint) -> Result<bool, i32> {
     if held.is_some_and(|t| t.secret_id == taint.secret_id && t.via_generation == taint.via_generation) {
         return Ok(false);
     }
-    TAINTED_FILES.insert(id, taint, 0)?;
+    taint::counted(TAINTED_FILES.insert(id, taint, 0))?;
+    prefilter::add(id);
     open_gate();
     Ok(true)
 }

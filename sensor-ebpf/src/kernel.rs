@@ -1,11 +1,15 @@
 //! Reading kernel structures through the offsets the agent found in this kernel's BTF.
 
-use aya_ebpf::helpers::{bpf_get_current_task, bpf_probe_read_kernel, bpf_probe_read_kernel_str_bytes};
+use crate::syscall_abi::Abi;
+use aya_ebpf::helpers::{
+    bpf_get_current_task, bpf_get_current_task_btf, bpf_probe_read_kernel, bpf_probe_read_kernel_str_bytes,
+    bpf_task_pt_regs,
+};
 use sensor_common::{FileId, KernelOffsets, NAME_PARTS, NAME_PART_MAX};
 
 /// Set by the agent at load time from `/sys/kernel/btf/vmlinux`.
 #[unsafe(no_mangle)]
-static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
+pub(crate) static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     task_struct_files: 0,
     task_struct_mm: 0,
     task_struct_real_parent: 0,
@@ -30,6 +34,8 @@ static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     pt_regs_di: 0,
     pt_regs_si: 0,
     pt_regs_dx: 0,
+    pt_regs_bx: 0,
+    pt_regs_cx: 0,
     pt_regs_orig_ax: 0,
     sock_common_skc_daddr: 0,
     sock_common_skc_dport: 0,
@@ -44,8 +50,34 @@ static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     dentry_d_parent: 0,
     proc_dev: 0,
     sock_sk_protocol: 0,
+    address_space_host: 0,
+    folio_mapping: 0,
+    kiocb_ki_filp: 0,
+    kiocb_ki_flags: 0,
+    mm_struct_owner: 0,
+    inode_i_dentry: 0,
+    dentry_d_u: 0,
+    file_f_mode: 0,
+    thread_info_status: 0,
+    task_struct_signal: 0,
+    signal_struct_live: 0,
+    task_struct_cred: 0,
+    cred_uid: 0,
+    agent_pid: 0,
     taint_window_ns: 0,
 };
+
+/// One field of the load-time offsets, read alone: a load from frozen `.rodata`, which the
+/// verifier knows as a constant, so BTF-typed pointers can be read at it directly ([`load`]).
+macro_rules! offset {
+    ($field:ident) => {{
+        #[expect(unused_unsafe, reason = "also expanded inside unsafe blocks")]
+        // SAFETY: a plain read of a field of a global; volatile so the loader's value is used.
+        let value = unsafe { core::ptr::read_volatile(&raw const $crate::kernel::KERNEL_OFFSETS.$field) };
+        value
+    }};
+}
+pub(crate) use offset;
 
 #[inline(always)]
 pub fn offsets() -> KernelOffsets {
@@ -63,6 +95,62 @@ pub fn read<T>(base: *const u8, offset: u32) -> Result<T, i32> {
     unsafe { bpf_probe_read_kernel(base.wrapping_add(offset as usize).cast::<T>()) }
 }
 
+/// Reads a `T` at `base + offset` of a BTF-typed kernel pointer (a `tp_btf` argument, or a
+/// pointer loaded through one): a plain load, checked by the verifier against the kernel's
+/// BTF, with no helper call. `offset` must come from [`offset!`].
+///
+/// # Safety
+/// `base` must be a BTF-typed pointer to a struct that has a `T` at `offset`.
+#[inline(always)]
+pub unsafe fn load<T: Copy>(base: *const u8, offset: u32) -> T {
+    // SAFETY: the verifier rejects a load that does not match the pointer's BTF type; a bad
+    // address within it is caught by the kernel's exception table and reads as zero.
+    unsafe { core::ptr::read(base.wrapping_add(offset as usize).cast::<T>()) }
+}
+
+/// Device and inode of a BTF-typed `struct inode` pointer, by direct loads.
+///
+/// # Safety
+/// `inode` must be a BTF-typed `struct inode *`.
+#[inline(always)]
+pub unsafe fn inode_id(inode: *const u8) -> FileId {
+    // SAFETY: the caller's pointer, at offsets of `struct inode` and `struct super_block`.
+    unsafe {
+        let ino: u64 = load(inode, offset!(inode_i_ino));
+        let sb: *const u8 = load(inode, offset!(inode_i_sb));
+        FileId::new(load(sb, offset!(super_block_s_dev)), ino)
+    }
+}
+
+/// The syscall the current task is in, from its saved user registers: its number and first
+/// three arguments, as x86_64 numbers whichever entry it took. Outside a syscall (or in one
+/// not listed in `syscall_abi`) the number is -1.
+#[derive(Clone, Copy)]
+pub struct Syscall {
+    pub id: i64,
+    pub args: [u64; 3],
+}
+
+#[inline(always)]
+pub fn current_syscall() -> Syscall {
+    // SAFETY: the helpers return the current task and its user registers.
+    let regs = unsafe { bpf_task_pt_regs(bpf_get_current_task_btf()) } as *const u8;
+    let abi = Abi::current();
+    let arg = |index| abi.arg(regs, index).unwrap_or(u64::MAX);
+    Syscall {
+        id: read::<i64>(regs, offsets().pt_regs_orig_ax).map_or(-1, |id| abi.native(id)),
+        args: [arg(0), arg(1), arg(2)],
+    }
+}
+
+/// Thread-group id and uid of `task`.
+#[inline(always)]
+pub fn task_identity(task: *const u8) -> Result<(u32, u32), i32> {
+    let off = offsets();
+    let cred: *const u8 = read(task, off.task_struct_cred)?;
+    Ok((read(task, off.task_struct_tgid)?, read(cred, off.cred_uid)?))
+}
+
 #[inline(always)]
 pub fn current_task() -> *const u8 {
     // SAFETY: helper without preconditions.
@@ -72,8 +160,14 @@ pub fn current_task() -> *const u8 {
 /// The `struct file` behind descriptor `fd` of the current process.
 #[inline(always)]
 pub fn fd_file(fd: u32) -> Result<*const u8, i32> {
+    task_fd_file(current_task(), fd)
+}
+
+/// The `struct file` behind descriptor `fd` of `task`.
+#[inline(always)]
+pub fn task_fd_file(task: *const u8, fd: u32) -> Result<*const u8, i32> {
     let off = offsets();
-    let files: *const u8 = read(current_task(), off.task_struct_files)?;
+    let files: *const u8 = read(task, off.task_struct_files)?;
     let fdt: *const u8 = read(files, off.files_struct_fdt)?;
     let max_fds: u32 = read(fdt, off.fdtable_max_fds)?;
     if fd >= max_fds {
@@ -83,11 +177,22 @@ pub fn fd_file(fd: u32) -> Result<*const u8, i32> {
     read(fd_array, fd * 8)
 }
 
+/// The inode of an open `struct file`.
+#[inline(always)]
+pub fn file_inode(file: *const u8) -> Result<*const u8, i32> {
+    read(file, offsets().file_f_inode)
+}
+
 /// Device and inode of an open `struct file`.
 #[inline(always)]
 pub fn file_id(file: *const u8) -> Result<FileId, i32> {
+    inode_file_id(file_inode(file)?)
+}
+
+/// Device and inode of a `struct inode`, by probe reads.
+#[inline(always)]
+pub fn inode_file_id(inode: *const u8) -> Result<FileId, i32> {
     let off = offsets();
-    let inode: *const u8 = read(file, off.file_f_inode)?;
     let ino: u64 = read(inode, off.inode_i_ino)?;
     let sb: *const u8 = read(inode, off.inode_i_sb)?;
     let dev: u32 = read(sb, off.super_block_s_dev)?;
@@ -100,19 +205,45 @@ pub fn current_mm() -> Result<*const u8, i32> {
     read(current_task(), offsets().task_struct_mm)
 }
 
-/// Identity of the current process's executable file.
+/// Identity of `task`'s executable file (an error for kernel threads).
 #[inline(always)]
-pub fn current_exe_id() -> Result<FileId, i32> {
-    let exe: *const u8 = read(current_mm()?, offsets().mm_struct_exe_file)?;
+pub fn task_exe_id(task: *const u8) -> Result<FileId, i32> {
+    let mm: *const u8 = read(task, offsets().task_struct_mm)?;
+    let exe: *const u8 = read(mm, offsets().mm_struct_exe_file)?;
     file_id(exe)
+}
+
+/// Whether `task` runs an allowed reader's executable.
+#[inline(always)]
+pub fn task_exe_allowed(task: *const u8) -> bool {
+    task_exe_id(task).is_ok_and(|exe| crate::maps::ALLOWED_EXES.get_ptr(exe).is_some())
 }
 
 /// `S_IFMT` bits of an open file's inode mode.
 #[inline(always)]
 pub fn file_type(file: *const u8) -> Result<u16, i32> {
-    let inode: *const u8 = read(file, offsets().file_f_inode)?;
+    inode_type(file_inode(file)?)
+}
+
+/// `S_IFMT` bits of an inode's mode.
+#[inline(always)]
+pub fn inode_type(inode: *const u8) -> Result<u16, i32> {
     let mode: u16 = read(inode, offsets().inode_i_mode)?;
     Ok(mode & S_IFMT)
+}
+
+/// Whether an open file was opened for writing (`FMODE_WRITE`).
+#[inline(always)]
+pub fn file_writable(file: *const u8) -> Result<bool, i32> {
+    const FMODE_WRITE: u32 = 0x2;
+    Ok(read::<u32>(file, offsets().file_f_mode)? & FMODE_WRITE != 0)
+}
+
+/// Whether an open file was opened for reading (`FMODE_READ`).
+#[inline(always)]
+pub fn file_readable(file: *const u8) -> Result<bool, i32> {
+    const FMODE_READ: u32 = 0x1;
+    Ok(read::<u32>(file, offsets().file_f_mode)? & FMODE_READ != 0)
 }
 
 pub const S_IFMT: u16 = 0o170_000;
@@ -131,6 +262,12 @@ pub fn socket_sock(file: *const u8) -> Result<*const u8, i32> {
 /// unix socket's peer may not have a file yet (the server has not called accept), but it
 /// has a `struct sock`, and that is what its reader will read from.
 const SOCK_DEV: u32 = u32::MAX;
+
+/// Identity of a `struct sock` (see [`SOCK_DEV`]).
+#[inline(always)]
+pub fn sock_id(sk: *const u8) -> FileId {
+    FileId::new(SOCK_DEV, sk as u64)
+}
 
 /// Identity of a socket file's `struct sock`.
 #[inline(always)]
@@ -151,16 +288,32 @@ pub fn unix_peer_id(sk: *const u8) -> Result<FileId, i32> {
 /// The generation number of an open file's inode (new for every inode a filesystem hands
 /// out, even under a reused inode number).
 #[inline(always)]
-pub fn inode_generation(file: *const u8) -> Result<u32, i32> {
-    let inode: *const u8 = read(file, offsets().file_f_inode)?;
+pub fn inode_generation(inode: *const u8) -> Result<u32, i32> {
     read(inode, offsets().inode_i_generation)
 }
 
-/// Fills `parts` with the names of `file` and its parent directories, innermost first.
+/// The dentry an open file was opened through.
 #[inline(always)]
-pub fn name_parts(file: *const u8, parts: &mut [[u8; NAME_PART_MAX]; NAME_PARTS]) -> Result<(), i32> {
+pub fn file_dentry(file: *const u8) -> Result<*const u8, i32> {
     let off = offsets();
-    let mut dentry: *const u8 = read(file, off.file_f_path + off.path_dentry)?;
+    read(file, off.file_f_path + off.path_dentry)
+}
+
+/// A dentry of `inode` (the first of its aliases: any of its hardlinks' names).
+#[inline(always)]
+pub fn inode_dentry(inode: *const u8) -> Result<*const u8, i32> {
+    let off = offsets();
+    let alias: *const u8 = read(inode, off.inode_i_dentry)?;
+    if alias.is_null() {
+        return Err(-1);
+    }
+    Ok(alias.wrapping_sub(off.dentry_d_u as usize))
+}
+
+/// Fills `parts` with the names of `dentry` and its parent directories, innermost first.
+#[inline(always)]
+pub fn name_parts(mut dentry: *const u8, parts: &mut [[u8; NAME_PART_MAX]; NAME_PARTS]) -> Result<(), i32> {
+    let off = offsets();
     for part in parts.iter_mut() {
         part[0] = 0;
         let name: *const u8 = read(dentry, off.dentry_d_name + off.qstr_name)?;
@@ -180,7 +333,7 @@ pub fn name_parts(file: *const u8, parts: &mut [[u8; NAME_PART_MAX]; NAME_PARTS]
 #[inline(always)]
 pub fn proc_memory_pid(file: *const u8) -> Result<u32, i32> {
     let off = offsets();
-    let dentry: *const u8 = read(file, off.file_f_path + off.path_dentry)?;
+    let dentry = file_dentry(file)?;
     let mut name = [0u8; 8];
     let name_ptr: *const u8 = read(dentry, off.dentry_d_name + off.qstr_name)?;
     // SAFETY: bpf_probe_read_kernel_str checks the address.

@@ -8,12 +8,13 @@
 
 mod channels;
 mod emit;
+mod files;
 mod kernel;
 mod maps;
 mod memory;
 mod network;
 mod process;
-mod secret_open;
+mod syscall_abi;
 mod syscalls;
 mod taint;
 

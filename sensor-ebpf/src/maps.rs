@@ -4,7 +4,7 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
-use sensor_common::{counter, FileId, ReadSeenKey, SendKey, SendTotal, Taint};
+use sensor_common::{counter, prefilter, FileId, ReadSeenKey, SendKey, SendTotal, Taint};
 
 /// Records for the agent. The agent resizes it at load time.
 #[map]
@@ -18,6 +18,12 @@ pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::C
 /// CPUs see, unlike the per-CPU counters.
 #[map]
 pub static GATES: Array<u64> = Array::with_max_entries(counter::COUNT, 0);
+
+/// One bit per watched secret and derived file (`sensor_common::prefilter`), tested before
+/// `SECRETS` and `TAINTED_FILES` on the page cache read path. Filled by the agent and by
+/// the programs that mark derived files.
+#[map]
+pub static PREFILTER: Array<u64> = Array::with_max_entries(prefilter::WORDS, 0);
 
 /// Watched secrets: file identity → secret id. Filled by the agent.
 #[map]

@@ -5,8 +5,8 @@
 
 use aya_ebpf::{
     bindings::bpf_sock_addr,
-    macros::{cgroup_sock_addr, raw_tracepoint},
-    programs::{RawTracePointContext, SockAddrContext},
+    macros::{btf_tracepoint, cgroup_sock_addr, raw_tracepoint},
+    programs::{BtfTracePointContext, RawTracePointContext, SockAddrContext},
 };
 use sensor_common::{family, transport, ConnectEvent, EventKind, SendKey, SendTotal};
 
@@ -21,7 +21,6 @@ use crate::{
 const TCP_SYN_SENT: i32 = 2;
 const IPPROTO_TCP: u16 = 6;
 const IPPROTO_UDP: u16 = 17;
-const AF_UNIX: u16 = 1;
 const SOCK_DGRAM: u32 = 2;
 /// cgroup sock_addr programs return 1 to let the operation proceed.
 const ALLOW: i32 = 1;
@@ -136,6 +135,29 @@ pub fn udp_connect6(ctx: SockAddrContext) -> i32 {
     ALLOW
 }
 
+/// `sk_data_ready(sk)`: data queued for a socket's reader, in the sender's context for unix
+/// and loopback deliveries (`channels::socket_fed`). Until a process is tainted it stops at
+/// an array read.
+#[btf_tracepoint(function = "sk_data_ready")]
+pub fn socket_fed(ctx: BtfTracePointContext) -> i32 {
+    if taint::anyone_tainted() {
+        let _ = channels::socket_fed(ctx.arg(0));
+    }
+    0
+}
+
+/// `sock_recv_length(sk, ret, flags)`: every `sock_recvmsg`, in the reader's context; a read
+/// of a socket that carries a secret taints the reader (`channels::socket_read`). Until a
+/// socket is marked it stops at an array read.
+#[btf_tracepoint(function = "sock_recv_length")]
+pub fn socket_received(ctx: BtfTracePointContext) -> i32 {
+    let received: i32 = ctx.arg(1);
+    if received > 0 && channels::anything_marked() {
+        let _ = channels::socket_read(ctx.arg(0));
+    }
+    0
+}
+
 /// `sock_send_length(sk, ret, flags)` as a raw tracepoint: every `sock_sendmsg` (write,
 /// send*, sendfile and splice into a socket, io_uring sends) in the sender's context. What a
 /// tainted process sends on a unix socket taints its peer; on an IP socket its bytes are
@@ -153,7 +175,7 @@ pub fn sock_send_length(ctx: RawTracePointContext) -> i32 {
 
 fn sent_by_tainted(sk: *const u8, sent: i32, mut event: ConnectEvent) -> Result<(), i32> {
     let off = offsets();
-    if read::<u16>(sk, off.sock_common_skc_family)? == AF_UNIX {
+    if read::<u16>(sk, off.sock_common_skc_family)? == channels::AF_UNIX {
         return channels::sent_to_unix_socket(sk, &event.taint);
     }
     // Unconnected UDP has no peer port here: the cgroup sendmsg hooks saw its destination.

@@ -3,13 +3,14 @@
 
 use aya_ebpf::{
     helpers::{bpf_probe_read_kernel_str_bytes, bpf_probe_read_user_buf},
-    macros::{raw_tracepoint, tracepoint},
-    programs::{RawTracePointContext, TracePointContext},
+    macros::{btf_tracepoint, raw_tracepoint, tracepoint},
+    programs::{BtfTracePointContext, RawTracePointContext, TracePointContext},
     EbpfContext,
 };
 use sensor_common::{EventKind, ExecEvent, ExitEvent, ForkEvent, Taint, ARGS_MAX, FILENAME_MAX};
 
 use crate::{
+    channels,
     emit::{self, current_pid, header},
     kernel::{current_mm, current_task, offsets, read},
     maps::{TAINTED, TRUSTED_PIDS},
@@ -72,6 +73,17 @@ fn read_args(buf: &mut [u8; ARGS_MAX]) -> Result<u32, i32> {
     Ok(len as u32)
 }
 
+/// `sched_waking(task)`: a tainted writer waking the reader of its pipe or socket taints it
+/// (`channels::woken`). Every wakeup on the host runs this; until a process is tainted it
+/// stops at an array read.
+#[btf_tracepoint(function = "sched_waking")]
+pub fn task_woken(ctx: BtfTracePointContext) -> i32 {
+    if taint::anyone_tainted() {
+        let _ = channels::woken(ctx.arg(0));
+    }
+    0
+}
+
 /// `sched_process_fork(parent, child)` as a raw tracepoint: the task pointers tell a new
 /// process from a new thread, which the classic tracepoint's pids cannot.
 #[raw_tracepoint(tracepoint = "sched_process_fork")]
@@ -90,7 +102,7 @@ fn try_fork(ctx: &RawTracePointContext) -> Result<(), i32> {
     }
     let now = taint::now();
     if let Some(parent_taint) = taint::current() {
-        TAINTED.insert(child_tgid, Taint { acquired_ns: now, ..parent_taint }, 0)?;
+        taint::inserted(child_tgid, Taint { acquired_ns: now, ..parent_taint })?;
     }
     emit::output(ForkEvent {
         header: header(EventKind::Fork),
@@ -101,12 +113,21 @@ fn try_fork(ctx: &RawTracePointContext) -> Result<(), i32> {
     Ok(())
 }
 
-/// `sched:sched_process_exit`: reported once per process, when its leader exits.
-#[tracepoint]
-pub fn sched_process_exit(_ctx: TracePointContext) -> u32 {
-    let pid_tgid = aya_ebpf::helpers::bpf_get_current_pid_tgid();
-    if pid_tgid as u32 != (pid_tgid >> 32) as u32 {
+/// `sched_process_exit(task, ...)` as a raw tracepoint: reported once per process, when its
+/// last thread exits — not when its leader does: a main thread that leaves first
+/// (`pthread_exit`) or is replaced by an `execve` from another thread leaves the process,
+/// and its taint, alive. `signal->live` has just been counted down for the exiting thread
+/// (the tracepoint's `group_dead`, which older kernels do not pass).
+#[raw_tracepoint(tracepoint = "sched_process_exit")]
+pub fn sched_process_exit(_ctx: RawTracePointContext) -> i32 {
+    let off = offsets();
+    let live = read::<*const u8>(current_task(), off.task_struct_signal)
+        .and_then(|signal| read::<i32>(signal, off.signal_struct_live));
+    if live != Ok(0) {
         return 0;
+    }
+    if taint::anyone_tainted() && taint::current().is_none() {
+        let _ = channels::read_before_exit();
     }
     let _ = TAINTED.remove(current_pid());
     let _ = TRUSTED_PIDS.remove(current_pid());

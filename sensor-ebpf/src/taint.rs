@@ -2,13 +2,26 @@
 //! the one record per (process, secret) that tells the agent.
 
 use aya_ebpf::helpers::bpf_ktime_get_ns;
-use sensor_common::{via, EventKind, FileId, ReadSeenKey, Taint, TaintEvent};
+use sensor_common::{counter, via, EventHeader, EventKind, FileId, ReadSeenKey, Taint, TaintEvent};
 
 use crate::{
+    channels,
     emit::{self, current_pid, header},
-    kernel::{current_exe_id, offsets},
-    maps::{ALLOWED_EXES, READ_SEEN, TAINTED, TRUSTED_PIDS},
+    kernel::{current_task, offsets, task_exe_allowed},
+    maps::{COUNTERS, GATES, READ_SEEN, TAINTED, TRUSTED_PIDS},
 };
+
+/// Passes on a map insert's result, counting a refusal (the map is full) for the agent.
+#[inline(always)]
+pub fn counted(result: Result<(), i32>) -> Result<(), i32> {
+    result.map_err(|_| {
+        if let Some(failed) = COUNTERS.get_ptr_mut(counter::INSERTS_FAILED) {
+            // SAFETY: per-CPU slot, programs do not preempt each other on one CPU.
+            unsafe { *failed += 1 };
+        }
+        -1
+    })
+}
 
 #[inline(always)]
 pub fn now() -> u64 {
@@ -26,6 +39,9 @@ pub fn is_live(taint: &Taint, now: u64) -> bool {
 /// The current process's live taint, if any; an expired one is dropped.
 #[inline(always)]
 pub fn current() -> Option<Taint> {
+    if !anyone_tainted() {
+        return None;
+    }
     let pid = current_pid();
     // SAFETY: the value is copied out at once.
     let taint = unsafe { TAINTED.get(pid) }.copied()?;
@@ -41,8 +57,7 @@ pub fn current() -> Option<Taint> {
 /// of a trusted service. Its reads never taint.
 #[inline(always)]
 pub fn current_is_trusted() -> bool {
-    TRUSTED_PIDS.get_ptr(current_pid()).is_some()
-        || current_exe_id().is_ok_and(|exe| ALLOWED_EXES.get_ptr(exe).is_some())
+    TRUSTED_PIDS.get_ptr(current_pid()).is_some() || task_exe_allowed(current_task())
 }
 
 /// The current process reads the memory of `target`: if that is a trusted service's
@@ -73,7 +88,24 @@ pub fn memory_read(target: u32, fd: u32) -> Result<(), i32> {
 /// hands over the material when it is read, however old it is.
 #[inline(always)]
 pub fn acquire(source: Taint, fd: u32, file: FileId) -> Result<(), i32> {
-    let pid = current_pid();
+    let header = header(EventKind::Taint);
+    acquire_by(current_task(), header, source, fd, file)
+}
+
+/// [`acquire`] for `task`, whose thread group and uid `header` names (the current task, or
+/// one a tainted writer wakes).
+#[inline(always)]
+pub fn acquire_by(
+    task: *const u8,
+    header: EventHeader,
+    source: Taint,
+    fd: u32,
+    file: FileId,
+) -> Result<(), i32> {
+    let pid = header.pid;
+    if pid == offsets().agent_pid {
+        return Ok(());
+    }
     let now = now();
     let source = Taint { read_ns: now, ..source };
     // SAFETY: the value is copied out at once.
@@ -81,7 +113,8 @@ pub fn acquire(source: Taint, fd: u32, file: FileId) -> Result<(), i32> {
         Some(held) if is_live(&held, now) => held,
         _ => {
             let fresh = Taint { acquired_ns: now, ..source };
-            TAINTED.insert(pid, fresh, 0)?;
+            inserted(pid, fresh)?;
+            channels::mark_held(task, &fresh);
             fresh
         }
     };
@@ -90,13 +123,32 @@ pub fn acquire(source: Taint, fd: u32, file: FileId) -> Result<(), i32> {
     if unsafe { READ_SEEN.get(seen) }.copied() == Some(held.acquired_ns) {
         return Ok(());
     }
-    READ_SEEN.insert(seen, held.acquired_ns, 0)?;
+    counted(READ_SEEN.insert(seen, held.acquired_ns, 0))?;
     emit::output(TaintEvent {
-        header: header(EventKind::Taint),
+        header,
         taint: Taint { acquired_ns: held.acquired_ns, ..source },
         fd,
         _pad: 0,
         file,
     });
     Ok(())
+}
+
+/// Records that process `pid` is tainted with `taint`, and opens the gate of every hook that
+/// looks for tainted processes.
+#[inline(always)]
+pub fn inserted(pid: u32, taint: Taint) -> Result<(), i32> {
+    counted(TAINTED.insert(pid, taint, 0))?;
+    if let Some(gate) = GATES.get_ptr_mut(counter::TAINTED_PROCESSES) {
+        // SAFETY: a plain store of a flag; a lost race still stores 1.
+        unsafe { *gate = 1 };
+    }
+    Ok(())
+}
+
+/// Whether any process may be tainted: until one is, and again once the agent found none,
+/// the hooks skip their taint lookup (an array read, inlined by the verifier).
+#[inline(always)]
+pub fn anyone_tainted() -> bool {
+    GATES.get(counter::TAINTED_PROCESSES).copied().unwrap_or(0) != 0
 }

@@ -13,17 +13,18 @@ use tokio::{
 };
 
 use crate::{
+    catch_up::ChannelHooks,
     config::Settings,
     correlate::Correlator,
-    decode::decode,
     ecs,
     error::Error,
-    kernel_offsets::{self, VMLINUX_BTF},
+    kernel::decode::decode,
+    kernel::offsets::{self as kernel_offsets, VMLINUX_BTF},
+    kernel::{Sensor, SensorSpec},
     output::Output,
     pipeline::{HostFacts, Pipeline},
     process_table::ProcessTable,
     secret_catalog::{file_id, SecretCatalog},
-    sensor::{Sensor, SensorSpec},
     services::Service,
     system,
     taint::TaintTable,
@@ -43,6 +44,7 @@ struct Tally {
     records: u64,
     malformed: u64,
     lost: u64,
+    refused: u64,
 }
 
 /// Runs the sensor until interrupted.
@@ -51,6 +53,7 @@ pub async fn run(settings: Settings) -> Result<(), Error> {
     let offsets = KernelOffsets {
         taint_window_ns: window_ns,
         proc_dev: file_id(Path::new("/proc")).map_or(0, |id| id.dev),
+        agent_pid: std::process::id(),
         ..kernel_offsets::from_btf(Path::new(VMLINUX_BTF))?
     };
     let catalog = SecretCatalog::resolve(&settings.secret_patterns);
@@ -64,6 +67,7 @@ pub async fn run(settings: Settings) -> Result<(), Error> {
         secrets: &catalog,
         allowed_exes: &allowed_exes,
         ring_buffer_bytes: settings.ring_buffer_bytes,
+        backend: settings.backend,
     })?;
     let events = sensor.take_events()?;
     // Seeded after attaching, so no process falls between the snapshot and the first record.
@@ -74,6 +78,7 @@ pub async fn run(settings: Settings) -> Result<(), Error> {
         "allowed_readers": allowed_exes.len(),
         "trusted_nets": settings.trusted_nets.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "cgroup": sensor.cgroup_root.display().to_string(),
+        "backend": { "name": sensor.backend.backend.name(), "reason": sensor.backend.reason },
     });
     let facts = HostFacts {
         host: ecs::Host { name: system::hostname() },
@@ -94,16 +99,20 @@ pub async fn run(settings: Settings) -> Result<(), Error> {
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut tick = 0u64;
     let mut tally = Tally::default();
+    let mut channel_hooks = ChannelHooks::default();
     loop {
         tokio::select! {
             ready = ring.readable_mut() => {
                 let mut guard = ready.map_err(|e| Error::system("polling the ring buffer", e))?;
-                drain(guard.get_inner_mut(), &mut pipeline, &mut output, &mut tally, &mut sensor)?;
+                drain(guard.get_inner_mut(), &mut pipeline, &mut output, &mut tally, &mut sensor, &mut channel_hooks)?;
                 guard.clear_ready();
             }
             _ = ticks.tick() => {
                 tick += 1;
                 follow_paths(&mut sensor, &mut pipeline, &mut output, tick.is_multiple_of(DEEP_SCAN_TICKS))?;
+                for document in channel_hooks.follow(&mut sensor, &mut pipeline)? {
+                    output.write(&document)?;
+                }
                 if tick.is_multiple_of(REPORT_TICKS) {
                     report_progress(&sensor, &mut pipeline, &mut output)?;
                     report_loss(&sensor, &pipeline, &mut output, &mut tally)?;
@@ -113,13 +122,14 @@ pub async fn run(settings: Settings) -> Result<(), Error> {
             _ = terminate.recv() => break,
         }
     }
-    drain(ring.get_mut(), &mut pipeline, &mut output, &mut tally, &mut sensor)?;
+    drain(ring.get_mut(), &mut pipeline, &mut output, &mut tally, &mut sensor, &mut channel_hooks)?;
     report_progress(&sensor, &mut pipeline, &mut output)?;
     report_loss(&sensor, &pipeline, &mut output, &mut tally)?;
     let stopped = json!({
         "records": tally.records,
         "records_malformed": tally.malformed,
         "events_lost": tally.lost,
+        "taint_inserts_failed": tally.refused,
         "alerts_repeated": pipeline.repeated_alerts(),
     });
     output.write(&pipeline.state("sensor-stopped", stopped))?;
@@ -148,6 +158,7 @@ fn drain(
     output: &mut Output,
     tally: &mut Tally,
     sensor: &mut Sensor,
+    channel_hooks: &mut ChannelHooks,
 ) -> Result<(), Error> {
     while let Some(record) = ring.next() {
         tally.records += 1;
@@ -160,6 +171,9 @@ fn drain(
             output.write(&document)?;
         }
         apply_trust(sensor, pipeline)?;
+    }
+    for document in channel_hooks.follow(sensor, pipeline)? {
+        output.write(&document)?;
     }
     Ok(())
 }
@@ -212,9 +226,20 @@ fn report_loss(
 ) -> Result<(), Error> {
     let lost = sensor.events_lost()?;
     if lost > tally.lost {
-        let document = pipeline
-            .state("events-lost", json!({ "events_lost": { "new": lost - tally.lost, "total": lost } }));
+        let document = pipeline.state(
+            "events-lost",
+            json!({ "events_lost": { "reason": "ring-buffer-full", "new": lost - tally.lost, "total": lost } }),
+        );
         tally.lost = lost;
+        output.write(&document)?;
+    }
+    let refused = sensor.inserts_failed()?;
+    if refused > tally.refused {
+        let document = pipeline.state(
+            "events-lost",
+            json!({ "events_lost": { "reason": "taint-map-full", "new": refused - tally.refused, "total": refused } }),
+        );
+        tally.refused = refused;
         output.write(&document)?;
     }
     Ok(())

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use ipnet::IpNet;
 
-use crate::synapse_config::Volume;
+use crate::{kernel::backend::Choice, synapse_config::Volume};
 
 /// Vigie: catches credentials leaving this host.
 #[derive(Debug, Parser)]
@@ -65,6 +65,11 @@ pub struct RunArgs {
     /// A container volume of the homeserver, as `docker run -v` writes it; repeatable.
     #[arg(long = "synapse-volume", value_name = "HOST_DIR:CONTAINER_DIR")]
     pub synapse_volumes: Vec<Volume>,
+
+    /// The kernel hook set: `auto` picks `page-cache` where the kernel has its tracepoints
+    /// (Linux 6.11+) and `syscalls` elsewhere.
+    #[arg(long, value_enum, value_name = "BACKEND")]
+    pub backend: Option<Choice>,
 
     /// Size of the kernel ring buffer in bytes (a power of two, at least 4096).
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 20, value_parser = parse_ring_size)]

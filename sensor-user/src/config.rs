@@ -13,6 +13,7 @@ use serde::Deserialize;
 use crate::{
     cli::RunArgs,
     error::Error,
+    kernel::backend::Choice,
     profiles,
     services::ServiceSpec,
     synapse_config::{SynapseConfigError, Volume},
@@ -34,6 +35,8 @@ pub struct ConfigFile {
     pub output: Option<String>,
     /// Taint older than this many seconds no longer alerts.
     pub taint_window_secs: Option<u64>,
+    /// The kernel hook set: `auto` (default), `page-cache` or `syscalls`.
+    pub backend: Option<Choice>,
     /// Trusted services (`[[services]]` tables).
     #[serde(default)]
     pub services: Vec<ServiceSpec>,
@@ -127,6 +130,7 @@ pub struct Settings {
     pub taint_window: Option<Duration>,
     /// Services whose processes are trusted readers and whose memory is protected.
     pub services: Vec<ServiceSpec>,
+    pub backend: Choice,
 }
 
 /// Loopback, always trusted: traffic there does not leave the machine.
@@ -195,6 +199,7 @@ impl Settings {
                 .filter(|&s| s > 0)
                 .map(Duration::from_secs),
             services,
+            backend: args.backend.or(file.backend).unwrap_or_default(),
         })
     }
 }

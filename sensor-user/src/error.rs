@@ -39,6 +39,10 @@ pub enum Error {
     #[error("loading the eBPF object: {0}")]
     Load(#[from] aya::EbpfError),
 
+    /// The backend asked for cannot run on this kernel.
+    #[error("backend {backend} cannot run here: {reason}")]
+    BackendUnavailable { backend: crate::kernel::backend::Backend, reason: String },
+
     /// A program was refused by the verifier or could not be attached.
     #[error("program {program}: {source}")]
     Program { program: &'static str, source: aya::programs::ProgramError },

@@ -1,22 +1,20 @@
 //! `vigie`: the agent. See the README for what it watches and what it prints.
 
 mod agent;
-mod btf;
+mod catch_up;
 mod cli;
 mod config;
 mod correlate;
-mod decode;
 mod derived_files;
 mod ecs;
 mod error;
-mod kernel_offsets;
+mod kernel;
 mod output;
 mod pipeline;
 mod process_table;
 mod profiles;
 mod redact;
 mod secret_catalog;
-mod sensor;
 mod services;
 mod synapse_config;
 mod synapse_profile;

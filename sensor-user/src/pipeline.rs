@@ -6,9 +6,9 @@ use serde_json::{json, Value};
 
 use crate::{
     correlate::{Correlator, Exfiltration},
-    decode::{Derived, KernelEvent},
     derived_files::DerivedFiles,
     ecs::{self, Document, Event, ProcessFields},
+    kernel::decode::{Derived, KernelEvent},
     process_table::{Process, ProcessTable},
     secret_catalog::{Secret, SecretCatalog},
     taint::{TaintTable, Touch},
@@ -103,6 +103,24 @@ impl Pipeline {
             KernelEvent::Connect(connect) => return self.connect(connect),
         }
         Vec::new()
+    }
+
+    /// How many times a process took in a secret since start (a count that only grows).
+    pub fn taints_acquired(&self) -> u64 {
+        self.taint.acquired()
+    }
+
+    /// Whether any process is tainted now.
+    pub fn any_tainted(&self) -> bool {
+        !self.taint.is_empty()
+    }
+
+    pub fn is_tainted(&self, pid: u32) -> bool {
+        self.taint.holds(pid)
+    }
+
+    pub fn is_trusted(&self, pid: u32) -> bool {
+        self.trusted.is_trusted(pid)
     }
 
     /// Re-evaluates whether `pid` is a trusted service; a newly trusted one sheds its taint.
@@ -222,6 +240,7 @@ impl Pipeline {
             via::PIPE => Some(json!({ "kind": "pipe", "inode": inode })),
             // Its identity is a kernel address, which is not for logs.
             via::UNIX_SOCKET => Some(json!({ "kind": "unix-socket" })),
+            via::LOOPBACK_SOCKET => Some(json!({ "kind": "loopback-socket" })),
             via::PROCESS_MEMORY => Some(json!({ "kind": "process-memory", "pid": touch.via.ino })),
             _ => None,
         }
@@ -266,7 +285,7 @@ mod tests {
     use sensor_common::{family, transport, via, EventKind, ExitEvent, FileId, ForkEvent, Taint, TaintEvent};
 
     use super::*;
-    use crate::decode::Exec;
+    use crate::kernel::decode::Exec;
 
     const READER: u32 = 100;
     const CHILD: u32 = 101;

@@ -8,7 +8,7 @@ use std::{
 
 use sensor_common::{ExitEvent, ForkEvent};
 
-use crate::decode::{split_args, Exec};
+use crate::kernel::decode::{split_args, Exec};
 
 /// Exited processes kept for ancestry of their orphans and late records.
 const EXITED_KEPT: usize = 4096;

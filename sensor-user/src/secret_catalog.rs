@@ -113,8 +113,12 @@ fn expand(pattern: &str) -> Vec<PathBuf> {
 
 /// The kernel's identity of the file at `path` (symlinks followed), if it exists.
 pub fn file_id(path: &Path) -> Option<FileId> {
-    let meta = fs::metadata(path).ok()?;
-    Some(FileId::new(kernel_dev(meta.dev()), meta.ino()))
+    Some(file_id_of(&fs::metadata(path).ok()?))
+}
+
+/// The kernel identity of the file `meta` describes.
+pub fn file_id_of(meta: &fs::Metadata) -> FileId {
+    FileId::new(kernel_dev(meta.dev()), meta.ino())
 }
 
 /// Converts a userspace `st_dev` into the kernel's internal `dev_t` (`major << 20 | minor`),

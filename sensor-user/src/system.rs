@@ -26,8 +26,10 @@ pub fn check_bpf_permission() -> Result<(), Error> {
 }
 
 /// Mounts tracefs when it is not there: tracepoints are attached through it.
+/// Where tracefs is (mounted by [`ensure_tracefs`] if it is not).
+pub const TRACEFS: &str = "/sys/kernel/tracing";
+
 pub fn ensure_tracefs() -> Result<(), Error> {
-    const TRACEFS: &str = "/sys/kernel/tracing";
     if fs::metadata(format!("{TRACEFS}/events")).is_ok() {
         return Ok(());
     }
@@ -81,6 +83,17 @@ fn clock_ns(clock: libc::clockid_t) -> u64 {
 /// Wall-clock time of boot, in ns since the epoch: adds to `bpf_ktime_get_ns` values.
 pub fn boot_wall_ns() -> u64 {
     clock_ns(libc::CLOCK_REALTIME).saturating_sub(clock_ns(libc::CLOCK_MONOTONIC))
+}
+
+/// The kernel's monotonic clock, the one `bpf_ktime_get_ns` reads.
+pub fn monotonic_ns() -> u64 {
+    clock_ns(libc::CLOCK_MONOTONIC)
+}
+
+/// The owner of `/proc/PID` (the process's effective uid), 0 if it is gone.
+pub fn uid_of(pid: u32) -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata(format!("/proc/{pid}")).map_or(0, |m| m.uid())
 }
 
 /// Nanoseconds per clock tick of `/proc/PID/stat` times.

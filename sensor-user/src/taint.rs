@@ -34,17 +34,20 @@ impl From<&Taint> for Touch {
 #[derive(Debug, Default)]
 pub struct TaintTable {
     by_pid: HashMap<u32, Vec<Touch>>,
+    /// Calls of [`TaintTable::acquire`] so far.
+    acquired: u64,
     /// Taint older than this no longer counts (0: the process's lifetime).
     window_ns: u64,
 }
 
 impl TaintTable {
     pub fn new(window_ns: u64) -> Self {
-        Self { by_pid: HashMap::new(), window_ns }
+        Self { by_pid: HashMap::new(), acquired: 0, window_ns }
     }
 
     /// `pid` took in a secret (first route per secret is kept).
     pub fn acquire(&mut self, pid: u32, touch: Touch) {
+        self.acquired += 1;
         let touches = self.by_pid.entry(pid).or_default();
         if !touches.iter().any(|t| t.secret_id == touch.secret_id) {
             touches.push(touch);
@@ -61,6 +64,19 @@ impl TaintTable {
 
     pub fn exit(&mut self, pid: u32) {
         self.by_pid.remove(&pid);
+    }
+
+    pub fn acquired(&self) -> u64 {
+        self.acquired
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_pid.is_empty()
+    }
+
+    /// Whether `pid` took in any secret.
+    pub fn holds(&self, pid: u32) -> bool {
+        self.by_pid.get(&pid).is_some_and(|touches| !touches.is_empty())
     }
 
     /// What reached `pid` and still counts at `now_ns`; the kernel's record stands in when

@@ -74,6 +74,16 @@ impl Actor {
         self.step("--read-o-path", path.as_ref())
     }
 
+    /// Open and read `path` through the ia32 gate (`int 0x80`), with i386 syscall numbers.
+    pub fn read_ia32(self, path: impl AsRef<Path>) -> Self {
+        self.step("--read-ia32", path.as_ref())
+    }
+
+    /// Open `path` by a file handle (`open_by_handle_at`), then read it.
+    pub fn read_by_handle(self, path: impl AsRef<Path>) -> Self {
+        self.step("--read-by-handle", path.as_ref())
+    }
+
     /// Open and `mmap` `path` and touch every byte, without `read`.
     pub fn mmap(self, path: impl AsRef<Path>) -> Self {
         self.step("--mmap", path.as_ref())

@@ -56,6 +56,11 @@ pub fn is_exfiltration(line: &Value) -> bool {
     text(line, "/event/kind") == Some("alert") && text(line, "/event/action") == Some(EXFILTRATION)
 }
 
+/// A `secret-read` line whose `process.pid` is `pid`.
+pub fn is_secret_read_by(pid: u32) -> impl Fn(&Value) -> bool {
+    move |line| text(line, "/event/action") == Some("secret-read") && process_pid(line) == Some(pid)
+}
+
 /// An exfiltration alert whose `process.pid` is `pid`.
 pub fn is_exfiltration_by(pid: u32) -> impl Fn(&Value) -> bool {
     move |line| is_exfiltration(line) && process_pid(line) == Some(pid)

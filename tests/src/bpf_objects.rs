@@ -143,6 +143,32 @@ fn fdinfo_field(info: &str, key: &str) -> Option<u32> {
     info.lines().find_map(|line| line.strip_prefix(key)?.strip_prefix(':')?.trim().parse().ok())
 }
 
+/// The tracepoints `pid`'s programs are attached to now (raw, BTF-typed and classic alike),
+/// from `bpftool perf`.
+///
+/// # Errors
+/// When bpftool fails or prints something else than its JSON list.
+pub fn attached_tracepoints(pid: u32) -> Result<BTreeSet<String>> {
+    let output = Command::new("bpftool").args(["perf", "list", "-j"]).stderr(Stdio::inherit()).output()?;
+    ensure!(output.status.success(), "bpftool perf list failed: {}", output.status);
+    let entries: Vec<Value> = serde_json::from_slice(&output.stdout).context("bpftool perf list -j")?;
+    Ok(entries
+        .iter()
+        .filter(|e| e.get("pid").and_then(Value::as_u64) == Some(u64::from(pid)))
+        .filter_map(|e| e.get("tracepoint").and_then(Value::as_str).map(str::to_owned))
+        .collect())
+}
+
+/// Whether `tracepoint` is one of the syscall tracepoints (raw `sys_enter`/`sys_exit` or a
+/// per-syscall one): any of them puts every task's syscalls on the slow path.
+#[must_use]
+pub fn is_syscall_tracepoint(tracepoint: &str) -> bool {
+    tracepoint == "sys_enter"
+        || tracepoint == "sys_exit"
+        || tracepoint.starts_with("sys_enter_")
+        || tracepoint.starts_with("sys_exit_")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,7 @@
 //! A running `vigie` whose JSON lines the test can wait on.
 
 use std::cell::RefCell;
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::fs;
 use std::io;
@@ -34,6 +34,18 @@ pub fn vigie_bin() -> PathBuf {
     )
 }
 
+/// Environment variable naming the backend every `vigie run` of the tests is started with
+/// (`syscalls` runs the detection suites against the fallback on a kernel that has both).
+pub const BACKEND_ENV: &str = "VIGIE_TEST_BACKEND";
+
+/// `--backend NAME` for a `vigie run` when [`BACKEND_ENV`] is set.
+fn backend_override<S: AsRef<OsStr>>(args: &[S]) -> Vec<OsString> {
+    match std::env::var_os(BACKEND_ENV) {
+        Some(name) if args.first().is_some_and(|a| a.as_ref() == "run") => vec!["--backend".into(), name],
+        _ => Vec::new(),
+    }
+}
+
 /// `vigie` running in the foreground; every stdout line it printed is kept, in order.
 /// Dropping it sends SIGTERM, then SIGKILL if it has not exited within a few seconds.
 pub struct Sensor {
@@ -55,6 +67,7 @@ impl Sensor {
         let bin = vigie_bin();
         let mut child = Command::new(&bin)
             .args(args)
+            .args(backend_override(args))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -109,7 +109,7 @@ fn the_service_reading_its_own_secret_and_connecting_is_not_an_exfiltration() ->
 
 #[test]
 #[ignore = "needs root and BPF: run with cargo xtask test"]
-fn a_descriptor_taken_with_pidfd_getfd_counts_as_opening_the_secret() -> Result<()> {
+fn a_descriptor_taken_with_pidfd_getfd_and_read_taints_the_thief() -> Result<()> {
     let lab = Lab::new(actor_exe!())?;
     let sensor = lab.sensor()?;
     let remote = lab.remote().tcp_v4();
@@ -133,6 +133,7 @@ fn a_descriptor_taken_with_pidfd_getfd_counts_as_opening_the_secret() -> Result<
          pidfd = os.pidfd_open({pid})\n\
          fd = libc.syscall(438, pidfd, {fd}, 0)\n\
          assert fd >= 0, ctypes.get_errno()\n\
+         os.pread(fd, 64, 0)\n\
          socket.create_connection(('{ip}', {port}), timeout=5).close()\n",
         pid = holder.id(),
         fd = line.trim(),

@@ -4,16 +4,13 @@
 //! completion. `/proc/PID/mem` and `/proc/PID/environ` of a trusted service count as the
 //! secrets that service holds.
 
-use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
-use sensor_common::{via, FileId, Taint};
-
 use crate::{
     channels,
-    emit::current_pid,
-    kernel::{fd_file, file_id, inode_generation, offsets, proc_memory_pid, read},
-    maps::{SECRETS, TAINTED_FILES},
+    files::took_in,
+    kernel::{fd_file, file_id, file_inode, inode_generation, offsets, proc_memory_pid, read},
     taint,
 };
+use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
 
 /// Offsets of `req` and `res` in `io_uring:io_uring_complete`.
 const IO_URING_REQ: usize = 16;
@@ -70,44 +67,5 @@ pub fn opened(fd: u32) -> Result<(), i32> {
     if file.dev == offsets().proc_dev {
         return taint::memory_read(proc_memory_pid(open_file)?, fd);
     }
-    // SAFETY: values are copied out at once.
-    let source = match unsafe { SECRETS.get(file) }.copied() {
-        Some(secret_id) => direct(secret_id),
-        None => derived(open_file, file)?,
-    };
-    if taint::current_is_trusted() {
-        return Ok(());
-    }
-    taint::acquire(source, fd, file)
-}
-
-/// The taint a derived file (or FIFO) carries, if it is still the file that was written.
-#[inline(always)]
-fn derived(open_file: *const u8, file: FileId) -> Result<Taint, i32> {
-    if !channels::anything_marked() {
-        return Err(0);
-    }
-    // SAFETY: the value is copied out at once.
-    let taint = unsafe { TAINTED_FILES.get(file) }.copied().ok_or(0)?;
-    if taint.via_kind == via::FILE && taint.via_generation != inode_generation(open_file)? {
-        // The derived file was deleted and its inode number handed to a new file.
-        let _ = TAINTED_FILES.remove(file);
-        return Err(0);
-    }
-    Ok(taint)
-}
-
-/// The taint of opening secret `secret_id` oneself.
-#[inline(always)]
-fn direct(secret_id: u32) -> Taint {
-    let now = taint::now();
-    Taint {
-        secret_id,
-        origin_pid: current_pid(),
-        read_ns: now,
-        acquired_ns: now,
-        via_kind: via::DIRECT,
-        via_generation: 0,
-        via: FileId::default(),
-    }
+    took_in(file, || inode_generation(file_inode(open_file)?), fd)
 }

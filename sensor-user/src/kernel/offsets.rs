@@ -8,7 +8,7 @@ use std::path::Path;
 
 use sensor_common::KernelOffsets;
 
-use crate::{btf::Btf, error::Error};
+use crate::{error::Error, kernel::btf::Btf};
 
 /// Where the running kernel publishes its BTF.
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
@@ -45,6 +45,8 @@ pub fn from_btf(path: &Path) -> Result<KernelOffsets, Error> {
         pt_regs_di: field("pt_regs", "di")?,
         pt_regs_si: field("pt_regs", "si")?,
         pt_regs_dx: field("pt_regs", "dx")?,
+        pt_regs_bx: field("pt_regs", "bx")?,
+        pt_regs_cx: field("pt_regs", "cx")?,
         pt_regs_orig_ax: field("pt_regs", "orig_ax")?,
         unix_sock_peer: field("unix_sock", "peer")?,
         sock_common_skc_daddr: field("sock_common", "skc_daddr")?,
@@ -60,6 +62,20 @@ pub fn from_btf(path: &Path) -> Result<KernelOffsets, Error> {
         dentry_d_parent: field("dentry", "d_parent")?,
         proc_dev: 0,
         sock_sk_protocol: field("sock", "sk_protocol")?,
+        address_space_host: field("address_space", "host")?,
+        folio_mapping: field("folio", "mapping")?,
+        kiocb_ki_filp: field("kiocb", "ki_filp")?,
+        kiocb_ki_flags: field("kiocb", "ki_flags")?,
+        mm_struct_owner: field("mm_struct", "owner")?,
+        inode_i_dentry: field("inode", "i_dentry")?,
+        dentry_d_u: field("dentry", "d_u")?,
+        file_f_mode: field("file", "f_mode")?,
+        thread_info_status: field("thread_info", "status")?,
+        task_struct_signal: field("task_struct", "signal")?,
+        signal_struct_live: field("signal_struct", "live")?,
+        task_struct_cred: field("task_struct", "cred")?,
+        cred_uid: field("cred", "uid")?,
+        agent_pid: 0,
         taint_window_ns: 0,
     })
 }

@@ -2,41 +2,37 @@
 //! [`Sensor`], detaching everything again.
 
 use std::{
+    collections::HashSet,
     fs::File,
     path::{Path, PathBuf},
 };
 
 use aya::{
-    maps::{HashMap, MapData, PerCpuArray, RingBuf},
-    programs::{CgroupAttachMode, CgroupSockAddr, Program, ProgramError, RawTracePoint, TracePoint},
-    Ebpf, EbpfLoader,
+    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
+    programs::{
+        raw_trace_point::RawTracePointLinkId, BtfTracePoint, CgroupAttachMode, CgroupSockAddr, Program,
+        ProgramError, RawTracePoint, TracePoint,
+    },
+    Btf, Ebpf, EbpfLoader,
 };
 use sensor_common::{
-    counter, kernel_offsets::KERNEL_OFFSETS_GLOBAL, map_name, FileId, KernelOffsets, SendKey, SendTotal,
-    Taint,
+    counter, kernel_offsets::KERNEL_OFFSETS_GLOBAL, map_name, prefilter, FileId, KernelOffsets, SendKey,
+    SendTotal, Taint,
 };
 
-use crate::{error::Error, secret_catalog::SecretCatalog, system, trusted_processes::TrustChange};
+use super::backend::{
+    self, Backend, Choice, Selected, CGROUP_SOCK_ADDR, PAGE_CACHE, RAW_TRACEPOINTS, SYSCALL_HOOKS,
+    TRACEPOINTS,
+};
+use crate::{
+    error::Error,
+    secret_catalog::{file_id, SecretCatalog},
+    system,
+    trusted_processes::TrustChange,
+};
 
 /// The eBPF object built by `build.rs` (empty when bpf-linker was missing).
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/vigie"));
-
-/// Classic tracepoints: program → the (category, tracepoint) pairs it is attached to.
-const TRACEPOINTS: [(&str, &[(&str, &str)]); 3] = [
-    ("sched_process_exec", &[("sched", "sched_process_exec")]),
-    ("sched_process_exit", &[("sched", "sched_process_exit")]),
-    ("io_uring_complete", &[("io_uring", "io_uring_complete")]),
-];
-/// Raw tracepoints: (program, tracepoint). Syscalls go through one pair for all of them.
-const RAW_TRACEPOINTS: [(&str, &str); 5] = [
-    ("sched_process_fork", "sched_process_fork"),
-    ("sys_enter", "sys_enter"),
-    ("sys_exit", "sys_exit"),
-    ("inet_sock_set_state", "inet_sock_set_state"),
-    ("sock_send_length", "sock_send_length"),
-];
-/// cgroup socket-address hooks, attached to the cgroup v2 root.
-const CGROUP_SOCK_ADDR: [&str; 4] = ["udp_sendmsg4", "udp_sendmsg6", "udp_connect4", "udp_connect6"];
 
 /// What the kernel programs are told at load time.
 pub struct SensorSpec<'a> {
@@ -44,6 +40,7 @@ pub struct SensorSpec<'a> {
     pub secrets: &'a SecretCatalog,
     pub allowed_exes: &'a [FileId],
     pub ring_buffer_bytes: u32,
+    pub backend: Choice,
 }
 
 /// The loaded, attached programs. Dropping it detaches them all.
@@ -51,6 +48,12 @@ pub struct Sensor {
     ebpf: Ebpf,
     /// Where the cgroup programs are attached, for the start-up report.
     pub cgroup_root: PathBuf,
+    /// The hook set that runs, and why.
+    pub backend: Selected,
+    /// The syscall programs' links while they are attached.
+    syscall_links: Option<Vec<(&'static str, RawTracePointLinkId)>>,
+    /// Identities of the allowed readers' executables, as the kernel was given them.
+    allowed_exes: HashSet<FileId>,
 }
 
 impl Sensor {
@@ -69,10 +72,57 @@ impl Sensor {
             .map_max_entries(map_name::EVENTS, spec.ring_buffer_bytes)
             .load(EBPF_OBJECT)?;
         fill_watch_list(&mut ebpf, spec)?;
+        let backend = attach_backend(&mut ebpf, spec.backend)?;
         attach_tracepoints(&mut ebpf)?;
         let cgroup_root = system::cgroup2_root()?;
         attach_cgroup_programs(&mut ebpf, &cgroup_root)?;
-        Ok(Self { ebpf, cgroup_root })
+        load_syscall_hooks(&mut ebpf)?;
+        let allowed_exes = spec.allowed_exes.iter().copied().collect();
+        let mut sensor = Self { ebpf, cgroup_root, backend, syscall_links: None, allowed_exes };
+        if sensor.backend.backend == Backend::Syscalls {
+            sensor.set_syscall_hooks(true)?;
+        }
+        Ok(sensor)
+    }
+
+    /// Whether process `pid` runs an allowed reader, whose reads never taint.
+    pub fn runs_allowed_reader(&self, pid: u32) -> bool {
+        file_id(Path::new(&format!("/proc/{pid}/exe"))).is_some_and(|exe| self.allowed_exes.contains(&exe))
+    }
+
+    /// Whether the syscall programs come and go with taint (the page cache backend).
+    pub fn syscall_hooks_on_demand(&self) -> bool {
+        self.backend.backend == Backend::PageCache
+    }
+
+    pub fn syscall_hooks_attached(&self) -> bool {
+        self.syscall_links.is_some()
+    }
+
+    /// Attaches or detaches the syscall programs; true if that changed anything.
+    pub fn set_syscall_hooks(&mut self, attached: bool) -> Result<bool, Error> {
+        match (attached, self.syscall_links.take()) {
+            (true, None) => {
+                let mut links = Vec::with_capacity(SYSCALL_HOOKS.len());
+                for (name, tracepoint) in SYSCALL_HOOKS {
+                    let program: &mut RawTracePoint = program(&mut self.ebpf, name)?;
+                    links.push((name, program.attach(tracepoint).map_err(program_error(name))?));
+                }
+                self.syscall_links = Some(links);
+                Ok(true)
+            }
+            (false, Some(links)) => {
+                for (name, link) in links {
+                    let program: &mut RawTracePoint = program(&mut self.ebpf, name)?;
+                    program.detach(link).map_err(program_error(name))?;
+                }
+                Ok(true)
+            }
+            (_, links) => {
+                self.syscall_links = links;
+                Ok(false)
+            }
+        }
     }
 
     /// Takes the ring buffer the programs write records into.
@@ -104,7 +154,8 @@ impl Sensor {
         if let Some(old) = old {
             ignore_missing(secrets.remove(&old)).map_err(&error)?;
         }
-        secrets.insert(new, id, 0).map_err(error)
+        secrets.insert(new, id, 0).map_err(error)?;
+        add_to_prefilter(&mut self.ebpf, new)
     }
 
     /// Applies a change of trusted processes; a newly trusted one sheds its kernel taint.
@@ -123,11 +174,74 @@ impl Sensor {
 
     /// Events the kernel could not hand over since load, summed over CPUs.
     pub fn events_lost(&self) -> Result<u64, Error> {
+        self.counter(counter::EVENTS_LOST)
+    }
+
+    /// Taint map inserts the kernel refused since load (a map was full).
+    pub fn inserts_failed(&self) -> Result<u64, Error> {
+        self.counter(counter::INSERTS_FAILED)
+    }
+
+    fn counter(&self, index: u32) -> Result<u64, Error> {
         let error = map_error(map_name::COUNTERS);
         let map = self.ebpf.map(map_name::COUNTERS).ok_or_else(|| error(missing(map_name::COUNTERS)))?;
         let counters: PerCpuArray<_, u64> = PerCpuArray::try_from(map).map_err(&error)?;
-        let per_cpu = counters.get(&counter::EVENTS_LOST, 0).map_err(error)?;
+        let per_cpu = counters.get(&index, 0).map_err(error)?;
         Ok(per_cpu.iter().sum())
+    }
+
+    /// Pipes and FIFOs the kernel marked as carrying secret material, with their taint.
+    pub fn marked_pipes(&self) -> Result<Vec<(FileId, Taint)>, Error> {
+        let error = map_error(map_name::TAINTED_FILES);
+        let map =
+            self.ebpf.map(map_name::TAINTED_FILES).ok_or_else(|| error(missing(map_name::TAINTED_FILES)))?;
+        let marks: HashMap<_, FileId, Taint> = HashMap::try_from(map).map_err(&error)?;
+        let mut pipes = Vec::new();
+        for entry in &marks {
+            let (id, taint) = entry.map_err(&error)?;
+            if taint.via_kind == sensor_common::via::PIPE {
+                pipes.push((id, taint));
+            }
+        }
+        Ok(pipes)
+    }
+
+    /// Closes the gate that makes every hook look for tainted processes, once none is
+    /// tainted: reopened at once if the kernel tainted one meanwhile (it opens the gate after
+    /// recording the process, so one of the two always sees the other).
+    pub fn close_taint_gate(&mut self) -> Result<(), Error> {
+        let error = map_error(map_name::GATES);
+        let map = self.ebpf.map_mut(map_name::GATES).ok_or_else(|| error(missing(map_name::GATES)))?;
+        let mut gates: Array<_, u64> = Array::try_from(map).map_err(&error)?;
+        gates.set(counter::TAINTED_PROCESSES, 0, 0).map_err(&error)?;
+        let map = self.ebpf.map(map_name::TAINTED).ok_or_else(|| error(missing(map_name::TAINTED)))?;
+        let tainted: HashMap<_, u32, Taint> = HashMap::try_from(map).map_err(map_error(map_name::TAINTED))?;
+        if tainted.keys().next().is_some() {
+            let map = self.ebpf.map_mut(map_name::GATES).ok_or_else(|| error(missing(map_name::GATES)))?;
+            let mut gates: Array<_, u64> = Array::try_from(map).map_err(&error)?;
+            gates.set(counter::TAINTED_PROCESSES, 1, 0).map_err(error)?;
+        }
+        Ok(())
+    }
+
+    /// Marks pipe `id` as carrying `taint` (what the kernel does for a tainted writer).
+    pub fn mark_pipe(&mut self, id: FileId, taint: &Taint) -> Result<(), Error> {
+        let mut marks = hash_map_mut::<FileId, Taint>(&mut self.ebpf, map_name::TAINTED_FILES)?;
+        marks.insert(id, taint, 0).map_err(map_error(map_name::TAINTED_FILES))
+    }
+
+    /// Taints process `pid` in the kernel with `taint`, unless it already is; true if it was
+    /// not (if it was, the kernel's own record of it is on its way).
+    pub fn taint_process(&mut self, pid: u32, taint: &Taint) -> Result<bool, Error> {
+        const BPF_NOEXIST: u64 = 1;
+        let mut tainted = hash_map_mut::<u32, Taint>(&mut self.ebpf, map_name::TAINTED)?;
+        match tainted.insert(pid, taint, BPF_NOEXIST) {
+            Ok(()) => Ok(true),
+            Err(aya::maps::MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::EEXIST) => {
+                Ok(false)
+            }
+            Err(other) => Err(map_error(map_name::TAINTED)(other)),
+        }
     }
 }
 
@@ -165,9 +279,67 @@ fn fill_watch_list(ebpf: &mut Ebpf, spec: &SensorSpec<'_>) -> Result<(), Error> 
     for (id, secret) in spec.secrets.iter() {
         secrets.insert(secret.id, id, 0).map_err(map_error(map_name::SECRETS))?;
     }
+    for (_, secret) in spec.secrets.iter() {
+        add_to_prefilter(ebpf, secret.id)?;
+    }
     let mut allowed = hash_map_mut::<FileId, u8>(ebpf, map_name::ALLOWED_EXES)?;
     for exe in spec.allowed_exes {
         allowed.insert(exe, 1, 0).map_err(map_error(map_name::ALLOWED_EXES))?;
+    }
+    Ok(())
+}
+
+/// Sets `id`'s bit in the kernel's prefilter (bits are never cleared: a stale one costs a
+/// hash lookup).
+fn add_to_prefilter(ebpf: &mut Ebpf, id: FileId) -> Result<(), Error> {
+    let error = map_error(map_name::PREFILTER);
+    let map = ebpf.map_mut(map_name::PREFILTER).ok_or_else(|| error(missing(map_name::PREFILTER)))?;
+    let mut filter: Array<_, u64> = Array::try_from(map).map_err(&error)?;
+    let (word, mask) = prefilter::slot(id);
+    let bits = filter.get(&word, 0).map_err(&error)?;
+    filter.set(word, bits | mask, 0).map_err(error)
+}
+
+/// Loads and attaches the chosen backend's own programs; `auto` falls back to the syscall
+/// backend, saying why, where the page cache one cannot run.
+fn attach_backend(ebpf: &mut Ebpf, choice: Choice) -> Result<Selected, Error> {
+    if choice == Choice::Syscalls {
+        return Ok(Selected { backend: Backend::Syscalls, reason: "chosen by configuration".to_owned() });
+    }
+    let refused = match backend::page_cache_missing(Path::new(system::TRACEFS)) {
+        Some(missing) => Error::BackendUnavailable { backend: Backend::PageCache, reason: missing },
+        None => match attach_page_cache(ebpf) {
+            Ok(()) => {
+                let reason = "this kernel has the page cache tracepoints and loads BTF-typed programs";
+                return Ok(Selected { backend: Backend::PageCache, reason: reason.to_owned() });
+            }
+            Err(err) => err,
+        },
+    };
+    if choice == Choice::PageCache {
+        return Err(refused);
+    }
+    Ok(Selected { backend: Backend::Syscalls, reason: format!("page-cache backend unavailable: {refused}") })
+}
+
+fn attach_page_cache(ebpf: &mut Ebpf) -> Result<(), Error> {
+    // Parsed for the attach points only, and dropped before the agent settles.
+    let btf = Btf::from_sys_fs().map_err(|e| Error::BackendUnavailable {
+        backend: Backend::PageCache,
+        reason: format!("reading the kernel BTF: {e}"),
+    })?;
+    for (name, _, tracepoint) in PAGE_CACHE {
+        let program: &mut BtfTracePoint = program(ebpf, name)?;
+        program.load(tracepoint, &btf).map_err(program_error(name))?;
+        program.attach().map_err(program_error(name))?;
+    }
+    Ok(())
+}
+
+fn load_syscall_hooks(ebpf: &mut Ebpf) -> Result<(), Error> {
+    for (name, _) in SYSCALL_HOOKS {
+        let program: &mut RawTracePoint = program(ebpf, name)?;
+        program.load().map_err(program_error(name))?;
     }
     Ok(())
 }
@@ -188,12 +360,10 @@ where
 }
 
 fn attach_tracepoints(ebpf: &mut Ebpf) -> Result<(), Error> {
-    for (name, targets) in TRACEPOINTS {
+    for (name, category, tracepoint) in TRACEPOINTS {
         let program: &mut TracePoint = program(ebpf, name)?;
         program.load().map_err(program_error(name))?;
-        for (category, tracepoint) in targets {
-            program.attach(category, tracepoint).map_err(program_error(name))?;
-        }
+        program.attach(category, tracepoint).map_err(program_error(name))?;
     }
     for (name, tracepoint) in RAW_TRACEPOINTS {
         let program: &mut RawTracePoint = program(ebpf, name)?;

@@ -14,6 +14,8 @@
 //! | `--read PATH` | `open` + `read` to the end |
 //! | `--read-reopened PATH` | open, then open `/proc/self/fd/N` again and read that |
 //! | `--read-o-path PATH` | `open(O_PATH)`, then open `/proc/self/fd/N` for reading and read |
+//! | `--read-ia32 PATH` | `open` + `read` through the ia32 gate (`int 0x80`, i386 numbers) |
+//! | `--read-by-handle PATH` | `name_to_handle_at` + `open_by_handle_at`, then `read` |
 //! | `--mmap PATH` | open, `mmap`, touch every byte; no `read` |
 //! | `--uring-read PATH` | `IORING_OP_OPENAT` + `IORING_OP_READ`; no `open`/`read` syscall |
 //! | `--uring-read-openat2 PATH` | the same with `IORING_OP_OPENAT2` |
@@ -37,6 +39,7 @@
 //! printed. The second form is the far end that runs inside a test's network namespace: see
 //! `listen.rs`.
 
+mod evasion;
 mod listen;
 mod network;
 mod plan;

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
 
-use crate::{network, reach, relay, uring};
+use crate::{evasion, network, reach, relay, uring};
 
 /// One thing the actor does; see the table in `main.rs`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,6 +18,8 @@ pub enum Step {
     Read(PathBuf),
     ReadReopened(PathBuf),
     ReadOPath(PathBuf),
+    ReadIa32(PathBuf),
+    ReadByHandle(PathBuf),
     Mmap(PathBuf),
     UringRead(PathBuf),
     UringReadOpenat2(PathBuf),
@@ -66,6 +68,8 @@ impl Plan {
                 "--read" => Step::Read(value()?.into()),
                 "--read-reopened" => Step::ReadReopened(value()?.into()),
                 "--read-o-path" => Step::ReadOPath(value()?.into()),
+                "--read-ia32" => Step::ReadIa32(value()?.into()),
+                "--read-by-handle" => Step::ReadByHandle(value()?.into()),
                 "--mmap" => Step::Mmap(value()?.into()),
                 "--uring-read" => Step::UringRead(value()?.into()),
                 "--uring-read-openat2" => Step::UringReadOpenat2(value()?.into()),
@@ -118,6 +122,8 @@ fn run_step(step: &Step, state: &mut State) -> Result<()> {
         Step::Read(path) => state.data = reach::read(path)?,
         Step::ReadReopened(path) => state.data = reach::read_reopened(path)?,
         Step::ReadOPath(path) => state.data = reach::read_o_path(path)?,
+        Step::ReadIa32(path) => state.data = evasion::read_ia32(path)?,
+        Step::ReadByHandle(path) => state.data = evasion::read_by_handle(path)?,
         Step::Mmap(path) => state.data = reach::read_mapped(path)?,
         Step::UringRead(path) => state.data = uring::read(path, uring::Open::At)?,
         Step::UringReadOpenat2(path) => state.data = uring::read(path, uring::Open::At2)?,

@@ -1,0 +1,63 @@
+//! Secret material taken in from files: a watched secret or a derived file whose data a
+//! process reads. Two routes lead here: the page cache programs see the data being read
+//! (every descriptor, however it was obtained), the syscall programs see the open.
+
+pub mod open;
+pub mod page_cache;
+pub mod prefilter;
+
+use sensor_common::{via, FileId, Taint};
+
+use crate::{
+    channels,
+    emit::current_pid,
+    maps::{SECRETS, TAINTED_FILES},
+    taint,
+};
+
+/// The current process takes in the data of `file` (through descriptor `fd`, `u32::MAX`
+/// when unknown): a secret or a derived file taints it. `generation` is asked for only
+/// when `file` is a derived file, to tell it from a new file that reuses its inode number.
+#[inline(always)]
+pub fn took_in(file: FileId, generation: impl FnOnce() -> Result<u32, i32>, fd: u32) -> Result<(), i32> {
+    // SAFETY: values are copied out at once.
+    let source = match unsafe { SECRETS.get(file) }.copied() {
+        Some(secret_id) => direct(secret_id),
+        None => derived(file, generation)?,
+    };
+    if taint::current_is_trusted() {
+        return Ok(());
+    }
+    taint::acquire(source, fd, file)
+}
+
+/// The taint a derived file (or FIFO) carries, if it is still the file that was written.
+#[inline(always)]
+fn derived(file: FileId, generation: impl FnOnce() -> Result<u32, i32>) -> Result<Taint, i32> {
+    if !channels::anything_marked() {
+        return Err(0);
+    }
+    // SAFETY: the value is copied out at once.
+    let taint = unsafe { TAINTED_FILES.get(file) }.copied().ok_or(0)?;
+    if taint.via_kind == via::FILE && taint.via_generation != generation()? {
+        // The derived file was deleted and its inode number handed to a new file.
+        let _ = TAINTED_FILES.remove(file);
+        return Err(0);
+    }
+    Ok(taint)
+}
+
+/// The taint of reading secret `secret_id` oneself.
+#[inline(always)]
+fn direct(secret_id: u32) -> Taint {
+    let now = taint::now();
+    Taint {
+        secret_id,
+        origin_pid: current_pid(),
+        read_ns: now,
+        acquired_ns: now,
+        via_kind: via::DIRECT,
+        via_generation: 0,
+        via: FileId::default(),
+    }
+}

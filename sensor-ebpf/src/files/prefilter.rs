@@ -1,0 +1,24 @@
+//! The kernel half of `sensor_common::prefilter`: one bit per watched secret and derived
+//! file, tested before any hash lookup on the page cache read path.
+
+use sensor_common::{prefilter::slot, FileId};
+
+use crate::maps::PREFILTER;
+
+/// Whether `id` may be a secret or a derived file (false: it certainly is neither).
+#[inline(always)]
+pub fn may_hold(id: FileId) -> bool {
+    let (word, mask) = slot(id);
+    PREFILTER.get(word).is_some_and(|bits| bits & mask != 0)
+}
+
+/// Lets `id` through the filter from now on (a new derived file or channel).
+#[inline(always)]
+pub fn add(id: FileId) {
+    let (word, mask) = slot(id);
+    if let Some(bits) = PREFILTER.get_ptr_mut(word) {
+        // SAFETY: a valid map value. Two CPUs setting bits of one word at once may lose one
+        // bit; the syscall programs, attached while anything is tainted, still see the file.
+        unsafe { *bits |= mask };
+    }
+}

@@ -1,0 +1,126 @@
+//! The page cache backend's syscall programs come and go with taint: attached when the first
+//! process becomes tainted, detached when the last tainted process is gone. What happened
+//! on pipes in between is completed here from `/proc`: the kernel marked the pipes a process
+//! held for writing when it became tainted, and whoever holds one of those for reading, with
+//! nothing left unread in it, may have read the secret before the programs were attached: it
+//! is tainted too, and so on down a pipeline (`cat secret | base64 | curl --data-binary @-`).
+
+use std::collections::{HashMap, HashSet};
+
+use sensor_common::{via, EventHeader, EventKind, FileId, Taint, TaintEvent};
+
+use crate::{
+    ecs::Document,
+    error::Error,
+    kernel::{
+        decode::KernelEvent,
+        holders::{self, End},
+        Sensor,
+    },
+    pipeline::Pipeline,
+    system,
+};
+
+/// Rounds of "readers of marked pipes", one per stage of a pipeline.
+const MAX_STAGES: usize = 16;
+
+/// Attaches and detaches the syscall programs as taint comes and goes.
+#[derive(Debug, Default)]
+pub struct ChannelHooks {
+    /// The pipeline's count of acquired taints when last looked at.
+    taints_seen: u64,
+    /// Whether the kernel's taint gate may be open (a taint was seen since it was closed).
+    gate_open: bool,
+}
+
+impl ChannelHooks {
+    /// Called after every batch of records and on every tick; returns the documents of the
+    /// processes the catch-up found tainted.
+    pub fn follow(&mut self, sensor: &mut Sensor, pipeline: &mut Pipeline) -> Result<Vec<Document>, Error> {
+        let fresh = pipeline.taints_acquired() != self.taints_seen;
+        self.gate_open |= fresh;
+        if !sensor.syscall_hooks_on_demand() {
+            self.taints_seen = pipeline.taints_acquired();
+            return self.close_gate_when_idle(sensor, pipeline, false).map(|()| Vec::new());
+        }
+        let attached = sensor.syscall_hooks_attached();
+        // New taint while detached (its holder may be gone already, within this batch), or
+        // no tainted process left while what one wrote may still wait in a pipe.
+        let (documents, pending) = if (fresh && !attached) || (attached && !pipeline.any_tainted()) {
+            sensor.set_syscall_hooks(true)?;
+            catch_up(sensor, pipeline)?
+        } else {
+            (Vec::new(), false)
+        };
+        self.taints_seen = pipeline.taints_acquired();
+        if !pipeline.any_tainted() && !pending {
+            sensor.set_syscall_hooks(false)?;
+        }
+        self.close_gate_when_idle(sensor, pipeline, pending)?;
+        Ok(documents)
+    }
+
+    /// With no process tainted and nothing waiting in a marked pipe, the hooks may stop
+    /// looking for tainted processes.
+    fn close_gate_when_idle(
+        &mut self,
+        sensor: &mut Sensor,
+        pipeline: &Pipeline,
+        pending: bool,
+    ) -> Result<(), Error> {
+        if self.gate_open && !pipeline.any_tainted() && !pending {
+            sensor.close_taint_gate()?;
+            self.gate_open = false;
+        }
+        Ok(())
+    }
+}
+
+/// Taints every untainted process holding a marked, drained pipe for reading, marks the
+/// pipes it holds for writing, and repeats for the next stage. Also says whether a marked
+/// pipe still holds unread bytes, which keeps the syscall programs attached.
+fn catch_up(sensor: &mut Sensor, pipeline: &mut Pipeline) -> Result<(Vec<Document>, bool), Error> {
+    let mut documents = Vec::new();
+    let mut pending = false;
+    for _ in 0..MAX_STAGES {
+        let marked: HashMap<FileId, Taint> = sensor.marked_pipes()?.into_iter().collect();
+        let pipes: HashSet<FileId> = marked.keys().copied().collect();
+        let mut fresh = Vec::new();
+        pending = false;
+        for reader in holders::readers(&pipes) {
+            let pid = reader.pid;
+            if pipeline.is_tainted(pid) || pipeline.is_trusted(pid) || sensor.runs_allowed_reader(pid) {
+                continue;
+            }
+            if reader.unread {
+                pending = true;
+            } else if !fresh.iter().any(|r: &holders::Reader| r.pid == pid) {
+                fresh.push(reader);
+            }
+        }
+        if fresh.is_empty() {
+            break;
+        }
+        for holders::Reader { pid, pipe, .. } in fresh {
+            let now = system::monotonic_ns();
+            let taint =
+                Taint { read_ns: now, acquired_ns: now, via_kind: via::PIPE, via: pipe, ..marked[&pipe] };
+            if !sensor.taint_process(pid, &taint)? {
+                continue;
+            }
+            let header = EventHeader {
+                kind: EventKind::Taint as u32,
+                pid,
+                uid: system::uid_of(pid),
+                _pad: 0,
+                ktime_ns: now,
+            };
+            let event = TaintEvent { header, taint, fd: u32::MAX, _pad: 0, file: pipe };
+            documents.extend(pipeline.handle(&KernelEvent::Taint(event)));
+            for written in holders::held(pid, End::Write) {
+                sensor.mark_pipe(written, &Taint { via: written, ..taint })?;
+            }
+        }
+    }
+    Ok((documents, pending))
+}

@@ -1,0 +1,133 @@
+//! Who holds which pipe, read from `/proc`: the catch-up of the page cache backend, whose
+//! pipe-following programs are attached only once a process is tainted. Bytes a tainted
+//! process wrote into a pipe before they were attached may already have been read; the
+//! processes holding that pipe for reading are the ones that may have read them.
+
+use std::{
+    collections::HashSet,
+    fs,
+    os::{
+        fd::AsRawFd,
+        unix::fs::{FileTypeExt, OpenOptionsExt},
+    },
+    path::{Path, PathBuf},
+};
+
+use sensor_common::FileId;
+
+use crate::secret_catalog::file_id_of;
+
+/// `O_ACCMODE` values in `/proc/PID/fdinfo/N`'s `flags`.
+const O_RDONLY: u32 = 0;
+const O_WRONLY: u32 = 1;
+const O_ACCMODE: u32 = 3;
+
+/// Which end of a pipe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    Read,
+    Write,
+}
+
+/// A process holding a pipe open for reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reader {
+    pub pid: u32,
+    pub pipe: FileId,
+    /// Whether bytes wait in the pipe: they will be read under the syscall programs, which
+    /// see them then. An empty pipe may have been read already.
+    pub unread: bool,
+}
+
+/// Every process holding one of `pipes` open for reading.
+pub fn readers(pipes: &HashSet<FileId>) -> Vec<Reader> {
+    let Ok(entries) = fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .flat_map(|pid| {
+            held_with_paths(pid, End::Read).into_iter().filter(|(_, pipe)| pipes.contains(pipe)).map(
+                move |(path, pipe)| Reader { pid, pipe, unread: unread_bytes(&path).is_some_and(|n| n > 0) },
+            )
+        })
+        .collect()
+}
+
+/// Bytes waiting in the pipe behind `/proc/PID/fd/N`, read through a descriptor of our own.
+fn unread_bytes(fd_path: &Path) -> Option<usize> {
+    let file = fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(fd_path).ok()?;
+    let mut unread: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int through a valid pointer; the descriptor is ours.
+    let rc = unsafe { libc::ioctl(file.as_raw_fd(), libc::FIONREAD, &raw mut unread) };
+    (rc == 0).then(|| usize::try_from(unread).ok()).flatten()
+}
+
+/// The pipes and FIFOs process `pid` holds with `end` open (a FIFO opened read-write counts
+/// for both ends).
+pub fn held(pid: u32, end: End) -> Vec<FileId> {
+    held_with_paths(pid, end).into_iter().map(|(_, pipe)| pipe).collect()
+}
+
+/// [`held`], with each descriptor's `/proc/PID/fd/N` path.
+fn held_with_paths(pid: u32, end: End) -> Vec<(PathBuf, FileId)> {
+    let dir = Path::new("/proc").join(pid.to_string());
+    let Ok(fds) = fs::read_dir(dir.join("fd")) else { return Vec::new() };
+    let mut found = Vec::new();
+    for fd in fds.filter_map(Result::ok) {
+        let Ok(meta) = fs::metadata(fd.path()) else { continue };
+        if !meta.file_type().is_fifo() {
+            continue;
+        }
+        let Some(mode) = access_mode(&dir.join("fdinfo").join(fd.file_name())) else { continue };
+        let wanted = match end {
+            End::Read => mode != O_WRONLY,
+            End::Write => mode != O_RDONLY,
+        };
+        if wanted {
+            found.push((fd.path(), file_id_of(&meta)));
+        }
+    }
+    found
+}
+
+/// `O_ACCMODE` of a descriptor, from its fdinfo's octal `flags:` line.
+fn access_mode(fdinfo: &Path) -> Option<u32> {
+    let text = fs::read_to_string(fdinfo).ok()?;
+    let flags = text.lines().find_map(|l| l.strip_prefix("flags:"))?.trim();
+    Some(u32::from_str_radix(flags, 8).ok()? & O_ACCMODE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pipe of this test process: its read end is found as read, its write end as write.
+    #[test]
+    fn both_ends_of_a_pipe_are_told_apart() {
+        let mut fds = [0; 2];
+        // SAFETY: a valid array of two descriptors.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        let me = std::process::id();
+        let pipe = file_id_of(&fs::metadata(format!("/proc/self/fd/{}", fds[0])).unwrap());
+        assert!(held(me, End::Read).contains(&pipe));
+        assert!(held(me, End::Write).contains(&pipe));
+        let mine = |unread| Reader { pid: me, pipe, unread };
+        assert!(readers(&HashSet::from([pipe])).contains(&mine(false)), "an empty pipe");
+        // SAFETY: writing one byte from a valid buffer into our own pipe.
+        assert_eq!(unsafe { libc::write(fds[1], b"x".as_ptr().cast(), 1) }, 1);
+        assert!(readers(&HashSet::from([pipe])).contains(&mine(true)), "a byte is waiting");
+        // SAFETY: closing our own descriptors.
+        unsafe {
+            libc::close(fds[0]);
+            libc::close(fds[1]);
+        }
+        assert!(!held(me, End::Read).contains(&pipe));
+    }
+
+    #[test]
+    fn fdinfo_flags_are_octal() {
+        let dir = std::env::temp_dir().join(format!("vigie-fdinfo-{}", std::process::id()));
+        fs::write(&dir, "pos:\t0\nflags:\t02000001\nmnt_id:\t15\n").unwrap();
+        assert_eq!(access_mode(&dir), Some(O_WRONLY));
+        fs::remove_file(&dir).unwrap();
+    }
+}

