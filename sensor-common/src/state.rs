@@ -97,8 +97,11 @@ pub mod counter {
     /// Processes ever tainted since the agent last found none: zero lets every hook skip the
     /// taint lookup (a gate in `GATES`, not a counter).
     pub const TAINTED_PROCESSES: u32 = 3;
+    /// Pipes marked since the agent last found none alive: zero lets connects and sends skip
+    /// looking for a marked pipe their process holds (a gate in `GATES`).
+    pub const PIPES_MARKED: u32 = 4;
     /// Number of counters.
-    pub const COUNT: u32 = 4;
+    pub const COUNT: u32 = 5;
 }
 
 /// Map names, as they appear in the eBPF object.

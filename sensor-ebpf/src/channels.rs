@@ -11,14 +11,14 @@ use sensor_common::{counter, via, DerivedEvent, EventHeader, EventKind, FileId, 
 
 use crate::{
     emit::{self, current_pid, header},
-    files::prefilter,
+    files::{self, prefilter},
     kernel::{
         current_syscall, fd_file, file_dentry, file_id, file_inode, file_readable, file_type, file_writable,
         inode_dentry, inode_file_id, inode_generation, inode_type, name_parts, offsets, read, sock_id,
         socket_id, socket_sock, task_exe_allowed, task_fd_file, task_identity, unix_peer_id, S_IFIFO,
         S_IFREG, S_IFSOCK,
     },
-    maps::{GATES, READING, TAINTED_FILES, TRUSTED_PIDS},
+    maps::{GATES, PIPE_UPSTREAM, READING, TAINTED_FILES, TRUSTED_PIDS},
     syscall_abi::nr,
     taint,
 };
@@ -38,14 +38,17 @@ pub fn written(fd: u32) -> Result<(), i32> {
 /// A read from descriptor `fd` starts (read, readv, recvfrom, recvmsg, splice's fd_in). A
 /// pipe's or socket's descriptor is kept for the syscall's exit: a reader blocked on an
 /// empty pipe must be judged by what the pipe carries when data arrives, not when it started
-/// waiting. Reads of regular files (derived files taint at open) keep nothing.
+/// waiting. A read of a regular file is judged at once, by the file's identity: however the
+/// descriptor was obtained (opened before the agent started, passed with `SCM_RIGHTS`,
+/// opened by handle), reading a secret or a derived file taints.
 #[inline(always)]
 pub fn reading(fd: u32) -> Result<(), i32> {
-    let kind = file_type(fd_file(fd)?)?;
-    if kind == S_IFIFO || kind == S_IFSOCK {
-        READING.insert(bpf_get_current_pid_tgid(), fd, 0)?;
+    let file = fd_file(fd)?;
+    match file_type(file)? {
+        S_IFIFO | S_IFSOCK => READING.insert(bpf_get_current_pid_tgid(), fd, 0),
+        S_IFREG => files::file_read(file, fd),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 /// The read started by [`reading`] returned `ret`.
@@ -176,24 +179,62 @@ pub fn woken(wakee: *const u8) -> Result<(), i32> {
     taint::acquire_by(wakee, header, carried(&taint, kind, channel), u32::MAX, channel)
 }
 
-/// The current process exits holding the read end of a marked pipe: it may have read from
-/// it before the programs that follow reads were attached (a fast pipeline stage that was
-/// never blocked), and what it wrote on may carry the secret. It is tainted now, which marks
-/// the pipes it holds for writing, so the next stage is followed.
+/// The untainted current process holds the read end of a marked pipe as it exits, connects
+/// or sends: it may have read from it before the programs that follow reads were attached (a
+/// pipeline stage that was never blocked waiting), and what it writes or sends may carry the
+/// secret. It is tainted now, which also marks the pipes it holds for writing, so the next
+/// stage is followed; its connect or send is then judged as a tainted one.
 #[inline(always)]
-pub fn read_before_exit() -> Result<(), i32> {
+pub fn took_from_held_pipes() -> Result<(), i32> {
+    if !pipes_marked() {
+        return Ok(());
+    }
     for fd in 0..HELD_SCAN {
         let Ok(file) = fd_file(fd) else { return Ok(()) };
         if file.is_null() || file_type(file) != Ok(S_IFIFO) || !file_readable(file)? {
             continue;
         }
         let id = file_id(file)?;
-        // SAFETY: the value is copied out at once.
-        if let Some(source) = unsafe { TAINTED_FILES.get(id) }.copied() {
-            if source.via_kind == via::PIPE && !taint::current_is_trusted() {
-                return taint::acquire(source, fd, id);
+        if let Some(source) = marked_upstream(id) {
+            if !taint::current_is_trusted() {
+                return taint::acquire(carried(&source, via::PIPE, id), fd, id);
             }
         }
+    }
+    Ok(())
+}
+
+/// Pipeline stages followed upstream from a pipe: a stage that exited before anything saw it
+/// read still left its output pipe downstream of its input.
+const UPSTREAM_HOPS: u32 = 4;
+
+/// The taint of pipe `id`, or of the nearest marked pipe upstream of it (see
+/// [`note_pipeline_stage`]).
+#[inline(always)]
+fn marked_upstream(mut id: FileId) -> Option<Taint> {
+    for _ in 0..UPSTREAM_HOPS {
+        // SAFETY: values are copied out at once.
+        if let Some(source) = unsafe { TAINTED_FILES.get(id) }.copied() {
+            return (source.via_kind == via::PIPE).then_some(source);
+        }
+        id = unsafe { PIPE_UPSTREAM.get(id) }.copied()?;
+    }
+    None
+}
+
+/// The current process just exec'd with a pipe on standard input and one on standard output:
+/// a pipeline stage (`... | base64 | ...`), whose output derives from its input. The edge is
+/// kept so that a later stage can be followed to a marked pipe upstream, however fast the
+/// stages between ran and however they closed their descriptors before exiting.
+#[inline(always)]
+pub fn note_pipeline_stage() -> Result<(), i32> {
+    let (input, output) = (fd_file(0)?, fd_file(1)?);
+    if input.is_null() || output.is_null() || file_type(input)? != S_IFIFO || file_type(output)? != S_IFIFO {
+        return Ok(());
+    }
+    let (input, output) = (file_id(input)?, file_id(output)?);
+    if input != output {
+        taint::counted(PIPE_UPSTREAM.insert(output, input, 0))?;
     }
     Ok(())
 }
@@ -214,7 +255,7 @@ pub fn socket_fed(sk: *const u8) -> Result<(), i32> {
         family if peer_is_loopback(sk, family)? => via::LOOPBACK_SOCKET,
         _ => return Ok(()),
     };
-    let id = sock_id(sk);
+    let id = sock_id(sk)?;
     mark(id, carried(&taint, kind, id)).map(|_| ())
 }
 
@@ -222,7 +263,7 @@ pub fn socket_fed(sk: *const u8) -> Result<(), i32> {
 /// that carries a secret taints it.
 #[inline(always)]
 pub fn socket_read(sk: *const u8) -> Result<(), i32> {
-    let id = sock_id(sk);
+    let id = sock_id(sk)?;
     // SAFETY: the value is copied out at once.
     let Some(source) = (unsafe { TAINTED_FILES.get(id) }).copied() else { return Ok(()) };
     if taint::current_is_trusted() {
@@ -367,7 +408,10 @@ fn mark(id: FileId, taint: Taint) -> Result<bool, i32> {
     }
     taint::counted(TAINTED_FILES.insert(id, taint, 0))?;
     prefilter::add(id);
-    open_gate();
+    open_gate(counter::TAINTED_CHANNELS);
+    if taint.via_kind == via::PIPE {
+        open_gate(counter::PIPES_MARKED);
+    }
     Ok(true)
 }
 
@@ -379,17 +423,28 @@ pub fn anything_marked() -> bool {
 }
 
 #[inline(always)]
-fn open_gate() {
-    if let Some(gate) = GATES.get_ptr_mut(counter::TAINTED_CHANNELS) {
+fn open_gate(gate: u32) {
+    if let Some(gate) = GATES.get_ptr_mut(gate) {
         // SAFETY: a plain store of a flag; a lost race still stores 1.
         unsafe { *gate = 1 };
     }
 }
 
+/// Whether any pipe may be marked: until one is, and again once the agent found none alive,
+/// connects and sends skip [`took_from_held_pipes`].
+#[inline(always)]
+fn pipes_marked() -> bool {
+    GATES.get(counter::PIPES_MARKED).copied().unwrap_or(0) != 0
+}
+
 /// The current process read data out of `file`: a tainted pipe or socket taints it.
 #[inline(always)]
 pub fn read_file(file: *const u8, fd: u32) -> Result<(), i32> {
-    let id = if file_type(file)? == S_IFSOCK { socket_id(file)? } else { file_id(file)? };
+    let id = match file_type(file)? {
+        S_IFREG => return files::file_read(file, fd),
+        S_IFSOCK => socket_id(file)?,
+        _ => file_id(file)?,
+    };
     // SAFETY: the value is copied out at once.
     let Some(source) = (unsafe { TAINTED_FILES.get(id) }).copied() else { return Ok(()) };
     if source.via_kind == via::FILE || taint::current_is_trusted() {

@@ -263,10 +263,19 @@ pub fn socket_sock(file: *const u8) -> Result<*const u8, i32> {
 /// has a `struct sock`, and that is what its reader will read from.
 const SOCK_DEV: u32 = u32::MAX;
 
-/// Identity of a `struct sock` (see [`SOCK_DEV`]).
+/// Identity of a `struct sock` (see [`SOCK_DEV`]), BTF-typed or not.
 #[inline(always)]
-pub fn sock_id(sk: *const u8) -> FileId {
-    FileId::new(SOCK_DEV, sk as u64)
+pub fn sock_id(sk: *const u8) -> Result<FileId, i32> {
+    Ok(FileId::new(SOCK_DEV, address_of(sk)?))
+}
+
+/// The address `pointer` holds, as a plain number: the verifier allows no arithmetic but
+/// adding offsets on a BTF-typed pointer, and a copy read back through a helper is a number.
+#[inline(always)]
+pub fn address_of(pointer: *const u8) -> Result<u64, i32> {
+    let slot = pointer;
+    // SAFETY: reads the eight bytes of a local.
+    unsafe { bpf_probe_read_kernel((&raw const slot).cast::<u64>()) }.map_err(|e| e as i32)
 }
 
 /// Identity of a socket file's `struct sock`.

@@ -46,6 +46,11 @@ pub static READ_SEEN: LruHashMap<ReadSeenKey, u64> = LruHashMap::with_max_entrie
 #[map]
 pub static TAINTED_FILES: LruHashMap<FileId, Taint> = LruHashMap::with_max_entries(65_536, 0);
 
+/// Pipeline stages: a pipe a process exec'd with on standard output → the pipe on its
+/// standard input. Evicting an old edge only shortens how far back a stage is followed.
+#[map]
+pub static PIPE_UPSTREAM: LruHashMap<FileId, FileId> = LruHashMap::with_max_entries(16_384, 0);
+
 /// Bytes each tainted process sent to each destination; the agent reads it for progress.
 #[map]
 pub static SEND_TOTALS: LruHashMap<SendKey, SendTotal> = LruHashMap::with_max_entries(16_384, 0);

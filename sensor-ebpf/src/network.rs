@@ -32,7 +32,7 @@ const ALLOW: i32 = 1;
 pub fn inet_sock_set_state(ctx: RawTracePointContext) -> i32 {
     let newstate: i32 = ctx.arg(2);
     if newstate == TCP_SYN_SENT {
-        if let Some(mut event) = tainted_connect(transport::TCP) {
+        if let Some(mut event) = tainted_connect_after_pipes(transport::TCP) {
             if destination(ctx.arg(0), &mut event).is_ok() {
                 emit::output(event);
             }
@@ -60,6 +60,16 @@ fn destination(sk: *const u8, event: &mut ConnectEvent) -> Result<(), i32> {
         _ => return Err(-1),
     }
     Ok(())
+}
+
+/// [`tainted_connect`], once a marked pipe the current process holds had its say
+/// (`channels::took_from_held_pipes`).
+#[inline(always)]
+fn tainted_connect_after_pipes(transport: u8) -> Option<ConnectEvent> {
+    if taint::current().is_none() {
+        let _ = channels::took_from_held_pipes();
+    }
+    tainted_connect(transport)
 }
 
 /// A connect record for the current process if it is tainted, destination still empty.
@@ -166,7 +176,7 @@ pub fn socket_received(ctx: BtfTracePointContext) -> i32 {
 pub fn sock_send_length(ctx: RawTracePointContext) -> i32 {
     let sent: i32 = ctx.arg(1);
     if sent > 0 {
-        if let Some(event) = tainted_connect(transport::TCP) {
+        if let Some(event) = tainted_connect_after_pipes(transport::TCP) {
             let _ = sent_by_tainted(ctx.arg(0), sent, event);
         }
     }

@@ -53,7 +53,7 @@ fn try_exec(ctx: &TracePointContext) -> Result<(), i32> {
         (*event).args_len = read_args(&mut *(&raw mut (*event).args)).unwrap_or(0);
     }
     entry.submit(0);
-    Ok(())
+    channels::note_pipeline_stage()
 }
 
 /// Copies the argument vector (`mm->arg_start..arg_end`, user memory) into `buf`.
@@ -126,8 +126,8 @@ pub fn sched_process_exit(_ctx: RawTracePointContext) -> i32 {
     if live != Ok(0) {
         return 0;
     }
-    if taint::anyone_tainted() && taint::current().is_none() {
-        let _ = channels::read_before_exit();
+    if taint::current().is_none() {
+        let _ = channels::took_from_held_pipes();
     }
     let _ = TAINTED.remove(current_pid());
     let _ = TRUSTED_PIDS.remove(current_pid());

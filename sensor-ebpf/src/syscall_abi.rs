@@ -23,6 +23,7 @@ pub mod nr {
     pub const PTRACE: i64 = 101;
     pub const OPENAT: i64 = 257;
     pub const SPLICE: i64 = 275;
+    pub const OPEN_BY_HANDLE_AT: i64 = 304;
     pub const TEE: i64 = 276;
     pub const VMSPLICE: i64 = 278;
     pub const PREADV: i64 = 295;
@@ -38,7 +39,7 @@ pub mod nr {
 
 /// i386 syscall numbers (`arch/x86/entry/syscalls/syscall_32.tbl`, stable ABI) of the calls
 /// above, with their x86_64 twins.
-const IA32: [(i64, i64); 27] = [
+const IA32: [(i64, i64); 28] = [
     (3, nr::READ),
     (4, nr::WRITE),
     (5, nr::OPEN),
@@ -55,6 +56,7 @@ const IA32: [(i64, i64); 27] = [
     (316, nr::VMSPLICE),
     (333, nr::PREADV),
     (334, nr::PWRITEV),
+    (342, nr::OPEN_BY_HANDLE_AT),
     (345, nr::SENDMMSG),
     (347, nr::PROCESS_VM_READV),
     (369, nr::SENDTO),

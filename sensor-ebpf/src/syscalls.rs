@@ -22,15 +22,24 @@ pub fn sys_enter(ctx: RawTracePointContext) -> i32 {
     let arg = |index| abi.arg(regs, index);
     let fd_at = |index| fd(abi.arg(regs, index)?);
     let _ = match id {
-        nr::WRITE | nr::WRITEV | nr::PWRITE64 | nr::PWRITEV | nr::PWRITEV2 | nr::SENDFILE => {
+        nr::WRITE | nr::WRITEV | nr::PWRITE64 | nr::PWRITEV | nr::PWRITEV2 => {
             fd_at(0).and_then(channels::written)
         }
-        nr::COPY_FILE_RANGE => fd_at(2).and_then(channels::written),
+        nr::SENDFILE => {
+            let _ = fd_at(1).and_then(channels::reading);
+            fd_at(0).and_then(channels::written)
+        }
+        nr::COPY_FILE_RANGE => {
+            let _ = fd_at(0).and_then(channels::reading);
+            fd_at(2).and_then(channels::written)
+        }
         nr::SPLICE => {
             let _ = fd_at(2).and_then(channels::written);
             fd_at(0).and_then(channels::reading)
         }
-        nr::READ | nr::READV | nr::RECVFROM | nr::RECVMSG => fd_at(0).and_then(channels::reading),
+        nr::READ | nr::READV | nr::PREAD64 | nr::PREADV | nr::PREADV2 | nr::RECVFROM | nr::RECVMSG => {
+            fd_at(0).and_then(channels::reading)
+        }
         nr::PROCESS_VM_READV => arg(0).map(memory::vm_read),
         nr::PTRACE => arg(0).and_then(|request| arg(1).map(|pid| memory::ptrace(request, pid))),
         _ => Ok(()),
@@ -45,10 +54,12 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
     let ret: i64 = ctx.arg(1);
     let Ok(id) = read::<i64>(regs, offsets().pt_regs_orig_ax) else { return 0 };
     let _ = match Abi::current().native(id) {
-        nr::OPEN | nr::OPENAT | nr::OPENAT2 | nr::PIDFD_GETFD => match u32::try_from(ret) {
-            Ok(fd) => secret_open::opened(fd),
-            Err(_) => Ok(()),
-        },
+        nr::OPEN | nr::OPENAT | nr::OPENAT2 | nr::OPEN_BY_HANDLE_AT | nr::PIDFD_GETFD => {
+            match u32::try_from(ret) {
+                Ok(fd) => secret_open::opened(fd),
+                Err(_) => Ok(()),
+            }
+        }
         nr::READ | nr::READV | nr::RECVFROM | nr::RECVMSG | nr::SPLICE => channels::read_done(ret),
         _ => Ok(()),
     };

@@ -55,6 +55,7 @@ impl ChannelHooks {
         self.taints_seen = pipeline.taints_acquired();
         if !pipeline.any_tainted() && !pending {
             sensor.set_syscall_hooks(false)?;
+            forget_dead_pipes(sensor)?;
         }
         self.close_gate_when_idle(sensor, pipeline, pending)?;
         Ok(documents)
@@ -74,6 +75,23 @@ impl ChannelHooks {
         }
         Ok(())
     }
+}
+
+/// Drops the marks of pipes nobody holds for reading any more; with none left, connects and
+/// sends stop looking for marked pipes.
+fn forget_dead_pipes(sensor: &mut Sensor) -> Result<(), Error> {
+    let marked: HashSet<FileId> = sensor.marked_pipes()?.into_iter().map(|(id, _)| id).collect();
+    if marked.is_empty() {
+        return sensor.close_pipe_gate();
+    }
+    let read: HashSet<FileId> = holders::readers(&marked).into_iter().map(|r| r.pipe).collect();
+    for dead in marked.difference(&read) {
+        sensor.unmark_pipe(*dead)?;
+    }
+    if read.is_empty() {
+        sensor.close_pipe_gate()?;
+    }
+    Ok(())
 }
 
 /// Taints every untainted process holding a marked, drained pipe for reading, marks the

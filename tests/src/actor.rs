@@ -74,6 +74,11 @@ impl Actor {
         self.step("--read-o-path", path.as_ref())
     }
 
+    /// Open `path` into an `io_uring` direct descriptor and read it with `IOSQE_FIXED_FILE`.
+    pub fn uring_read_fixed(self, path: impl AsRef<Path>) -> Self {
+        self.step("--uring-read-fixed", path.as_ref())
+    }
+
     /// Open and read `path` through the ia32 gate (`int 0x80`), with i386 syscall numbers.
     pub fn read_ia32(self, path: impl AsRef<Path>) -> Self {
         self.step("--read-ia32", path.as_ref())

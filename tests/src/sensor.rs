@@ -38,10 +38,13 @@ pub fn vigie_bin() -> PathBuf {
 /// (`syscalls` runs the detection suites against the fallback on a kernel that has both).
 pub const BACKEND_ENV: &str = "VIGIE_TEST_BACKEND";
 
-/// `--backend NAME` for a `vigie run` when [`BACKEND_ENV`] is set.
+/// `--backend NAME` for a `vigie run` that names none, when [`BACKEND_ENV`] is set.
 fn backend_override<S: AsRef<OsStr>>(args: &[S]) -> Vec<OsString> {
+    let names_one = args.iter().any(|a| a.as_ref() == "--backend");
     match std::env::var_os(BACKEND_ENV) {
-        Some(name) if args.first().is_some_and(|a| a.as_ref() == "run") => vec!["--backend".into(), name],
+        Some(name) if args.first().is_some_and(|a| a.as_ref() == "run") && !names_one => {
+            vec!["--backend".into(), name]
+        }
         _ => Vec::new(),
     }
 }

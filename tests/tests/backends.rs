@@ -117,3 +117,13 @@ fn taint_outlives_the_main_thread_and_survives_exec_from_another_thread() -> Res
     );
     Ok(())
 }
+
+#[test]
+#[ignore = "needs root and BPF: run with cargo xtask test"]
+fn this_kernel_gets_the_page_cache_backend_by_default() -> Result<()> {
+    let lab = Lab::new(actor_exe!())?;
+    let sensor = lab.sensor_with(&["--backend", "auto"])?;
+    let started = sensor.expect(alert::is_sensor_started, ALERT_TIMEOUT)?;
+    assert_eq!(backend(&started), Some("page-cache"), "{started:#}");
+    Ok(())
+}

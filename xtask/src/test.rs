@@ -13,6 +13,25 @@ use crate::build::{self, Profile};
 use crate::command::{self, cargo};
 use crate::{bootstrap, privilege};
 
+/// How the integration tests are told which backend `vigie run` uses.
+const BACKEND_ENV: &str = "VIGIE_TEST_BACKEND";
+/// The suites about what is detected, run a second time against the syscall backend.
+const DETECTION_SUITES: [&str; 13] = [
+    "data_paths",
+    "derived_files",
+    "detects_exfiltration",
+    "lineage",
+    "no_false_alerts",
+    "process_memory",
+    "secret_access",
+    "secret_identity",
+    "send_paths",
+    "taint_through_ipc",
+    "taint_window",
+    "watch_follows_path",
+    "backends",
+];
+
 pub fn run(test_args: &[OsString]) -> Result<()> {
     privilege::require_root("test", "runs the privileged integration tests")?;
 
@@ -22,7 +41,27 @@ pub fn run(test_args: &[OsString]) -> Result<()> {
     step(cargo()?.args(["clippy", "--all-targets", "--", "-D", "warnings"]))?;
     // The integration tests drive the real binary, found through VIGIE_BIN.
     let vigie = build::vigie(Profile::Debug)?;
-    step(cargo()?.args(["test", "--", "--include-ignored"]).args(test_args).env("VIGIE_BIN", &vigie))?;
+    // Every suite on the page cache backend, which this kernel runs (a failure to load it is a
+    // failure, not a silent fallback); then the detection suites again on the syscall backend.
+    step(
+        cargo()?
+            .args(["test", "--", "--include-ignored"])
+            .args(test_args)
+            .env("VIGIE_BIN", &vigie)
+            .env(BACKEND_ENV, "page-cache"),
+    )?;
+    let mut fallback = cargo()?;
+    fallback.arg("test");
+    for suite in DETECTION_SUITES {
+        fallback.args(["--test", suite]);
+    }
+    step(
+        fallback
+            .args(["--", "--include-ignored"])
+            .args(test_args)
+            .env("VIGIE_BIN", &vigie)
+            .env(BACKEND_ENV, "syscalls"),
+    )?;
     say("all steps passed");
     Ok(())
 }

@@ -11,6 +11,7 @@ use sensor_common::{via, FileId, Taint};
 use crate::{
     channels,
     emit::current_pid,
+    kernel::{file_inode, inode_file_id, inode_generation},
     maps::{SECRETS, TAINTED_FILES},
     taint,
 };
@@ -29,6 +30,18 @@ pub fn took_in(file: FileId, generation: impl FnOnce() -> Result<u32, i32>, fd: 
         return Ok(());
     }
     taint::acquire(source, fd, file)
+}
+
+/// The current process reads regular file `file` through descriptor `fd` (the syscall
+/// backend's view of a read, and io_uring reads, direct descriptors included).
+#[inline(always)]
+pub fn file_read(file: *const u8, fd: u32) -> Result<(), i32> {
+    let inode = file_inode(file)?;
+    let id = inode_file_id(inode)?;
+    if !prefilter::may_hold(id) {
+        return Ok(());
+    }
+    took_in(id, || inode_generation(inode), fd)
 }
 
 /// The taint a derived file (or FIFO) carries, if it is still the file that was written.

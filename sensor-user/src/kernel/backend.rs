@@ -78,7 +78,7 @@ pub const CGROUP_SOCK_ADDR: [&str; 4] = ["udp_sendmsg4", "udp_sendmsg6", "udp_co
 /// by the page cache backend.
 pub const SYSCALL_HOOKS: [(&str, &str); 2] = [("sys_enter", "sys_enter"), ("sys_exit", "sys_exit")];
 /// The page cache backend's own programs.
-pub const PAGE_CACHE: [BtfProgram; 11] = [
+pub const PAGE_CACHE: [BtfProgram; 9] = [
     ("page_cache_read", "filemap", "mm_filemap_get_pages"),
     ("page_cache_map", "filemap", "mm_filemap_map_pages"),
     ("page_cache_fault", "filemap", "mm_filemap_fault"),
@@ -88,14 +88,17 @@ pub const PAGE_CACHE: [BtfProgram; 11] = [
     ("mm_locked", "mmap_lock", "mmap_lock_start_locking"),
     ("signal_sent", "signal", "signal_generate"),
     ("task_woken", "sched", "sched_waking"),
-    ("socket_fed", "sock", "sk_data_ready"),
-    ("socket_received", "sock", "sock_recv_length"),
 ];
+/// Socket deliveries (unix datagrams sent to a path, loopback relays) followed without
+/// syscall programs: both backends attach them where the kernel has their tracepoints
+/// (`sk_data_ready` appeared in Linux 6.4).
+pub const SOCKET_FOLLOWERS: [BtfProgram; 2] =
+    [("socket_fed", "sock", "sk_data_ready"), ("socket_received", "sock", "sock_recv_length")];
 
-/// Why the page cache backend cannot run here, if it cannot: a tracepoint it needs is
-/// missing from `tracefs` (the kernel predates it).
-pub fn page_cache_missing(tracefs: &Path) -> Option<String> {
-    PAGE_CACHE.iter().find_map(|(_, category, name)| {
+/// Why `programs` cannot run here, if they cannot: a tracepoint they need is missing from
+/// `tracefs` (the kernel predates it).
+pub fn missing_tracepoint(tracefs: &Path, programs: &[BtfProgram]) -> Option<String> {
+    programs.iter().find_map(|(_, category, name)| {
         let path = tracefs.join("events").join(category).join(name);
         (!path.exists()).then(|| format!("this kernel has no tracepoint {category}:{name}"))
     })
@@ -108,7 +111,7 @@ mod tests {
     #[test]
     fn a_kernel_without_the_page_cache_tracepoints_is_named() {
         let empty = std::env::temp_dir().join("vigie-no-tracefs");
-        let reason = page_cache_missing(&empty).unwrap();
+        let reason = missing_tracepoint(&empty, &PAGE_CACHE).unwrap();
         assert!(reason.contains("filemap:mm_filemap_get_pages"), "{reason}");
     }
 

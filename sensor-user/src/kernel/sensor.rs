@@ -21,8 +21,8 @@ use sensor_common::{
 };
 
 use super::backend::{
-    self, Backend, Choice, Selected, CGROUP_SOCK_ADDR, PAGE_CACHE, RAW_TRACEPOINTS, SYSCALL_HOOKS,
-    TRACEPOINTS,
+    self, Backend, Choice, Selected, CGROUP_SOCK_ADDR, PAGE_CACHE, RAW_TRACEPOINTS, SOCKET_FOLLOWERS,
+    SYSCALL_HOOKS, TRACEPOINTS,
 };
 use crate::{
     error::Error,
@@ -207,21 +207,47 @@ impl Sensor {
     }
 
     /// Closes the gate that makes every hook look for tainted processes, once none is
-    /// tainted: reopened at once if the kernel tainted one meanwhile (it opens the gate after
-    /// recording the process, so one of the two always sees the other).
+    /// tainted.
     pub fn close_taint_gate(&mut self) -> Result<(), Error> {
+        self.close_gate(counter::TAINTED_PROCESSES, |sensor| {
+            let error = map_error(map_name::TAINTED);
+            let map = sensor.ebpf.map(map_name::TAINTED).ok_or_else(|| error(missing(map_name::TAINTED)))?;
+            let tainted: HashMap<_, u32, Taint> = HashMap::try_from(map).map_err(&error)?;
+            Ok(tainted.keys().next().is_some())
+        })
+    }
+
+    /// Closes the gate that makes connects and sends look for a marked pipe their process
+    /// holds, once no pipe is marked.
+    pub fn close_pipe_gate(&mut self) -> Result<(), Error> {
+        self.close_gate(counter::PIPES_MARKED, |sensor| Ok(!sensor.marked_pipes()?.is_empty()))
+    }
+
+    /// Sets gate `index` to 0, then back to 1 if `needed` says so: the kernel opens a gate
+    /// after recording what needs it, so one of the two always sees the other.
+    fn close_gate(
+        &mut self,
+        index: u32,
+        needed: impl FnOnce(&Self) -> Result<bool, Error>,
+    ) -> Result<(), Error> {
+        self.set_gate(index, 0)?;
+        if needed(self)? {
+            self.set_gate(index, 1)?;
+        }
+        Ok(())
+    }
+
+    fn set_gate(&mut self, index: u32, value: u64) -> Result<(), Error> {
         let error = map_error(map_name::GATES);
         let map = self.ebpf.map_mut(map_name::GATES).ok_or_else(|| error(missing(map_name::GATES)))?;
         let mut gates: Array<_, u64> = Array::try_from(map).map_err(&error)?;
-        gates.set(counter::TAINTED_PROCESSES, 0, 0).map_err(&error)?;
-        let map = self.ebpf.map(map_name::TAINTED).ok_or_else(|| error(missing(map_name::TAINTED)))?;
-        let tainted: HashMap<_, u32, Taint> = HashMap::try_from(map).map_err(map_error(map_name::TAINTED))?;
-        if tainted.keys().next().is_some() {
-            let map = self.ebpf.map_mut(map_name::GATES).ok_or_else(|| error(missing(map_name::GATES)))?;
-            let mut gates: Array<_, u64> = Array::try_from(map).map_err(&error)?;
-            gates.set(counter::TAINTED_PROCESSES, 1, 0).map_err(error)?;
-        }
-        Ok(())
+        gates.set(index, value, 0).map_err(error)
+    }
+
+    /// Forgets the mark of pipe `id` (nobody can read it any more).
+    pub fn unmark_pipe(&mut self, id: FileId) -> Result<(), Error> {
+        let mut marks = hash_map_mut::<FileId, Taint>(&mut self.ebpf, map_name::TAINTED_FILES)?;
+        ignore_missing(marks.remove(&id)).map_err(map_error(map_name::TAINTED_FILES))
     }
 
     /// Marks pipe `id` as carrying `taint` (what the kernel does for a tainted writer).
@@ -300,37 +326,56 @@ fn add_to_prefilter(ebpf: &mut Ebpf, id: FileId) -> Result<(), Error> {
     filter.set(word, bits | mask, 0).map_err(error)
 }
 
-/// Loads and attaches the chosen backend's own programs; `auto` falls back to the syscall
-/// backend, saying why, where the page cache one cannot run.
+/// Loads and attaches the chosen backend's own programs and the socket followers where the
+/// kernel has them; `auto` falls back to the syscall backend, saying why, where the page
+/// cache one cannot run.
 fn attach_backend(ebpf: &mut Ebpf, choice: Choice) -> Result<Selected, Error> {
-    if choice == Choice::Syscalls {
-        return Ok(Selected { backend: Backend::Syscalls, reason: "chosen by configuration".to_owned() });
-    }
-    let refused = match backend::page_cache_missing(Path::new(system::TRACEFS)) {
-        Some(missing) => Error::BackendUnavailable { backend: Backend::PageCache, reason: missing },
-        None => match attach_page_cache(ebpf) {
-            Ok(()) => {
-                let reason = "this kernel has the page cache tracepoints and loads BTF-typed programs";
-                return Ok(Selected { backend: Backend::PageCache, reason: reason.to_owned() });
-            }
-            Err(err) => err,
-        },
-    };
-    if choice == Choice::PageCache {
-        return Err(refused);
-    }
-    Ok(Selected { backend: Backend::Syscalls, reason: format!("page-cache backend unavailable: {refused}") })
-}
-
-fn attach_page_cache(ebpf: &mut Ebpf) -> Result<(), Error> {
+    let tracefs = Path::new(system::TRACEFS);
     // Parsed for the attach points only, and dropped before the agent settles.
     let btf = Btf::from_sys_fs().map_err(|e| Error::BackendUnavailable {
         backend: Backend::PageCache,
         reason: format!("reading the kernel BTF: {e}"),
-    })?;
-    for (name, _, tracepoint) in PAGE_CACHE {
+    });
+    let mut selected = if choice == Choice::Syscalls {
+        Selected { backend: Backend::Syscalls, reason: "chosen by configuration".to_owned() }
+    } else {
+        let attached = match (backend::missing_tracepoint(tracefs, &PAGE_CACHE), &btf) {
+            (Some(missing), _) => {
+                Err(Error::BackendUnavailable { backend: Backend::PageCache, reason: missing })
+            }
+            (None, Err(err)) => {
+                Err(Error::BackendUnavailable { backend: Backend::PageCache, reason: err.to_string() })
+            }
+            (None, Ok(btf)) => attach_btf_programs(ebpf, btf, &PAGE_CACHE),
+        };
+        match attached {
+            Ok(()) => Selected {
+                backend: Backend::PageCache,
+                reason: "this kernel has the page cache tracepoints and loads BTF-typed programs".to_owned(),
+            },
+            Err(refused) if choice == Choice::PageCache => return Err(refused),
+            Err(refused) => Selected {
+                backend: Backend::Syscalls,
+                reason: format!("page-cache backend unavailable: {refused}"),
+            },
+        }
+    };
+    let sockets = match (backend::missing_tracepoint(tracefs, &SOCKET_FOLLOWERS), &btf) {
+        (Some(missing), _) => Err(missing),
+        (None, Err(err)) => Err(err.to_string()),
+        (None, Ok(btf)) => attach_btf_programs(ebpf, btf, &SOCKET_FOLLOWERS).map_err(|e| e.to_string()),
+    };
+    if let Err(why) = sockets {
+        selected.reason =
+            format!("{}; unix datagrams to a path and loopback relays not followed: {why}", selected.reason);
+    }
+    Ok(selected)
+}
+
+fn attach_btf_programs(ebpf: &mut Ebpf, btf: &Btf, programs: &[backend::BtfProgram]) -> Result<(), Error> {
+    for &(name, _, tracepoint) in programs {
         let program: &mut BtfTracePoint = program(ebpf, name)?;
-        program.load(tracepoint, &btf).map_err(program_error(name))?;
+        program.load(tracepoint, btf).map_err(program_error(name))?;
         program.attach().map_err(program_error(name))?;
     }
     Ok(())

@@ -19,6 +19,7 @@
 //! | `--mmap PATH` | open, `mmap`, touch every byte; no `read` |
 //! | `--uring-read PATH` | `IORING_OP_OPENAT` + `IORING_OP_READ`; no `open`/`read` syscall |
 //! | `--uring-read-openat2 PATH` | the same with `IORING_OP_OPENAT2` |
+//! | `--uring-read-fixed PATH` | `IORING_OP_OPENAT` into a direct descriptor, then a fixed-file read |
 //! | `--fork` | the remaining steps run in a forked child, which the actor waits for |
 //! | `--sleep-ms MS` | pause |
 //! | `--tcp IP:PORT` | connect, write a few bytes, close |

@@ -55,6 +55,32 @@ pub fn read(path: &Path, how: Open) -> Result<Vec<u8>> {
     }
 }
 
+/// Opens `path` into a direct descriptor (a slot of the ring's file table, no process
+/// descriptor at all) and reads it with `IOSQE_FIXED_FILE`.
+pub fn read_fixed(path: &Path) -> Result<Vec<u8>> {
+    let mut ring = IoUring::new(ENTRIES).context("set up an io_uring")?;
+    ring.submitter().register_files_sparse(1).context("register a sparse file table")?;
+    let name = CString::new(path.as_os_str().as_bytes())?;
+    let slot = types::DestinationSlot::try_from_slot_target(0).map_err(|_| anyhow::anyhow!("slot 0"))?;
+    let open = opcode::OpenAt::new(types::Fd(libc::AT_FDCWD), name.as_ptr())
+        .flags(libc::O_RDONLY)
+        .file_index(Some(slot))
+        .build();
+    submit(&mut ring, &open).with_context(|| format!("IORING_OP_OPENAT into a slot {}", path.display()))?;
+    let mut data = Vec::new();
+    let mut buf = vec![0u8; CHUNK as usize];
+    loop {
+        let read =
+            opcode::Read::new(types::Fixed(0), buf.as_mut_ptr(), CHUNK).offset(data.len() as u64).build();
+        let got =
+            submit(&mut ring, &read).with_context(|| format!("fixed IORING_OP_READ {}", path.display()))?;
+        if got == 0 {
+            return Ok(data);
+        }
+        data.extend_from_slice(&buf[..usize::try_from(got)?]);
+    }
+}
+
 /// Creates `path` with `IORING_OP_OPENAT` and writes `data` into it with `IORING_OP_WRITE`.
 pub fn write_to(path: &Path, data: &[u8]) -> Result<()> {
     let mut ring = IoUring::new(ENTRIES).context("set up an io_uring")?;
