@@ -47,8 +47,7 @@ pub struct KernelOffsets {
     pub dentry_d_name: u32,
     pub qstr_name: u32,
     pub dentry_d_parent: u32,
-    /// Not an offset: the kernel device number of procfs, to recognise `/proc/PID/mem` opens.
-    pub proc_dev: u32,
+    pub super_block_s_magic: u32,
     pub sock_sk_protocol: u32,
     pub address_space_host: u32,
     pub folio_mapping: u32,

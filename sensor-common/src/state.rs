@@ -97,9 +97,10 @@ pub mod counter {
     /// Processes ever tainted since the agent last found none: zero lets every hook skip the
     /// taint lookup (a gate in `GATES`, not a counter).
     pub const TAINTED_PROCESSES: u32 = 3;
-    /// Pipes marked since the agent last found none alive: zero lets connects and sends skip
-    /// looking for a marked pipe their process holds (a gate in `GATES`).
-    pub const PIPES_MARKED: u32 = 4;
+    /// Pipes or sockets marked since the agent last found no marked pipe alive and detached
+    /// the channel programs: zero lets connects, sends and exits skip looking for a marked
+    /// channel their process holds (a gate in `GATES`).
+    pub const HELD_CHANNELS: u32 = 4;
     /// Number of counters.
     pub const COUNT: u32 = 5;
 }
@@ -116,6 +117,7 @@ pub mod map_name {
     pub const TAINTED_FILES: &str = "TAINTED_FILES";
     pub const PREFILTER: &str = "PREFILTER";
     pub const GATES: &str = "GATES";
+    pub const READ_SEEN: &str = "READ_SEEN";
 }
 
 #[cfg(feature = "user")]

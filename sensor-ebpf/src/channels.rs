@@ -14,9 +14,9 @@ use crate::{
     files::{self, prefilter},
     kernel::{
         current_syscall, fd_file, file_dentry, file_id, file_inode, file_readable, file_type, file_writable,
-        inode_dentry, inode_file_id, inode_generation, inode_type, name_parts, offsets, read, sock_id,
-        socket_id, socket_sock, task_exe_allowed, task_fd_file, task_identity, unix_peer_id, S_IFIFO,
-        S_IFREG, S_IFSOCK,
+        inode_dentry, inode_file_id, inode_generation, inode_type, load, name_parts, offset, offsets, read,
+        sock_id, socket_id, socket_sock, task_exe_allowed, task_fd_file, task_identity, unix_peer_id,
+        S_IFIFO, S_IFREG, S_IFSOCK,
     },
     maps::{GATES, PIPE_UPSTREAM, READING, TAINTED_FILES, TRUSTED_PIDS},
     syscall_abi::nr,
@@ -152,52 +152,69 @@ pub fn woken(wakee: *const u8) -> Result<(), i32> {
     let fd = match call.id {
         nr::TEE => call.args[1],
         nr::SPLICE => call.args[2],
-        id if is_write(id) || is_send(id) => call.args[0],
+        id if is_write(id) => call.args[0],
         _ => return Ok(()),
     };
     let file = fd_file(u32::try_from(fd).map_err(|_| -1)?)?;
-    let (kind, channel, shared) = match file_type(file)? {
-        S_IFIFO => (via::PIPE, file_id(file)?, file_inode(file)? as u64),
-        S_IFSOCK => {
-            let sk = socket_sock(file)?;
-            if read::<u16>(sk, offsets().sock_common_skc_family)? != AF_UNIX {
-                return Ok(());
-            }
-            let peer = unix_peer_id(sk)?;
-            (via::UNIX_SOCKET, peer, peer.ino)
-        }
-        _ => return Ok(()),
-    };
-    if !holds(wakee, kind, shared) {
+    if file_type(file)? != S_IFIFO {
+        return Ok(());
+    }
+    let inode = file_inode(file)?;
+    if !holds(wakee, inode) {
         return Ok(());
     }
     let (pid, uid) = task_identity(wakee)?;
     if pid == current_pid() || TRUSTED_PIDS.get_ptr(pid).is_some() || task_exe_allowed(wakee) {
         return Ok(());
     }
+    let channel = inode_file_id(inode)?;
     let header = EventHeader { pid, uid, ..header(EventKind::Taint) };
-    taint::acquire_by(wakee, header, carried(&taint, kind, channel), u32::MAX, channel)
+    taint::acquire_by(wakee, header, carried(&taint, via::PIPE, channel), u32::MAX, channel)
 }
 
-/// The untainted current process holds the read end of a marked pipe as it exits, connects
-/// or sends: it may have read from it before the programs that follow reads were attached (a
-/// pipeline stage that was never blocked waiting), and what it writes or sends may carry the
-/// secret. It is tainted now, which also marks the pipes it holds for writing, so the next
-/// stage is followed; its connect or send is then judged as a tainted one.
+/// Whether `task` holds, among its first descriptors, the pipe or FIFO whose inode is `inode`.
 #[inline(always)]
-pub fn took_from_held_pipes() -> Result<(), i32> {
-    if !pipes_marked() {
+fn holds(task: *const u8, inode: *const u8) -> bool {
+    for fd in 0..HELD_SCAN {
+        let Ok(file) = task_fd_file(task, fd) else { return false };
+        if !file.is_null() && file_inode(file) == Ok(inode) {
+            return true;
+        }
+    }
+    false
+}
+
+/// The untainted current process holds the read end of a marked pipe, or a marked socket, as
+/// it exits, connects or sends: it may have read from it before the programs that follow reads
+/// were attached (a pipeline stage that was never blocked waiting, a relay's accepted socket),
+/// and what it writes or sends may carry the secret. It is tainted now, which also marks the
+/// pipes it holds for writing, so the next stage is followed; its connect or send is then
+/// judged as a tainted one.
+#[inline(always)]
+pub fn took_from_held_channels() -> Result<(), i32> {
+    if !channels_held_marked() {
         return Ok(());
     }
     for fd in 0..HELD_SCAN {
         let Ok(file) = fd_file(fd) else { return Ok(()) };
-        if file.is_null() || file_type(file) != Ok(S_IFIFO) || !file_readable(file)? {
+        if file.is_null() {
             continue;
         }
-        let id = file_id(file)?;
-        if let Some(source) = marked_upstream(id) {
+        let held = match file_type(file)? {
+            S_IFIFO if file_readable(file)? => {
+                let id = file_id(file)?;
+                marked_upstream(id).map(|source| (carried(&source, via::PIPE, id), id))
+            }
+            S_IFSOCK => {
+                let id = socket_id(file)?;
+                // SAFETY: the value is copied out at once.
+                unsafe { TAINTED_FILES.get(id) }.copied().map(|source| (source, id))
+            }
+            _ => None,
+        };
+        if let Some((source, id)) = held {
             if !taint::current_is_trusted() {
-                return taint::acquire(carried(&source, via::PIPE, id), fd, id);
+                return taint::acquire(source, fd, id);
             }
         }
     }
@@ -246,15 +263,17 @@ pub fn note_pipeline_stage() -> Result<(), i32> {
 /// loopback TCP connection or UDP flow. Other deliveries (from the network) are left alone.
 #[inline(always)]
 pub fn socket_fed(sk: *const u8) -> Result<(), i32> {
+    // The socket first (direct loads): a delivery from the network stops here.
+    // SAFETY: `sk` is the tracepoint's `struct sock *`.
+    let kind = match unsafe { load::<u16>(sk, offset!(sock_common_skc_family)) } {
+        AF_UNIX => via::UNIX_SOCKET,
+        family if peer_is_loopback(sk, family) => via::LOOPBACK_SOCKET,
+        _ => return Ok(()),
+    };
     let Some(taint) = taint::current() else { return Ok(()) };
     if !is_send(current_syscall().id) {
         return Ok(());
     }
-    let kind = match read::<u16>(sk, offsets().sock_common_skc_family)? {
-        AF_UNIX => via::UNIX_SOCKET,
-        family if peer_is_loopback(sk, family)? => via::LOOPBACK_SOCKET,
-        _ => return Ok(()),
-    };
     let id = sock_id(sk)?;
     mark(id, carried(&taint, kind, id)).map(|_| ())
 }
@@ -322,43 +341,24 @@ fn is_read(id: i64) -> bool {
     matches!(id, nr::READ | nr::READV | nr::PREAD64 | nr::PREADV | nr::PREADV2 | nr::SPLICE | nr::TEE)
 }
 
-/// Whether the remote end of INET socket `sk` is this host's loopback.
+/// Whether the remote end of INET socket `sk` (BTF-typed) is this host's loopback.
 #[inline(always)]
-fn peer_is_loopback(sk: *const u8, family: u16) -> Result<bool, i32> {
-    let off = offsets();
-    match family {
-        sensor_common::family::INET => Ok(read::<[u8; 4]>(sk, off.sock_common_skc_daddr)?[0] == 127),
-        sensor_common::family::INET6 => {
-            let addr: [u8; 16] = read(sk, off.sock_common_skc_v6_daddr)?;
-            let v4_mapped = addr[..10].iter().all(|&b| b == 0) && addr[10] == 0xff && addr[11] == 0xff;
-            Ok(addr == LOOPBACK6 || (v4_mapped && addr[12] == 127))
+fn peer_is_loopback(sk: *const u8, family: u16) -> bool {
+    // SAFETY: `sk` is a BTF-typed `struct sock *`, read at `struct sock_common` offsets.
+    unsafe {
+        match family {
+            sensor_common::family::INET => load::<[u8; 4]>(sk, offset!(sock_common_skc_daddr))[0] == 127,
+            sensor_common::family::INET6 => {
+                let addr: [u8; 16] = load(sk, offset!(sock_common_skc_v6_daddr));
+                let v4_mapped = addr[..10].iter().all(|&b| b == 0) && addr[10] == 0xff && addr[11] == 0xff;
+                addr == LOOPBACK6 || (v4_mapped && addr[12] == 127)
+            }
+            _ => false,
         }
-        _ => Ok(false),
     }
 }
 
 const LOOPBACK6: [u8; 16] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
-
-/// Whether `task` holds, among its first descriptors, the pipe whose inode is `shared` or
-/// the unix socket whose `struct sock` is `shared`.
-#[inline(always)]
-fn holds(task: *const u8, kind: u32, shared: u64) -> bool {
-    for fd in 0..HELD_SCAN {
-        let Ok(file) = task_fd_file(task, fd) else { return false };
-        if file.is_null() {
-            continue;
-        }
-        let found = if kind == via::PIPE {
-            file_inode(file).is_ok_and(|inode| inode as u64 == shared)
-        } else {
-            file_type(file) == Ok(S_IFSOCK) && socket_sock(file).is_ok_and(|sk| sk as u64 == shared)
-        };
-        if found {
-            return true;
-        }
-    }
-    false
-}
 
 /// A tainted process sent on unix socket `sk` (seen in `sock_sendmsg`, whatever the syscall):
 /// its peer carries the taint to whoever reads from it, accepted yet or not.
@@ -409,8 +409,8 @@ fn mark(id: FileId, taint: Taint) -> Result<bool, i32> {
     taint::counted(TAINTED_FILES.insert(id, taint, 0))?;
     prefilter::add(id);
     open_gate(counter::TAINTED_CHANNELS);
-    if taint.via_kind == via::PIPE {
-        open_gate(counter::PIPES_MARKED);
+    if taint.via_kind != via::FILE {
+        open_gate(counter::HELD_CHANNELS);
     }
     Ok(true)
 }
@@ -430,11 +430,11 @@ fn open_gate(gate: u32) {
     }
 }
 
-/// Whether any pipe may be marked: until one is, and again once the agent found none alive,
-/// connects and sends skip [`took_from_held_pipes`].
+/// Whether any pipe or socket may be marked: until one is, and again once the agent found
+/// none alive, connects and sends skip [`took_from_held_channels`].
 #[inline(always)]
-fn pipes_marked() -> bool {
-    GATES.get(counter::PIPES_MARKED).copied().unwrap_or(0) != 0
+fn channels_held_marked() -> bool {
+    GATES.get(counter::HELD_CHANNELS).copied().unwrap_or(0) != 0
 }
 
 /// The current process read data out of `file`: a tainted pipe or socket taints it.

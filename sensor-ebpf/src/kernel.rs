@@ -48,7 +48,7 @@ pub(crate) static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     dentry_d_name: 0,
     qstr_name: 0,
     dentry_d_parent: 0,
-    proc_dev: 0,
+    super_block_s_magic: 0,
     sock_sk_protocol: 0,
     address_space_host: 0,
     folio_mapping: 0,
@@ -133,13 +133,14 @@ pub struct Syscall {
 
 #[inline(always)]
 pub fn current_syscall() -> Syscall {
-    // SAFETY: the helpers return the current task and its user registers.
-    let regs = unsafe { bpf_task_pt_regs(bpf_get_current_task_btf()) } as *const u8;
-    let abi = Abi::current();
-    let arg = |index| abi.arg(regs, index).unwrap_or(u64::MAX);
-    Syscall {
-        id: read::<i64>(regs, offsets().pt_regs_orig_ax).map_or(-1, |id| abi.native(id)),
-        args: [arg(0), arg(1), arg(2)],
+    // SAFETY: the helpers return the current task and its user registers, BTF-typed, read by
+    // direct loads at `thread_info` (the first member of `task_struct`) and `pt_regs` offsets.
+    unsafe {
+        let task = bpf_get_current_task_btf();
+        let abi = Abi::from_status(load(task.cast(), offset!(thread_info_status)));
+        let regs = bpf_task_pt_regs(task) as *const u8;
+        let arg = |index| load::<u64>(regs, abi.arg_offset(index));
+        Syscall { id: abi.native(load(regs, offset!(pt_regs_orig_ax))), args: [arg(0), arg(1), arg(2)] }
     }
 }
 
@@ -175,6 +176,14 @@ pub fn task_fd_file(task: *const u8, fd: u32) -> Result<*const u8, i32> {
     }
     let fd_array: *const u8 = read(fdt, off.fdtable_fd)?;
     read(fd_array, fd * 8)
+}
+
+/// Whether an open file is on procfs (any mount of it: recognised by its superblock's magic).
+#[inline(always)]
+pub fn on_procfs(file: *const u8) -> Result<bool, i32> {
+    const PROC_SUPER_MAGIC: u64 = 0x9fa0;
+    let sb: *const u8 = read(file_inode(file)?, offsets().inode_i_sb)?;
+    Ok(read::<u64>(sb, offsets().super_block_s_magic)? == PROC_SUPER_MAGIC)
 }
 
 /// The inode of an open `struct file`.

@@ -8,7 +8,7 @@ use aya_ebpf::{
     macros::{btf_tracepoint, cgroup_sock_addr, raw_tracepoint},
     programs::{BtfTracePointContext, RawTracePointContext, SockAddrContext},
 };
-use sensor_common::{family, transport, ConnectEvent, EventKind, SendKey, SendTotal};
+use sensor_common::{family, transport, ConnectEvent, EventKind, SendKey, SendTotal, Taint};
 
 use crate::{
     channels,
@@ -32,7 +32,7 @@ const ALLOW: i32 = 1;
 pub fn inet_sock_set_state(ctx: RawTracePointContext) -> i32 {
     let newstate: i32 = ctx.arg(2);
     if newstate == TCP_SYN_SENT {
-        if let Some(mut event) = tainted_connect_after_pipes(transport::TCP) {
+        if let Some(mut event) = tainted_connect_after_channels(transport::TCP) {
             if destination(ctx.arg(0), &mut event).is_ok() {
                 emit::output(event);
             }
@@ -62,21 +62,27 @@ fn destination(sk: *const u8, event: &mut ConnectEvent) -> Result<(), i32> {
     Ok(())
 }
 
-/// [`tainted_connect`], once a marked pipe the current process holds had its say
-/// (`channels::took_from_held_pipes`).
+/// [`tainted_connect`], once a marked channel the current process holds had its say
+/// (`channels::took_from_held_channels`).
 #[inline(always)]
-fn tainted_connect_after_pipes(transport: u8) -> Option<ConnectEvent> {
-    if taint::current().is_none() {
-        let _ = channels::took_from_held_pipes();
-    }
-    tainted_connect(transport)
+fn tainted_connect_after_channels(transport: u8) -> Option<ConnectEvent> {
+    let taint = taint::current().or_else(|| {
+        let _ = channels::took_from_held_channels();
+        taint::current()
+    })?;
+    Some(connect_event(taint, transport))
 }
 
 /// A connect record for the current process if it is tainted, destination still empty.
 #[inline(always)]
 fn tainted_connect(transport: u8) -> Option<ConnectEvent> {
-    let taint = taint::current()?;
-    Some(ConnectEvent {
+    taint::current().map(|taint| connect_event(taint, transport))
+}
+
+/// A connect record for the current process, tainted with `taint`, destination still empty.
+#[inline(always)]
+fn connect_event(taint: Taint, transport: u8) -> ConnectEvent {
+    ConnectEvent {
         header: header(EventKind::Connect),
         taint,
         family: 0,
@@ -85,7 +91,7 @@ fn tainted_connect(transport: u8) -> Option<ConnectEvent> {
         _pad: [0; 3],
         addr: [0; 16],
         bytes: 0,
-    })
+    }
 }
 
 /// Reports a UDP destination taken from a cgroup sock_addr context.
@@ -176,7 +182,7 @@ pub fn socket_received(ctx: BtfTracePointContext) -> i32 {
 pub fn sock_send_length(ctx: RawTracePointContext) -> i32 {
     let sent: i32 = ctx.arg(1);
     if sent > 0 {
-        if let Some(event) = tainted_connect_after_pipes(transport::TCP) {
+        if let Some(event) = tainted_connect_after_channels(transport::TCP) {
             let _ = sent_by_tainted(ctx.arg(0), sent, event);
         }
     }

@@ -127,7 +127,7 @@ pub fn sched_process_exit(_ctx: RawTracePointContext) -> i32 {
         return 0;
     }
     if taint::current().is_none() {
-        let _ = channels::took_from_held_pipes();
+        let _ = channels::took_from_held_channels();
     }
     let _ = TAINTED.remove(current_pid());
     let _ = TRUSTED_PIDS.remove(current_pid());

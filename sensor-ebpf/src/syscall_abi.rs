@@ -83,7 +83,12 @@ impl Abi {
     #[inline(always)]
     pub fn current() -> Self {
         // `thread_info` is the first member of `task_struct`.
-        let status = read::<u32>(current_task(), offsets().thread_info_status).unwrap_or(0);
+        Self::from_status(read::<u32>(current_task(), offsets().thread_info_status).unwrap_or(0))
+    }
+
+    /// The entry that `thread_info.status` says the task took.
+    #[inline(always)]
+    pub fn from_status(status: u32) -> Self {
         Self { ia32: status & TS_COMPAT != 0 }
     }
 

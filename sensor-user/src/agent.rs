@@ -28,6 +28,7 @@ use crate::{
     services::Service,
     system,
     taint::TaintTable,
+    tmpfs_reads::{self, TmpfsReads},
     trusted_processes::TrustedProcesses,
 };
 
@@ -52,11 +53,11 @@ pub async fn run(settings: Settings) -> Result<(), Error> {
     let window_ns = settings.taint_window.map_or(0, |w| u64::try_from(w.as_nanos()).unwrap_or(u64::MAX));
     let offsets = KernelOffsets {
         taint_window_ns: window_ns,
-        proc_dev: file_id(Path::new("/proc")).map_or(0, |id| id.dev),
         agent_pid: std::process::id(),
         ..kernel_offsets::from_btf(Path::new(VMLINUX_BTF))?
     };
     let catalog = SecretCatalog::resolve(&settings.secret_patterns);
+    let (mut tmpfs, tmpfs_report) = TmpfsReads::start(&catalog);
     let allowed_exes = allowed_exes(&settings)?;
     let mut output = Output::open(&settings.output)?;
     // Before anything is loaded: a SIGTERM right after `sensor-started` must stop us cleanly.
@@ -79,6 +80,7 @@ pub async fn run(settings: Settings) -> Result<(), Error> {
         "trusted_nets": settings.trusted_nets.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "cgroup": sensor.cgroup_root.display().to_string(),
         "backend": { "name": sensor.backend.backend.name(), "reason": sensor.backend.reason },
+        "tmpfs_secrets": tmpfs_report,
     });
     let facts = HostFacts {
         host: ecs::Host { name: system::hostname() },
@@ -107,9 +109,21 @@ pub async fn run(settings: Settings) -> Result<(), Error> {
                 drain(guard.get_inner_mut(), &mut pipeline, &mut output, &mut tally, &mut sensor, &mut channel_hooks)?;
                 guard.clear_ready();
             }
+            ready = tmpfs_reads::ready(tmpfs.as_ref()) => {
+                ready?;
+                if let Some(reads) = &tmpfs {
+                    for document in reads.handle(&mut sensor, &mut pipeline)? {
+                        output.write(&document)?;
+                    }
+                    for document in channel_hooks.follow(&mut sensor, &mut pipeline)? {
+                        output.write(&document)?;
+                    }
+                }
+            }
             _ = ticks.tick() => {
                 tick += 1;
-                follow_paths(&mut sensor, &mut pipeline, &mut output, tick.is_multiple_of(DEEP_SCAN_TICKS))?;
+                let deep = tick.is_multiple_of(DEEP_SCAN_TICKS);
+                follow_paths(&mut sensor, &mut pipeline, &mut output, tmpfs.as_mut(), deep)?;
                 for document in channel_hooks.follow(&mut sensor, &mut pipeline)? {
                     output.write(&document)?;
                 }
@@ -188,11 +202,15 @@ fn follow_paths(
     sensor: &mut Sensor,
     pipeline: &mut Pipeline,
     output: &mut Output,
+    mut tmpfs: Option<&mut TmpfsReads>,
     deep: bool,
 ) -> Result<(), Error> {
     let rebinds = pipeline.catalog_mut().rescan(|pattern| deep || !pattern.contains("**"));
     for rebind in rebinds {
         sensor.rebind_secret(rebind.secret_id, rebind.old, rebind.new)?;
+        if let Some(reads) = tmpfs.as_deref_mut() {
+            reads.rebind(pipeline.catalog_mut(), &rebind)?;
+        }
         if let Some(secret) = pipeline.catalog_mut().get(rebind.secret_id).cloned() {
             let document = pipeline.watch_updated(&secret);
             output.write(&document)?;

@@ -5,7 +5,10 @@
 //! nothing left unread in it, may have read the secret before the programs were attached: it
 //! is tainted too, and so on down a pipeline (`cat secret | base64 | curl --data-binary @-`).
 
-use std::collections::{HashMap, HashSet};
+use std::{
+    collections::{HashMap, HashSet},
+    time::{Duration, Instant},
+};
 
 use sensor_common::{via, EventHeader, EventKind, FileId, Taint, TaintEvent};
 
@@ -24,13 +27,19 @@ use crate::{
 /// Rounds of "readers of marked pipes", one per stage of a pipeline.
 const MAX_STAGES: usize = 16;
 
-/// Attaches and detaches the syscall programs as taint comes and goes.
+/// How long the channel programs stay attached once no process is tainted: a reader may
+/// still take what a tainted process left in a pipe or socket.
+const LINGER: Duration = Duration::from_secs(3);
+
+/// Attaches and detaches the channel programs as taint comes and goes.
 #[derive(Debug, Default)]
 pub struct ChannelHooks {
     /// The pipeline's count of acquired taints when last looked at.
     taints_seen: u64,
     /// Whether the kernel's taint gate may be open (a taint was seen since it was closed).
     gate_open: bool,
+    /// Since when no process has been tainted while the programs were attached.
+    idle_since: Option<Instant>,
 }
 
 impl ChannelHooks {
@@ -38,26 +47,35 @@ impl ChannelHooks {
     /// processes the catch-up found tainted.
     pub fn follow(&mut self, sensor: &mut Sensor, pipeline: &mut Pipeline) -> Result<Vec<Document>, Error> {
         let fresh = pipeline.taints_acquired() != self.taints_seen;
+        self.taints_seen = pipeline.taints_acquired();
         self.gate_open |= fresh;
-        if !sensor.syscall_hooks_on_demand() {
-            self.taints_seen = pipeline.taints_acquired();
+        if !sensor.channel_hooks_on_demand() {
             return self.close_gate_when_idle(sensor, pipeline, false).map(|()| Vec::new());
         }
-        let attached = sensor.syscall_hooks_attached();
-        // New taint while detached (its holder may be gone already, within this batch), or
-        // no tainted process left while what one wrote may still wait in a pipe.
-        let (documents, pending) = if (fresh && !attached) || (attached && !pipeline.any_tainted()) {
-            sensor.set_syscall_hooks(true)?;
-            catch_up(sensor, pipeline)?
-        } else {
-            (Vec::new(), false)
-        };
-        self.taints_seen = pipeline.taints_acquired();
-        if !pipeline.any_tainted() && !pending {
-            sensor.set_syscall_hooks(false)?;
-            forget_dead_pipes(sensor)?;
+        let mut documents = Vec::new();
+        // New taint while detached: its holder may be gone already, within this batch.
+        if fresh && !sensor.channel_hooks_attached() {
+            sensor.set_channel_hooks(true)?;
+            documents = catch_up(sensor, pipeline)?.0;
         }
-        self.close_gate_when_idle(sensor, pipeline, pending)?;
+        if pipeline.any_tainted() || !sensor.channel_hooks_attached() {
+            self.idle_since = None;
+            return Ok(documents);
+        }
+        let idle_since = *self.idle_since.get_or_insert_with(Instant::now);
+        if idle_since.elapsed() < LINGER {
+            return Ok(documents);
+        }
+        // What a tainted process wrote may still wait in a pipe.
+        let (found, pending) = catch_up(sensor, pipeline)?;
+        documents.extend(found);
+        if pipeline.any_tainted() || pending {
+            self.idle_since = None;
+        } else {
+            sensor.set_channel_hooks(false)?;
+            forget_dead_pipes(sensor)?;
+            self.close_gate_when_idle(sensor, pipeline, false)?;
+        }
         Ok(documents)
     }
 
@@ -75,6 +93,30 @@ impl ChannelHooks {
         }
         Ok(())
     }
+}
+
+/// Taints process `pid` with `taint` (it took in `file`) in the kernel, as the kernel's own
+/// programs would have, and tells the pipeline; `None` if the kernel had it tainted already
+/// (its own record of that is on its way).
+pub fn taint_in_kernel(
+    sensor: &mut Sensor,
+    pipeline: &mut Pipeline,
+    pid: u32,
+    taint: Taint,
+    file: FileId,
+) -> Result<Option<Vec<Document>>, Error> {
+    if !sensor.taint_process(pid, &taint)? {
+        return Ok(None);
+    }
+    let header = EventHeader {
+        kind: EventKind::Taint as u32,
+        pid,
+        uid: system::uid_of(pid),
+        _pad: 0,
+        ktime_ns: taint.acquired_ns,
+    };
+    let event = TaintEvent { header, taint, fd: u32::MAX, _pad: 0, file };
+    Ok(Some(pipeline.handle(&KernelEvent::Taint(event))))
 }
 
 /// Drops the marks of pipes nobody holds for reading any more; with none left, connects and
@@ -123,18 +165,8 @@ fn catch_up(sensor: &mut Sensor, pipeline: &mut Pipeline) -> Result<(Vec<Documen
             let now = system::monotonic_ns();
             let taint =
                 Taint { read_ns: now, acquired_ns: now, via_kind: via::PIPE, via: pipe, ..marked[&pipe] };
-            if !sensor.taint_process(pid, &taint)? {
-                continue;
-            }
-            let header = EventHeader {
-                kind: EventKind::Taint as u32,
-                pid,
-                uid: system::uid_of(pid),
-                _pad: 0,
-                ktime_ns: now,
-            };
-            let event = TaintEvent { header, taint, fd: u32::MAX, _pad: 0, file: pipe };
-            documents.extend(pipeline.handle(&KernelEvent::Taint(event)));
+            let Some(found) = taint_in_kernel(sensor, pipeline, pid, taint, pipe)? else { continue };
+            documents.extend(found);
             for written in holders::held(pid, End::Write) {
                 sensor.mark_pipe(written, &Taint { via: written, ..taint })?;
             }

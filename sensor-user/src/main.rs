@@ -20,6 +20,7 @@ mod synapse_config;
 mod synapse_profile;
 mod system;
 mod taint;
+mod tmpfs_reads;
 mod trusted_processes;
 
 use std::process::ExitCode;

@@ -198,3 +198,24 @@ fn a_loopback_relay_taints_the_relay_and_its_upload_is_the_alert() -> Result<()>
     );
     Ok(())
 }
+
+#[test]
+#[ignore = "needs root and BPF: run with cargo xtask test"]
+fn a_secret_on_tmpfs_is_seen_when_read() -> Result<()> {
+    let lab = Lab::new(actor_exe!())?;
+    // shmem has no page cache: the agent watches tmpfs secrets through fanotify instead.
+    let shm = tempfile::Builder::new().prefix("vigie-it-").tempdir_in("/dev/shm")?;
+    let secret = shm.path().join("token");
+    std::fs::write(&secret, "tmpfs-secret-for-the-test\n")?;
+    let sensor = lab.sensor_with(&[std::ffi::OsStr::new("--secret"), secret.as_os_str()])?;
+    let started = sensor.expect(alert::is_sensor_started, ALERT_TIMEOUT)?;
+    assert_eq!(
+        started.pointer("/vigie/tmpfs_secrets/watched").and_then(serde_json::Value::as_u64),
+        Some(1),
+        "{started:#}"
+    );
+    let run = lab.actor().read(&secret).tcp(lab.remote().tcp_v4()).run()?;
+    let alert = sensor.expect(alert::is_exfiltration_by(run.pid), ALERT_TIMEOUT)?;
+    assert_eq!(alert::file_path(&alert), secret.to_str(), "{alert:#}");
+    Ok(())
+}

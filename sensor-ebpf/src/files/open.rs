@@ -7,7 +7,7 @@
 use crate::{
     channels,
     files::took_in,
-    kernel::{fd_file, file_id, file_inode, inode_generation, offsets, proc_memory_pid, read},
+    kernel::{fd_file, file_id, file_inode, inode_generation, offsets, on_procfs, proc_memory_pid, read},
     taint,
 };
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
@@ -64,7 +64,7 @@ fn try_io_uring_complete(ctx: &TracePointContext) -> Result<(), i32> {
 pub fn opened(fd: u32) -> Result<(), i32> {
     let open_file = fd_file(fd)?;
     let file = file_id(open_file)?;
-    if file.dev == offsets().proc_dev {
+    if on_procfs(open_file)? {
         return taint::memory_read(proc_memory_pid(open_file)?, fd);
     }
     took_in(file, || inode_generation(file_inode(open_file)?), fd)

@@ -90,10 +90,13 @@ pub const PAGE_CACHE: [BtfProgram; 9] = [
     ("task_woken", "sched", "sched_waking"),
 ];
 /// Socket deliveries (unix datagrams sent to a path, loopback relays) followed without
-/// syscall programs: both backends attach them where the kernel has their tracepoints
-/// (`sk_data_ready` appeared in Linux 6.4).
+/// syscall programs, where the kernel has their tracepoints (`sk_data_ready` appeared in Linux
+/// 6.4): the delivery program runs always, in both backends; the read program with the
+/// channel programs (a reader that sends first is caught holding the marked socket).
 pub const SOCKET_FOLLOWERS: [BtfProgram; 2] =
     [("socket_fed", "sock", "sk_data_ready"), ("socket_received", "sock", "sock_recv_length")];
+/// How many of [`SOCKET_FOLLOWERS`], from the first, stay attached in the steady state.
+pub const SOCKET_FOLLOWERS_ALWAYS: usize = 1;
 
 /// Why `programs` cannot run here, if they cannot: a tracepoint they need is missing from
 /// `tracefs` (the kernel predates it).

@@ -8,5 +8,6 @@ pub mod decode;
 pub mod holders;
 pub mod offsets;
 mod sensor;
+pub mod tmpfs;
 
 pub use sensor::{Sensor, SensorSpec};

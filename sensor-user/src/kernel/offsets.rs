@@ -60,7 +60,7 @@ pub fn from_btf(path: &Path) -> Result<KernelOffsets, Error> {
         dentry_d_name: field("dentry", "d_name")?,
         qstr_name: field("qstr", "name")?,
         dentry_d_parent: field("dentry", "d_parent")?,
-        proc_dev: 0,
+        super_block_s_magic: field("super_block", "s_magic")?,
         sock_sk_protocol: field("sock", "sk_protocol")?,
         address_space_host: field("address_space", "host")?,
         folio_mapping: field("folio", "mapping")?,

@@ -10,19 +10,19 @@ use std::{
 use aya::{
     maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
     programs::{
-        raw_trace_point::RawTracePointLinkId, BtfTracePoint, CgroupAttachMode, CgroupSockAddr, Program,
-        ProgramError, RawTracePoint, TracePoint,
+        raw_trace_point::RawTracePointLinkId, tp_btf::BtfTracePointLinkId, BtfTracePoint, CgroupAttachMode,
+        CgroupSockAddr, Program, ProgramError, RawTracePoint, TracePoint,
     },
     Btf, Ebpf, EbpfLoader,
 };
 use sensor_common::{
-    counter, kernel_offsets::KERNEL_OFFSETS_GLOBAL, map_name, prefilter, FileId, KernelOffsets, SendKey,
-    SendTotal, Taint,
+    counter, kernel_offsets::KERNEL_OFFSETS_GLOBAL, map_name, prefilter, FileId, KernelOffsets, ReadSeenKey,
+    SendKey, SendTotal, Taint,
 };
 
 use super::backend::{
     self, Backend, Choice, Selected, CGROUP_SOCK_ADDR, PAGE_CACHE, RAW_TRACEPOINTS, SOCKET_FOLLOWERS,
-    SYSCALL_HOOKS, TRACEPOINTS,
+    SOCKET_FOLLOWERS_ALWAYS, SYSCALL_HOOKS, TRACEPOINTS,
 };
 use crate::{
     error::Error,
@@ -43,6 +43,12 @@ pub struct SensorSpec<'a> {
     pub backend: Choice,
 }
 
+/// A channel program's link, kept to detach it.
+enum ChannelLink {
+    Raw(&'static str, RawTracePointLinkId),
+    Btf(&'static str, BtfTracePointLinkId),
+}
+
 /// The loaded, attached programs. Dropping it detaches them all.
 pub struct Sensor {
     ebpf: Ebpf,
@@ -50,8 +56,10 @@ pub struct Sensor {
     pub cgroup_root: PathBuf,
     /// The hook set that runs, and why.
     pub backend: Selected,
-    /// The syscall programs' links while they are attached.
-    syscall_links: Option<Vec<(&'static str, RawTracePointLinkId)>>,
+    /// The channel programs' links while they are attached.
+    channel_links: Option<Vec<ChannelLink>>,
+    /// Whether this kernel has the socket followers (loaded, attached with the channel programs).
+    socket_followers: bool,
     /// Identities of the allowed readers' executables, as the kernel was given them.
     allowed_exes: HashSet<FileId>,
 }
@@ -72,15 +80,16 @@ impl Sensor {
             .map_max_entries(map_name::EVENTS, spec.ring_buffer_bytes)
             .load(EBPF_OBJECT)?;
         fill_watch_list(&mut ebpf, spec)?;
-        let backend = attach_backend(&mut ebpf, spec.backend)?;
+        let (backend, socket_followers) = attach_backend(&mut ebpf, spec.backend)?;
         attach_tracepoints(&mut ebpf)?;
         let cgroup_root = system::cgroup2_root()?;
         attach_cgroup_programs(&mut ebpf, &cgroup_root)?;
         load_syscall_hooks(&mut ebpf)?;
         let allowed_exes = spec.allowed_exes.iter().copied().collect();
-        let mut sensor = Self { ebpf, cgroup_root, backend, syscall_links: None, allowed_exes };
+        let mut sensor =
+            Self { ebpf, cgroup_root, backend, channel_links: None, socket_followers, allowed_exes };
         if sensor.backend.backend == Backend::Syscalls {
-            sensor.set_syscall_hooks(true)?;
+            sensor.set_channel_hooks(true)?;
         }
         Ok(sensor)
     }
@@ -90,36 +99,53 @@ impl Sensor {
         file_id(Path::new(&format!("/proc/{pid}/exe"))).is_some_and(|exe| self.allowed_exes.contains(&exe))
     }
 
-    /// Whether the syscall programs come and go with taint (the page cache backend).
-    pub fn syscall_hooks_on_demand(&self) -> bool {
+    /// Whether the channel programs come and go with taint (the page cache backend).
+    pub fn channel_hooks_on_demand(&self) -> bool {
         self.backend.backend == Backend::PageCache
     }
 
-    pub fn syscall_hooks_attached(&self) -> bool {
-        self.syscall_links.is_some()
+    pub fn channel_hooks_attached(&self) -> bool {
+        self.channel_links.is_some()
     }
 
-    /// Attaches or detaches the syscall programs; true if that changed anything.
-    pub fn set_syscall_hooks(&mut self, attached: bool) -> Result<bool, Error> {
-        match (attached, self.syscall_links.take()) {
+    /// Attaches or detaches the channel programs (the syscall programs, and the socket
+    /// followers where the kernel has them); true if that changed anything.
+    pub fn set_channel_hooks(&mut self, attached: bool) -> Result<bool, Error> {
+        match (attached, self.channel_links.take()) {
             (true, None) => {
-                let mut links = Vec::with_capacity(SYSCALL_HOOKS.len());
+                let mut links = Vec::new();
                 for (name, tracepoint) in SYSCALL_HOOKS {
                     let program: &mut RawTracePoint = program(&mut self.ebpf, name)?;
-                    links.push((name, program.attach(tracepoint).map_err(program_error(name))?));
+                    links.push(ChannelLink::Raw(
+                        name,
+                        program.attach(tracepoint).map_err(program_error(name))?,
+                    ));
                 }
-                self.syscall_links = Some(links);
+                let on_demand = &SOCKET_FOLLOWERS[SOCKET_FOLLOWERS_ALWAYS..];
+                for (name, _, _) in on_demand.iter().filter(|_| self.socket_followers) {
+                    let program: &mut BtfTracePoint = program(&mut self.ebpf, name)?;
+                    links.push(ChannelLink::Btf(name, program.attach().map_err(program_error(name))?));
+                }
+                self.channel_links = Some(links);
                 Ok(true)
             }
             (false, Some(links)) => {
-                for (name, link) in links {
-                    let program: &mut RawTracePoint = program(&mut self.ebpf, name)?;
-                    program.detach(link).map_err(program_error(name))?;
+                for link in links {
+                    match link {
+                        ChannelLink::Raw(name, link) => {
+                            let program: &mut RawTracePoint = program(&mut self.ebpf, name)?;
+                            program.detach(link).map_err(program_error(name))?;
+                        }
+                        ChannelLink::Btf(name, link) => {
+                            let program: &mut BtfTracePoint = program(&mut self.ebpf, name)?;
+                            program.detach(link).map_err(program_error(name))?;
+                        }
+                    }
                 }
                 Ok(true)
             }
             (_, links) => {
-                self.syscall_links = links;
+                self.channel_links = links;
                 Ok(false)
             }
         }
@@ -217,10 +243,10 @@ impl Sensor {
         })
     }
 
-    /// Closes the gate that makes connects and sends look for a marked pipe their process
-    /// holds, once no pipe is marked.
+    /// Closes the gate that makes connects, sends and exits look for a marked channel their
+    /// process holds, once no marked pipe is alive.
     pub fn close_pipe_gate(&mut self) -> Result<(), Error> {
-        self.close_gate(counter::PIPES_MARKED, |sensor| Ok(!sensor.marked_pipes()?.is_empty()))
+        self.close_gate(counter::HELD_CHANNELS, |sensor| Ok(!sensor.marked_pipes()?.is_empty()))
     }
 
     /// Sets gate `index` to 0, then back to 1 if `needed` says so: the kernel opens a gate
@@ -253,7 +279,9 @@ impl Sensor {
     /// Marks pipe `id` as carrying `taint` (what the kernel does for a tainted writer).
     pub fn mark_pipe(&mut self, id: FileId, taint: &Taint) -> Result<(), Error> {
         let mut marks = hash_map_mut::<FileId, Taint>(&mut self.ebpf, map_name::TAINTED_FILES)?;
-        marks.insert(id, taint, 0).map_err(map_error(map_name::TAINTED_FILES))
+        marks.insert(id, taint, 0).map_err(map_error(map_name::TAINTED_FILES))?;
+        self.set_gate(counter::TAINTED_CHANNELS, 1)?;
+        self.set_gate(counter::HELD_CHANNELS, 1)
     }
 
     /// Taints process `pid` in the kernel with `taint`, unless it already is; true if it was
@@ -262,7 +290,14 @@ impl Sensor {
         const BPF_NOEXIST: u64 = 1;
         let mut tainted = hash_map_mut::<u32, Taint>(&mut self.ebpf, map_name::TAINTED)?;
         match tainted.insert(pid, taint, BPF_NOEXIST) {
-            Ok(()) => Ok(true),
+            Ok(()) => {
+                // Reported here, so not again by the kernel when the process reads on.
+                let seen = ReadSeenKey { pid, secret_id: taint.secret_id };
+                let mut reported = hash_map_mut::<ReadSeenKey, u64>(&mut self.ebpf, map_name::READ_SEEN)?;
+                reported.insert(seen, taint.acquired_ns, 0).map_err(map_error(map_name::READ_SEEN))?;
+                self.set_gate(counter::TAINTED_PROCESSES, 1)?;
+                Ok(true)
+            }
             Err(aya::maps::MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::EEXIST) => {
                 Ok(false)
             }
@@ -326,10 +361,10 @@ fn add_to_prefilter(ebpf: &mut Ebpf, id: FileId) -> Result<(), Error> {
     filter.set(word, bits | mask, 0).map_err(error)
 }
 
-/// Loads and attaches the chosen backend's own programs and the socket followers where the
-/// kernel has them; `auto` falls back to the syscall backend, saying why, where the page
-/// cache one cannot run.
-fn attach_backend(ebpf: &mut Ebpf, choice: Choice) -> Result<Selected, Error> {
+/// Loads and attaches the chosen backend's own programs, and loads the socket followers where
+/// the kernel has them (true if it does); `auto` falls back to the syscall backend, saying
+/// why, where the page cache one cannot run.
+fn attach_backend(ebpf: &mut Ebpf, choice: Choice) -> Result<(Selected, bool), Error> {
     let tracefs = Path::new(system::TRACEFS);
     // Parsed for the attach points only, and dropped before the agent settles.
     let btf = Btf::from_sys_fs().map_err(|e| Error::BackendUnavailable {
@@ -346,7 +381,7 @@ fn attach_backend(ebpf: &mut Ebpf, choice: Choice) -> Result<Selected, Error> {
             (None, Err(err)) => {
                 Err(Error::BackendUnavailable { backend: Backend::PageCache, reason: err.to_string() })
             }
-            (None, Ok(btf)) => attach_btf_programs(ebpf, btf, &PAGE_CACHE),
+            (None, Ok(btf)) => load_btf_programs(ebpf, btf, &PAGE_CACHE, true),
         };
         match attached {
             Ok(()) => Selected {
@@ -363,20 +398,34 @@ fn attach_backend(ebpf: &mut Ebpf, choice: Choice) -> Result<Selected, Error> {
     let sockets = match (backend::missing_tracepoint(tracefs, &SOCKET_FOLLOWERS), &btf) {
         (Some(missing), _) => Err(missing),
         (None, Err(err)) => Err(err.to_string()),
-        (None, Ok(btf)) => attach_btf_programs(ebpf, btf, &SOCKET_FOLLOWERS).map_err(|e| e.to_string()),
+        (None, Ok(btf)) => {
+            let (always, on_demand) = SOCKET_FOLLOWERS.split_at(SOCKET_FOLLOWERS_ALWAYS);
+            load_btf_programs(ebpf, btf, always, true)
+                .and_then(|()| load_btf_programs(ebpf, btf, on_demand, false))
+                .map_err(|e| e.to_string())
+        }
     };
+    let socket_followers = sockets.is_ok();
     if let Err(why) = sockets {
         selected.reason =
             format!("{}; unix datagrams to a path and loopback relays not followed: {why}", selected.reason);
     }
-    Ok(selected)
+    Ok((selected, socket_followers))
 }
 
-fn attach_btf_programs(ebpf: &mut Ebpf, btf: &Btf, programs: &[backend::BtfProgram]) -> Result<(), Error> {
+/// Loads `programs`, and attaches them if `attach`.
+fn load_btf_programs(
+    ebpf: &mut Ebpf,
+    btf: &Btf,
+    programs: &[backend::BtfProgram],
+    attach: bool,
+) -> Result<(), Error> {
     for &(name, _, tracepoint) in programs {
         let program: &mut BtfTracePoint = program(ebpf, name)?;
         program.load(tracepoint, btf).map_err(program_error(name))?;
-        program.attach().map_err(program_error(name))?;
+        if attach {
+            program.attach().map_err(program_error(name))?;
+        }
     }
     Ok(())
 }
