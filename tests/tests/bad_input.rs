@@ -114,3 +114,16 @@ fn unprivileged_user_is_told_about_permissions() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn unknown_backend_is_named_on_the_command_line_and_in_the_config() -> Result<()> {
+    let (dir, secret) = workdir()?;
+    let exit = run_vigie(&["run", "--profile", "none", "--secret", &secret, "--backend", "kprobes"], None)?;
+    assert_refused(&exit, &["--backend", "kprobes"]);
+    let config = dir.path().join("vigie.toml");
+    fs::write(&config, format!("profiles = [\"none\"]\nsecrets = [{secret:?}]\nbackend = \"kprobes\"\n"))?;
+    let exit = run_with_config(&config)?;
+    assert_refused(&exit, &["backend", "kprobes"]);
+    assert_names_line(&exit, &config, 3);
+    Ok(())
+}
