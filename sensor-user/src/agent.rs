@@ -242,23 +242,22 @@ fn report_loss(
     output: &mut Output,
     tally: &mut Tally,
 ) -> Result<(), Error> {
-    let lost = sensor.events_lost()?;
-    if lost > tally.lost {
-        let document = pipeline.state(
-            "events-lost",
-            json!({ "events_lost": { "reason": "ring-buffer-full", "new": lost - tally.lost, "total": lost } }),
-        );
-        tally.lost = lost;
-        output.write(&document)?;
+    report_count(pipeline, output, "ring-buffer-full", sensor.events_lost()?, &mut tally.lost)?;
+    report_count(pipeline, output, "taint-map-full", sensor.inserts_failed()?, &mut tally.refused)
+}
+
+/// One `events-lost` document for `reason` if its kernel count grew past `reported`.
+fn report_count(
+    pipeline: &Pipeline,
+    output: &mut Output,
+    reason: &str,
+    total: u64,
+    reported: &mut u64,
+) -> Result<(), Error> {
+    if total <= *reported {
+        return Ok(());
     }
-    let refused = sensor.inserts_failed()?;
-    if refused > tally.refused {
-        let document = pipeline.state(
-            "events-lost",
-            json!({ "events_lost": { "reason": "taint-map-full", "new": refused - tally.refused, "total": refused } }),
-        );
-        tally.refused = refused;
-        output.write(&document)?;
-    }
-    Ok(())
+    let lost = json!({ "events_lost": { "reason": reason, "new": total - *reported, "total": total } });
+    *reported = total;
+    output.write(&pipeline.state("events-lost", lost))
 }

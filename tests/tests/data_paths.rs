@@ -1,45 +1,30 @@
-//! Ways to reach a secret's bytes that never go through an `open` or `read` syscall a
-//! syscall-table sensor decodes. The page cache backend sees the data being read, whatever
-//! the descriptor and however it was obtained; the syscall backend (run by `cargo xtask
-//! test` as a second pass) must see them too.
+//! Descriptors and channels a syscall-table sensor used to miss: a descriptor opened before the
+//! agent, one passed in a datagram, unix datagrams sent to a path, loopback relays, tmpfs.
+//! The page cache backend sees the data being read, whatever the descriptor and however it was
+//! obtained; the syscall backend (run by `cargo xtask test` as a second pass) must see them too.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result};
-use integration_tests::{actor_exe, alert, host_tools, Actor, Lab, ALERT_TIMEOUT};
+use integration_tests::{actor_exe, alert, host_tools, Lab, ALERT_TIMEOUT};
 
-/// `actor` gets at the secret's bytes some way, then connects to the remote.
-fn assert_alert_names_the_secret(lab: &Lab, actor: Actor, how: &str) -> Result<()> {
-    let sensor = lab.sensor()?;
-    let run = actor.tcp(lab.remote().tcp_v4()).run()?;
-    let alert = sensor.expect(alert::is_exfiltration_by(run.pid), ALERT_TIMEOUT)?;
-    assert_eq!(alert::file_path(&alert), lab.secret().to_str(), "{how}: {alert:#}");
-    Ok(())
-}
-
-#[test]
-#[ignore = "needs root and BPF: run with cargo xtask test"]
-fn a_read_through_the_ia32_gate_is_seen() -> Result<()> {
-    let lab = Lab::new(actor_exe!())?;
-    let actor = lab.actor().read_ia32(lab.secret());
-    assert_alert_names_the_secret(&lab, actor, "int 0x80 open + read")
-}
-
-#[test]
-#[ignore = "needs root and BPF: run with cargo xtask test"]
-fn an_open_by_file_handle_is_seen() -> Result<()> {
-    let lab = Lab::new(actor_exe!())?;
-    let actor = lab.actor().read_by_handle(lab.secret());
-    assert_alert_names_the_secret(&lab, actor, "open_by_handle_at + read")
-}
-
-#[test]
-#[ignore = "needs root and BPF: run with cargo xtask test"]
-fn an_io_uring_direct_descriptor_is_seen() -> Result<()> {
-    let lab = Lab::new(actor_exe!())?;
-    let actor = lab.actor().uring_read_fixed(lab.secret());
-    assert_alert_names_the_secret(&lab, actor, "IORING_OP_OPENAT into a slot + fixed read")
+/// Python running `script`, and the one line it prints first (printed before it holds anything
+/// tainted, so reading it is safe).
+fn python_reporting_a_line(script: &str) -> Result<(std::process::Child, String)> {
+    let mut child = Command::new("python3")
+        .args(["-c", script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("start python3")?;
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().context("stdout")?),
+        &mut line,
+    )?;
+    Ok((child, line))
 }
 
 /// Python run with its stdin a pipe the test writes to, and nothing read back from it.
@@ -129,18 +114,8 @@ fn a_datagram_sent_to_a_unix_path_taints_its_receiver() -> Result<()> {
         ip = remote.ip(),
         port = remote.port()
     );
-    let mut receiver = Command::new("python3")
-        .args(["-c", &receiver])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()?;
-    // Its one line says it is bound; it holds nothing tainted yet, so reading it is safe.
-    let mut bound = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(receiver.stdout.take().context("stdout")?),
-        &mut bound,
-    )?;
+    // Its one line says it is bound.
+    let (mut receiver, _bound) = python_reporting_a_line(&receiver)?;
     let sender = format!(
         "import socket\n\
          data = open({secret:?}, 'rb').read()\n\
@@ -174,17 +149,7 @@ fn a_loopback_relay_taints_the_relay_and_its_upload_is_the_alert() -> Result<()>
         ip = remote.ip(),
         port = remote.port()
     );
-    let mut relay = Command::new("python3")
-        .args(["-c", &relay])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()?;
-    let mut port = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(relay.stdout.take().context("stdout")?),
-        &mut port,
-    )?;
+    let (mut relay, port) = python_reporting_a_line(&relay)?;
     let local: std::net::SocketAddr = format!("127.0.0.1:{}", port.trim()).parse()?;
     let sender = lab.actor().read(lab.secret()).tcp(local).run()?;
     let status = relay.wait()?;

@@ -1,5 +1,5 @@
-//! Reading a secret without the `read` syscall still taints: through `io_uring`, which no
-//! syscall tracepoint sees, and through a memory mapping.
+//! Reading a secret without the `open` and `read` syscalls still taints: through `io_uring`
+//! (also into a direct descriptor), a memory mapping, the ia32 gate, a file handle.
 
 use anyhow::Result;
 use integration_tests::{actor_exe, alert, Actor, Lab, ALERT_TIMEOUT};
@@ -36,4 +36,28 @@ fn secret_mapped_and_never_read_is_reported() -> Result<()> {
     let lab = Lab::new(actor_exe!())?;
     let actor = lab.actor().mmap(lab.secret());
     assert_alert_names_the_secret(&lab, actor, "mmap without read")
+}
+
+#[test]
+#[ignore = "needs root and BPF: run with cargo xtask test"]
+fn a_read_through_the_ia32_gate_is_seen() -> Result<()> {
+    let lab = Lab::new(actor_exe!())?;
+    let actor = lab.actor().read_ia32(lab.secret());
+    assert_alert_names_the_secret(&lab, actor, "int 0x80 open + read")
+}
+
+#[test]
+#[ignore = "needs root and BPF: run with cargo xtask test"]
+fn an_open_by_file_handle_is_seen() -> Result<()> {
+    let lab = Lab::new(actor_exe!())?;
+    let actor = lab.actor().read_by_handle(lab.secret());
+    assert_alert_names_the_secret(&lab, actor, "open_by_handle_at + read")
+}
+
+#[test]
+#[ignore = "needs root and BPF: run with cargo xtask test"]
+fn an_io_uring_direct_descriptor_is_seen() -> Result<()> {
+    let lab = Lab::new(actor_exe!())?;
+    let actor = lab.actor().uring_read_fixed(lab.secret());
+    assert_alert_names_the_secret(&lab, actor, "IORING_OP_OPENAT into a slot + fixed read")
 }
