@@ -2,9 +2,11 @@
 //! into a regular file (a derived file), a pipe, a FIFO or a unix socket carries its taint;
 //! whoever opens or reads it next is tainted in turn.
 //!
-//! The write hooks cost untainted processes one map lookup. The read hooks look at the
-//! descriptor's type; only pipe and socket reads are followed to their exit, where nothing
-//! more happens until the first pipe or socket is ever tainted (`GATES`).
+//! Every hook here stops at a gate (an array load, `GATES`) until a process is tainted or a
+//! channel marked. Marks are made before the bytes move: at taint time for what the process
+//! already holds, in the sender's context for socket deliveries and wakeups, at the entry of
+//! writes while the syscall programs are attached. Pipe and socket reads are followed to their
+//! exit; regular files are judged by identity when read.
 
 use aya_ebpf::helpers::bpf_get_current_pid_tgid;
 use sensor_common::{counter, via, DerivedEvent, EventHeader, EventKind, FileId, Taint};
@@ -142,9 +144,9 @@ fn mark_held_file(file: *const u8, taint: &Taint) -> Result<(), i32> {
 pub const AF_UNIX: u16 = 1;
 
 /// The current task wakes `wakee` (`sched_waking`). If the current process is tainted and
-/// the wakeup comes from its write into a pipe, FIFO or unix socket that `wakee` holds, the
-/// wakee is a reader woken to read what was written: it is tainted now, before it reads,
-/// whether or not the programs that follow reads are attached yet.
+/// the wakeup comes from its write into a pipe or FIFO that `wakee` holds, the wakee is a
+/// reader woken to read what was written: it is tainted now, before it reads, whether or not
+/// the programs that follow reads are attached yet. (Sockets: `socket_fed`.)
 #[inline(always)]
 pub fn woken(wakee: *const u8) -> Result<(), i32> {
     let Some(taint) = taint::current() else { return Ok(()) };

@@ -1,8 +1,10 @@
 //! Vigie's kernel programs.
 //!
-//! Data flows one way: these programs watch process lifecycle, secret opens and outbound
-//! traffic, keep the taint state in kernel maps so the decision "does this connect matter?"
-//! is made here, and write only what matters into one ring buffer for the agent.
+//! Data flows one way: these programs watch process lifecycle, reads of secret data (in the page
+//! cache, or at the syscalls on the fallback backend), the channels a tainted process writes
+//! into and outbound traffic, keep the taint state in kernel maps so the decision "does this
+//! connect matter?" is made here, and write only what matters into one ring buffer for the
+//! agent. Which programs are attached is the agent's choice (`kernel/backend.rs`).
 #![no_std]
 #![no_main]
 

@@ -1,7 +1,8 @@
 //! Outbound traffic of tainted processes: TCP connection attempts (IPv4 and IPv6) from the
 //! socket state tracepoint, UDP sends and connects from the cgroup socket-address hooks, and
-//! every send on a connected socket (also one connected before the taint) with its bytes.
-//! Processes that never touched a secret cost one map lookup and produce nothing.
+//! every send on a connected socket (also one connected before the taint) with its bytes;
+//! socket deliveries and reads that carry taint between local processes. Until a process is
+//! tainted or a socket marked, every program here stops at a gate (an array load).
 
 use aya_ebpf::{
     bindings::bpf_sock_addr,

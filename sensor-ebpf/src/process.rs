@@ -1,5 +1,6 @@
 //! Process lifecycle from the scheduler tracepoints: the agent's process table is built
-//! from these, and taint follows a process into the children it forks.
+//! from these, taint follows a process into the children it forks and ends with its thread
+//! group, pipeline stages are noted at exec, and a tainted writer's wakeups reach its readers.
 
 use aya_ebpf::{
     helpers::{bpf_probe_read_kernel_str_bytes, bpf_probe_read_user_buf},
