@@ -63,6 +63,9 @@ pub struct KernelOffsets {
     pub signal_struct_live: u32,
     pub task_struct_cred: u32,
     pub cred_uid: u32,
+    pub inode_i_rdev: u32,
+    pub tty_file_private_tty: u32,
+    pub tty_struct_link: u32,
     /// Not an offset: the agent's own pid, which is never tainted (it looks into pipes).
     pub agent_pid: u32,
     /// Not an offset: taint older than this stops counting (0: the process's lifetime).
@@ -73,5 +76,5 @@ pub struct KernelOffsets {
 pub const KERNEL_OFFSETS_GLOBAL: &str = "KERNEL_OFFSETS";
 
 #[cfg(feature = "user")]
-// SAFETY: `#[repr(C)]` integers, 54 `u32`s then a `u64`: no padding, any bit pattern is valid.
+// SAFETY: `#[repr(C)]` integers, 57 `u32`s then a `u64`: no padding, any bit pattern is valid.
 unsafe impl aya::Pod for KernelOffsets {}

@@ -32,6 +32,9 @@ pub mod via {
     pub const PROCESS_MEMORY: u32 = 4;
     /// It read from a TCP or UDP socket a tainted process sent to over loopback.
     pub const LOOPBACK_SOCKET: u32 = 5;
+    /// It read, from a pty's master side, what a tainted process wrote into the slave (a
+    /// terminal session: `script`, an SSH server, a reverse shell).
+    pub const PTY: u32 = 6;
 }
 
 /// Why a process (or a pipe, socket or derived file) is tainted.

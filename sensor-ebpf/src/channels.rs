@@ -16,9 +16,9 @@ use crate::{
     files::{self, prefilter},
     kernel::{
         current_syscall, fd_file, file_dentry, file_id, file_inode, file_readable, file_type, file_writable,
-        inode_dentry, inode_file_id, inode_generation, inode_type, load, name_parts, offset, offsets, read,
-        sock_id, socket_id, socket_sock, task_exe_allowed, task_fd_file, task_identity, unix_peer_id,
-        S_IFIFO, S_IFREG, S_IFSOCK,
+        inode_dentry, inode_file_id, inode_generation, inode_type, load, name_parts, offset, offsets, pty,
+        read, sock_id, socket_id, socket_sock, task_exe_allowed, task_fd_file, task_identity, unix_peer_id,
+        PtyEnd, S_IFCHR, S_IFIFO, S_IFREG, S_IFSOCK,
     },
     maps::{GATES, PIPE_UPSTREAM, READING, TAINTED_FILES, TRUSTED_PIDS},
     syscall_abi::nr,
@@ -47,7 +47,7 @@ pub fn written(fd: u32) -> Result<(), i32> {
 pub fn reading(fd: u32) -> Result<(), i32> {
     let file = fd_file(fd)?;
     match file_type(file)? {
-        S_IFIFO | S_IFSOCK => READING.insert(bpf_get_current_pid_tgid(), fd, 0),
+        S_IFIFO | S_IFSOCK | S_IFCHR => READING.insert(bpf_get_current_pid_tgid(), fd, 0),
         S_IFREG => files::file_read(file, fd),
         _ => Ok(()),
     }
@@ -77,6 +77,16 @@ pub fn written_file(file: *const u8, fd: u32, taint: &Taint) -> Result<(), i32> 
             let id = inode_file_id(inode)?;
             mark(id, carried(taint, via::PIPE, id)).map(|_| ())
         }
+        S_IFCHR => written_pty(file, taint),
+        _ => Ok(()),
+    }
+}
+
+/// A write into a pty's slave side reaches whoever reads its master side.
+#[inline(always)]
+fn written_pty(file: *const u8, taint: &Taint) -> Result<(), i32> {
+    match pty(file)? {
+        Some((PtyEnd::Slave, id)) => mark(id, carried(taint, via::PTY, id)).map(|_| ()),
         _ => Ok(()),
     }
 }
@@ -130,6 +140,7 @@ fn mark_held_file(file: *const u8, taint: &Taint) -> Result<(), i32> {
             let id = file_id(file)?;
             mark(id, carried(taint, via::PIPE, id)).map(|_| ())
         }
+        S_IFCHR if file_writable(file)? => written_pty(file, taint),
         S_IFSOCK => {
             let sk = socket_sock(file)?;
             if read::<u16>(sk, offsets().sock_common_skc_family)? != AF_UNIX {
@@ -212,6 +223,13 @@ pub fn took_from_held_channels() -> Result<(), i32> {
                 // SAFETY: the value is copied out at once.
                 unsafe { TAINTED_FILES.get(id) }.copied().map(|source| (source, id))
             }
+            S_IFCHR => match pty(file)? {
+                // SAFETY: the value is copied out at once.
+                Some((PtyEnd::Master, id)) => {
+                    unsafe { TAINTED_FILES.get(id) }.copied().map(|source| (source, id))
+                }
+                _ => None,
+            },
             _ => None,
         };
         if let Some((source, id)) = held {
@@ -445,6 +463,10 @@ pub fn read_file(file: *const u8, fd: u32) -> Result<(), i32> {
     let id = match file_type(file)? {
         S_IFREG => return files::file_read(file, fd),
         S_IFSOCK => socket_id(file)?,
+        S_IFCHR => match pty(file)? {
+            Some((PtyEnd::Master, id)) => id,
+            _ => return Ok(()),
+        },
         _ => file_id(file)?,
     };
     // SAFETY: the value is copied out at once.

