@@ -52,6 +52,35 @@ fn reading_the_services_environment_taints_the_reader() -> Result<()> {
     Ok(())
 }
 
+/// A procfs mounted by the test itself, unmounted when dropped (also when the test fails).
+struct FreshProcfs(std::path::PathBuf);
+
+impl Drop for FreshProcfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+#[ignore = "needs root and BPF: run with cargo xtask test"]
+fn reading_the_environment_through_a_fresh_procfs_mount_taints_the_reader() -> Result<()> {
+    let lab = Lab::new(actor_exe!())?;
+    let service = start_service(&lab)?;
+    let sensor = sensor_trusting_the_service(&lab)?;
+    // A procfs of its own: another superblock and device number than /proc's.
+    let mount = lab.dir().join("proc-again");
+    fs::create_dir(&mount)?;
+    host_tools::run("mount", &["-t".as_ref(), "proc".as_ref(), "proc".as_ref(), mount.as_os_str()])?;
+    let mount = FreshProcfs(mount);
+
+    let environ = mount.0.join(service.pid.to_string()).join("environ");
+    let run = lab.actor().read(&environ).tcp(lab.remote().tcp_v4()).run()?;
+
+    let alert = sensor.expect(alert::is_exfiltration_by(run.pid), ALERT_TIMEOUT)?;
+    assert_names_the_service_memory(&alert, service.pid);
+    Ok(())
+}
+
 #[test]
 #[ignore = "needs root and BPF: run with cargo xtask test"]
 fn process_vm_readv_and_ptrace_attach_taint_the_caller() -> Result<()> {
