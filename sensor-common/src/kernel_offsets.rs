@@ -50,7 +50,6 @@ pub struct KernelOffsets {
     pub super_block_s_magic: u32,
     pub sock_sk_protocol: u32,
     pub address_space_host: u32,
-    pub folio_mapping: u32,
     pub kiocb_ki_filp: u32,
     pub kiocb_ki_flags: u32,
     pub mm_struct_owner: u32,
@@ -76,5 +75,5 @@ pub struct KernelOffsets {
 pub const KERNEL_OFFSETS_GLOBAL: &str = "KERNEL_OFFSETS";
 
 #[cfg(feature = "user")]
-// SAFETY: `#[repr(C)]` integers, 57 `u32`s then a `u64`: no padding, any bit pattern is valid.
+// SAFETY: `#[repr(C)]` integers, 56 `u32`s then a `u64`: no padding, any bit pattern is valid.
 unsafe impl aya::Pod for KernelOffsets {}

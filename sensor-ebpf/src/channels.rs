@@ -73,13 +73,16 @@ pub fn written_file(file: *const u8, fd: u32, taint: &Taint) -> Result<(), i32> 
     let inode = file_inode(file)?;
     match inode_type(inode)? {
         S_IFREG => written_regular(inode, file_dentry(file)?, fd, taint),
-        S_IFIFO => {
-            let id = inode_file_id(inode)?;
-            mark(id, carried(taint, via::PIPE, id)).map(|_| ())
-        }
+        S_IFIFO => mark_pipe(inode_file_id(inode)?, taint),
         S_IFCHR => written_pty(file, taint),
         _ => Ok(()),
     }
+}
+
+/// Pipe or FIFO `id` now carries `taint`.
+#[inline(always)]
+fn mark_pipe(id: FileId, taint: &Taint) -> Result<(), i32> {
+    mark(id, carried(taint, via::PIPE, id)).map(|_| ())
 }
 
 /// A write into a pty's slave side reaches whoever reads its master side.
@@ -136,10 +139,9 @@ pub fn mark_held(task: *const u8, taint: &Taint) {
 #[inline(always)]
 fn mark_held_file(file: *const u8, taint: &Taint) -> Result<(), i32> {
     match file_type(file)? {
-        S_IFIFO if file_writable(file)? => {
-            let id = file_id(file)?;
-            mark(id, carried(taint, via::PIPE, id)).map(|_| ())
-        }
+        // What a write into it would mark, marked before the write (regular files are left to
+        // their writes: the derived-file path would not fit every program that taints).
+        S_IFIFO if file_writable(file)? => mark_pipe(file_id(file)?, taint),
         S_IFCHR if file_writable(file)? => written_pty(file, taint),
         S_IFSOCK => {
             let sk = socket_sock(file)?;
@@ -320,7 +322,7 @@ pub fn fifo_touched(inode: *const u8) -> Result<(), i32> {
     let call = current_syscall().id;
     if let Some(taint) = taint::current() {
         if is_write(call) || is_send(call) {
-            mark(id, carried(&taint, via::PIPE, id))?;
+            mark_pipe(id, &taint)?;
         }
         return Ok(());
     }

@@ -51,7 +51,6 @@ pub(crate) static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     super_block_s_magic: 0,
     sock_sk_protocol: 0,
     address_space_host: 0,
-    folio_mapping: 0,
     kiocb_ki_filp: 0,
     kiocb_ki_flags: 0,
     mm_struct_owner: 0,

@@ -50,7 +50,7 @@ impl ChannelHooks {
         self.taints_seen = pipeline.taints_acquired();
         self.gate_open |= fresh;
         if !sensor.channel_hooks_on_demand() {
-            return self.close_gate_when_idle(sensor, pipeline, false).map(|()| Vec::new());
+            return self.close_gate_when_idle(sensor, pipeline).map(|()| Vec::new());
         }
         let mut documents = Vec::new();
         // New taint while detached: its holder may be gone already, within this batch.
@@ -74,20 +74,15 @@ impl ChannelHooks {
         } else {
             sensor.set_channel_hooks(false)?;
             forget_dead_pipes(sensor)?;
-            self.close_gate_when_idle(sensor, pipeline, false)?;
+            self.close_gate_when_idle(sensor, pipeline)?;
         }
         Ok(documents)
     }
 
-    /// With no process tainted and nothing waiting in a marked pipe, the hooks may stop
-    /// looking for tainted processes.
-    fn close_gate_when_idle(
-        &mut self,
-        sensor: &mut Sensor,
-        pipeline: &Pipeline,
-        pending: bool,
-    ) -> Result<(), Error> {
-        if self.gate_open && !pipeline.any_tainted() && !pending {
+    /// With no process tainted, the hooks may stop looking for tainted processes (callers that
+    /// follow channels call it only once nothing waits in a marked pipe either).
+    fn close_gate_when_idle(&mut self, sensor: &mut Sensor, pipeline: &Pipeline) -> Result<(), Error> {
+        if self.gate_open && !pipeline.any_tainted() {
             sensor.close_taint_gate()?;
             self.gate_open = false;
         }

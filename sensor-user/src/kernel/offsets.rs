@@ -63,7 +63,6 @@ pub fn from_btf(path: &Path) -> Result<KernelOffsets, Error> {
         super_block_s_magic: field("super_block", "s_magic")?,
         sock_sk_protocol: field("sock", "sk_protocol")?,
         address_space_host: field("address_space", "host")?,
-        folio_mapping: field("folio", "mapping")?,
         kiocb_ki_filp: field("kiocb", "ki_filp")?,
         kiocb_ki_flags: field("kiocb", "ki_flags")?,
         mm_struct_owner: field("mm_struct", "owner")?,
