@@ -65,8 +65,14 @@ pub struct KernelOffsets {
     pub inode_i_rdev: u32,
     pub tty_file_private_tty: u32,
     pub tty_struct_link: u32,
+    pub task_struct_ptrace: u32,
+    pub mm_struct_env_start: u32,
+    pub mm_struct_env_end: u32,
+    pub cred_euid: u32,
+    pub task_struct_group_leader: u32,
     /// Not an offset: the agent's own pid, which is never tainted (it looks into pipes).
     pub agent_pid: u32,
+    pub _pad: u32,
     /// Not an offset: taint older than this stops counting (0: the process's lifetime).
     pub taint_window_ns: u64,
 }
@@ -75,5 +81,5 @@ pub struct KernelOffsets {
 pub const KERNEL_OFFSETS_GLOBAL: &str = "KERNEL_OFFSETS";
 
 #[cfg(feature = "user")]
-// SAFETY: `#[repr(C)]` integers, 56 `u32`s then a `u64`: no padding, any bit pattern is valid.
+// SAFETY: `#[repr(C)]` integers, 62 `u32`s then a `u64`: no padding, any bit pattern is valid.
 unsafe impl aya::Pod for KernelOffsets {}

@@ -45,7 +45,7 @@ pub struct Taint {
     pub secret_id: u32,
     /// The process that opened the secret.
     pub origin_pid: u32,
-    /// When the secret was opened (`bpf_ktime_get_ns`): the taint window counts from here.
+    /// When the secret was last taken in (`bpf_ktime_get_ns`): the taint window counts from here.
     pub read_ns: u64,
     /// When this holder became tainted: distinguishes a reused pid from its predecessor.
     pub acquired_ns: u64,
@@ -78,6 +78,22 @@ pub struct SendKey {
     /// Destination address: 4 bytes for IPv4 (rest zero), 16 for IPv6.
     pub addr: [u8; 16],
 }
+
+/// A trusted service's process, the value of `TRUSTED_PIDS` (by pid).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TrustedProcess {
+    /// The catalog label naming its memory: reading it taints with this secret id.
+    pub label: u32,
+    pub _pad: u32,
+    /// Its start time in ticks of [`START_TICK_NS`]: a process that reuses the pid of one
+    /// that exited before the kernel learned of it is not trusted.
+    pub start_tick: u64,
+}
+
+/// The unit of process start times that both the kernel (`task_struct.start_time`) and
+/// `/proc/PID/stat` (clock ticks, `USER_HZ` = 100 on Linux) can give.
+pub const START_TICK_NS: u64 = 10_000_000;
 
 /// Key of the map that remembers which (process, secret) reads were already reported.
 #[repr(C)]
@@ -121,6 +137,7 @@ pub mod map_name {
     pub const PREFILTER: &str = "PREFILTER";
     pub const GATES: &str = "GATES";
     pub const READ_SEEN: &str = "READ_SEEN";
+    pub const LOADER_TAMPERED: &str = "LOADER_TAMPERED";
 }
 
 #[cfg(feature = "user")]
@@ -135,4 +152,6 @@ mod pod {
     unsafe impl aya::Pod for super::SendTotal {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::SendKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::TrustedProcess {}
 }

@@ -12,15 +12,16 @@ use aya_ebpf::helpers::bpf_get_current_pid_tgid;
 use sensor_common::{counter, via, DerivedEvent, EventHeader, EventKind, FileId, Taint};
 
 use crate::{
+    allowance,
     emit::{self, current_pid, header},
     files::{self, prefilter},
     kernel::{
         current_syscall, fd_file, file_dentry, file_id, file_inode, file_readable, file_type, file_writable,
         inode_dentry, inode_file_id, inode_generation, inode_type, load, name_parts, offset, offsets, pty,
-        read, sock_id, socket_id, socket_sock, task_exe_allowed, task_fd_file, task_identity, unix_peer_id,
-        PtyEnd, S_IFCHR, S_IFIFO, S_IFREG, S_IFSOCK,
+        read, sock_id, socket_id, socket_sock, task_fd_file, task_identity, unix_peer_id, PtyEnd, S_IFCHR,
+        S_IFIFO, S_IFREG, S_IFSOCK,
     },
-    maps::{GATES, PIPE_UPSTREAM, READING, TAINTED_FILES, TRUSTED_PIDS},
+    maps::{GATES, PIPE_UPSTREAM, READING, TAINTED_FILES},
     syscall_abi::nr,
     taint,
 };
@@ -179,7 +180,7 @@ pub fn woken(wakee: *const u8) -> Result<(), i32> {
         return Ok(());
     }
     let (pid, uid) = task_identity(wakee)?;
-    if pid == current_pid() || TRUSTED_PIDS.get_ptr(pid).is_some() || task_exe_allowed(wakee) {
+    if pid == current_pid() || allowance::trusted_label(wakee, pid).is_some() {
         return Ok(());
     }
     let channel = inode_file_id(inode)?;
@@ -235,7 +236,7 @@ pub fn took_from_held_channels() -> Result<(), i32> {
             _ => None,
         };
         if let Some((source, id)) = held {
-            if !taint::current_is_trusted() {
+            if !allowance::current_is_trusted_service() {
                 return taint::acquire(source, fd, id);
             }
         }
@@ -307,7 +308,7 @@ pub fn socket_read(sk: *const u8) -> Result<(), i32> {
     let id = sock_id(sk)?;
     // SAFETY: the value is copied out at once.
     let Some(source) = (unsafe { TAINTED_FILES.get(id) }).copied() else { return Ok(()) };
-    if taint::current_is_trusted() {
+    if allowance::current_is_trusted_service() {
         return Ok(());
     }
     taint::acquire(source, u32::MAX, id)
@@ -331,7 +332,7 @@ pub fn fifo_touched(inode: *const u8) -> Result<(), i32> {
     }
     // SAFETY: the value is copied out at once.
     let Some(source) = (unsafe { TAINTED_FILES.get(id) }).copied() else { return Ok(()) };
-    if source.via_kind != via::PIPE || taint::current_is_trusted() {
+    if source.via_kind != via::PIPE || allowance::current_is_trusted_service() {
         return Ok(());
     }
     taint::acquire(source, u32::MAX, id)
@@ -473,7 +474,7 @@ pub fn read_file(file: *const u8, fd: u32) -> Result<(), i32> {
     };
     // SAFETY: the value is copied out at once.
     let Some(source) = (unsafe { TAINTED_FILES.get(id) }).copied() else { return Ok(()) };
-    if source.via_kind == via::FILE || taint::current_is_trusted() {
+    if source.via_kind == via::FILE || allowance::current_is_trusted_service() {
         // Derived files taint at open, where the opener is known.
         return Ok(());
     }

@@ -65,7 +65,13 @@ pub(crate) static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     inode_i_rdev: 0,
     tty_file_private_tty: 0,
     tty_struct_link: 0,
+    task_struct_ptrace: 0,
+    mm_struct_env_start: 0,
+    mm_struct_env_end: 0,
+    cred_euid: 0,
+    task_struct_group_leader: 0,
     agent_pid: 0,
+    _pad: 0,
     taint_window_ns: 0,
 };
 
@@ -222,12 +228,6 @@ pub fn task_exe_id(task: *const u8) -> Result<FileId, i32> {
     let mm: *const u8 = read(task, offsets().task_struct_mm)?;
     let exe: *const u8 = read(mm, offsets().mm_struct_exe_file)?;
     file_id(exe)
-}
-
-/// Whether `task` runs an allowed reader's executable.
-#[inline(always)]
-pub fn task_exe_allowed(task: *const u8) -> bool {
-    task_exe_id(task).is_ok_and(|exe| crate::maps::ALLOWED_EXES.get_ptr(exe).is_some())
 }
 
 /// `S_IFMT` bits of an open file's inode mode.

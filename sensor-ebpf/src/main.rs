@@ -8,6 +8,7 @@
 #![no_std]
 #![no_main]
 
+mod allowance;
 mod channels;
 mod emit;
 mod files;

@@ -4,7 +4,7 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
-use sensor_common::{counter, prefilter, FileId, ReadSeenKey, SendKey, SendTotal, Taint};
+use sensor_common::{counter, prefilter, FileId, ReadSeenKey, SendKey, SendTotal, Taint, TrustedProcess};
 
 /// Records for the agent. The agent resizes it at load time.
 #[map]
@@ -59,7 +59,19 @@ pub static SEND_TOTALS: LruHashMap<SendKey, SendTotal> = LruHashMap::with_max_en
 #[map]
 pub static READING: HashMap<u64, u32> = HashMap::with_max_entries(16_384, 0);
 
-/// Processes of trusted services, by pid → the id of the label naming their memory. Their
-/// reads never taint; reading their memory does. Filled by the agent.
+/// Processes of trusted services, by pid. Nothing they take in taints them; reading their
+/// memory does. Filled by the agent; emptied for a pid at its exec and exit.
 #[map]
-pub static TRUSTED_PIDS: HashMap<u32, u32> = HashMap::with_max_entries(4_096, 0);
+pub static TRUSTED_PIDS: HashMap<u32, TrustedProcess> = HashMap::with_max_entries(4_096, 0);
+
+/// Processes of allowed readers' executables started with a loader variable (`LD_PRELOAD`,
+/// ...), and their children, by pid: they are not allowed readers.
+#[map]
+pub static LOADER_TAMPERED: HashMap<u32, u8> = HashMap::with_max_entries(4_096, 0);
+
+/// Where the exec program copies one environment string at a time.
+#[map]
+pub static ENV_SCRATCH: PerCpuArray<[u8; ENV_STRING_MAX]> = PerCpuArray::with_max_entries(1, 0);
+
+/// Longest environment string the exec program can step over.
+pub const ENV_STRING_MAX: usize = 4096;

@@ -11,10 +11,10 @@ use aya_ebpf::{
 use sensor_common::{EventKind, ExecEvent, ExitEvent, ForkEvent, Taint, ARGS_MAX, FILENAME_MAX};
 
 use crate::{
-    channels,
+    allowance, channels,
     emit::{self, current_pid, header},
     kernel::{current_mm, current_task, offsets, read},
-    maps::{TAINTED, TRUSTED_PIDS},
+    maps::TAINTED,
     taint,
 };
 
@@ -54,6 +54,7 @@ fn try_exec(ctx: &TracePointContext) -> Result<(), i32> {
         (*event).args_len = read_args(&mut *(&raw mut (*event).args)).unwrap_or(0);
     }
     entry.submit(0);
+    allowance::exec_checked()?;
     channels::note_pipeline_stage()
 }
 
@@ -105,6 +106,7 @@ fn try_fork(ctx: &RawTracePointContext) -> Result<(), i32> {
     if let Some(parent_taint) = taint::current() {
         taint::inserted(child_tgid, Taint { acquired_ns: now, ..parent_taint })?;
     }
+    allowance::forked(child_tgid)?;
     emit::output(ForkEvent {
         header: header(EventKind::Fork),
         child_pid: child_tgid,
@@ -131,7 +133,7 @@ pub fn sched_process_exit(_ctx: RawTracePointContext) -> i32 {
         let _ = channels::took_from_held_channels();
     }
     let _ = TAINTED.remove(current_pid());
-    let _ = TRUSTED_PIDS.remove(current_pid());
+    allowance::exited();
     emit::output(ExitEvent { header: header(EventKind::Exit) });
     0
 }

@@ -5,9 +5,9 @@ use aya_ebpf::helpers::bpf_ktime_get_ns;
 use sensor_common::{counter, via, EventHeader, EventKind, FileId, ReadSeenKey, Taint, TaintEvent};
 
 use crate::{
-    channels,
+    allowance, channels,
     emit::{self, current_pid, header},
-    kernel::{current_task, offsets, task_exe_allowed},
+    kernel::{current_task, offsets},
     maps::{COUNTERS, GATES, READ_SEEN, TAINTED, TRUSTED_PIDS},
 };
 
@@ -53,20 +53,15 @@ pub fn current() -> Option<Taint> {
     }
 }
 
-/// Whether the current process is trusted: an allowed reader's executable, or a process
-/// of a trusted service. Its reads never taint.
-#[inline(always)]
-pub fn current_is_trusted() -> bool {
-    TRUSTED_PIDS.get_ptr(current_pid()).is_some() || task_exe_allowed(current_task())
-}
-
 /// The current process reads the memory of `target`: if that is a trusted service's
 /// process, the reader takes in what the service holds.
 #[inline(always)]
 pub fn memory_read(target: u32, fd: u32) -> Result<(), i32> {
     // SAFETY: the value is copied out at once.
-    let Some(label) = (unsafe { TRUSTED_PIDS.get(target) }).copied() else { return Ok(()) };
-    if target == current_pid() || current_is_trusted() {
+    let Some(label) = (unsafe { TRUSTED_PIDS.get(target) }).map(|trusted| trusted.label) else {
+        return Ok(());
+    };
+    if target == current_pid() || allowance::current_is_trusted_service() {
         return Ok(());
     }
     let now = now();
@@ -84,13 +79,18 @@ pub fn memory_read(target: u32, fd: u32) -> Result<(), i32> {
 
 /// The current process takes in secret material described by `source`, through descriptor
 /// `fd` on `file`. Keeps an existing live taint (its origin came first) and reports each
-/// (process, secret) once. The taint window counts from now: a derived file or a pipe
-/// hands over the material when it is read, however old it is.
+/// (process, secret) once, and again whenever the take-in renews the taint window. The
+/// window counts from now: a derived file or a pipe hands over the material when it is read,
+/// however old it is, and every read renews it.
 #[inline(always)]
 pub fn acquire(source: Taint, fd: u32, file: FileId) -> Result<(), i32> {
     let header = header(EventKind::Taint);
     acquire_by(current_task(), header, source, fd, file)
 }
+
+/// A taint window is renewed, and the renewal reported, once it is this fraction old: a
+/// process that keeps reading a secret is reported at most this many times per window.
+const RENEWAL_STEPS: u64 = 8;
 
 /// [`acquire`] for `task`, whose thread group and uid `header` names (the current task, or
 /// one a tainted writer wakes).
@@ -108,19 +108,28 @@ pub fn acquire_by(
     }
     let now = now();
     let source = Taint { read_ns: now, ..source };
+    let window = offsets().taint_window_ns;
     // SAFETY: the value is copied out at once.
-    let held = match unsafe { TAINTED.get(pid) }.copied() {
-        Some(held) if is_live(&held, now) => held,
+    let (held, renewed) = match unsafe { TAINTED.get(pid) }.copied() {
+        Some(held) if is_live(&held, now) => {
+            if window != 0 && now - held.read_ns > window / RENEWAL_STEPS {
+                let renewed = Taint { read_ns: now, ..held };
+                counted(TAINTED.insert(pid, renewed, 0))?;
+                (renewed, true)
+            } else {
+                (held, false)
+            }
+        }
         _ => {
             let fresh = Taint { acquired_ns: now, ..source };
             inserted(pid, fresh)?;
             channels::mark_held(task, &fresh);
-            fresh
+            (fresh, false)
         }
     };
     let seen = ReadSeenKey { pid, secret_id: source.secret_id };
     // SAFETY: the value is copied out at once.
-    if unsafe { READ_SEEN.get(seen) }.copied() == Some(held.acquired_ns) {
+    if !renewed && unsafe { READ_SEEN.get(seen) }.copied() == Some(held.acquired_ns) {
         return Ok(());
     }
     counted(READ_SEEN.insert(seen, held.acquired_ns, 0))?;

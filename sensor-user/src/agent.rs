@@ -4,7 +4,7 @@
 use std::{path::Path, time::Duration};
 
 use aya::maps::{MapData, RingBuf};
-use sensor_common::{FileId, KernelOffsets};
+use sensor_common::KernelOffsets;
 use serde_json::json;
 use tokio::{
     io::unix::AsyncFd,
@@ -13,6 +13,7 @@ use tokio::{
 };
 
 use crate::{
+    allowed_readers,
     catch_up::ChannelHooks,
     config::Settings,
     correlate::Correlator,
@@ -24,7 +25,7 @@ use crate::{
     output::Output,
     pipeline::{HostFacts, Pipeline},
     process_table::ProcessTable,
-    secret_catalog::{file_id, SecretCatalog},
+    secret_catalog::SecretCatalog,
     services::Service,
     system,
     taint::TaintTable,
@@ -58,7 +59,7 @@ pub async fn run(settings: Settings) -> Result<(), Error> {
     };
     let catalog = SecretCatalog::resolve(&settings.secret_patterns);
     let (mut tmpfs, tmpfs_report) = TmpfsReads::start(&catalog);
-    let allowed_exes = allowed_exes(&settings)?;
+    let allowed_exes = allowed_readers::resolve(&settings)?;
     let mut output = Output::open(&settings.output)?;
     // Before anything is loaded: a SIGTERM right after `sensor-started` must stop us cleanly.
     let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| Error::system("SIGINT handler", e))?;
@@ -149,20 +150,6 @@ pub async fn run(settings: Settings) -> Result<(), Error> {
     output.write(&pipeline.state("sensor-stopped", stopped))?;
     drop(sensor);
     Ok(())
-}
-
-/// Identities of the allowed readers: the user's must exist, the profiles' may not.
-fn allowed_exes(settings: &Settings) -> Result<Vec<FileId>, Error> {
-    let mut ids = Vec::new();
-    for path in &settings.allow_readers {
-        let id = file_id(path).ok_or_else(|| Error::AllowedReader {
-            path: path.clone(),
-            source: std::io::Error::from(std::io::ErrorKind::NotFound),
-        })?;
-        ids.push(id);
-    }
-    ids.extend(settings.profile_allow_readers.iter().filter_map(|p| file_id(p)));
-    Ok(ids)
 }
 
 /// Hands every available record to the pipeline and writes what comes out.

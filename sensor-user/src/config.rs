@@ -159,13 +159,18 @@ impl Settings {
         let mut secret_patterns = Vec::new();
         let mut profile_allow_readers = Vec::new();
         let mut reads_synapse_config = false;
+        let mut services = file.services;
         for name in &profile_names {
             let profile = profiles::builtin(name)?;
             secret_patterns.extend(profile.secrets.iter().map(|s| (*s).to_owned()));
             profile_allow_readers.extend(profile.allow_readers.iter().map(PathBuf::from));
+            services.extend(profile.services.iter().map(|&(name, exe)| ServiceSpec {
+                name: name.to_owned(),
+                executables: vec![exe.into()],
+                ..ServiceSpec::default()
+            }));
             reads_synapse_config |= profile.reads_synapse_config;
         }
-        let mut services = file.services;
         if reads_synapse_config {
             let homeserver = SynapseProfile::read(&synapse)?;
             secret_patterns.extend(homeserver.secret_patterns);
@@ -301,7 +306,7 @@ mod tests {
         };
         let settings = Settings::merge(ConfigFile::default(), args).unwrap();
         assert_eq!(settings.secret_patterns[0], config.display().to_string());
-        assert_eq!(settings.services[0].args[1], config.display().to_string());
+        assert_eq!(settings.services[0].configs, [config.display().to_string()]);
         fs::remove_dir_all(&dir).unwrap();
     }
 

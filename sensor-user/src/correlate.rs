@@ -176,8 +176,14 @@ mod tests {
         Correlator::new(vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()])
     }
 
-    const TOUCH: Touch =
-        Touch { secret_id: 0, origin_pid: 7, read_ns: 0, via_kind: via::DIRECT, via: FileId::new(0, 0) };
+    const TOUCH: Touch = Touch {
+        secret_id: 0,
+        origin_pid: 7,
+        read_ns: 0,
+        acquired_ns: 0,
+        via_kind: via::DIRECT,
+        via: FileId::new(0, 0),
+    };
 
     #[test]
     fn an_off_host_destination_alerts_once_and_counts_repeats() {

@@ -21,6 +21,13 @@ pub enum Error {
     #[error("allowed reader {path}: {source}")]
     AllowedReader { path: PathBuf, source: io::Error },
 
+    /// An `--allow-reader` (or `allow_readers`) executable that is an interpreter.
+    #[error(
+        "allowed reader {path} is an interpreter ({name}): it runs whatever code it is given, so \
+         it cannot be allowed by executable; declare the program it runs as a service ([[services]])"
+    )]
+    AllowedInterpreter { path: PathBuf, name: String },
+
     /// The process lacks the privileges to load BPF programs.
     #[error(
         "no permission to load BPF programs: run vigie as root (or with CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN)"

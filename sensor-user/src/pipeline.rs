@@ -62,7 +62,7 @@ impl Pipeline {
         let mut pipeline =
             Self { facts, catalog, processes, taint, correlator, derived: DerivedFiles::default(), trusted };
         for process in pipeline.processes.iter() {
-            pipeline.trusted.observe(process, &mut pipeline.catalog);
+            pipeline.trusted.observe(process, 0, &mut pipeline.catalog);
         }
         pipeline
     }
@@ -77,12 +77,12 @@ impl Pipeline {
         match event {
             KernelEvent::Exec(exec) => {
                 self.processes.exec(exec);
-                self.observe(exec.header.pid);
+                self.observe(exec.header.pid, exec.header.ktime_ns);
             }
             KernelEvent::Fork(fork) => {
                 self.processes.fork(fork);
                 self.taint.fork(fork.header.pid, fork.child_pid);
-                self.observe(fork.child_pid);
+                self.observe(fork.child_pid, fork.header.ktime_ns);
             }
             KernelEvent::Exit(exit) => {
                 self.processes.exit(exit);
@@ -90,11 +90,12 @@ impl Pipeline {
                 self.correlator.exited(exit.header.pid);
                 self.trusted.exit(exit.header.pid);
             }
-            // A trusted service's records from before the kernel knew it was trusted.
+            // A trusted service's records from before the kernel knew it was trusted; one that
+            // carried taint from before it became the service is judged like any process.
             KernelEvent::Taint(TaintEvent { header, .. })
             | KernelEvent::Derived(Derived { header, .. })
             | KernelEvent::Connect(ConnectEvent { header, .. })
-                if self.trusted.is_trusted(header.pid) => {}
+                if self.trusted.is_trusted(header.pid) && !self.taint.holds(header.pid) => {}
             KernelEvent::Taint(taint) => {
                 self.taint.acquire(taint.header.pid, Touch::from(&taint.taint));
                 return self.secret_read(taint).into_iter().collect();
@@ -123,12 +124,12 @@ impl Pipeline {
         self.trusted.is_trusted(pid)
     }
 
-    /// Re-evaluates whether `pid` is a trusted service; a newly trusted one sheds its taint.
-    fn observe(&mut self, pid: u32) {
+    /// Re-evaluates whether `pid` is a trusted service after its exec or fork at `since_ns`;
+    /// a newly trusted one sheds the taint its new program took in, not what it carried.
+    fn observe(&mut self, pid: u32, since_ns: u64) {
         let Some(process) = self.processes.get(pid) else { return };
-        self.trusted.observe(process, &mut self.catalog);
-        if self.trusted.is_trusted(pid) {
-            self.taint.exit(pid);
+        if self.trusted.observe(process, since_ns, &mut self.catalog) {
+            self.taint.forget_taken_since(pid, since_ns);
         }
     }
 

@@ -6,12 +6,15 @@ use crate::error::Error;
 /// The profile used when none is named.
 pub const DEFAULT: &str = "default";
 
-/// A named set of secret locations (paths or globs) and allowed readers (executables).
+/// A named set of secret locations (paths or globs), allowed readers (executables) and
+/// trusted services.
 #[derive(Debug)]
 pub struct Profile {
     pub name: &'static str,
     pub secrets: &'static [&'static str],
     pub allow_readers: &'static [&'static str],
+    /// Services recognised by their executable alone, as (name, executable).
+    pub services: &'static [(&'static str, &'static str)],
     /// Whether the profile reads a Synapse configuration for its secrets and trusted service.
     pub reads_synapse_config: bool,
 }
@@ -65,26 +68,30 @@ const DEFAULT_PROFILE: Profile = Profile {
         "/usr/bin/login",
         "/usr/bin/passwd",
         "/usr/sbin/cron",
-        // Log collectors read whatever services print; they would otherwise take in the
-        // taint of every tainted process that logs.
-        "/usr/lib/systemd/systemd-journald",
-        "/usr/sbin/rsyslogd",
         // The SSH client is what private keys are for.
         "/usr/bin/ssh",
         "/usr/bin/ssh-add",
         "/usr/bin/ssh-agent",
     ],
+    // Log collectors receive whatever services print: as allowed readers they would take in
+    // the taint of every tainted process that logs (allowance covers opening secrets only).
+    services: &[("systemd-journald", "/usr/lib/systemd/systemd-journald"), ("rsyslog", "/usr/sbin/rsyslogd")],
     reads_synapse_config: false,
 };
 
 /// Watches only what is configured explicitly.
 const NONE_PROFILE: Profile =
-    Profile { name: "none", secrets: &[], allow_readers: &[], reads_synapse_config: false };
+    Profile { name: "none", secrets: &[], allow_readers: &[], services: &[], reads_synapse_config: false };
 
 /// A Synapse homeserver, from its configuration (`--synapse-config`, else Debian's paths): see
 /// `synapse_profile.rs`.
-const MATRIX_SYNAPSE_PROFILE: Profile =
-    Profile { name: "matrix-synapse", secrets: &[], allow_readers: &[], reads_synapse_config: true };
+const MATRIX_SYNAPSE_PROFILE: Profile = Profile {
+    name: "matrix-synapse",
+    secrets: &[],
+    allow_readers: &[],
+    services: &[],
+    reads_synapse_config: true,
+};
 
 const BUILTIN: [&Profile; 3] = [&DEFAULT_PROFILE, &NONE_PROFILE, &MATRIX_SYNAPSE_PROFILE];
 

@@ -1,14 +1,15 @@
 //! Trusted services: long-running programs (a homeserver) that read secrets as their job and
-//! whose memory holds them. A service is recognised by what it runs — executable identity,
-//! arguments, user — never by a pid written down by hand, and trust is narrower than the
-//! interpreter: `python3 -c ...` is not Synapse because Synapse runs on python3.
+//! whose memory holds them. A service is recognised structurally by what it runs — executable
+//! identity, its arguments position by position, user, cgroup — never by a pid written down by
+//! hand, and trust is narrower than the interpreter: `python3 -c CODE -m synapse.app.homeserver`
+//! is not Synapse, because `-c CODE` comes where the module must.
 
 use std::path::PathBuf;
 
 use sensor_common::FileId;
 use serde::Deserialize;
 
-use crate::{process_table::Process, secret_catalog::file_id};
+use crate::{allowed_readers, process_table::Process, secret_catalog::file_id};
 
 /// A service as configured.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
@@ -18,9 +19,16 @@ pub struct ServiceSpec {
     /// Executables it runs as (any of them; symlinks followed). Empty: any executable.
     #[serde(default)]
     pub executables: Vec<PathBuf>,
-    /// Texts that must each appear in its arguments (e.g. the module and its config path).
+    /// Its first arguments after the program name, in order and whole (`["-m",
+    /// "synapse.app.homeserver"]`).
     #[serde(default)]
     pub args: Vec<String>,
+    /// The configuration files it is started with. Every argument after `args` must be a
+    /// configuration option naming one of them (`-c PATH`, `--config-path PATH`,
+    /// `--config-path=PATH`; a trailing `/` is ignored), and each must be named. Without
+    /// `configs`, nothing may follow `args`.
+    #[serde(default)]
+    pub configs: Vec<String>,
     /// The user it runs as.
     pub user: Option<u32>,
     /// Its cgroup v2 path, as in `/proc/PID/cgroup` (`/system.slice/matrix-synapse.service`
@@ -33,7 +41,10 @@ pub struct ServiceSpec {
 pub struct Service {
     pub name: String,
     executables: Vec<FileId>,
+    /// The executables as installed (symlinks resolved), to tell interpreters.
+    executable_paths: Vec<PathBuf>,
     args: Vec<String>,
+    configs: Vec<String>,
     user: Option<u32>,
     cgroup: Option<String>,
 }
@@ -44,7 +55,9 @@ impl Service {
         Self {
             name: spec.name.clone(),
             executables: spec.executables.iter().filter_map(|p| file_id(p)).collect(),
+            executable_paths: spec.executables.iter().filter_map(|p| p.canonicalize().ok()).collect(),
             args: spec.args.clone(),
+            configs: spec.configs.iter().map(|c| without_trailing_slash(c).to_owned()).collect(),
             user: spec.user,
             cgroup: spec.cgroup.clone(),
         }
@@ -59,12 +72,56 @@ impl Service {
         }
         let exe_ok = self.executables.is_empty()
             || file_id(process.executable.as_ref()).is_some_and(|id| self.executables.contains(&id));
-        let args_ok =
-            self.args.iter().all(|wanted| process.args.iter().any(|arg| arg.contains(wanted.as_str())));
+        let args_ok = self.identity_is_the_executable()
+            || self.arguments_match(process.args.get(1..).unwrap_or_default());
         let user_ok = self.user.is_none_or(|uid| uid == process.uid);
         let cgroup_ok =
             self.cgroup.as_deref().is_none_or(|wanted| cgroup_of(process.pid).as_deref() == Some(wanted));
         exe_ok && args_ok && user_ok && cgroup_ok
+    }
+}
+
+impl Service {
+    /// Whether the service is its executables alone: they are given, none is an interpreter
+    /// (which runs whatever it is handed), and no argument is.
+    fn identity_is_the_executable(&self) -> bool {
+        self.args.is_empty()
+            && self.configs.is_empty()
+            && !self.executable_paths.is_empty()
+            && self.executable_paths.iter().all(|p| allowed_readers::interpreter_name(p).is_none())
+    }
+
+    /// Whether `args` (after the program name) are `self.args` then exactly the config options.
+    fn arguments_match(&self, args: &[String]) -> bool {
+        let Some(rest) = args.strip_prefix(self.args.as_slice()) else { return false };
+        let Some(named) = config_options(rest) else { return false };
+        named.iter().all(|path| self.configs.iter().any(|c| c == path))
+            && self.configs.iter().all(|c| named.contains(&c.as_str()))
+    }
+}
+
+/// The paths named by `args` if they are all configuration options, else `None`.
+fn config_options(mut args: &[String]) -> Option<Vec<&str>> {
+    let mut named = Vec::new();
+    while let Some((first, rest)) = args.split_first() {
+        let (path, rest) = match first.strip_prefix("--config-path=") {
+            Some(path) => (path, rest),
+            None if first == "-c" || first == "--config-path" => {
+                let (path, rest) = rest.split_first()?;
+                (path.as_str(), rest)
+            }
+            None => return None,
+        };
+        named.push(without_trailing_slash(path));
+        args = rest;
+    }
+    Some(named)
+}
+
+fn without_trailing_slash(path: &str) -> &str {
+    match path.trim_end_matches('/') {
+        "" => path,
+        trimmed => trimmed,
     }
 }
 
@@ -89,11 +146,12 @@ mod tests {
         }
     }
 
-    fn synapse(config: &str) -> Service {
+    fn synapse(configs: &[&str]) -> Service {
         Service::resolve(&ServiceSpec {
             name: "matrix-synapse".into(),
             executables: vec![],
-            args: vec!["synapse.app.homeserver".into(), config.into()],
+            args: vec!["-m".into(), "synapse.app.homeserver".into()],
+            configs: configs.iter().map(|c| (*c).to_owned()).collect(),
             user: Some(998),
             cgroup: None,
         })
@@ -101,15 +159,45 @@ mod tests {
 
     #[test]
     fn the_homeserver_is_its_module_config_and_user_not_its_interpreter() {
-        let service = synapse("/etc/matrix-synapse/homeserver.yaml");
+        let service = synapse(&["/etc/matrix-synapse/homeserver.yaml", "/etc/matrix-synapse/conf.d/"]);
         let python = "/usr/bin/python3";
-        let args =
-            ["python3", "-m", "synapse.app.homeserver", "--config-path=/etc/matrix-synapse/homeserver.yaml"];
+        let args = [
+            "python3",
+            "-m",
+            "synapse.app.homeserver",
+            "--config-path=/etc/matrix-synapse/homeserver.yaml",
+            "-c",
+            "/etc/matrix-synapse/conf.d",
+        ];
         assert!(service.matches(&process(python, &args, 998)));
         assert!(!service.matches(&process(python, &args, 0)), "another user");
+        assert!(!service.matches(&process(python, &args[..4], 998)), "a config left out");
         assert!(!service.matches(&process(python, &["python3", "-c", "print(1)"], 998)), "python3 -c");
-        let other = ["python3", "-m", "synapse.app.homeserver", "-c", "/tmp/evil.yaml"];
-        assert!(!service.matches(&process(python, &other, 998)), "another config");
+        let cases: [&[&str]; 4] = [
+            &["python3", "-m", "synapse.app.homeserver", "-c", "/tmp/evil.yaml"],
+            // The look-alike: the module and config come after code python runs instead.
+            &[
+                "python3",
+                "-c",
+                "import os",
+                "-m",
+                "synapse.app.homeserver",
+                "--config-path",
+                "/etc/matrix-synapse/homeserver.yaml",
+            ],
+            &["python3", "-m", "synapse.app.homeserver.evil", "-c", "/etc/matrix-synapse/homeserver.yaml"],
+            &[
+                "python3",
+                "-m",
+                "synapse.app.homeserver",
+                "-c",
+                "/etc/matrix-synapse/homeserver.yaml",
+                "--extra",
+            ],
+        ];
+        for args in cases {
+            assert!(!service.matches(&process(python, args, 998)), "{args:?}");
+        }
     }
 
     #[test]

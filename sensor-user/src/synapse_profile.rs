@@ -23,6 +23,8 @@ use crate::{
 pub const DEBIAN_CONFIG: &str = "/etc/matrix-synapse/homeserver.yaml";
 pub const DEBIAN_CONFIG_DIR: &str = "/etc/matrix-synapse/conf.d";
 pub const DEBIAN_USER: &str = "matrix-synapse";
+/// The interpreter of Debian's `matrix-synapse-py3` package (matrix.org's repository).
+const DEBIAN_PYTHON: &str = "/opt/venvs/matrix-synapse/bin/python";
 
 /// The module every homeserver main process runs (`python -m synapse.app.homeserver`).
 const HOMESERVER_MODULE: &str = "synapse.app.homeserver";
@@ -97,16 +99,21 @@ impl SynapseProfile {
             None if debian => uid_of(DEBIAN_USER).ok(),
             None => None,
         };
-        let args = std::iter::once(HOMESERVER_MODULE.to_owned()).chain(configs.iter().map(|p| arg_text(p)));
         let service = ServiceSpec {
             name: SERVICE_NAME.to_owned(),
-            executables: Vec::new(),
-            args: args.collect(),
+            executables: if debian { debian_python() } else { Vec::new() },
+            args: vec!["-m".to_owned(), HOMESERVER_MODULE.to_owned()],
+            configs: configs.iter().map(|p| p.to_string_lossy().into_owned()).collect(),
             user,
             cgroup: if debian { debian_unit_cgroup() } else { None },
         };
         Ok(Self { secret_patterns, service })
     }
+}
+
+/// The interpreter of Debian's package, where it is installed.
+fn debian_python() -> Vec<PathBuf> {
+    Some(PathBuf::from(DEBIAN_PYTHON)).filter(|p| p.exists()).into_iter().collect()
 }
 
 /// The cgroup of Debian's `matrix-synapse` systemd unit, where systemd runs it: only systemd
@@ -142,17 +149,6 @@ fn config_patterns(configs: &[PathBuf], paths: &PathMap) -> Vec<String> {
             }
         })
         .collect()
-}
-
-/// How the homeserver's command line names a config path (`conf.d/` and `conf.d` alike).
-fn arg_text(path: &Path) -> String {
-    let text = path.to_string_lossy();
-    let trimmed = text.trim_end_matches('/');
-    if trimmed.is_empty() {
-        text.into_owned()
-    } else {
-        trimmed.to_owned()
-    }
 }
 
 /// Every file the settings say holds a secret, as the homeserver names it.
@@ -303,10 +299,8 @@ mod tests {
             format!("{d}/conf.d/bridge.yaml"),
         ];
         assert_eq!(profile.secret_patterns, expected);
-        assert_eq!(
-            profile.service.args,
-            ["synapse.app.homeserver".to_owned(), config.display().to_string(), format!("{d}/conf.d")]
-        );
+        assert_eq!(profile.service.args, ["-m", "synapse.app.homeserver"]);
+        assert_eq!(profile.service.configs, [config.display().to_string(), format!("{d}/conf.d/")]);
         assert_eq!(profile.service.user, None);
         fs::remove_dir_all(&dir).unwrap();
     }
@@ -334,7 +328,7 @@ mod tests {
                 format!("{d}/homeserver.db")
             ]
         );
-        assert_eq!(profile.service.args, ["synapse.app.homeserver", "/data/homeserver.yaml"]);
+        assert_eq!(profile.service.configs, ["/data/homeserver.yaml"]);
         assert_eq!(profile.service.user, Some(991));
         fs::remove_dir_all(&dir).unwrap();
     }

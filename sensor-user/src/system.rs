@@ -102,3 +102,14 @@ pub fn ns_per_tick() -> u64 {
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     1_000_000_000 / u64::try_from(hz).unwrap_or(100).max(1)
 }
+
+/// Whether process `pid` is being traced (`TracerPid` in `/proc/PID/status`); a process
+/// that cannot be looked at counts as traced.
+pub fn is_traced(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/status")).map_or(true, |status| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("TracerPid:"))
+            .is_none_or(|tracer| tracer.trim() != "0")
+    })
+}

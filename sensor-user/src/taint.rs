@@ -11,8 +11,10 @@ pub struct Touch {
     pub secret_id: u32,
     /// The process that opened the secret: the tainted process itself or another one.
     pub origin_pid: u32,
-    /// When the secret was opened (kernel monotonic ns): the taint window counts from here.
+    /// When the secret was last taken in (kernel monotonic ns): the taint window counts from here.
     pub read_ns: u64,
+    /// When the process took it in, or its ancestor did for an inherited one (kernel ns).
+    pub acquired_ns: u64,
     /// One of `sensor_common::via`, and the derived file, pipe or socket it came through.
     pub via_kind: u32,
     pub via: FileId,
@@ -24,6 +26,7 @@ impl From<&Taint> for Touch {
             secret_id: taint.secret_id,
             origin_pid: taint.origin_pid,
             read_ns: taint.read_ns,
+            acquired_ns: taint.acquired_ns,
             via_kind: taint.via_kind,
             via: taint.via,
         }
@@ -45,12 +48,14 @@ impl TaintTable {
         Self { by_pid: HashMap::new(), acquired: 0, window_ns }
     }
 
-    /// `pid` took in a secret (first route per secret is kept).
+    /// `pid` took in a secret: the first route per secret is kept, and a later take-in of
+    /// the same secret renews its window.
     pub fn acquire(&mut self, pid: u32, touch: Touch) {
         self.acquired += 1;
         let touches = self.by_pid.entry(pid).or_default();
-        if !touches.iter().any(|t| t.secret_id == touch.secret_id) {
-            touches.push(touch);
+        match touches.iter_mut().find(|t| t.secret_id == touch.secret_id) {
+            Some(known) => known.read_ns = known.read_ns.max(touch.read_ns),
+            None => touches.push(touch),
         }
     }
 
@@ -64,6 +69,17 @@ impl TaintTable {
 
     pub fn exit(&mut self, pid: u32) {
         self.by_pid.remove(&pid);
+    }
+
+    /// `pid` became a trusted service's process at `since_ns`: what it took in from then on
+    /// was the service's own work. What it carried from before stays.
+    pub fn forget_taken_since(&mut self, pid: u32, since_ns: u64) {
+        if let Some(touches) = self.by_pid.get_mut(&pid) {
+            touches.retain(|t| t.acquired_ns < since_ns);
+            if touches.is_empty() {
+                self.by_pid.remove(&pid);
+            }
+        }
     }
 
     pub fn acquired(&self) -> u64 {
@@ -97,7 +113,14 @@ mod tests {
     use super::*;
 
     fn touch(secret_id: u32, origin_pid: u32, read_ns: u64) -> Touch {
-        Touch { secret_id, origin_pid, read_ns, via_kind: via::DIRECT, via: FileId::default() }
+        Touch {
+            secret_id,
+            origin_pid,
+            read_ns,
+            acquired_ns: read_ns,
+            via_kind: via::DIRECT,
+            via: FileId::default(),
+        }
     }
 
     const KERNEL: Taint = Taint {
@@ -117,7 +140,8 @@ mod tests {
         table.acquire(10, touch(1, 10, 2));
         table.acquire(10, touch(0, 10, 3));
         table.fork(10, 11);
-        assert_eq!(table.touches(11, &KERNEL, 5), [touch(0, 10, 1), touch(1, 10, 2)]);
+        let renewed = Touch { read_ns: 3, ..touch(0, 10, 1) };
+        assert_eq!(table.touches(11, &KERNEL, 5), [renewed, touch(1, 10, 2)]);
     }
 
     #[test]
@@ -136,5 +160,24 @@ mod tests {
         table.acquire(10, touch(1, 10, 900));
         assert_eq!(table.touches(10, &KERNEL, 1_500), [touch(1, 10, 900)]);
         assert!(table.touches(10, &KERNEL, 3_000).is_empty());
+    }
+
+    #[test]
+    fn a_new_take_in_renews_the_window_and_keeps_the_first_route() {
+        let mut table = TaintTable::new(1_000);
+        table.acquire(10, touch(0, 10, 100));
+        table.acquire(10, touch(0, 99, 2_500));
+        assert_eq!(table.touches(10, &KERNEL, 3_000), [Touch { read_ns: 2_500, ..touch(0, 10, 100) }]);
+    }
+
+    #[test]
+    fn becoming_trusted_keeps_what_came_before() {
+        let mut table = TaintTable::new(0);
+        table.acquire(10, touch(0, 10, 100));
+        table.acquire(10, touch(1, 10, 300));
+        table.forget_taken_since(10, 200);
+        assert_eq!(table.touches(10, &KERNEL, 400), [touch(0, 10, 100)]);
+        table.forget_taken_since(10, 50);
+        assert!(!table.holds(10));
     }
 }

@@ -70,7 +70,7 @@ impl TmpfsReads {
             let reader = pid != std::process::id()
                 && secret_id != u32::MAX
                 && !pipeline.is_trusted(pid)
-                && !sensor.runs_allowed_reader(pid);
+                && !sensor.may_open_secrets(pid);
             let taint = reader.then(|| {
                 let now = system::monotonic_ns();
                 Taint {

@@ -8,8 +8,11 @@ use crate::{process_table::Process, secret_catalog::SecretCatalog, services::Ser
 /// A change for the kernel's view of trusted processes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TrustChange {
-    /// `pid` is a trusted service's process; reading its memory taints with secret `label`.
-    Trust { pid: u32, label: u32 },
+    /// `pid`, started at `start_ns`, is a trusted service's process since its exec or fork at
+    /// `since_ns` (kernel time; 0: since before the agent started): taint it took in from
+    /// then on came from the service's own work and is dropped, taint from before is kept.
+    /// Reading its memory taints with secret `label`.
+    Trust { pid: u32, start_ns: u64, since_ns: u64, label: u32 },
     /// `pid` no longer runs a trusted service.
     Untrust { pid: u32 },
 }
@@ -27,14 +30,17 @@ impl TrustedProcesses {
         Self { services, ..Self::default() }
     }
 
-    /// Re-evaluates `process` after it started or changed program.
-    pub fn observe(&mut self, process: &Process, catalog: &mut SecretCatalog) {
+    /// Re-evaluates `process` after it started or changed program at `since_ns`; true if it
+    /// became trusted.
+    pub fn observe(&mut self, process: &Process, since_ns: u64, catalog: &mut SecretCatalog) -> bool {
         let service = self.services.iter().find(|s| s.matches(process));
         match (service, self.by_pid.contains_key(&process.pid)) {
             (Some(service), false) => {
                 let label = catalog.add_label(format!("memory of {} (pid {})", service.name, process.pid));
                 self.by_pid.insert(process.pid, label);
-                self.changes.push(TrustChange::Trust { pid: process.pid, label });
+                let (pid, start_ns) = (process.pid, process.start_ns);
+                self.changes.push(TrustChange::Trust { pid, start_ns, since_ns, label });
+                return true;
             }
             (None, true) => {
                 self.by_pid.remove(&process.pid);
@@ -42,6 +48,7 @@ impl TrustedProcesses {
             }
             _ => {}
         }
+        false
     }
 
     /// The process exited (the kernel forgets it by itself).
@@ -71,7 +78,7 @@ mod tests {
             uid: 0,
             executable: "/bin/sh".into(),
             args: args.iter().map(|a| (*a).to_owned()).collect(),
-            start_ns: 0,
+            start_ns: 3,
         }
     }
 
@@ -81,15 +88,18 @@ mod tests {
             ServiceSpec { name: "hs".into(), args: vec!["homeserver".into()], ..ServiceSpec::default() };
         let mut trusted = TrustedProcesses::new(vec![Service::resolve(&spec)]);
         let mut catalog = SecretCatalog::default();
-        trusted.observe(&worker(5, &["homeserver"]), &mut catalog);
-        trusted.observe(&worker(5, &["homeserver"]), &mut catalog);
-        trusted.observe(&worker(6, &["python3", "-c", "x"]), &mut catalog);
+        assert!(trusted.observe(&worker(5, &["sh", "homeserver"]), 7, &mut catalog));
+        assert!(!trusted.observe(&worker(5, &["sh", "homeserver"]), 8, &mut catalog));
+        assert!(!trusted.observe(&worker(6, &["python3", "-c", "x"]), 9, &mut catalog));
         assert!(trusted.is_trusted(5) && !trusted.is_trusted(6));
         assert_eq!(catalog.get(0).unwrap().path.display().to_string(), "memory of hs (pid 5)");
-        trusted.observe(&worker(5, &["sh"]), &mut catalog);
+        trusted.observe(&worker(5, &["sh"]), 10, &mut catalog);
         assert_eq!(
             trusted.take_changes(),
-            [TrustChange::Trust { pid: 5, label: 0 }, TrustChange::Untrust { pid: 5 }]
+            [
+                TrustChange::Trust { pid: 5, start_ns: 3, since_ns: 7, label: 0 },
+                TrustChange::Untrust { pid: 5 }
+            ]
         );
         assert!(trusted.take_changes().is_empty());
     }

@@ -188,8 +188,11 @@ impl Actor {
     pub fn spawn(self) -> Result<RunningActor> {
         let mut attempts = 0;
         loop {
+            // As a program a user starts: `cargo test` puts its own LD_LIBRARY_PATH in our
+            // environment, which makes an allowed reader's process not allowed.
             let result = Command::new(&self.exe)
                 .args(&self.args)
+                .env_remove("LD_LIBRARY_PATH")
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())

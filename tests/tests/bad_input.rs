@@ -127,3 +127,16 @@ fn unknown_backend_is_named_on_the_command_line_and_in_the_config() -> Result<()
     assert_names_line(&exit, &config, 3);
     Ok(())
 }
+
+#[test]
+fn an_interpreter_is_refused_as_an_allowed_reader() -> Result<()> {
+    let (_dir, secret) = workdir()?;
+    for interpreter in ["/usr/bin/python3", "/bin/sh"] {
+        let exit = run_vigie(
+            &["run", "--profile", "none", "--secret", &secret, "--allow-reader", interpreter],
+            None,
+        )?;
+        assert_refused(&exit, &[interpreter, "interpreter"]);
+    }
+    Ok(())
+}

@@ -12,22 +12,35 @@ use serde_json::Value;
 /// The service's name in the config, and so in its memory's label.
 const SERVICE: &str = "test-homeserver";
 
+/// How long the service runs.
+const SERVICE_LIFE: Duration = Duration::from_mins(2);
+
 /// A long-running actor standing for the homeserver: it reads the secret, then waits.
 fn start_service(lab: &Lab) -> Result<RunningActor> {
-    lab.actor().read(lab.secret()).sleep(Duration::from_mins(2)).spawn()
+    lab.actor().read(lab.secret()).sleep(SERVICE_LIFE).spawn()
 }
 
-/// A sensor that trusts the service: the actor's own executable, with the secret's path and
-/// `--sleep-ms` in its arguments (the barrier's copy of the actor is another executable).
-fn sensor_trusting_the_service(lab: &Lab) -> Result<Sensor> {
+/// A sensor that trusts the service: the actor's own executable, run with exactly these
+/// arguments (the barrier's copy of the actor is another executable).
+fn sensor_trusting(lab: &Lab, args: &[String]) -> Result<Sensor> {
     let config = lab.dir().join("vigie.toml");
+    let args: Vec<String> = args.iter().map(|a| format!("{a:?}")).collect();
     let text = format!(
-        "[[services]]\nname = \"{SERVICE}\"\nexecutables = [\"{}\"]\nargs = [\"{}\", \"--sleep-ms\"]\n",
+        "[[services]]\nname = \"{SERVICE}\"\nexecutables = [\"{}\"]\nargs = [{}]\n",
         lab.actor_exe().display(),
-        lab.secret().display()
+        args.join(", ")
     );
     fs::write(&config, text)?;
     lab.sensor_with(&["--config".as_ref(), config.as_os_str()])
+}
+
+/// A sensor that trusts the service [`start_service`] starts.
+fn sensor_trusting_the_service(lab: &Lab) -> Result<Sensor> {
+    let secret = lab.secret().display().to_string();
+    sensor_trusting(
+        lab,
+        &["--read".into(), secret, "--sleep-ms".into(), SERVICE_LIFE.as_millis().to_string()],
+    )
 }
 
 /// The alert names the service's memory as the secret, reached through process memory.
@@ -124,11 +137,12 @@ fn process_vm_readv_and_ptrace_attach_taint_the_caller() -> Result<()> {
 #[ignore = "needs root and BPF: run with cargo xtask test"]
 fn the_service_reading_its_own_secret_and_connecting_is_not_an_exfiltration() -> Result<()> {
     let lab = Lab::new(actor_exe!())?;
-    let sensor = sensor_trusting_the_service(&lab)?;
+    let dest = lab.remote().tcp_v4();
+    let secret = lab.secret().display().to_string();
+    let sensor = sensor_trusting(&lab, &["--read".into(), secret, "--tcp".into(), dest.to_string()])?;
 
     // Started after the sensor: it is recognised from its exec, not from a pid written down.
-    let service =
-        lab.actor().read(lab.secret()).sleep(Duration::from_millis(1)).tcp(lab.remote().tcp_v4()).run()?;
+    let service = lab.actor().read(lab.secret()).tcp(dest).run()?;
 
     lab.barrier(&sensor)?;
     let alerts = sensor.lines_matching(alert::is_exfiltration_by(service.pid));

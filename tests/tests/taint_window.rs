@@ -42,3 +42,41 @@ fn derived_file_keeps_its_taint_past_the_window() -> Result<()> {
     assert_eq!(alert::via_path(&alert), derived.to_str(), "{alert:#}");
     Ok(())
 }
+
+#[test]
+#[ignore = "needs root and BPF: run with cargo xtask test"]
+fn every_read_renews_the_window() -> Result<()> {
+    let lab = Lab::new(actor_exe!())?;
+    let sensor = lab.sensor_with(&["--taint-window", WINDOW])?;
+    let dest = lab.remote().tcp_v4();
+    let most_of_the_window = Duration::from_millis(700);
+
+    // Each read comes within the window of the one before; the send comes past the window of
+    // the first read.
+    let renewed = lab
+        .actor()
+        .read(lab.secret())
+        .sleep(most_of_the_window)
+        .read(lab.secret())
+        .sleep(most_of_the_window)
+        .tcp(dest)
+        .run()?;
+
+    let alert = sensor.expect(alert::is_exfiltration_by(renewed.pid), ALERT_TIMEOUT)?;
+    assert_eq!(alert::file_path(&alert), lab.secret().to_str(), "{alert:#}");
+    Ok(())
+}
+
+#[test]
+#[ignore = "needs root and BPF: run with cargo xtask test"]
+fn a_read_after_the_window_taints_afresh() -> Result<()> {
+    let lab = Lab::new(actor_exe!())?;
+    let sensor = lab.sensor_with(&["--taint-window", WINDOW])?;
+    let dest = lab.remote().tcp_v4();
+
+    let again = lab.actor().read(lab.secret()).sleep(PAST_THE_WINDOW).read(lab.secret()).tcp(dest).run()?;
+
+    let alert = sensor.expect(alert::is_exfiltration_by(again.pid), ALERT_TIMEOUT)?;
+    assert_eq!(alert::file_path(&alert), lab.secret().to_str(), "{alert:#}");
+    Ok(())
+}

@@ -9,7 +9,7 @@ pub mod prefilter;
 use sensor_common::{via, FileId, Taint};
 
 use crate::{
-    channels,
+    allowance, channels,
     emit::current_pid,
     kernel::{file_inode, inode_file_id, inode_generation},
     maps::{SECRETS, TAINTED_FILES},
@@ -23,12 +23,11 @@ use crate::{
 pub fn took_in(file: FileId, generation: impl FnOnce() -> Result<u32, i32>, fd: u32) -> Result<(), i32> {
     // SAFETY: values are copied out at once.
     let source = match unsafe { SECRETS.get(file) }.copied() {
+        Some(_) if allowance::current_may_open_secrets() => return Ok(()),
         Some(secret_id) => direct(secret_id),
+        None if allowance::current_is_trusted_service() => return Ok(()),
         None => derived(file, generation)?,
     };
-    if taint::current_is_trusted() {
-        return Ok(());
-    }
     taint::acquire(source, fd, file)
 }
 

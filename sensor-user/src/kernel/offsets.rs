@@ -77,7 +77,13 @@ pub fn from_btf(path: &Path) -> Result<KernelOffsets, Error> {
         inode_i_rdev: field("inode", "i_rdev")?,
         tty_file_private_tty: field("tty_file_private", "tty")?,
         tty_struct_link: field("tty_struct", "link")?,
+        task_struct_ptrace: field("task_struct", "ptrace")?,
+        mm_struct_env_start: field("mm_struct", "env_start")?,
+        mm_struct_env_end: field("mm_struct", "env_end")?,
+        cred_euid: field("cred", "euid")?,
+        task_struct_group_leader: field("task_struct", "group_leader")?,
         agent_pid: 0,
+        _pad: 0,
         taint_window_ns: 0,
     })
 }

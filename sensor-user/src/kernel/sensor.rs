@@ -17,7 +17,7 @@ use aya::{
 };
 use sensor_common::{
     counter, kernel_offsets::KERNEL_OFFSETS_GLOBAL, map_name, prefilter, FileId, KernelOffsets, ReadSeenKey,
-    SendKey, SendTotal, Taint,
+    SendKey, SendTotal, Taint, TrustedProcess, START_TICK_NS,
 };
 
 use super::backend::{
@@ -94,9 +94,17 @@ impl Sensor {
         Ok(sensor)
     }
 
-    /// Whether process `pid` runs an allowed reader, whose reads never taint.
-    pub fn runs_allowed_reader(&self, pid: u32) -> bool {
-        file_id(Path::new(&format!("/proc/{pid}/exe"))).is_some_and(|exe| self.allowed_exes.contains(&exe))
+    /// Whether process `pid` may open secrets untainted, as the kernel decides it: an allowed
+    /// reader's executable, not started with a loader variable, not traced.
+    pub fn may_open_secrets(&self, pid: u32) -> bool {
+        let allowed = file_id(Path::new(&format!("/proc/{pid}/exe")))
+            .is_some_and(|exe| self.allowed_exes.contains(&exe));
+        let tampered = || {
+            self.ebpf.map(map_name::LOADER_TAMPERED).is_none_or(|map| {
+                HashMap::<_, u32, u8>::try_from(map).map_or(true, |tampered| tampered.get(&pid, 0).is_ok())
+            })
+        };
+        allowed && !system::is_traced(pid) && !tampered()
     }
 
     /// Whether the channel programs come and go with taint (the page cache backend).
@@ -187,12 +195,20 @@ impl Sensor {
     /// Applies a change of trusted processes; a newly trusted one sheds its kernel taint.
     pub fn apply_trust(&mut self, change: TrustChange) -> Result<(), Error> {
         let trusted_error = map_error(map_name::TRUSTED_PIDS);
-        let mut trusted = hash_map_mut::<u32, u32>(&mut self.ebpf, map_name::TRUSTED_PIDS)?;
+        let mut trusted = hash_map_mut::<u32, TrustedProcess>(&mut self.ebpf, map_name::TRUSTED_PIDS)?;
         match change {
-            TrustChange::Trust { pid, label } => {
-                trusted.insert(pid, label, 0).map_err(trusted_error)?;
+            TrustChange::Trust { pid, start_ns, since_ns, label } => {
+                let value = TrustedProcess { label, _pad: 0, start_tick: start_ns / START_TICK_NS };
+                trusted.insert(pid, value, 0).map_err(trusted_error)?;
+                let tainted_error = map_error(map_name::TAINTED);
                 let mut tainted = hash_map_mut::<u32, Taint>(&mut self.ebpf, map_name::TAINTED)?;
-                ignore_missing(tainted.remove(&pid)).map_err(map_error(map_name::TAINTED))
+                match tainted.get(&pid, 0) {
+                    Ok(taint) if taint.acquired_ns >= since_ns => {
+                        ignore_missing(tainted.remove(&pid)).map_err(tainted_error)
+                    }
+                    Ok(_) => Ok(()),
+                    Err(err) => ignore_missing(Err(err).map(|_: Taint| ())).map_err(tainted_error),
+                }
             }
             TrustChange::Untrust { pid } => ignore_missing(trusted.remove(&pid)).map_err(trusted_error),
         }

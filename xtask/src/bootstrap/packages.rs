@@ -24,6 +24,8 @@ const REQUIRED_COMMANDS: &[(&str, &str)] = &[
     ("nginx", "nginx-light"),
     ("wrk", "wrk"),
     ("taskset", "util-linux"),
+    // An allowed reader under ptrace is not allowed.
+    ("strace", "strace"),
 ];
 
 /// Reports each required command; as root, apt-installs the packages of missing ones.
