@@ -18,6 +18,18 @@ impl FileId {
     }
 }
 
+/// A watched secret, the value of `SECRETS` (by file identity).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WatchedSecret {
+    /// Index of the secret in the agent's catalog.
+    pub secret_id: u32,
+    /// The inode's generation when the agent looked, if `generation_known` is 1: a new file
+    /// that reuses the inode number of a deleted secret has another, and is not the secret.
+    pub generation: u32,
+    pub generation_known: u32,
+}
+
 /// How secret material reached a process, in [`Taint::via_kind`].
 pub mod via {
     /// It opened the secret itself, or inherited the taint from the parent that did.
@@ -154,4 +166,6 @@ mod pod {
     unsafe impl aya::Pod for super::SendKey {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::TrustedProcess {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::WatchedSecret {}
 }

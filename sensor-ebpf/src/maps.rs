@@ -4,7 +4,9 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
-use sensor_common::{counter, prefilter, FileId, ReadSeenKey, SendKey, SendTotal, Taint, TrustedProcess};
+use sensor_common::{
+    counter, prefilter, FileId, ReadSeenKey, SendKey, SendTotal, Taint, TrustedProcess, WatchedSecret,
+};
 
 /// Records for the agent. The agent resizes it at load time.
 #[map]
@@ -25,9 +27,10 @@ pub static GATES: Array<u64> = Array::with_max_entries(counter::COUNT, 0);
 #[map]
 pub static PREFILTER: Array<u64> = Array::with_max_entries(prefilter::WORDS, 0);
 
-/// Watched secrets: file identity → secret id. Filled by the agent.
+/// Watched secrets, by file identity. Filled by the agent, which removes a secret whose path
+/// leads nowhere any more.
 #[map]
-pub static SECRETS: HashMap<FileId, u32> = HashMap::with_max_entries(16_384, 0);
+pub static SECRETS: HashMap<FileId, WatchedSecret> = HashMap::with_max_entries(16_384, 0);
 
 /// Executables whose reads of secrets are normal: identity of the exe file. Filled by the agent.
 #[map]

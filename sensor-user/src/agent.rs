@@ -194,7 +194,7 @@ fn follow_paths(
 ) -> Result<(), Error> {
     let rebinds = pipeline.catalog_mut().rescan(|pattern| deep || !pattern.contains("**"));
     for rebind in rebinds {
-        sensor.rebind_secret(rebind.secret_id, rebind.old, rebind.new)?;
+        sensor.rebind_secret(&rebind)?;
         if let Some(reads) = tmpfs.as_deref_mut() {
             reads.rebind(pipeline.catalog_mut(), &rebind)?;
         }

@@ -20,18 +20,25 @@ const INTERPRETERS: [&str; 19] = [
 pub fn resolve(settings: &Settings) -> Result<Vec<FileId>, Error> {
     let mut ids = Vec::new();
     for path in &settings.allow_readers {
-        let not_found = || Error::AllowedReader {
-            path: path.clone(),
-            source: std::io::Error::from(std::io::ErrorKind::NotFound),
-        };
-        let real = path.canonicalize().map_err(|_| not_found())?;
-        if let Some(name) = interpreter_name(path).or_else(|| interpreter_name(&real)) {
-            return Err(Error::AllowedInterpreter { path: path.clone(), name });
-        }
-        ids.push(file_id(path).ok_or_else(not_found)?);
+        ids.push(trusted_executable("allowed reader", path)?);
     }
     ids.extend(settings.profile_allow_readers.iter().filter_map(|p| file_id(p)));
     Ok(ids)
+}
+
+/// The identity of `path`, an executable trusted as `role`, which must exist and not be an
+/// interpreter (the link's name or the file it leads to).
+pub fn trusted_executable(role: &'static str, path: &Path) -> Result<FileId, Error> {
+    let not_found = || Error::TrustedExecutable {
+        role,
+        path: path.to_owned(),
+        source: std::io::Error::from(std::io::ErrorKind::NotFound),
+    };
+    let real = path.canonicalize().map_err(|_| not_found())?;
+    if let Some(name) = interpreter_name(path).or_else(|| interpreter_name(&real)) {
+        return Err(Error::Interpreter { role, path: path.to_owned(), name });
+    }
+    file_id(path).ok_or_else(not_found)
 }
 
 /// The interpreter `path` names, if it is one.

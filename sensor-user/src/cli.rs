@@ -44,6 +44,12 @@ pub struct RunArgs {
     #[arg(long = "allow-reader", value_name = "EXE")]
     pub allow_readers: Vec<PathBuf>,
 
+    /// A trusted service known by its executable alone (not an interpreter): nothing it takes
+    /// in taints it, reading its memory does; repeatable. Services known by their arguments,
+    /// user or cgroup are declared in the config file.
+    #[arg(long = "service", value_name = "EXE")]
+    pub services: Vec<PathBuf>,
+
     /// Where JSON lines go: a file (appended) or `-` for stdout. Default: stdout.
     #[arg(long, value_name = "PATH")]
     pub output: Option<String>,

@@ -11,6 +11,7 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::Deserialize;
 
 use crate::{
+    allowed_readers,
     cli::RunArgs,
     error::Error,
     kernel::backend::Choice,
@@ -180,6 +181,12 @@ impl Settings {
         }
         secret_patterns.extend(file.secrets);
         secret_patterns.extend(args.secrets);
+        for path in args.services {
+            allowed_readers::trusted_executable("service", &path)?;
+            let name =
+                path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into());
+            services.push(ServiceSpec { name, executables: vec![path], ..ServiceSpec::default() });
+        }
         let mut allow_readers = file.allow_readers;
         allow_readers.extend(args.allow_readers);
 

@@ -17,16 +17,17 @@ pub enum Error {
     #[error("unknown profile {name:?} (built-in profiles: {known})")]
     UnknownProfile { name: String, known: String },
 
-    /// An `--allow-reader` executable that cannot be found.
-    #[error("allowed reader {path}: {source}")]
-    AllowedReader { path: PathBuf, source: io::Error },
+    /// An `--allow-reader` or `--service` executable that cannot be found.
+    #[error("{role} {path}: {source}")]
+    TrustedExecutable { role: &'static str, path: PathBuf, source: io::Error },
 
-    /// An `--allow-reader` (or `allow_readers`) executable that is an interpreter.
+    /// An allowed reader, or a service known by its executable alone, that is an interpreter.
     #[error(
-        "allowed reader {path} is an interpreter ({name}): it runs whatever code it is given, so \
-         it cannot be allowed by executable; declare the program it runs as a service ([[services]])"
+        "{role} {path} is an interpreter ({name}): it runs whatever code it is given, so it cannot \
+         be trusted by executable; declare the program it runs as a service with its arguments \
+         ([[services]] in the config file)"
     )]
-    AllowedInterpreter { path: PathBuf, name: String },
+    Interpreter { role: &'static str, path: PathBuf, name: String },
 
     /// The process lacks the privileges to load BPF programs.
     #[error(

@@ -1,11 +1,12 @@
 //! The watch list: configured paths and globs resolved to file identities.
 //!
 //! A secret's id is its index here; the kernel reports ids, the agent shows the path as it
-//! was configured. Missing files are skipped (the count is reported at start-up).
+//! was configured. Missing files are skipped (the count is reported at start-up); a watched
+//! file that goes away is unwatched at the next scan, and watched again when it comes back.
 
 use std::{
     fs,
-    os::unix::fs::MetadataExt,
+    os::unix::fs::{MetadataExt, OpenOptionsExt},
     path::{Path, PathBuf},
 };
 
@@ -15,16 +16,22 @@ use sensor_common::FileId;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Secret {
     pub path: PathBuf,
+    /// Its identity (zero while the path leads nowhere, and for labels).
     pub id: FileId,
+    /// Its inode's generation, where the file system tells it (`FS_IOC_GETVERSION`).
+    pub generation: Option<u32>,
+    /// Index of the pattern that found it (`None` for labels).
+    pattern: Option<usize>,
 }
 
-/// A path that now leads to another file (or to a file for the first time).
+/// A path that now leads to another file, to a file for the first time, or nowhere.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rebind {
     /// The secret's id (its index in the catalog).
     pub secret_id: u32,
     pub old: Option<FileId>,
-    pub new: FileId,
+    /// The file it leads to now, with its generation; `None`: it was deleted.
+    pub new: Option<(FileId, Option<u32>)>,
 }
 
 /// All watched secrets, indexed by secret id.
@@ -45,28 +52,43 @@ impl SecretCatalog {
     }
 
     /// Resolves the patterns `include` selects again and returns the paths whose identity
-    /// changed: files replaced by rename, deleted and recreated, or created since.
+    /// changed, in the order the kernel must apply them: files deleted since (first, so that
+    /// another path to the same file can take over), replaced by rename, recreated, or new.
     pub fn rescan(&mut self, include: impl Fn(&str) -> bool) -> Vec<Rebind> {
-        let mut rebinds = Vec::new();
+        let mut found = Vec::new();
         let mut unmatched = Vec::new();
-        for pattern in self.patterns.iter().filter(|p| include(p)) {
-            let mut found = false;
+        for (index, pattern) in self.patterns.iter().enumerate().filter(|(_, p)| include(p)) {
+            let before = found.len();
             for path in expand(pattern) {
-                let Some(id) = file_id(&path) else { continue };
-                found = true;
-                if let Some(index) = self.secrets.iter().position(|s| s.path == path) {
-                    let secret = &mut self.secrets[index];
-                    if secret.id != id {
-                        let old = Some(std::mem::replace(&mut secret.id, id));
-                        rebinds.push(Rebind { secret_id: secret_id(index), old, new: id });
-                    }
-                } else if !self.secrets.iter().any(|s| s.id == id) {
-                    rebinds.push(Rebind { secret_id: secret_id(self.secrets.len()), old: None, new: id });
-                    self.secrets.push(Secret { path, id });
+                if let Some(id) = file_id(&path) {
+                    found.push((index, generation(&path), id, path));
                 }
             }
-            if !found {
+            if found.len() == before {
                 unmatched.push(pattern.clone());
+            }
+        }
+        let mut rebinds = Vec::new();
+        for (index, secret) in self.secrets.iter_mut().enumerate() {
+            let scanned = secret.pattern.is_some_and(|p| include(&self.patterns[p]));
+            if scanned && secret.id != FileId::default() && !found.iter().any(|f| f.3 == secret.path) {
+                let old = Some(std::mem::take(&mut secret.id));
+                secret.generation = None;
+                rebinds.push(Rebind { secret_id: secret_id(index), old, new: None });
+            }
+        }
+        for (pattern, generation, id, path) in found {
+            let new = Some((id, generation));
+            if let Some(index) = self.secrets.iter().position(|s| s.path == path) {
+                let secret = &mut self.secrets[index];
+                if (secret.id, secret.generation) != (id, generation) {
+                    let old = Some(std::mem::replace(&mut secret.id, id)).filter(|o| *o != FileId::default());
+                    secret.generation = generation;
+                    rebinds.push(Rebind { secret_id: secret_id(index), old, new });
+                }
+            } else if !self.secrets.iter().any(|s| s.id == id) {
+                rebinds.push(Rebind { secret_id: secret_id(self.secrets.len()), old: None, new });
+                self.secrets.push(Secret { path, id, generation, pattern: Some(pattern) });
             }
         }
         if self.patterns.iter().all(|p| include(p)) {
@@ -77,7 +99,12 @@ impl SecretCatalog {
 
     /// Adds a secret that is not a file (a trusted process's memory), named `label`.
     pub fn add_label(&mut self, label: String) -> u32 {
-        self.secrets.push(Secret { path: PathBuf::from(label), id: FileId::default() });
+        self.secrets.push(Secret {
+            path: PathBuf::from(label),
+            id: FileId::default(),
+            generation: None,
+            pattern: None,
+        });
         secret_id(self.secrets.len() - 1)
     }
 
@@ -109,6 +136,25 @@ fn expand(pattern: &str) -> Vec<PathBuf> {
         vec![absolute]
     };
     paths.into_iter().filter(|p| p.extension().is_none_or(|ext| ext != "pub")).collect()
+}
+
+/// The generation of the regular file at `path` (symlinks followed), where its file system
+/// keeps one (ext4, xfs, btrfs do; tmpfs does not answer). Opening it reads no data.
+fn generation(path: &Path) -> Option<u32> {
+    const FS_IOC_GETVERSION: libc::c_ulong = 0x8008_7601;
+    if !fs::metadata(path).ok()?.is_file() {
+        return None;
+    }
+    let file =
+        fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY).open(path).ok()?;
+    // File systems write an `int` here; a zeroed 8-byte buffer holds it in its low half
+    // (little-endian) whether they write 4 bytes or 8.
+    let mut generation: u64 = 0;
+    // SAFETY: the ioctl writes at most 8 bytes through the pointer, which lives until it returns.
+    let result = unsafe {
+        libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(&file), FS_IOC_GETVERSION, &raw mut generation)
+    };
+    (result == 0).then_some(u32::try_from(generation & u64::from(u32::MAX)).unwrap_or_default())
 }
 
 /// The kernel's identity of the file at `path` (symlinks followed), if it exists.
@@ -182,11 +228,32 @@ mod tests {
         fs::write(&later, "c").unwrap();
         let rebinds = catalog.rescan(|_| true);
 
-        let replaced = file_id(&secret).unwrap();
+        let replaced = Some((file_id(&secret).unwrap(), generation(&secret)));
         assert_eq!(rebinds[0], Rebind { secret_id: 0, old: Some(first), new: replaced });
-        assert_eq!(rebinds[1], Rebind { secret_id: 1, old: None, new: file_id(&later).unwrap() });
+        let created = Some((file_id(&later).unwrap(), generation(&later)));
+        assert_eq!(rebinds[1], Rebind { secret_id: 1, old: None, new: created });
         assert_eq!(catalog.get(1).unwrap().path, later);
         assert!(catalog.unmatched.is_empty());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_deleted_secret_is_unwatched_and_watched_again_when_it_comes_back() {
+        let dir = std::env::temp_dir().join(format!("vigie-deleted-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let wal = dir.join("homeserver.db-wal");
+        fs::write(&wal, "a").unwrap();
+        let mut catalog = SecretCatalog::resolve(&[wal.display().to_string()]);
+        let first = catalog.get(0).unwrap().id;
+        assert!(catalog.get(0).unwrap().generation.is_some(), "this file system keeps generations");
+
+        fs::remove_file(&wal).unwrap();
+        assert_eq!(catalog.rescan(|_| true), [Rebind { secret_id: 0, old: Some(first), new: None }]);
+        assert!(catalog.rescan(|_| true).is_empty(), "told once");
+
+        fs::write(&wal, "b").unwrap();
+        let again = Some((file_id(&wal).unwrap(), generation(&wal)));
+        assert_eq!(catalog.rescan(|_| true), [Rebind { secret_id: 0, old: None, new: again }]);
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -45,12 +45,14 @@ impl TmpfsReads {
     /// Marks a secret's new file if it is on tmpfs.
     pub fn rebind(&mut self, catalog: &SecretCatalog, rebind: &Rebind) -> Result<(), Error> {
         let Some(secret) = catalog.get(rebind.secret_id) else { return Ok(()) };
+        // A deleted file's fanotify mark went with its inode.
+        let Some((new, _)) = rebind.new else { return Ok(()) };
         if !crate::kernel::tmpfs::on_tmpfs(&secret.path) {
             return Ok(());
         }
         self.watch
             .get_mut()
-            .watch(&secret.path, rebind.secret_id, rebind.new)
+            .watch(&secret.path, rebind.secret_id, new)
             .map_err(|e| Error::system(format!("fanotify mark on {}", secret.path.display()), e))
     }
 

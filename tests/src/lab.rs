@@ -63,7 +63,7 @@ impl Lab {
         &self.remote
     }
 
-    /// The actor binary's canonical path (for `--allow-reader`).
+    /// The actor binary's canonical path (for `--allow-reader` or `--service`).
     #[must_use]
     pub fn actor_exe(&self) -> &Path {
         &self.actor_exe
@@ -74,12 +74,12 @@ impl Lab {
         Actor::new(&self.actor_exe)
     }
 
-    /// Starts `vigie run --profile none --secret <secret> --output - --allow-reader <this test>`.
+    /// Starts `vigie run --profile none --secret <secret> --output - --service <this test>`.
     ///
     /// The test process reads every actor's stdout through a pipe, and data from a tainted
     /// process's pipe taints its reader: the test would be tainted, and with it every actor it
-    /// starts afterwards. So the test binary is an allowed reader, as a supervisor collecting
-    /// its children's output would be on a real host.
+    /// starts afterwards. So the test binary is a trusted service, as a supervisor collecting
+    /// its children's output (a log collector) would be on a real host.
     ///
     /// # Errors
     /// See [`Sensor::start`].
@@ -94,7 +94,7 @@ impl Lab {
     pub fn sensor_with<S: AsRef<OsStr>>(&self, extra: &[S]) -> Result<Sensor> {
         let mut args: Vec<&OsStr> = ["run", "--profile", "none", "--secret"].iter().map(OsStr::new).collect();
         args.push(self.secret.as_os_str());
-        args.extend(["--output", "-", "--allow-reader"].iter().map(OsStr::new));
+        args.extend(["--output", "-", "--service"].iter().map(OsStr::new));
         args.push(self.test_exe.as_os_str());
         args.extend(extra.iter().map(AsRef::as_ref));
         Sensor::start(&args)

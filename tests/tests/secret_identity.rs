@@ -134,3 +134,48 @@ impl Drop for BindMount {
 fn c_path(path: &Path) -> Result<CString> {
     Ok(CString::new(path.as_os_str().as_bytes())?)
 }
+
+/// Creates files in `dir` until one gets inode number `ino` (ext4 hands a freed inode number
+/// to the next file created nearby); returns it, or `None` after `tries` files.
+fn file_reusing_inode(dir: &Path, ino: u64, tries: u32) -> Result<Option<PathBuf>> {
+    use std::os::unix::fs::MetadataExt;
+    for n in 0..tries {
+        let path = dir.join(format!("new-{n}"));
+        fs::write(&path, "not a secret\n")?;
+        if fs::metadata(&path)?.ino() == ino {
+            return Ok(Some(path));
+        }
+    }
+    Ok(None)
+}
+
+#[test]
+#[ignore = "needs root and BPF: run with cargo xtask test"]
+fn a_deleted_secret_is_unwatched_and_its_inode_number_reused_by_a_new_file_is_not_the_secret() -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let lab = Lab::new(actor_exe!())?;
+    let dir = lab.dir().join("db");
+    fs::create_dir(&dir)?;
+    let wal = dir.join("homeserver.db-wal");
+    fs::write(&wal, "access token pages\n")?;
+    let ino = fs::metadata(&wal)?.ino();
+    let sensor = lab.sensor_with(&["--secret".as_ref(), wal.as_os_str()])?;
+    let dest = lab.remote().tcp_v4();
+
+    fs::remove_file(&wal)?;
+    let reused = file_reusing_inode(&dir, ino, 1_000)?.context("no new file got the freed inode number")?;
+    let reader = lab.actor().read(&reused).tcp(dest).run()?;
+    lab.assert_no_alert_for(&sensor, reader.pid)?;
+
+    // Back at its path, it is watched again.
+    sensor.expect(alert::is_watch_updated_for(&wal), ALERT_TIMEOUT)?;
+    fs::write(&wal, "access token pages\n")?;
+    sensor.expect(
+        |line: &Value| alert::is_watch_updated_for(&wal)(line) && alert::file_inode(line) != Some(0),
+        ALERT_TIMEOUT,
+    )?;
+    let again = lab.actor().read(&wal).tcp(dest).run()?;
+    let alert = sensor.expect(alert::is_exfiltration_by(again.pid), ALERT_TIMEOUT)?;
+    assert_eq!(alert::file_path(&alert), wal.to_str(), "{alert:#}");
+    Ok(())
+}

@@ -18,13 +18,18 @@ use crate::{
 
 /// The current process takes in the data of `file` (through descriptor `fd`, `u32::MAX`
 /// when unknown): a secret or a derived file taints it. `generation` is asked for only
-/// when `file` is a derived file, to tell it from a new file that reuses its inode number.
+/// when `file` is a watched secret or a derived file, to tell it from a new file that reuses
+/// its inode number.
 #[inline(always)]
-pub fn took_in(file: FileId, generation: impl FnOnce() -> Result<u32, i32>, fd: u32) -> Result<(), i32> {
+pub fn took_in(file: FileId, generation: impl Fn() -> Result<u32, i32>, fd: u32) -> Result<(), i32> {
     // SAFETY: values are copied out at once.
     let source = match unsafe { SECRETS.get(file) }.copied() {
         Some(_) if allowance::current_may_open_secrets() => return Ok(()),
-        Some(secret_id) => direct(secret_id),
+        // The secret was deleted and its inode number handed to a new file.
+        Some(watched) if watched.generation_known != 0 && watched.generation != generation()? => {
+            return Ok(())
+        }
+        Some(watched) => direct(watched.secret_id),
         None if allowance::current_is_trusted_service() => return Ok(()),
         None => derived(file, generation)?,
     };
@@ -45,7 +50,7 @@ pub fn file_read(file: *const u8, fd: u32) -> Result<(), i32> {
 
 /// The taint a derived file (or FIFO) carries, if it is still the file that was written.
 #[inline(always)]
-fn derived(file: FileId, generation: impl FnOnce() -> Result<u32, i32>) -> Result<Taint, i32> {
+fn derived(file: FileId, generation: impl Fn() -> Result<u32, i32>) -> Result<Taint, i32> {
     if !channels::anything_marked() {
         return Err(0);
     }

@@ -17,7 +17,7 @@ use aya::{
 };
 use sensor_common::{
     counter, kernel_offsets::KERNEL_OFFSETS_GLOBAL, map_name, prefilter, FileId, KernelOffsets, ReadSeenKey,
-    SendKey, SendTotal, Taint, TrustedProcess, START_TICK_NS,
+    SendKey, SendTotal, Taint, TrustedProcess, WatchedSecret, START_TICK_NS,
 };
 
 use super::backend::{
@@ -26,7 +26,7 @@ use super::backend::{
 };
 use crate::{
     error::Error,
-    secret_catalog::{file_id, SecretCatalog},
+    secret_catalog::{file_id, Rebind, SecretCatalog},
     system,
     trusted_processes::TrustChange,
 };
@@ -182,13 +182,14 @@ impl Sensor {
     }
 
     /// Points secret `id` at a new file identity (the path now leads to another inode).
-    pub fn rebind_secret(&mut self, id: u32, old: Option<FileId>, new: FileId) -> Result<(), Error> {
+    pub fn rebind_secret(&mut self, rebind: &Rebind) -> Result<(), Error> {
         let error = map_error(map_name::SECRETS);
-        let mut secrets = hash_map_mut::<FileId, u32>(&mut self.ebpf, map_name::SECRETS)?;
-        if let Some(old) = old {
+        let mut secrets = hash_map_mut::<FileId, WatchedSecret>(&mut self.ebpf, map_name::SECRETS)?;
+        if let Some(old) = rebind.old {
             ignore_missing(secrets.remove(&old)).map_err(&error)?;
         }
-        secrets.insert(new, id, 0).map_err(error)?;
+        let Some((new, generation)) = rebind.new else { return Ok(()) };
+        secrets.insert(new, watched(rebind.secret_id, generation), 0).map_err(error)?;
         add_to_prefilter(&mut self.ebpf, new)
     }
 
@@ -351,10 +352,19 @@ fn hash_map_mut<'a, K: aya::Pod, V: aya::Pod>(
     HashMap::try_from(map).map_err(map_error(name))
 }
 
+/// The `SECRETS` value of secret `secret_id`.
+fn watched(secret_id: u32, generation: Option<u32>) -> WatchedSecret {
+    WatchedSecret {
+        secret_id,
+        generation: generation.unwrap_or(0),
+        generation_known: u32::from(generation.is_some()),
+    }
+}
+
 fn fill_watch_list(ebpf: &mut Ebpf, spec: &SensorSpec<'_>) -> Result<(), Error> {
-    let mut secrets = hash_map_mut::<FileId, u32>(ebpf, map_name::SECRETS)?;
+    let mut secrets = hash_map_mut::<FileId, WatchedSecret>(ebpf, map_name::SECRETS)?;
     for (id, secret) in spec.secrets.iter() {
-        secrets.insert(secret.id, id, 0).map_err(map_error(map_name::SECRETS))?;
+        secrets.insert(secret.id, watched(id, secret.generation), 0).map_err(map_error(map_name::SECRETS))?;
     }
     for (_, secret) in spec.secrets.iter() {
         add_to_prefilter(ebpf, secret.id)?;
