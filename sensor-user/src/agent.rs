@@ -146,6 +146,7 @@ pub async fn run(settings: Settings) -> Result<(), Error> {
         "events_lost": tally.lost,
         "taint_inserts_failed": tally.refused,
         "alerts_repeated": pipeline.repeated_alerts(),
+        "processes_forgotten": pipeline.processes_forgotten(),
     });
     output.write(&pipeline.state("sensor-stopped", stopped))?;
     drop(sensor);

@@ -31,6 +31,8 @@ impl Transport {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Exfiltration {
     pub pid: u32,
+    /// The sender's start time: with `pid`, which process it was.
+    pub start_ns: u64,
     pub touch: Touch,
     pub destination: SocketAddr,
     pub transport: Transport,
@@ -88,7 +90,7 @@ impl Correlator {
                 continue;
             }
             let exfiltration =
-                Exfiltration { pid, touch: *touch, destination, transport, bytes: event.bytes };
+                Exfiltration { pid, start_ns, touch: *touch, destination, transport, bytes: event.bytes };
             fresh.push(exfiltration.clone());
             self.reported.insert(key, Tracked { exfiltration, send_key, repeats: 0, exited: false });
         }

@@ -153,6 +153,11 @@ impl Pipeline {
         }
     }
 
+    /// Exited processes whose story was dropped to bound the process table.
+    pub fn processes_forgotten(&self) -> u64 {
+        self.processes.forgotten()
+    }
+
     /// Sends and connects that repeated an alert already printed.
     pub fn repeated_alerts(&self) -> u64 {
         self.correlator.repeats()
@@ -202,9 +207,9 @@ impl Pipeline {
     /// An alert or a progress report, with the whole story.
     fn exfiltration_document(&self, found: &Exfiltration, event: Event, epoch_ns: u64) -> Option<Document> {
         let secret = self.catalog.get(found.touch.secret_id)?;
-        let process = self.processes.get(found.pid).cloned().unwrap_or_else(|| unknown(found.pid, 0));
-        let ancestry: Vec<Value> =
-            self.processes.ancestry(process.pid).into_iter().map(ecs::summary).collect();
+        let process =
+            self.processes.find(found.pid, found.start_ns).cloned().unwrap_or_else(|| unknown(found.pid, 0));
+        let ancestry: Vec<Value> = self.processes.ancestry(&process).into_iter().map(ecs::summary).collect();
         let origin = self
             .processes
             .get(found.touch.origin_pid)
@@ -254,7 +259,7 @@ impl Pipeline {
     }
 
     fn process_fields(&self, process: &Process) -> ProcessFields {
-        ProcessFields::new(process, self.processes.get(process.ppid), &self.facts.boot_id)
+        ProcessFields::new(process, self.processes.parent(process), &self.facts.boot_id)
     }
 
     fn kernel_time(&self, ktime_ns: u64) -> u64 {
@@ -271,7 +276,15 @@ fn file_fields(secret: &Secret) -> ecs::File {
 }
 
 fn unknown(pid: u32, uid: u32) -> Process {
-    Process { pid, ppid: 0, uid, executable: String::new(), args: Vec::new(), start_ns: 0 }
+    Process {
+        pid,
+        ppid: 0,
+        parent_start_ns: 0,
+        uid,
+        executable: String::new(),
+        args: Vec::new(),
+        start_ns: 0,
+    }
 }
 
 fn now_ns() -> u64 {

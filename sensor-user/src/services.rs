@@ -139,6 +139,7 @@ mod tests {
         Process {
             pid: 10,
             ppid: 1,
+            parent_start_ns: 0,
             uid,
             executable: exe.into(),
             args: args.iter().map(|a| (*a).to_owned()).collect(),

@@ -75,6 +75,7 @@ mod tests {
         Process {
             pid,
             ppid: 1,
+            parent_start_ns: 0,
             uid: 0,
             executable: "/bin/sh".into(),
             args: args.iter().map(|a| (*a).to_owned()).collect(),
