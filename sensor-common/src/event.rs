@@ -64,6 +64,8 @@ pub struct ExecEvent {
     pub _pad: u32,
     /// Task start time, nanoseconds since boot.
     pub start_ns: u64,
+    /// `task_struct.self_exec_id` after this exec: which program of the process it is.
+    pub exec_id: u64,
     pub filename: [u8; FILENAME_MAX],
     pub args: [u8; ARGS_MAX],
 }
@@ -76,6 +78,8 @@ pub struct ForkEvent {
     pub child_pid: u32,
     pub _pad: u32,
     pub child_start_ns: u64,
+    /// The child's `self_exec_id`, its parent's at the fork.
+    pub child_exec_id: u64,
 }
 
 /// The last thread of `header.pid` exited.

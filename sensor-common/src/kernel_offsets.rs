@@ -72,7 +72,7 @@ pub struct KernelOffsets {
     pub task_struct_group_leader: u32,
     /// Not an offset: the agent's own pid, which is never tainted (it looks into pipes).
     pub agent_pid: u32,
-    pub _pad: u32,
+    pub task_struct_self_exec_id: u32,
     /// Not an offset: taint older than this stops counting (0: the process's lifetime).
     pub taint_window_ns: u64,
 }

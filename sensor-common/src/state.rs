@@ -68,6 +68,9 @@ pub struct Taint {
     pub via_generation: u32,
     /// The derived file, pipe or socket the taint came through (zero for [`via::DIRECT`]).
     pub via: FileId,
+    /// The start time of the process that opened the secret (`task_struct.start_time` of its
+    /// thread group leader): with `origin_pid`, which process it was, after its pid is reused.
+    pub origin_start_ns: u64,
 }
 
 /// Bytes a tainted process sent to one destination, by [`SendKey`].
@@ -101,7 +104,14 @@ pub struct TrustedProcess {
     /// Its start time in ticks of [`START_TICK_NS`]: a process that reuses the pid of one
     /// that exited before the kernel learned of it is not trusted.
     pub start_tick: u64,
+    /// The `self_exec_id` of the program the agent trusted ([`ANY_EXEC`]: one running before
+    /// the agent started, whose id `/proc` does not tell): a process that exec'd another program
+    /// before the kernel learned of its trust is not trusted.
+    pub exec_id: u64,
 }
+
+/// [`TrustedProcess::exec_id`] of a process whose program the agent could not name.
+pub const ANY_EXEC: u64 = u64::MAX;
 
 /// The unit of process start times that both the kernel (`task_struct.start_time`) and
 /// `/proc/PID/stat` (clock ticks, `USER_HZ` = 100 on Linux) can give.

@@ -7,7 +7,7 @@
 //! agent recognises structurally and the kernel forgets at exec) takes in nothing at all.
 
 use aya_ebpf::helpers::bpf_probe_read_user_str_bytes;
-use sensor_common::START_TICK_NS;
+use sensor_common::{ANY_EXEC, START_TICK_NS};
 
 use crate::{
     emit::current_pid,
@@ -27,14 +27,18 @@ pub fn current_is_trusted_service() -> bool {
 }
 
 /// The label naming the memory of `task` (thread group `pid`) if it is a trusted service's
-/// process: the one the agent trusted, not a process that reused its pid.
+/// process: the one the agent trusted, running the program it trusted — not a process that
+/// reused its pid, nor the same process after an exec the agent had not yet seen.
 #[inline(always)]
 pub fn trusted_label(task: *const u8, pid: u32) -> Option<u32> {
     // SAFETY: the value is copied out at once.
     let trusted = unsafe { TRUSTED_PIDS.get(pid) }.copied()?;
-    let leader: *const u8 = read(task, offsets().task_struct_group_leader).ok()?;
-    let start: u64 = read(leader, offsets().task_struct_start_time).ok()?;
-    (start / START_TICK_NS == trusted.start_tick).then_some(trusted.label)
+    let off = offsets();
+    let leader: *const u8 = read(task, off.task_struct_group_leader).ok()?;
+    let start: u64 = read(leader, off.task_struct_start_time).ok()?;
+    let exec_id: u64 = read(leader, off.task_struct_self_exec_id).ok()?;
+    let same_program = trusted.exec_id == ANY_EXEC || trusted.exec_id == exec_id;
+    (start / START_TICK_NS == trusted.start_tick && same_program).then_some(trusted.label)
 }
 
 /// Whether the current process may open the watched secrets without being tainted.

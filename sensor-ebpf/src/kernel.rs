@@ -71,7 +71,7 @@ pub(crate) static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     cred_euid: 0,
     task_struct_group_leader: 0,
     agent_pid: 0,
-    _pad: 0,
+    task_struct_self_exec_id: 0,
     taint_window_ns: 0,
 };
 
@@ -220,6 +220,15 @@ pub fn inode_file_id(inode: *const u8) -> Result<FileId, i32> {
 #[inline(always)]
 pub fn current_mm() -> Result<*const u8, i32> {
     read(current_task(), offsets().task_struct_mm)
+}
+
+/// When the current process started: its thread group leader's `start_time`.
+#[inline(always)]
+pub fn current_start_ns() -> u64 {
+    let off = offsets();
+    read::<*const u8>(current_task(), off.task_struct_group_leader)
+        .and_then(|leader| read(leader, off.task_struct_start_time))
+        .unwrap_or(0)
 }
 
 /// Identity of `task`'s executable file (an error for kernel threads).

@@ -42,6 +42,7 @@ fn try_exec(ctx: &TracePointContext) -> Result<(), i32> {
         let parent: *const u8 = read(task, off.task_struct_real_parent).unwrap_or(core::ptr::null());
         (*event).ppid = read(parent, off.task_struct_tgid).unwrap_or(0);
         (*event).start_ns = read(task, off.task_struct_start_time).unwrap_or(0);
+        (*event).exec_id = read(task, off.task_struct_self_exec_id).unwrap_or(0);
         (*event)._pad = 0;
 
         let loc: u32 = ctx.read_at(EXEC_FILENAME_LOC).unwrap_or(0);
@@ -112,6 +113,7 @@ fn try_fork(ctx: &RawTracePointContext) -> Result<(), i32> {
         child_pid: child_tgid,
         _pad: 0,
         child_start_ns: read(child, off.task_struct_start_time).unwrap_or(0),
+        child_exec_id: read(child, off.task_struct_self_exec_id).unwrap_or(0),
     });
     Ok(())
 }

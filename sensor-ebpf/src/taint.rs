@@ -7,7 +7,7 @@ use sensor_common::{counter, via, EventHeader, EventKind, FileId, ReadSeenKey, T
 use crate::{
     allowance, channels,
     emit::{self, current_pid, header},
-    kernel::{current_task, offsets},
+    kernel::{current_start_ns, current_task, offsets},
     maps::{COUNTERS, GATES, READ_SEEN, TAINTED, TRUSTED_PIDS},
 };
 
@@ -73,6 +73,7 @@ pub fn memory_read(target: u32, fd: u32) -> Result<(), i32> {
         via_kind: via::PROCESS_MEMORY,
         via_generation: 0,
         via: FileId::new(0, u64::from(target)),
+        origin_start_ns: current_start_ns(),
     };
     acquire(source, fd, FileId::new(0, u64::from(target)))
 }

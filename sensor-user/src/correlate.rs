@@ -181,6 +181,7 @@ mod tests {
     const TOUCH: Touch = Touch {
         secret_id: 0,
         origin_pid: 7,
+        origin_start_ns: 0,
         read_ns: 0,
         acquired_ns: 0,
         via_kind: via::DIRECT,

@@ -153,6 +153,11 @@ impl Pipeline {
         }
     }
 
+    /// When the live process `pid` started.
+    pub fn start_of(&self, pid: u32) -> Option<u64> {
+        self.processes.get(pid).map(|p| p.start_ns)
+    }
+
     /// Exited processes whose story was dropped to bound the process table.
     pub fn processes_forgotten(&self) -> u64 {
         self.processes.forgotten()
@@ -212,7 +217,7 @@ impl Pipeline {
         let ancestry: Vec<Value> = self.processes.ancestry(&process).into_iter().map(ecs::summary).collect();
         let origin = self
             .processes
-            .get(found.touch.origin_pid)
+            .find(found.touch.origin_pid, found.touch.origin_start_ns)
             .map_or_else(|| json!({ "pid": found.touch.origin_pid }), ecs::summary);
         let mut vigie = json!({ "origin": origin, "ancestry": ancestry });
         if let Some(via) = self.via(&found.touch) {
@@ -284,6 +289,7 @@ fn unknown(pid: u32, uid: u32) -> Process {
         executable: String::new(),
         args: Vec::new(),
         start_ns: 0,
+        exec_id: None,
     }
 }
 
@@ -331,6 +337,7 @@ mod tests {
                 header: header(EventKind::Exec, pid),
                 ppid,
                 start_ns: 5,
+                exec_id: 1,
                 filename: exe.into(),
                 args: vec![exe.into()],
             };
@@ -378,6 +385,7 @@ mod tests {
             child_pid: CHILD,
             _pad: 0,
             child_start_ns: 9,
+            child_exec_id: 1,
         };
         assert!(pipeline.handle(&KernelEvent::Fork(fork)).is_empty());
         let alerts = json(&pipeline.handle(&connect(CHILD, [10, 213, 1, 2], Taint::default())));
@@ -422,6 +430,7 @@ mod tests {
             via_kind: via::PIPE,
             via_generation: 0,
             via: pipe,
+            origin_start_ns: 5,
         };
         let taint = TaintEvent {
             header: header(EventKind::Taint, CHILD),

@@ -6,7 +6,7 @@ use std::{
     fs,
 };
 
-use sensor_common::{ExitEvent, ForkEvent};
+use sensor_common::{ExitEvent, ForkEvent, START_TICK_NS};
 
 use crate::kernel::decode::{split_args, Exec};
 
@@ -27,6 +27,9 @@ pub struct Process {
     pub args: Vec<String>,
     /// Start time, nanoseconds since boot.
     pub start_ns: u64,
+    /// Its `self_exec_id`, which program of the process this is (`None`: seen in `/proc`,
+    /// which does not tell).
+    pub exec_id: Option<u64>,
 }
 
 /// Live processes by pid, and the recently exited by (pid, start time): a story told after
@@ -69,9 +72,14 @@ impl ProcessTable {
         self.live.get(&pid)
     }
 
-    /// The process `pid` that started at `start_ns`, live or recently exited.
+    /// The process `pid` that started at `start_ns`, live or recently exited. Start times
+    /// are compared in ticks of `START_TICK_NS`, the precision of those read from `/proc`.
     pub fn find(&self, pid: u32, start_ns: u64) -> Option<&Process> {
-        self.live.get(&pid).filter(|p| p.start_ns == start_ns).or_else(|| self.exited.get(&(pid, start_ns)))
+        let tick = start_ns / START_TICK_NS;
+        self.live
+            .get(&pid)
+            .filter(|p| p.start_ns / START_TICK_NS == tick)
+            .or_else(|| self.exited.get(&(pid, tick)))
     }
 
     /// How many exited processes were dropped to bound the table.
@@ -94,6 +102,7 @@ impl ProcessTable {
             executable: exec.filename.clone(),
             args: exec.args.clone(),
             start_ns: known.map_or(exec.start_ns, |p| p.start_ns),
+            exec_id: Some(exec.exec_id),
         };
         self.live.insert(pid, process);
     }
@@ -107,6 +116,7 @@ impl ProcessTable {
                 ppid: parent,
                 parent_start_ns: p.start_ns,
                 start_ns: fork.child_start_ns,
+                exec_id: Some(fork.child_exec_id),
                 ..p.clone()
             },
             None => Process {
@@ -117,6 +127,7 @@ impl ProcessTable {
                 executable: String::new(),
                 args: Vec::new(),
                 start_ns: fork.child_start_ns,
+                exec_id: Some(fork.child_exec_id),
             },
         };
         self.live.insert(fork.child_pid, child);
@@ -125,7 +136,7 @@ impl ProcessTable {
     /// Keeps the exited process for a while: its orphans and late reports may need it.
     pub fn exit(&mut self, exit: &ExitEvent) {
         let Some(process) = self.live.remove(&exit.header.pid) else { return };
-        let key = (process.pid, process.start_ns);
+        let key = (process.pid, process.start_ns / START_TICK_NS);
         self.exited.insert(key, process);
         self.exit_order.push_back(key);
         while self.exit_order.len() > EXITED_KEPT {
@@ -162,6 +173,22 @@ impl ProcessTable {
     }
 }
 
+/// Whether `process` still runs the program its record describes: the same executable
+/// (by identity) and arguments (those the kernel cut short compared as far as they go).
+pub fn still_runs(process: &Process) -> bool {
+    let exe = |path: &str| crate::secret_catalog::file_id(std::path::Path::new(path));
+    let Some(running) = exe(&format!("/proc/{}/exe", process.pid)) else { return false };
+    let Ok(cmdline) = fs::read(format!("/proc/{}/cmdline", process.pid)) else { return false };
+    let args = split_args(&cmdline);
+    let Some((last, whole)) = process.args.split_last() else {
+        return exe(&process.executable) == Some(running);
+    };
+    exe(&process.executable) == Some(running)
+        && args.len() >= process.args.len()
+        && args[..whole.len()] == *whole
+        && args[whole.len()].starts_with(last.as_str())
+}
+
 /// One process from `/proc/PID`; `None` if it vanished meanwhile.
 fn read_proc(pid: u32, ns_per_tick: u64) -> Option<Process> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -182,6 +209,7 @@ fn read_proc(pid: u32, ns_per_tick: u64) -> Option<Process> {
         executable,
         args,
         start_ns: start_ticks * ns_per_tick,
+        exec_id: None,
     })
 }
 
@@ -200,13 +228,20 @@ mod tests {
             header: header(EventKind::Exec, pid),
             ppid,
             start_ns: 1,
+            exec_id: 1,
             filename: exe.into(),
             args: vec![exe.into()],
         }
     }
 
     fn fork(parent: u32, child: u32) -> ForkEvent {
-        ForkEvent { header: header(EventKind::Fork, parent), child_pid: child, _pad: 0, child_start_ns: 2 }
+        ForkEvent {
+            header: header(EventKind::Fork, parent),
+            child_pid: child,
+            _pad: 0,
+            child_start_ns: 2,
+            child_exec_id: 1,
+        }
     }
 
     #[test]
@@ -234,13 +269,14 @@ mod tests {
         let child = table.get(11).unwrap().clone();
         table.exit(&ExitEvent { header: header(EventKind::Exit, 10) });
         // Another process gets pid 10.
-        table.fork(&ForkEvent { child_start_ns: 9, ..fork(1, 10) });
+        table.fork(&ForkEvent { child_start_ns: 2 * START_TICK_NS, ..fork(1, 10) });
         table.exec(&exec(10, 1, "/usr/sbin/nginx"));
 
         let chain: Vec<_> = table.ancestry(&child).iter().map(|p| p.executable.as_str()).collect();
         assert_eq!(chain, ["/bin/bash", "/sbin/init"]);
         assert_eq!(table.find(10, 2).unwrap().executable, "/bin/bash");
-        assert_eq!(table.find(10, 9).unwrap().executable, "/usr/sbin/nginx");
+        let later = 2 * START_TICK_NS;
+        assert_eq!(table.find(10, later).unwrap().executable, "/usr/sbin/nginx");
     }
 
     #[test]

@@ -144,6 +144,7 @@ mod tests {
             executable: exe.into(),
             args: args.iter().map(|a| (*a).to_owned()).collect(),
             start_ns: 0,
+            exec_id: None,
         }
     }
 

@@ -11,6 +11,8 @@ pub struct Touch {
     pub secret_id: u32,
     /// The process that opened the secret: the tainted process itself or another one.
     pub origin_pid: u32,
+    /// Its start time (0: unknown).
+    pub origin_start_ns: u64,
     /// When the secret was last taken in (kernel monotonic ns): the taint window counts from here.
     pub read_ns: u64,
     /// When the process took it in, or its ancestor did for an inherited one (kernel ns).
@@ -25,6 +27,7 @@ impl From<&Taint> for Touch {
         Self {
             secret_id: taint.secret_id,
             origin_pid: taint.origin_pid,
+            origin_start_ns: taint.origin_start_ns,
             read_ns: taint.read_ns,
             acquired_ns: taint.acquired_ns,
             via_kind: taint.via_kind,
@@ -116,6 +119,7 @@ mod tests {
         Touch {
             secret_id,
             origin_pid,
+            origin_start_ns: 0,
             read_ns,
             acquired_ns: read_ns,
             via_kind: via::DIRECT,
@@ -131,6 +135,7 @@ mod tests {
         via_kind: 0,
         via_generation: 0,
         via: FileId::new(0, 0),
+        origin_start_ns: 0,
     };
 
     #[test]

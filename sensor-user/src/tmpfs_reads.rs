@@ -83,6 +83,7 @@ impl TmpfsReads {
                     via_kind: via::DIRECT,
                     via_generation: 0,
                     via: FileId::default(),
+                    origin_start_ns: pipeline.start_of(pid).unwrap_or(0),
                 }
             });
             let found = match taint {

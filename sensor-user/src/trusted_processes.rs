@@ -3,16 +3,22 @@
 
 use std::collections::HashMap;
 
-use crate::{process_table::Process, secret_catalog::SecretCatalog, services::Service};
+use crate::{
+    process_table::{self, Process},
+    secret_catalog::SecretCatalog,
+    services::Service,
+};
 
 /// A change for the kernel's view of trusted processes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TrustChange {
-    /// `pid`, started at `start_ns`, is a trusted service's process since its exec or fork at
-    /// `since_ns` (kernel time; 0: since before the agent started): taint it took in from
-    /// then on came from the service's own work and is dropped, taint from before is kept.
+    /// `pid`, started at `start_ns` and running the program `exec_id` names, is a trusted
+    /// service's process since its exec or fork at `since_ns` (kernel time; 0: since before the
+    /// agent started): taint it took in from then on came from the service's own work and is
+    /// dropped, taint from before is kept. `None`: it no longer runs that program (it exec'd
+    /// another before the agent read this one), so none of its taint is the service's.
     /// Reading its memory taints with secret `label`.
-    Trust { pid: u32, start_ns: u64, since_ns: u64, label: u32 },
+    Trust { pid: u32, start_ns: u64, exec_id: Option<u64>, since_ns: Option<u64>, label: u32 },
     /// `pid` no longer runs a trusted service.
     Untrust { pid: u32 },
 }
@@ -38,8 +44,9 @@ impl TrustedProcesses {
             (Some(service), false) => {
                 let label = catalog.add_label(format!("memory of {} (pid {})", service.name, process.pid));
                 self.by_pid.insert(process.pid, label);
-                let (pid, start_ns) = (process.pid, process.start_ns);
-                self.changes.push(TrustChange::Trust { pid, start_ns, since_ns, label });
+                let (pid, start_ns, exec_id) = (process.pid, process.start_ns, process.exec_id);
+                let since_ns = process_table::still_runs(process).then_some(since_ns);
+                self.changes.push(TrustChange::Trust { pid, start_ns, exec_id, since_ns, label });
                 return true;
             }
             (None, true) => {
@@ -80,6 +87,7 @@ mod tests {
             executable: "/bin/sh".into(),
             args: args.iter().map(|a| (*a).to_owned()).collect(),
             start_ns: 3,
+            exec_id: Some(4),
         }
     }
 
@@ -98,7 +106,8 @@ mod tests {
         assert_eq!(
             trusted.take_changes(),
             [
-                TrustChange::Trust { pid: 5, start_ns: 3, since_ns: 7, label: 0 },
+                // Pid 5 runs another program here: its taint is not the service's.
+                TrustChange::Trust { pid: 5, start_ns: 3, exec_id: Some(4), since_ns: None, label: 0 },
                 TrustChange::Untrust { pid: 5 }
             ]
         );

@@ -154,3 +154,21 @@ fn which(program: &str) -> Result<String> {
     anyhow::ensure!(found.status.success(), "{program} is not installed");
     Ok(String::from_utf8_lossy(&found.stdout).trim().to_owned())
 }
+
+#[test]
+#[ignore = "needs root and BPF: run with cargo xtask test"]
+fn programs_a_trusted_service_starts_are_not_trusted() -> Result<()> {
+    // The test process is a trusted service (`--service`, see `Lab::sensor`): each actor is
+    // its child, trusted from the fork until its exec, which usually comes before the agent
+    // has even read the fork. Trust names the program, so none of them is trusted.
+    let lab = Lab::new(actor_exe!())?;
+    let sensor = lab.sensor()?;
+    let dest = lab.remote().tcp_v4();
+    let running: Vec<_> =
+        (0..20).map(|_| lab.actor().read(lab.secret()).tcp(dest).spawn()).collect::<Result<_>>()?;
+    for actor in running {
+        let run = actor.finish()?;
+        sensor.expect(alert::is_exfiltration_by(run.pid), ALERT_TIMEOUT)?;
+    }
+    Ok(())
+}

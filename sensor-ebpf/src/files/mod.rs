@@ -11,7 +11,7 @@ use sensor_common::{via, FileId, Taint};
 use crate::{
     allowance, channels,
     emit::current_pid,
-    kernel::{file_inode, inode_file_id, inode_generation},
+    kernel::{current_start_ns, file_inode, inode_file_id, inode_generation},
     maps::{SECRETS, TAINTED_FILES},
     taint,
 };
@@ -76,5 +76,6 @@ fn direct(secret_id: u32) -> Taint {
         via_kind: via::DIRECT,
         via_generation: 0,
         via: FileId::default(),
+        origin_start_ns: current_start_ns(),
     }
 }

@@ -34,6 +34,7 @@ pub struct Exec {
     pub header: EventHeader,
     pub ppid: u32,
     pub start_ns: u64,
+    pub exec_id: u64,
     pub filename: String,
     pub args: Vec<String>,
 }
@@ -80,6 +81,7 @@ fn exec(raw: &ExecEvent) -> Exec {
         header: raw.header,
         ppid: raw.ppid,
         start_ns: raw.start_ns,
+        exec_id: raw.exec_id,
         filename: c_string(&raw.filename[..filename_len]),
         args: split_args(&raw.args[..args_len]),
     }
@@ -128,7 +130,13 @@ mod tests {
 
     #[test]
     fn fork_exit_taint_derived_and_connect_round_trip() {
-        let fork = ForkEvent { header: header(EventKind::Fork), child_pid: 43, _pad: 0, child_start_ns: 9 };
+        let fork = ForkEvent {
+            header: header(EventKind::Fork),
+            child_pid: 43,
+            _pad: 0,
+            child_start_ns: 9,
+            child_exec_id: 2,
+        };
         assert_eq!(decode(&bytes_of(&fork)), Ok(KernelEvent::Fork(fork)));
 
         let exit = ExitEvent { header: header(EventKind::Exit) };
@@ -142,6 +150,7 @@ mod tests {
             via_kind: via::PIPE,
             via_generation: 0,
             via: FileId::new(0xd, 9_000),
+            origin_start_ns: 7,
         };
         let read = TaintEvent {
             header: header(EventKind::Taint),
@@ -187,6 +196,7 @@ mod tests {
             args_len: 0,
             _pad: 0,
             start_ns: 5,
+            exec_id: 1,
             filename: [0xff; FILENAME_MAX],
             args: [0xff; ARGS_MAX],
         };
@@ -212,6 +222,7 @@ mod tests {
             args_len: u32::MAX,
             _pad: 0,
             start_ns: 0,
+            exec_id: 1,
             filename: [b'a'; FILENAME_MAX],
             args: [b'b'; ARGS_MAX],
         };

@@ -83,7 +83,7 @@ pub fn from_btf(path: &Path) -> Result<KernelOffsets, Error> {
         cred_euid: field("cred", "euid")?,
         task_struct_group_leader: field("task_struct", "group_leader")?,
         agent_pid: 0,
-        _pad: 0,
+        task_struct_self_exec_id: field("task_struct", "self_exec_id")?,
         taint_window_ns: 0,
     })
 }

@@ -17,7 +17,7 @@ use aya::{
 };
 use sensor_common::{
     counter, kernel_offsets::KERNEL_OFFSETS_GLOBAL, map_name, prefilter, FileId, KernelOffsets, ReadSeenKey,
-    SendKey, SendTotal, Taint, TrustedProcess, WatchedSecret, START_TICK_NS,
+    SendKey, SendTotal, Taint, TrustedProcess, WatchedSecret, ANY_EXEC, START_TICK_NS,
 };
 
 use super::backend::{
@@ -198,13 +198,15 @@ impl Sensor {
         let trusted_error = map_error(map_name::TRUSTED_PIDS);
         let mut trusted = hash_map_mut::<u32, TrustedProcess>(&mut self.ebpf, map_name::TRUSTED_PIDS)?;
         match change {
-            TrustChange::Trust { pid, start_ns, since_ns, label } => {
-                let value = TrustedProcess { label, _pad: 0, start_tick: start_ns / START_TICK_NS };
+            TrustChange::Trust { pid, start_ns, exec_id, since_ns, label } => {
+                let start_tick = start_ns / START_TICK_NS;
+                let exec_id = exec_id.unwrap_or(ANY_EXEC);
+                let value = TrustedProcess { label, _pad: 0, start_tick, exec_id };
                 trusted.insert(pid, value, 0).map_err(trusted_error)?;
                 let tainted_error = map_error(map_name::TAINTED);
                 let mut tainted = hash_map_mut::<u32, Taint>(&mut self.ebpf, map_name::TAINTED)?;
                 match tainted.get(&pid, 0) {
-                    Ok(taint) if taint.acquired_ns >= since_ns => {
+                    Ok(taint) if since_ns.is_some_and(|since| taint.acquired_ns >= since) => {
                         ignore_missing(tainted.remove(&pid)).map_err(tainted_error)
                     }
                     Ok(_) => Ok(()),
