@@ -337,7 +337,7 @@ mod tests {
                 header: header(EventKind::Exec, pid),
                 ppid,
                 start_ns: 5,
-                exec_id: 1,
+                self_exec_id: 1,
                 filename: exe.into(),
                 args: vec![exe.into()],
             };

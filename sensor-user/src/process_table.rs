@@ -102,7 +102,7 @@ impl ProcessTable {
             executable: exec.filename.clone(),
             args: exec.args.clone(),
             start_ns: known.map_or(exec.start_ns, |p| p.start_ns),
-            exec_id: Some(exec.exec_id),
+            exec_id: Some(exec.self_exec_id),
         };
         self.live.insert(pid, process);
     }
@@ -228,7 +228,7 @@ mod tests {
             header: header(EventKind::Exec, pid),
             ppid,
             start_ns: 1,
-            exec_id: 1,
+            self_exec_id: 1,
             filename: exe.into(),
             args: vec![exe.into()],
         }

@@ -34,7 +34,7 @@ pub struct Exec {
     pub header: EventHeader,
     pub ppid: u32,
     pub start_ns: u64,
-    pub exec_id: u64,
+    pub self_exec_id: u64,
     pub filename: String,
     pub args: Vec<String>,
 }
@@ -81,7 +81,7 @@ fn exec(raw: &ExecEvent) -> Exec {
         header: raw.header,
         ppid: raw.ppid,
         start_ns: raw.start_ns,
-        exec_id: raw.exec_id,
+        self_exec_id: raw.exec_id,
         filename: c_string(&raw.filename[..filename_len]),
         args: split_args(&raw.args[..args_len]),
     }
