@@ -14,8 +14,27 @@ use sensor_common::FileId;
 /// A watched file: where the user said it is, and what it is to the kernel now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Secret {
+    /// The path as configured, or the label of a secret that is not a file.
     pub path: PathBuf,
     pub id: FileId,
+    pub kind: SecretKind,
+}
+
+/// What a secret is: a file, or what a trusted process holds in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretKind {
+    File,
+    ProcessMemory,
+}
+
+impl SecretKind {
+    /// The name documents use (`vigie.secret.kind`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::File => "file",
+            Self::ProcessMemory => "process-memory",
+        }
+    }
 }
 
 /// A path that now leads to another file (or to a file for the first time).
@@ -62,7 +81,7 @@ impl SecretCatalog {
                     }
                 } else if !self.secrets.iter().any(|s| s.id == id) {
                     rebinds.push(Rebind { secret_id: secret_id(self.secrets.len()), old: None, new: id });
-                    self.secrets.push(Secret { path, id });
+                    self.secrets.push(Secret { path, id, kind: SecretKind::File });
                 }
             }
             if !found {
@@ -77,7 +96,11 @@ impl SecretCatalog {
 
     /// Adds a secret that is not a file (a trusted process's memory), named `label`.
     pub fn add_label(&mut self, label: String) -> u32 {
-        self.secrets.push(Secret { path: PathBuf::from(label), id: FileId::default() });
+        self.secrets.push(Secret {
+            path: PathBuf::from(label),
+            id: FileId::default(),
+            kind: SecretKind::ProcessMemory,
+        });
         secret_id(self.secrets.len() - 1)
     }
 

@@ -33,7 +33,9 @@ fn sensor_trusting_the_service(lab: &Lab) -> Result<Sensor> {
 /// The alert names the service's memory as the secret, reached through process memory.
 fn assert_names_the_service_memory(alert: &Value, service_pid: u32) {
     let label = format!("memory of {SERVICE} (pid {service_pid})");
-    assert_eq!(alert::file_path(alert), Some(label.as_str()), "{alert:#}");
+    assert_eq!(alert::secret_name(alert), Some(label.as_str()), "{alert:#}");
+    assert_eq!(alert::secret_kind(alert), Some("process-memory"), "{alert:#}");
+    assert_eq!(alert::file_path(alert), None, "a process's memory is no file: {alert:#}");
     assert_eq!(alert::via_kind(alert), Some("process-memory"), "{alert:#}");
 }
 
