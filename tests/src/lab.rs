@@ -3,12 +3,13 @@
 use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use serde_json::Value;
 use tempfile::TempDir;
 
-use crate::{alert, Actor, RemoteHost, Sensor, ALERT_TIMEOUT};
+use crate::{alert, Actor, RemoteHost, RunningActor, Sensor, ALERT_TIMEOUT};
 
 /// A fake credential; its content never matters and is never printed.
 const SECRET_CONTENT: &str = "aws_secret_access_key = vigie-test-not-a-real-key\n";
@@ -98,6 +99,32 @@ impl Lab {
         args.push(self.test_exe.as_os_str());
         args.extend(extra.iter().map(AsRef::as_ref));
         Sensor::start(&args)
+    }
+
+    /// A long-running actor standing for a trusted service (a homeserver): it reads the
+    /// secret, then waits.
+    ///
+    /// # Errors
+    /// See [`Actor::spawn`].
+    pub fn start_service(&self) -> Result<RunningActor> {
+        self.actor().read(&self.secret).sleep(Duration::from_mins(2)).spawn()
+    }
+
+    /// [`Lab::sensor`] trusting [`Lab::start_service`]'s actor as the service `name`: the
+    /// actor's own executable, with the secret's path and `--sleep-ms` in its arguments (the
+    /// barrier's copy of the actor is another executable).
+    ///
+    /// # Errors
+    /// When the config cannot be written; see [`Sensor::start`].
+    pub fn sensor_trusting_the_service(&self, name: &str) -> Result<Sensor> {
+        let config = self.root.join("vigie.toml");
+        let text = format!(
+            "[[services]]\nname = \"{name}\"\nexecutables = [\"{}\"]\nargs = [\"{}\", \"--sleep-ms\"]\n",
+            self.actor_exe.display(),
+            self.secret.display()
+        );
+        fs::write(&config, text)?;
+        self.sensor_with(&["--config".as_ref(), config.as_os_str()])
     }
 
     /// Returns once the sensor has handled every event that happened before the call: a copy

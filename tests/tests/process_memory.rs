@@ -6,29 +6,11 @@ use std::fs;
 use std::time::Duration;
 
 use anyhow::Result;
-use integration_tests::{actor_exe, alert, host_tools, Lab, RunningActor, Sensor, ALERT_TIMEOUT};
+use integration_tests::{actor_exe, alert, host_tools, Lab, ALERT_TIMEOUT};
 use serde_json::Value;
 
 /// The service's name in the config, and so in its memory's label.
 const SERVICE: &str = "test-homeserver";
-
-/// A long-running actor standing for the homeserver: it reads the secret, then waits.
-fn start_service(lab: &Lab) -> Result<RunningActor> {
-    lab.actor().read(lab.secret()).sleep(Duration::from_mins(2)).spawn()
-}
-
-/// A sensor that trusts the service: the actor's own executable, with the secret's path and
-/// `--sleep-ms` in its arguments (the barrier's copy of the actor is another executable).
-fn sensor_trusting_the_service(lab: &Lab) -> Result<Sensor> {
-    let config = lab.dir().join("vigie.toml");
-    let text = format!(
-        "[[services]]\nname = \"{SERVICE}\"\nexecutables = [\"{}\"]\nargs = [\"{}\", \"--sleep-ms\"]\n",
-        lab.actor_exe().display(),
-        lab.secret().display()
-    );
-    fs::write(&config, text)?;
-    lab.sensor_with(&["--config".as_ref(), config.as_os_str()])
-}
 
 /// The alert names the service's memory as the secret, reached through process memory.
 fn assert_names_the_service_memory(alert: &Value, service_pid: u32) {
@@ -43,8 +25,8 @@ fn assert_names_the_service_memory(alert: &Value, service_pid: u32) {
 #[ignore = "needs root and BPF: run with cargo xtask test"]
 fn reading_the_services_environment_taints_the_reader() -> Result<()> {
     let lab = Lab::new(actor_exe!())?;
-    let service = start_service(&lab)?;
-    let sensor = sensor_trusting_the_service(&lab)?;
+    let service = lab.start_service()?;
+    let sensor = lab.sensor_trusting_the_service(SERVICE)?;
 
     let environ = format!("/proc/{}/environ", service.pid);
     let run = lab.actor().read(&environ).tcp(lab.remote().tcp_v4()).run()?;
@@ -67,8 +49,8 @@ impl Drop for FreshProcfs {
 #[ignore = "needs root and BPF: run with cargo xtask test"]
 fn reading_the_environment_through_a_fresh_procfs_mount_taints_the_reader() -> Result<()> {
     let lab = Lab::new(actor_exe!())?;
-    let service = start_service(&lab)?;
-    let sensor = sensor_trusting_the_service(&lab)?;
+    let service = lab.start_service()?;
+    let sensor = lab.sensor_trusting_the_service(SERVICE)?;
     // A procfs of its own: another superblock and device number than /proc's.
     let mount = lab.dir().join("proc-again");
     fs::create_dir(&mount)?;
@@ -87,8 +69,8 @@ fn reading_the_environment_through_a_fresh_procfs_mount_taints_the_reader() -> R
 #[ignore = "needs root and BPF: run with cargo xtask test"]
 fn process_vm_readv_and_ptrace_attach_taint_the_caller() -> Result<()> {
     let lab = Lab::new(actor_exe!())?;
-    let service = start_service(&lab)?;
-    let sensor = sensor_trusting_the_service(&lab)?;
+    let service = lab.start_service()?;
+    let sensor = lab.sensor_trusting_the_service(SERVICE)?;
     let remote = lab.remote().tcp_v4();
 
     // Real syscalls from a real interpreter; the call being made is what counts, not its result.
@@ -126,7 +108,7 @@ fn process_vm_readv_and_ptrace_attach_taint_the_caller() -> Result<()> {
 #[ignore = "needs root and BPF: run with cargo xtask test"]
 fn the_service_reading_its_own_secret_and_connecting_is_not_an_exfiltration() -> Result<()> {
     let lab = Lab::new(actor_exe!())?;
-    let sensor = sensor_trusting_the_service(&lab)?;
+    let sensor = lab.sensor_trusting_the_service(SERVICE)?;
 
     // Started after the sensor: it is recognised from its exec, not from a pid written down.
     let service =

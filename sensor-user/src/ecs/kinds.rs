@@ -4,22 +4,22 @@
 use super::{Event, EXFILTRATION_SEVERITY};
 
 /// Every program is attached and the watch list is loaded.
-pub const SENSOR_STARTED: Event = state("sensor-started", &["host"], &["start"]);
+pub const SENSOR_STARTED: Event = of("state", "sensor-started", &["host"], &["start"]);
 /// The agent stops, with its counters.
-pub const SENSOR_STOPPED: Event = state("sensor-stopped", &["host"], &["end"]);
+pub const SENSOR_STOPPED: Event = of("state", "sensor-stopped", &["host"], &["end"]);
 /// The kernel dropped records or refused a taint.
-pub const EVENTS_LOST: Event = state("events-lost", &["host"], &["info"]);
+pub const EVENTS_LOST: Event = of("state", "events-lost", &["host"], &["info"]);
 /// A watched path now leads to a new file.
-pub const WATCH_UPDATED: Event = state("watch-updated", &["file"], &["change"]);
+pub const WATCH_UPDATED: Event = of("state", "watch-updated", &["file"], &["change"]);
 
 /// A process took in a secret that is a file.
-pub const SECRET_READ: Event = event("secret-read", &["file"], &["access"]);
+pub const SECRET_READ: Event = of("event", "secret-read", &["file"], &["access"]);
 /// A process took in a secret that is a trusted process's memory.
-pub const SECRET_MEMORY_READ: Event = event("secret-read", &["process"], &["access"]);
+pub const SECRET_MEMORY_READ: Event = of("event", "secret-read", &["process"], &["access"]);
 /// A tainted process wrote a file, which now carries the secret.
-pub const SECRET_DERIVED: Event = event("secret-derived", &["file"], &["change"]);
+pub const SECRET_DERIVED: Event = of("event", "secret-derived", &["file"], &["change"]);
 /// An alerted transfer sent more bytes.
-pub const EXFILTRATION_PROGRESS: Event = event("exfiltration-progress", &["network"], &["connection"]);
+pub const EXFILTRATION_PROGRESS: Event = of("event", "exfiltration-progress", &["network"], &["connection"]);
 
 /// A tainted process sent traffic off this host.
 pub const CREDENTIAL_EXFILTRATION: Event = Event {
@@ -30,18 +30,11 @@ pub const CREDENTIAL_EXFILTRATION: Event = Event {
     types: &["connection", "info"],
 };
 
-const fn state(
+const fn of(
+    kind: &'static str,
     action: &'static str,
     category: &'static [&'static str],
     types: &'static [&'static str],
 ) -> Event {
-    Event { kind: "state", action, severity: None, category, types }
-}
-
-const fn event(
-    action: &'static str,
-    category: &'static [&'static str],
-    types: &'static [&'static str],
-) -> Event {
-    Event { kind: "event", action, severity: None, category, types }
+    Event { kind, action, severity: None, category, types }
 }
