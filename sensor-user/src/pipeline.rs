@@ -439,6 +439,36 @@ mod tests {
         fs::remove_dir_all(dir).unwrap();
     }
 
+    #[test]
+    fn a_read_of_a_services_memory_names_no_file() {
+        let dir = tempfile_dir("memory");
+        let (mut pipeline, _) = pipeline(&dir);
+        let label = pipeline.catalog_mut().add_label("memory of hs (pid 7)".into());
+        let taint = Taint {
+            secret_id: label,
+            origin_pid: READER,
+            read_ns: 1_000,
+            acquired_ns: 1_000,
+            via_kind: via::PROCESS_MEMORY,
+            via_generation: 0,
+            via: FileId::new(0, 7),
+        };
+        let event = TaintEvent {
+            header: header(EventKind::Taint, READER),
+            taint,
+            fd: 3,
+            _pad: 0,
+            file: FileId::default(),
+        };
+        let docs = json(&pipeline.handle(&KernelEvent::Taint(event)));
+        assert_eq!(docs[0]["event"]["category"], serde_json::json!(["process"]));
+        assert!(docs[0].get("file").is_none(), "{:#}", docs[0]);
+        let secret = serde_json::json!({"kind": "process-memory", "name": "memory of hs (pid 7)"});
+        assert_eq!(docs[0]["vigie"]["secret"], secret);
+        assert_eq!(docs[0]["vigie"]["via"], serde_json::json!({"kind": "process-memory", "pid": 7}));
+        fs::remove_dir_all(dir).unwrap();
+    }
+
     fn tempfile_dir(name: &str) -> std::path::PathBuf {
         let dir = std::env::temp_dir().join(format!("vigie-pipeline-{name}-{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();

@@ -15,11 +15,13 @@ use crate::{bootstrap, privilege};
 
 /// How the integration tests are told which backend `vigie run` uses.
 const BACKEND_ENV: &str = "VIGIE_TEST_BACKEND";
-/// The suites about what is detected, run a second time against the syscall backend.
-const DETECTION_SUITES: [&str; 13] = [
+/// The suites about what is detected and how it is reported, run a second time against the
+/// syscall backend.
+const DETECTION_SUITES: [&str; 14] = [
     "data_paths",
     "derived_files",
     "detects_exfiltration",
+    "ecs_documents",
     "lineage",
     "no_false_alerts",
     "process_memory",
