@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use super::say;
+use super::{packages, say};
 use crate::command::{self, tool};
 use crate::workspace;
 
@@ -34,6 +34,13 @@ pub fn ensure() -> Result<()> {
         say(&format!("ECS {VERSION} definitions: {}", json.display()));
         return Ok(());
     }
+    let search_path = command::search_path()?;
+    let missing =
+        ["npm", "node", "tar"].into_iter().find(|c| packages::find_command(c, &search_path).is_none());
+    if let Some(missing) = missing {
+        say(&format!("ECS {VERSION} definitions: no {missing} (see above), not fetching them"));
+        return Ok(());
+    }
     let dir = json.parent().context("the definitions' path has a parent")?;
     let work = dir.join("download");
     // A half-done earlier attempt is started over.
@@ -42,7 +49,8 @@ pub fn ensure() -> Result<()> {
     }
     fs::create_dir_all(&work).with_context(|| format!("cannot create {}", work.display()))?;
     let package = format!("@elastic/ecs@{VERSION}");
-    command::run(tool("npm")?.args(["pack", "--silent", &package, "--pack-destination"]).arg(&work))?;
+    // It prints the tarball's name, which is known.
+    command::output(tool("npm")?.args(["pack", "--silent", &package, "--pack-destination"]).arg(&work))?;
     let tarball = work.join(format!("elastic-ecs-{VERSION}.tgz"));
     command::run(tool("tar")?.arg("xzf").arg(&tarball).arg("-C").arg(&work))?;
     let partial = dir.join("ecs_flat.json.partial");
