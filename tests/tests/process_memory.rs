@@ -3,7 +3,6 @@
 //! reader like reading the secret file would, while the service's own reads never taint.
 
 use std::fs;
-use std::time::Duration;
 
 use anyhow::Result;
 use integration_tests::{actor_exe, alert, host_tools, Lab, ALERT_TIMEOUT};
@@ -108,11 +107,12 @@ fn process_vm_readv_and_ptrace_attach_taint_the_caller() -> Result<()> {
 #[ignore = "needs root and BPF: run with cargo xtask test"]
 fn the_service_reading_its_own_secret_and_connecting_is_not_an_exfiltration() -> Result<()> {
     let lab = Lab::new(actor_exe!())?;
-    let sensor = lab.sensor_trusting_the_service(SERVICE)?;
+    let dest = lab.remote().tcp_v4();
+    let secret = lab.secret().display().to_string();
+    let sensor = lab.sensor_trusting(SERVICE, &["--read", &secret, "--tcp", &dest.to_string()])?;
 
     // Started after the sensor: it is recognised from its exec, not from a pid written down.
-    let service =
-        lab.actor().read(lab.secret()).sleep(Duration::from_millis(1)).tcp(lab.remote().tcp_v4()).run()?;
+    let service = lab.actor().read(lab.secret()).tcp(dest).run()?;
 
     lab.barrier(&sensor)?;
     let alerts = sensor.lines_matching(alert::is_exfiltration_by(service.pid));
