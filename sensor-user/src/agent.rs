@@ -5,7 +5,6 @@ use std::{path::Path, time::Duration};
 
 use aya::maps::{MapData, RingBuf};
 use sensor_common::KernelOffsets;
-use serde_json::json;
 use tokio::{
     io::unix::AsyncFd,
     signal::unix::{signal, SignalKind},
@@ -17,7 +16,7 @@ use crate::{
     catch_up::ChannelHooks,
     config::Settings,
     correlate::Correlator,
-    ecs,
+    ecs::{self, Vigie},
     error::Error,
     kernel::decode::decode,
     kernel::offsets::{self as kernel_offsets, VMLINUX_BTF},
@@ -74,26 +73,26 @@ pub async fn run(settings: Settings) -> Result<(), Error> {
     let events = sensor.take_events()?;
     // Seeded after attaching, so no process falls between the snapshot and the first record.
     let processes = ProcessTable::from_proc(system::ns_per_tick());
-    let started = json!({
-        "secrets_watched": catalog.len(),
-        "patterns_unmatched": catalog.unmatched,
-        "allowed_readers": allowed_exes.len(),
-        "trusted_nets": settings.trusted_nets.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        "cgroup": sensor.cgroup_root.display().to_string(),
-        "backend": { "name": sensor.backend.backend.name(), "reason": sensor.backend.reason },
-        "tmpfs_secrets": tmpfs_report,
-    });
+    let started = ecs::Started {
+        secrets_watched: catalog.len(),
+        patterns_unmatched: catalog.unmatched.clone(),
+        allowed_readers: allowed_exes.len(),
+        trusted_nets: settings.trusted_nets.iter().map(ToString::to_string).collect(),
+        cgroup: sensor.cgroup_root.display().to_string(),
+        backend: ecs::Backend { name: sensor.backend.backend.name(), reason: sensor.backend.reason.clone() },
+        tmpfs_secrets: tmpfs_report,
+    };
     let facts = HostFacts {
         host: ecs::Host { name: system::hostname() },
-        boot_id: system::boot_id(),
-        boot_wall_ns: system::boot_wall_ns(),
+        boot: ecs::Boot { id: system::boot_id(), wall_ns: system::boot_wall_ns() },
     };
     let correlator = Correlator::new(settings.trusted_nets);
     let trusted = TrustedProcesses::new(settings.services.iter().map(Service::resolve).collect());
     let mut pipeline =
         Pipeline::new(facts, catalog, processes, correlator, TaintTable::new(window_ns), trusted);
     apply_trust(&mut sensor, &mut pipeline)?;
-    output.write(&pipeline.state("sensor-started", started))?;
+    let started = Vigie { started: Some(started), ..Vigie::default() };
+    output.write(&pipeline.state(ecs::SENSOR_STARTED, started))?;
 
     // SAFETY: the ring buffer owns its fd and keeps it open for as long as the AsyncFd lives.
     let mut ring = unsafe { AsyncFd::register(events) }
@@ -140,15 +139,16 @@ pub async fn run(settings: Settings) -> Result<(), Error> {
     drain(ring.get_mut(), &mut pipeline, &mut output, &mut tally, &mut sensor, &mut channel_hooks)?;
     report_progress(&sensor, &mut pipeline, &mut output)?;
     report_loss(&sensor, &pipeline, &mut output, &mut tally)?;
-    let stopped = json!({
-        "records": tally.records,
-        "records_malformed": tally.malformed,
-        "events_lost": tally.lost,
-        "taint_inserts_failed": tally.refused,
-        "alerts_repeated": pipeline.repeated_alerts(),
-        "processes_forgotten": pipeline.processes_forgotten(),
-    });
-    output.write(&pipeline.state("sensor-stopped", stopped))?;
+    let counters = ecs::Counters {
+        records: tally.records,
+        records_malformed: tally.malformed,
+        events_lost: tally.lost,
+        taint_inserts_failed: tally.refused,
+        alerts_repeated: pipeline.repeated_alerts(),
+        processes_forgotten: pipeline.processes_forgotten(),
+    };
+    let stopped = Vigie { counters: Some(counters), ..Vigie::default() };
+    output.write(&pipeline.state(ecs::SENSOR_STOPPED, stopped))?;
     drop(sensor);
     Ok(())
 }
@@ -238,14 +238,14 @@ fn report_loss(
 fn report_count(
     pipeline: &Pipeline,
     output: &mut Output,
-    reason: &str,
+    reason: &'static str,
     total: u64,
     reported: &mut u64,
 ) -> Result<(), Error> {
     if total <= *reported {
         return Ok(());
     }
-    let lost = json!({ "events_lost": { "reason": reason, "new": total - *reported, "total": total } });
+    let lost = ecs::Loss { reason, new: total - *reported, total };
     *reported = total;
-    output.write(&pipeline.state("events-lost", lost))
+    output.write(&pipeline.state(ecs::EVENTS_LOST, Vigie { events_lost: Some(lost), ..Vigie::default() }))
 }

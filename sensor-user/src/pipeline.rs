@@ -1,16 +1,15 @@
 //! Kernel events in, documents out: process table and taint state are updated in record
 //! order, and the rule turns a tainted process's connect into an alert with its story.
 
-use sensor_common::{via, ConnectEvent, EventHeader, SendKey, TaintEvent};
-use serde_json::{json, Value};
+use sensor_common::{via, ConnectEvent, EventHeader, FileId, SendKey, TaintEvent};
 
 use crate::{
     correlate::{Correlator, Exfiltration},
     derived_files::DerivedFiles,
-    ecs::{self, Document, Event, ProcessFields},
+    ecs::{self, Document, Event, EventIds, ProcessFields, ProcessSummary, Vigie},
     kernel::decode::{Derived, KernelEvent},
     process_table::{Process, ProcessTable},
-    secret_catalog::{Secret, SecretCatalog},
+    secret_catalog::{Secret, SecretCatalog, SecretKind},
     taint::{TaintTable, Touch},
     trusted_processes::{TrustChange, TrustedProcesses},
 };
@@ -19,9 +18,8 @@ use crate::{
 #[derive(Debug, Clone)]
 pub struct HostFacts {
     pub host: ecs::Host,
-    pub boot_id: String,
-    /// Wall-clock time of boot, ns since the epoch; kernel times are relative to it.
-    pub boot_wall_ns: u64,
+    /// Kernel times and entity ids are relative to it.
+    pub boot: ecs::Boot,
 }
 
 /// The agent's state between the ring buffer and the output.
@@ -33,20 +31,8 @@ pub struct Pipeline {
     correlator: Correlator,
     derived: DerivedFiles,
     trusted: TrustedProcesses,
+    ids: EventIds,
 }
-
-const ALERT: Event = Event {
-    kind: "alert",
-    action: "credential-exfiltration",
-    severity: Some(ecs::EXFILTRATION_SEVERITY),
-    category: &["network", "intrusion_detection"],
-};
-const PROGRESS: Event =
-    Event { kind: "event", action: "exfiltration-progress", severity: None, category: &["network"] };
-const SECRET_READ: Event =
-    Event { kind: "event", action: "secret-read", severity: None, category: &["file"] };
-const SECRET_DERIVED: Event =
-    Event { kind: "event", action: "secret-derived", severity: None, category: &["file"] };
 
 impl Pipeline {
     /// A pipeline over the processes running now; trusted services among them are
@@ -59,8 +45,18 @@ impl Pipeline {
         taint: TaintTable,
         trusted: TrustedProcesses,
     ) -> Self {
-        let mut pipeline =
-            Self { facts, catalog, processes, taint, correlator, derived: DerivedFiles::default(), trusted };
+        let agent = std::process::id();
+        let ids = EventIds::new(processes.get(agent).unwrap_or(&unknown(agent, 0)), &facts.boot);
+        let mut pipeline = Self {
+            facts,
+            catalog,
+            processes,
+            taint,
+            correlator,
+            derived: DerivedFiles::default(),
+            trusted,
+            ids,
+        };
         for process in pipeline.processes.iter() {
             pipeline.trusted.observe(process, 0, &mut pipeline.catalog);
         }
@@ -136,21 +132,20 @@ impl Pipeline {
     /// Progress of alerted transfers whose byte count grew; `total` reads the kernel's count.
     pub fn progress(&mut self, total: impl FnMut(&SendKey) -> Option<u64>) -> Vec<Document> {
         let grown = self.correlator.progress(total);
-        grown.iter().filter_map(|found| self.exfiltration_document(found, PROGRESS, now_ns())).collect()
+        grown
+            .iter()
+            .filter_map(|found| self.exfiltration_document(found, ecs::EXFILTRATION_PROGRESS, now_ns()))
+            .collect()
     }
 
     /// A configured secret path now leads to a new file.
     pub fn watch_updated(&mut self, secret: &Secret) -> Document {
-        let file = Some(file_fields(secret));
-        Document { file, ..self.state("watch-updated", Value::Null) }
+        Document { file: file_fields(secret), ..self.state(ecs::WATCH_UPDATED, secret_vigie(secret)) }
     }
 
     /// A state document (`sensor-started`, `events-lost`, …) stamped now.
-    pub fn state(&self, action: &'static str, vigie: Value) -> Document {
-        Document {
-            vigie,
-            ..self.document(now_ns(), Event { kind: "state", action, severity: None, category: &["host"] })
-        }
+    pub fn state(&self, event: Event, vigie: Vigie) -> Document {
+        Document { vigie: Some(vigie), ..self.document(now_ns(), event) }
     }
 
     /// When the live process `pid` started.
@@ -175,12 +170,17 @@ impl Pipeline {
     fn secret_read(&self, event: &TaintEvent) -> Option<Document> {
         let secret = self.catalog.get(event.taint.secret_id)?;
         let process = self.process(&event.header);
+        let kind = match secret.kind {
+            SecretKind::File => ecs::SECRET_READ,
+            SecretKind::ProcessMemory => ecs::SECRET_MEMORY_READ,
+        };
+        let vigie = Vigie { via: self.via(&Touch::from(&event.taint)), ..secret_vigie(secret) };
         Some(Document {
             process: Some(self.process_fields(&process)),
             user: Some(ecs::User { id: event.header.uid.to_string() }),
-            file: Some(file_fields(secret)),
-            vigie: self.via(&Touch::from(&event.taint)).map_or(Value::Null, |via| json!({ "via": via })),
-            ..self.document(self.kernel_time(event.header.ktime_ns), SECRET_READ)
+            file: file_fields(secret),
+            vigie: Some(vigie),
+            ..self.document(self.kernel_time(event.header.ktime_ns), kind)
         })
     }
 
@@ -188,13 +188,13 @@ impl Pipeline {
         let path = self.derived.record(event.taint.via, &event.mount_path);
         let secret = self.catalog.get(event.taint.secret_id)?;
         let process = self.process(&event.header);
-        let derived = json!({ "path": path, "inode": event.taint.via.ino.to_string() });
+        let derived = ecs::DerivedFile { path, inode: event.taint.via.ino.to_string() };
         Some(Document {
             process: Some(self.process_fields(&process)),
             user: Some(ecs::User { id: event.header.uid.to_string() }),
-            file: Some(file_fields(secret)),
-            vigie: json!({ "derived": derived }),
-            ..self.document(self.kernel_time(event.header.ktime_ns), SECRET_DERIVED)
+            file: file_fields(secret),
+            vigie: Some(Vigie { derived: Some(derived), ..secret_vigie(secret) }),
+            ..self.document(self.kernel_time(event.header.ktime_ns), ecs::SECRET_DERIVED)
         })
     }
 
@@ -205,7 +205,9 @@ impl Pipeline {
         let time = self.kernel_time(connect.header.ktime_ns);
         found
             .iter()
-            .filter_map(|exfiltration| self.exfiltration_document(exfiltration, ALERT, time))
+            .filter_map(|exfiltration| {
+                self.exfiltration_document(exfiltration, ecs::CREDENTIAL_EXFILTRATION, time)
+            })
             .collect()
     }
 
@@ -214,46 +216,47 @@ impl Pipeline {
         let secret = self.catalog.get(found.touch.secret_id)?;
         let process =
             self.processes.find(found.pid, found.start_ns).cloned().unwrap_or_else(|| unknown(found.pid, 0));
-        let ancestry: Vec<Value> = self.processes.ancestry(&process).into_iter().map(ecs::summary).collect();
+        let ancestry = self.processes.ancestry(&process).into_iter().map(ProcessSummary::of).collect();
         let origin = self
             .processes
             .find(found.touch.origin_pid, found.touch.origin_start_ns)
-            .map_or_else(|| json!({ "pid": found.touch.origin_pid }), ecs::summary);
-        let mut vigie = json!({ "origin": origin, "ancestry": ancestry });
-        if let Some(via) = self.via(&found.touch) {
-            vigie["via"] = via;
-        }
+            .map_or_else(|| ProcessSummary::unknown(found.touch.origin_pid), ProcessSummary::of);
+        let vigie = Vigie {
+            origin: Some(origin),
+            ancestry: Some(ancestry),
+            via: self.via(&found.touch),
+            ..secret_vigie(secret)
+        };
         let alert = event.kind == "alert";
         Some(Document {
             rule: alert.then_some(ecs::EXFILTRATION_RULE),
             threat: alert.then_some(ecs::EXFILTRATION_THREAT),
             process: Some(self.process_fields(&process)),
             user: Some(ecs::User { id: process.uid.to_string() }),
-            file: Some(file_fields(secret)),
+            file: file_fields(secret),
+            source: Some(ecs::Source { bytes: found.bytes }),
             destination: Some(ecs::Destination {
                 ip: found.destination.ip().to_string(),
                 port: found.destination.port(),
-                bytes: found.bytes,
             }),
             network: Some(ecs::Network { transport: found.transport.as_str() }),
-            vigie,
+            vigie: Some(vigie),
             ..self.document(epoch_ns, event)
         })
     }
 
     /// `vigie.via` of a touch that came through a derived file, pipe or socket.
-    fn via(&self, touch: &Touch) -> Option<Value> {
+    fn via(&self, touch: &Touch) -> Option<ecs::Via> {
         let inode = touch.via.ino.to_string();
         match touch.via_kind {
             via::FILE => {
-                Some(json!({ "kind": "file", "path": self.derived.path(touch.via), "inode": inode }))
+                Some(ecs::Via::File { path: self.derived.path(touch.via).map(str::to_owned), inode })
             }
-            via::PIPE => Some(json!({ "kind": "pipe", "inode": inode })),
-            // Its identity is a kernel address, which is not for logs.
-            via::UNIX_SOCKET => Some(json!({ "kind": "unix-socket" })),
-            via::LOOPBACK_SOCKET => Some(json!({ "kind": "loopback-socket" })),
-            via::PTY => Some(json!({ "kind": "pty" })),
-            via::PROCESS_MEMORY => Some(json!({ "kind": "process-memory", "pid": touch.via.ino })),
+            via::PIPE => Some(ecs::Via::Pipe { inode }),
+            via::UNIX_SOCKET => Some(ecs::Via::UnixSocket),
+            via::LOOPBACK_SOCKET => Some(ecs::Via::LoopbackSocket),
+            via::PTY => Some(ecs::Via::Pty),
+            via::PROCESS_MEMORY => Some(ecs::Via::ProcessMemory { pid: touch.via.ino }),
             _ => None,
         }
     }
@@ -264,20 +267,28 @@ impl Pipeline {
     }
 
     fn process_fields(&self, process: &Process) -> ProcessFields {
-        ProcessFields::new(process, self.processes.parent(process), &self.facts.boot_id)
+        ProcessFields::new(process, self.processes.parent(process), &self.facts.boot)
     }
 
     fn kernel_time(&self, ktime_ns: u64) -> u64 {
-        self.facts.boot_wall_ns + ktime_ns
+        self.facts.boot.wall_ns + ktime_ns
     }
 
     fn document(&self, epoch_ns: u64, event: Event) -> Document {
-        Document::new(epoch_ns, event, self.facts.host.clone())
+        Document::new(epoch_ns, event, self.ids.next(), self.facts.host.clone())
     }
 }
 
-fn file_fields(secret: &Secret) -> ecs::File {
-    ecs::File { path: secret.path.display().to_string(), inode: secret.id.ino.to_string() }
+/// `file.*` of a secret that is a file.
+fn file_fields(secret: &Secret) -> Option<ecs::File> {
+    let inode = (secret.id != FileId::default()).then(|| secret.id.ino.to_string());
+    (secret.kind == SecretKind::File).then(|| ecs::File { path: secret.path.display().to_string(), inode })
+}
+
+/// `vigie` naming `secret`, for the caller to add to.
+fn secret_vigie(secret: &Secret) -> Vigie {
+    let secret = ecs::SecretRef { kind: secret.kind.as_str(), name: secret.path.display().to_string() };
+    Vigie { secret: Some(secret), ..Vigie::default() }
 }
 
 fn unknown(pid: u32, uid: u32) -> Process {
@@ -304,6 +315,7 @@ mod tests {
     use std::fs;
 
     use sensor_common::{family, transport, via, EventKind, ExitEvent, FileId, ForkEvent, Taint, TaintEvent};
+    use serde_json::Value;
 
     use super::*;
     use crate::kernel::decode::Exec;
@@ -321,8 +333,10 @@ mod tests {
         fs::write(&secret, "registration_shared_secret: x").unwrap();
         let catalog = SecretCatalog::resolve(&[secret.display().to_string()]);
         let id = catalog.get(0).unwrap().id;
-        let facts =
-            HostFacts { host: ecs::Host { name: "test".into() }, boot_id: "b".into(), boot_wall_ns: 0 };
+        let facts = HostFacts {
+            host: ecs::Host { name: "test".into() },
+            boot: ecs::Boot { id: "b".into(), wall_ns: 0 },
+        };
         let correlator = Correlator::new(vec!["127.0.0.0/8".parse().unwrap()]);
         let mut pipeline = Pipeline::new(
             facts,
@@ -398,7 +412,8 @@ mod tests {
         assert_eq!(alert["vigie"]["origin"]["pid"], READER);
         assert_eq!(alert["vigie"]["ancestry"][1]["executable"], "/bin/sh");
         assert_eq!(alert["file"]["path"], dir.join("homeserver.yaml").display().to_string());
-        assert_eq!(alert["destination"], serde_json::json!({"ip": "10.213.1.2", "port": 8448, "bytes": 0}));
+        assert_eq!(alert["destination"], serde_json::json!({"ip": "10.213.1.2", "port": 8448}));
+        assert_eq!(alert["source"], serde_json::json!({"bytes": 0}));
         assert_eq!(alert["user"]["id"], "1000");
         fs::remove_dir_all(dir).unwrap();
     }
@@ -445,6 +460,37 @@ mod tests {
         assert_eq!(alerts[0]["vigie"]["origin"]["pid"], READER);
         assert_eq!(alerts[0]["vigie"]["via"]["kind"], "pipe");
         assert_eq!(alerts[0]["file"]["inode"], id.ino.to_string());
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_read_of_a_services_memory_names_no_file() {
+        let dir = tempfile_dir("memory");
+        let (mut pipeline, _) = pipeline(&dir);
+        let label = pipeline.catalog_mut().add_label("memory of hs (pid 7)".into());
+        let taint = Taint {
+            secret_id: label,
+            origin_pid: READER,
+            read_ns: 1_000,
+            acquired_ns: 1_000,
+            via_kind: via::PROCESS_MEMORY,
+            via_generation: 0,
+            via: FileId::new(0, 7),
+            origin_start_ns: 5,
+        };
+        let event = TaintEvent {
+            header: header(EventKind::Taint, READER),
+            taint,
+            fd: 3,
+            _pad: 0,
+            file: FileId::default(),
+        };
+        let docs = json(&pipeline.handle(&KernelEvent::Taint(event)));
+        assert_eq!(docs[0]["event"]["category"], serde_json::json!(["process"]));
+        assert!(docs[0].get("file").is_none(), "{:#}", docs[0]);
+        let secret = serde_json::json!({"kind": "process-memory", "name": "memory of hs (pid 7)"});
+        assert_eq!(docs[0]["vigie"]["secret"], secret);
+        assert_eq!(docs[0]["vigie"]["via"], serde_json::json!({"kind": "process-memory", "pid": 7}));
         fs::remove_dir_all(dir).unwrap();
     }
 

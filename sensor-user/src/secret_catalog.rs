@@ -15,6 +15,7 @@ use sensor_common::FileId;
 /// A watched file: where the user said it is, and what it is to the kernel now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Secret {
+    /// The path as configured, or the label of a secret that is not a file.
     pub path: PathBuf,
     /// Its identity (zero while the path leads nowhere, and for labels).
     pub id: FileId,
@@ -22,6 +23,24 @@ pub struct Secret {
     pub generation: Option<u32>,
     /// Index of the pattern that found it (`None` for labels).
     pattern: Option<usize>,
+    pub kind: SecretKind,
+}
+
+/// What a secret is: a file, or what a trusted process holds in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretKind {
+    File,
+    ProcessMemory,
+}
+
+impl SecretKind {
+    /// The name documents use (`vigie.secret.kind`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::File => "file",
+            Self::ProcessMemory => "process-memory",
+        }
+    }
 }
 
 /// A path that now leads to another file, to a file for the first time, or nowhere.
@@ -88,7 +107,13 @@ impl SecretCatalog {
                 }
             } else if !self.secrets.iter().any(|s| s.id == id) {
                 rebinds.push(Rebind { secret_id: secret_id(self.secrets.len()), old: None, new });
-                self.secrets.push(Secret { path, id, generation, pattern: Some(pattern) });
+                self.secrets.push(Secret {
+                    path,
+                    id,
+                    generation,
+                    pattern: Some(pattern),
+                    kind: SecretKind::File,
+                });
             }
         }
         if self.patterns.iter().all(|p| include(p)) {
@@ -104,6 +129,7 @@ impl SecretCatalog {
             id: FileId::default(),
             generation: None,
             pattern: None,
+            kind: SecretKind::ProcessMemory,
         });
         secret_id(self.secrets.len() - 1)
     }

@@ -65,11 +65,9 @@ pub fn hostname() -> String {
     fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_owned()).unwrap_or_default()
 }
 
-/// A short id of this boot, so process entity ids do not collide across reboots.
+/// This boot's id (a UUID, in full), so process entity ids do not collide across reboots.
 pub fn boot_id() -> String {
-    fs::read_to_string("/proc/sys/kernel/random/boot_id")
-        .map(|s| s.trim().chars().filter(char::is_ascii_hexdigit).take(8).collect())
-        .unwrap_or_default()
+    fs::read_to_string("/proc/sys/kernel/random/boot_id").map(|s| s.trim().to_owned()).unwrap_or_default()
 }
 
 /// Reads a clock, in nanoseconds.

@@ -2,12 +2,11 @@
 //! tainted the reader (`kernel::tmpfs`): the taint is in place before the reader can send.
 
 use sensor_common::{via, FileId, Taint};
-use serde_json::{json, Value};
 use tokio::io::unix::AsyncFd;
 
 use crate::{
     catch_up::taint_in_kernel,
-    ecs::Document,
+    ecs::{Document, TmpfsReport},
     error::Error,
     kernel::{tmpfs::TmpfsWatch, Sensor},
     pipeline::Pipeline,
@@ -23,11 +22,11 @@ pub struct TmpfsReads {
 impl TmpfsReads {
     /// Marks every tmpfs secret of `catalog`; `None` when there is none. The report says how
     /// many are watched, or why they are not.
-    pub fn start(catalog: &SecretCatalog) -> (Option<Self>, Value) {
+    pub fn start(catalog: &SecretCatalog) -> (Option<Self>, TmpfsReport) {
         let on_tmpfs: Vec<_> =
             catalog.iter().filter(|(_, s)| crate::kernel::tmpfs::on_tmpfs(&s.path)).collect();
         if on_tmpfs.is_empty() {
-            return (None, json!({ "watched": 0 }));
+            return (None, TmpfsReport { watched: 0, not_watched: None, reason: None });
         }
         let watched = TmpfsWatch::new().and_then(|mut watch| {
             for (id, secret) in &on_tmpfs {
@@ -37,8 +36,14 @@ impl TmpfsReads {
             unsafe { AsyncFd::register(watch) }.map_err(Into::into)
         });
         match watched {
-            Ok(watch) => (Some(Self { watch }), json!({ "watched": on_tmpfs.len() })),
-            Err(e) => (None, json!({ "watched": 0, "not_watched": on_tmpfs.len(), "reason": e.to_string() })),
+            Ok(watch) => (
+                Some(Self { watch }),
+                TmpfsReport { watched: on_tmpfs.len(), not_watched: None, reason: None },
+            ),
+            Err(e) => (
+                None,
+                TmpfsReport { watched: 0, not_watched: Some(on_tmpfs.len()), reason: Some(e.to_string()) },
+            ),
         }
     }
 

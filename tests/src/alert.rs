@@ -35,10 +35,10 @@ pub fn loss(line: &Value) -> Option<Loss> {
     Some(Loss { new: count("new")?, total: count("total")? })
 }
 
-/// `vigie.events_lost` of the [`is_sensor_stopped`] line: the total since start.
+/// `vigie.counters.events_lost` of the [`is_sensor_stopped`] line: the total since start.
 #[must_use]
 pub fn lost_at_stop(line: &Value) -> Option<u64> {
-    line.pointer("/vigie/events_lost")?.as_u64()
+    line.pointer("/vigie/counters/events_lost")?.as_u64()
 }
 
 /// The counts of an `events-lost` line.
@@ -143,16 +143,28 @@ pub fn file_inode(line: &Value) -> Option<u64> {
     text(line, "/file/inode")?.parse().ok()
 }
 
-/// `destination.bytes`: what the process sent to that destination so far.
+/// `source.bytes`: what the process sent to the destination so far.
 #[must_use]
-pub fn destination_bytes(line: &Value) -> Option<u64> {
-    line.pointer("/destination/bytes")?.as_u64()
+pub fn source_bytes(line: &Value) -> Option<u64> {
+    line.pointer("/source/bytes")?.as_u64()
 }
 
 /// `file.path`.
 #[must_use]
 pub fn file_path(line: &Value) -> Option<&str> {
     text(line, "/file/path")
+}
+
+/// `vigie.secret.kind`: `file` or `process-memory`.
+#[must_use]
+pub fn secret_kind(line: &Value) -> Option<&str> {
+    text(line, "/vigie/secret/kind")
+}
+
+/// `vigie.secret.name`: the configured path, or the label of a process's memory.
+#[must_use]
+pub fn secret_name(line: &Value) -> Option<&str> {
+    text(line, "/vigie/secret/name")
 }
 
 /// `network.transport`.
@@ -192,9 +204,11 @@ mod tests {
             "event": {"kind": "alert", "action": EXFILTRATION, "severity": 73},
             "process": {"pid": 42, "executable": "/usr/bin/curl", "parent": {"pid": 41}},
             "file": {"path": "/tmp/s", "inode": "7"},
-            "destination": {"ip": "fd00:5647:0001:0:0:0:0:2", "port": 4242, "bytes": 12},
+            "source": {"bytes": 12},
+            "destination": {"ip": "fd00:5647:0001:0:0:0:0:2", "port": 4242},
             "network": {"transport": "tcp"},
             "vigie": {
+                "secret": {"kind": "file", "name": "/tmp/s"},
                 "origin": {"pid": 40, "executable": "/usr/bin/cat"},
                 "via": {"kind": "file", "path": "/tmp/x", "inode": "9"},
                 "ancestry": [{"pid": 41}, {"pid": 1}],
@@ -214,7 +228,8 @@ mod tests {
         assert_eq!(transport(&line), Some("tcp"));
         assert_eq!(destination(&line), Some("[fd00:5647:1::2]:4242".parse().unwrap()));
         assert!(is_exfiltration_to("[fd00:5647:1::2]:4242".parse().unwrap())(&line));
-        assert_eq!(destination_bytes(&line), Some(12));
+        assert_eq!(source_bytes(&line), Some(12));
+        assert_eq!((secret_kind(&line), secret_name(&line)), (Some("file"), Some("/tmp/s")));
         assert_eq!(process_executable(&line), Some("/usr/bin/curl"));
         assert_eq!((origin_pid(&line), origin_executable(&line)), (Some(40), Some("/usr/bin/cat")));
         assert_eq!((via_kind(&line), via_path(&line)), (Some("file"), Some("/tmp/x")));
@@ -250,8 +265,7 @@ mod tests {
         });
         assert!(is_events_lost(&lost) && !is_sensor_stopped(&lost));
         assert_eq!(loss(&lost), Some(Loss { new: 3, total: 5 }));
-        let stopped =
-            json!({"event": {"kind": "state", "action": "sensor-stopped"}, "vigie": {"events_lost": 5}});
+        let stopped = json!({"event": {"kind": "state", "action": "sensor-stopped"}, "vigie": {"counters": {"events_lost": 5}}});
         assert!(is_sensor_stopped(&stopped) && !is_events_lost(&stopped));
         assert_eq!(lost_at_stop(&stopped), Some(5));
         assert_eq!(loss(&stopped), None);

@@ -3,12 +3,16 @@
 use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use serde_json::Value;
 use tempfile::TempDir;
 
-use crate::{alert, Actor, RemoteHost, Sensor, ALERT_TIMEOUT};
+use crate::{alert, Actor, RemoteHost, RunningActor, Sensor, ALERT_TIMEOUT};
+
+/// How long [`Lab::start_service`]'s service runs.
+const SERVICE_LIFE: Duration = Duration::from_mins(2);
 
 /// A fake credential; its content never matters and is never printed.
 const SECRET_CONTENT: &str = "aws_secret_access_key = vigie-test-not-a-real-key\n";
@@ -98,6 +102,41 @@ impl Lab {
         args.push(self.test_exe.as_os_str());
         args.extend(extra.iter().map(AsRef::as_ref));
         Sensor::start(&args)
+    }
+
+    /// A long-running actor standing for a trusted service (a homeserver): it reads the
+    /// secret, then waits.
+    ///
+    /// # Errors
+    /// See [`Actor::spawn`].
+    pub fn start_service(&self) -> Result<RunningActor> {
+        self.actor().read(&self.secret).sleep(SERVICE_LIFE).spawn()
+    }
+
+    /// [`Lab::sensor`] trusting [`Lab::start_service`]'s actor as the service `name`.
+    ///
+    /// # Errors
+    /// See [`Lab::sensor_trusting`].
+    pub fn sensor_trusting_the_service(&self, name: &str) -> Result<Sensor> {
+        let millis = SERVICE_LIFE.as_millis().to_string();
+        self.sensor_trusting(name, &["--read", &self.secret.display().to_string(), "--sleep-ms", &millis])
+    }
+
+    /// [`Lab::sensor`] trusting as the service `name` the actor's own executable run with
+    /// exactly `args` (the barrier's copy of the actor is another executable).
+    ///
+    /// # Errors
+    /// When the config cannot be written; see [`Sensor::start`].
+    pub fn sensor_trusting(&self, name: &str, args: &[&str]) -> Result<Sensor> {
+        let config = self.root.join("vigie.toml");
+        let args: Vec<String> = args.iter().map(|a| format!("{a:?}")).collect();
+        let text = format!(
+            "[[services]]\nname = \"{name}\"\nexecutables = [\"{}\"]\nargs = [{}]\n",
+            self.actor_exe.display(),
+            args.join(", ")
+        );
+        fs::write(&config, text)?;
+        self.sensor_with(&["--config".as_ref(), config.as_os_str()])
     }
 
     /// Returns once the sensor has handled every event that happened before the call: a copy

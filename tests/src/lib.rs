@@ -21,6 +21,7 @@ pub mod actor;
 pub mod alert;
 pub mod bpf_objects;
 pub mod cli;
+pub mod ecs_schema;
 pub mod host_tools;
 mod lab;
 mod line_reader;

@@ -3,50 +3,20 @@
 //! reader like reading the secret file would, while the service's own reads never taint.
 
 use std::fs;
-use std::time::Duration;
 
 use anyhow::Result;
-use integration_tests::{actor_exe, alert, host_tools, Lab, RunningActor, Sensor, ALERT_TIMEOUT};
+use integration_tests::{actor_exe, alert, host_tools, Lab, ALERT_TIMEOUT};
 use serde_json::Value;
 
 /// The service's name in the config, and so in its memory's label.
 const SERVICE: &str = "test-homeserver";
 
-/// How long the service runs.
-const SERVICE_LIFE: Duration = Duration::from_mins(2);
-
-/// A long-running actor standing for the homeserver: it reads the secret, then waits.
-fn start_service(lab: &Lab) -> Result<RunningActor> {
-    lab.actor().read(lab.secret()).sleep(SERVICE_LIFE).spawn()
-}
-
-/// A sensor that trusts the service: the actor's own executable, run with exactly these
-/// arguments (the barrier's copy of the actor is another executable).
-fn sensor_trusting(lab: &Lab, args: &[String]) -> Result<Sensor> {
-    let config = lab.dir().join("vigie.toml");
-    let args: Vec<String> = args.iter().map(|a| format!("{a:?}")).collect();
-    let text = format!(
-        "[[services]]\nname = \"{SERVICE}\"\nexecutables = [\"{}\"]\nargs = [{}]\n",
-        lab.actor_exe().display(),
-        args.join(", ")
-    );
-    fs::write(&config, text)?;
-    lab.sensor_with(&["--config".as_ref(), config.as_os_str()])
-}
-
-/// A sensor that trusts the service [`start_service`] starts.
-fn sensor_trusting_the_service(lab: &Lab) -> Result<Sensor> {
-    let secret = lab.secret().display().to_string();
-    sensor_trusting(
-        lab,
-        &["--read".into(), secret, "--sleep-ms".into(), SERVICE_LIFE.as_millis().to_string()],
-    )
-}
-
 /// The alert names the service's memory as the secret, reached through process memory.
 fn assert_names_the_service_memory(alert: &Value, service_pid: u32) {
     let label = format!("memory of {SERVICE} (pid {service_pid})");
-    assert_eq!(alert::file_path(alert), Some(label.as_str()), "{alert:#}");
+    assert_eq!(alert::secret_name(alert), Some(label.as_str()), "{alert:#}");
+    assert_eq!(alert::secret_kind(alert), Some("process-memory"), "{alert:#}");
+    assert_eq!(alert::file_path(alert), None, "a process's memory is no file: {alert:#}");
     assert_eq!(alert::via_kind(alert), Some("process-memory"), "{alert:#}");
 }
 
@@ -54,8 +24,8 @@ fn assert_names_the_service_memory(alert: &Value, service_pid: u32) {
 #[ignore = "needs root and BPF: run with cargo xtask test"]
 fn reading_the_services_environment_taints_the_reader() -> Result<()> {
     let lab = Lab::new(actor_exe!())?;
-    let service = start_service(&lab)?;
-    let sensor = sensor_trusting_the_service(&lab)?;
+    let service = lab.start_service()?;
+    let sensor = lab.sensor_trusting_the_service(SERVICE)?;
 
     let environ = format!("/proc/{}/environ", service.pid);
     let run = lab.actor().read(&environ).tcp(lab.remote().tcp_v4()).run()?;
@@ -78,8 +48,8 @@ impl Drop for FreshProcfs {
 #[ignore = "needs root and BPF: run with cargo xtask test"]
 fn reading_the_environment_through_a_fresh_procfs_mount_taints_the_reader() -> Result<()> {
     let lab = Lab::new(actor_exe!())?;
-    let service = start_service(&lab)?;
-    let sensor = sensor_trusting_the_service(&lab)?;
+    let service = lab.start_service()?;
+    let sensor = lab.sensor_trusting_the_service(SERVICE)?;
     // A procfs of its own: another superblock and device number than /proc's.
     let mount = lab.dir().join("proc-again");
     fs::create_dir(&mount)?;
@@ -98,8 +68,8 @@ fn reading_the_environment_through_a_fresh_procfs_mount_taints_the_reader() -> R
 #[ignore = "needs root and BPF: run with cargo xtask test"]
 fn process_vm_readv_and_ptrace_attach_taint_the_caller() -> Result<()> {
     let lab = Lab::new(actor_exe!())?;
-    let service = start_service(&lab)?;
-    let sensor = sensor_trusting_the_service(&lab)?;
+    let service = lab.start_service()?;
+    let sensor = lab.sensor_trusting_the_service(SERVICE)?;
     let remote = lab.remote().tcp_v4();
 
     // Real syscalls from a real interpreter; the call being made is what counts, not its result.
@@ -139,7 +109,7 @@ fn the_service_reading_its_own_secret_and_connecting_is_not_an_exfiltration() ->
     let lab = Lab::new(actor_exe!())?;
     let dest = lab.remote().tcp_v4();
     let secret = lab.secret().display().to_string();
-    let sensor = sensor_trusting(&lab, &["--read".into(), secret, "--tcp".into(), dest.to_string()])?;
+    let sensor = lab.sensor_trusting(SERVICE, &["--read", &secret, "--tcp", &dest.to_string()])?;
 
     // Started after the sensor: it is recognised from its exec, not from a pid written down.
     let service = lab.actor().read(lab.secret()).tcp(dest).run()?;

@@ -28,7 +28,7 @@ fn send_on_a_connection_opened_before_the_read_is_reported_with_its_bytes() -> R
     let actor = lab.actor().open_tcp(dest).read(lab.secret()).send(4096);
 
     let alert = expect_alert(&lab, actor, dest, "tcp")?;
-    assert!(alert::destination_bytes(&alert).is_some_and(|bytes| bytes > 0), "bytes sent: {alert:#}");
+    assert!(alert::source_bytes(&alert).is_some_and(|bytes| bytes > 0), "bytes sent: {alert:#}");
     Ok(())
 }
 
@@ -83,15 +83,13 @@ fn long_transfer_updates_its_byte_count_in_one_alert() -> Result<()> {
         (alert::is_exfiltration_by(run.pid)(line) || alert::is_progress_by(run.pid)(line))
             && alert::destination(line) == Some(dest)
     };
-    let complete =
-        |line: &Value| about_run(line) && alert::destination_bytes(line).is_some_and(|b| b >= TRANSFER);
+    let complete = |line: &Value| about_run(line) && alert::source_bytes(line).is_some_and(|b| b >= TRANSFER);
     let line = sensor.expect(complete, ALERT_TIMEOUT)?;
     assert_eq!(alert::file_path(&line), lab.secret().to_str(), "{line:#}");
     lab.barrier(&sensor)?;
     let alerts = sensor.lines_matching(alert::is_exfiltration_by(run.pid));
     assert_eq!(alerts.len(), 1, "one alert, then progress lines: {alerts:#?}");
-    let counts: Vec<u64> =
-        sensor.lines_matching(about_run).iter().filter_map(alert::destination_bytes).collect();
+    let counts: Vec<u64> = sensor.lines_matching(about_run).iter().filter_map(alert::source_bytes).collect();
     assert!(counts.is_sorted(), "the byte count only grows: {counts:?}");
     Ok(())
 }

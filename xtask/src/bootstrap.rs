@@ -6,6 +6,7 @@
 //! and mounts, `test` everything.
 
 mod bpf_linker;
+mod ecs_definitions;
 mod mounts;
 mod packages;
 mod toolchain;
@@ -14,12 +15,13 @@ use anyhow::Result;
 
 use crate::privilege;
 
-/// Every step: toolchain, mounts, test commands.
+/// Every step: toolchain, mounts, test commands, the ECS definitions the tests check against.
 pub fn all() -> Result<()> {
     toolchain()?;
     let root = privilege::is_root()?;
     mounts::ensure(root)?;
-    packages::ensure(root)
+    packages::ensure(root)?;
+    ecs_definitions::ensure()
 }
 
 /// What compiling needs: nightly with rust-src, and bpf-linker built on its LLVM.

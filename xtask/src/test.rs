@@ -15,12 +15,14 @@ use crate::{bootstrap, privilege};
 
 /// How the integration tests are told which backend `vigie run` uses.
 const BACKEND_ENV: &str = "VIGIE_TEST_BACKEND";
-/// The suites about what is detected, run a second time against the syscall backend.
-const DETECTION_SUITES: [&str; 14] = [
+/// The suites about what is detected and how it is reported, run a second time against the
+/// syscall backend.
+const DETECTION_SUITES: [&str; 15] = [
     "allowance",
     "data_paths",
     "derived_files",
     "detects_exfiltration",
+    "ecs_documents",
     "lineage",
     "no_false_alerts",
     "process_memory",

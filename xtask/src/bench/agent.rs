@@ -159,9 +159,9 @@ impl Transcript {
         (direct.len() as u64, derived.len() as u64)
     }
 
-    /// A counter of the final `sensor-stopped` line (`vigie.<name>`).
+    /// A counter of the final `sensor-stopped` line (`vigie.counters.<name>`).
     pub fn stopped_counter(&self, name: &str) -> Option<u64> {
-        self.with_action("sensor-stopped").last().and_then(|(_, doc)| doc["vigie"][name].as_u64())
+        self.with_action("sensor-stopped").last().and_then(|(_, doc)| doc["vigie"]["counters"][name].as_u64())
     }
 
     /// The highest loss total the agent reported.

@@ -20,6 +20,10 @@ const REQUIRED_COMMANDS: &[(&str, &str)] = &[
     ("bpftool", "bpftool"),
     // The Synapse scenarios: an attacker's tool of choice for homeserver.db.
     ("sqlite3", "sqlite3"),
+    // The ECS definitions the document tests check against come from npm.
+    ("node", "nodejs"),
+    ("npm", "npm"),
+    ("tar", "tar"),
     // The bench's neighbour workload: a web server and its load generator, on loopback.
     ("nginx", "nginx-light"),
     ("wrk", "wrk"),

@@ -1,0 +1,40 @@
+//! Every kind of document the agent writes, one per `event.action`, with its ECS
+//! categorisation: `event.type` holds, for each category, a type ECS expects with it.
+
+use super::{Event, EXFILTRATION_SEVERITY};
+
+/// Every program is attached and the watch list is loaded.
+pub const SENSOR_STARTED: Event = of("state", "sensor-started", &["host"], &["start"]);
+/// The agent stops, with its counters.
+pub const SENSOR_STOPPED: Event = of("state", "sensor-stopped", &["host"], &["end"]);
+/// The kernel dropped records or refused a taint.
+pub const EVENTS_LOST: Event = of("state", "events-lost", &["host"], &["info"]);
+/// A watched path now leads to a new file.
+pub const WATCH_UPDATED: Event = of("state", "watch-updated", &["file"], &["change"]);
+
+/// A process took in a secret that is a file.
+pub const SECRET_READ: Event = of("event", "secret-read", &["file"], &["access"]);
+/// A process took in a secret that is a trusted process's memory.
+pub const SECRET_MEMORY_READ: Event = of("event", "secret-read", &["process"], &["access"]);
+/// A tainted process wrote a file, which now carries the secret.
+pub const SECRET_DERIVED: Event = of("event", "secret-derived", &["file"], &["change"]);
+/// An alerted transfer sent more bytes.
+pub const EXFILTRATION_PROGRESS: Event = of("event", "exfiltration-progress", &["network"], &["connection"]);
+
+/// A tainted process sent traffic off this host.
+pub const CREDENTIAL_EXFILTRATION: Event = Event {
+    kind: "alert",
+    action: "credential-exfiltration",
+    severity: Some(EXFILTRATION_SEVERITY),
+    category: &["network", "intrusion_detection"],
+    types: &["connection", "info"],
+};
+
+const fn of(
+    kind: &'static str,
+    action: &'static str,
+    category: &'static [&'static str],
+    types: &'static [&'static str],
+) -> Event {
+    Event { kind, action, severity: None, category, types }
+}

