@@ -24,6 +24,7 @@ use crate::{
     output::Output,
     pipeline::{HostFacts, Pipeline},
     process_table::ProcessTable,
+    redact::Redactor,
     secret_catalog::{file_id, SecretCatalog},
     services::Service,
     system,
@@ -57,6 +58,7 @@ pub async fn run(settings: Settings) -> Result<(), Error> {
         ..kernel_offsets::from_btf(Path::new(VMLINUX_BTF))?
     };
     let catalog = SecretCatalog::resolve(&settings.secret_patterns);
+    let redactor = Redactor::new(&catalog); // before fanotify holds tmpfs secrets: see follow_paths
     let (mut tmpfs, tmpfs_report) = TmpfsReads::start(&catalog);
     let allowed_exes = allowed_exes(&settings)?;
     let mut output = Output::open(&settings.output)?;
@@ -81,6 +83,7 @@ pub async fn run(settings: Settings) -> Result<(), Error> {
         "cgroup": sensor.cgroup_root.display().to_string(),
         "backend": { "name": sensor.backend.backend.name(), "reason": sensor.backend.reason },
         "tmpfs_secrets": tmpfs_report,
+        "fingerprints": redactor.report(),
     });
     let facts = HostFacts {
         host: ecs::Host { name: system::hostname() },
@@ -91,6 +94,7 @@ pub async fn run(settings: Settings) -> Result<(), Error> {
     let trusted = TrustedProcesses::new(settings.services.iter().map(Service::resolve).collect());
     let mut pipeline =
         Pipeline::new(facts, catalog, processes, correlator, TaintTable::new(window_ns), trusted);
+    pipeline.use_redactor(redactor);
     apply_trust(&mut sensor, &mut pipeline)?;
     output.write(&pipeline.state("sensor-started", started))?;
 
@@ -197,7 +201,8 @@ fn apply_trust(sensor: &mut Sensor, pipeline: &mut Pipeline) -> Result<(), Error
     pipeline.take_trust_changes().into_iter().try_for_each(|change| sensor.apply_trust(change))
 }
 
-/// Points the kernel at the new identity of every watched path that changed, and says so.
+/// Points the kernel at the new identity of every watched path that changed, and says so;
+/// fingerprints the files whose content changed again.
 fn follow_paths(
     sensor: &mut Sensor,
     pipeline: &mut Pipeline,
@@ -216,6 +221,9 @@ fn follow_paths(
             output.write(&document)?;
         }
     }
+    // While fanotify holds tmpfs secrets, the agent's own open of one would wait for itself.
+    let fanotify_holds = tmpfs.is_some();
+    pipeline.refresh_fingerprints(|path| !(fanotify_holds && crate::kernel::tmpfs::on_tmpfs(path)));
     Ok(())
 }
 

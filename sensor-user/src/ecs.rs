@@ -4,7 +4,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::{process_table::Process, redact};
+use crate::{process_table::Process, redact::Redactor};
 
 /// One output line.
 #[derive(Debug, Serialize)]
@@ -123,11 +123,11 @@ pub const EXFILTRATION_SEVERITY: u8 = 73;
 
 impl ProcessFields {
     /// `process.*` of `process`, with `parent` if known; `boot_id` scopes the entity id.
-    pub fn new(process: &Process, parent: Option<&Process>, boot_id: &str) -> Self {
+    pub fn new(process: &Process, parent: Option<&Process>, boot_id: &str, redactor: &Redactor) -> Self {
         Self {
             pid: process.pid,
             executable: process.executable.clone(),
-            args: redact::args(&process.args),
+            args: redactor.args(&process.args),
             entity_id: entity_id(process, boot_id),
             parent: parent.map(|p| Parent { pid: p.pid, executable: p.executable.clone() }),
         }
@@ -160,8 +160,8 @@ pub fn entity_id(process: &Process, boot_id: &str) -> String {
 }
 
 /// A short description of a process for `vigie.ancestry` and `vigie.origin`.
-pub fn summary(process: &Process) -> Value {
-    serde_json::json!({ "pid": process.pid, "executable": process.executable, "args": redact::args(&process.args) })
+pub fn summary(process: &Process, redactor: &Redactor) -> Value {
+    serde_json::json!({ "pid": process.pid, "executable": process.executable, "args": redactor.args(&process.args) })
 }
 
 /// RFC 3339 UTC timestamp with microseconds, from nanoseconds since the epoch.

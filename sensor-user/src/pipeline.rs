@@ -10,6 +10,7 @@ use crate::{
     ecs::{self, Document, Event, ProcessFields},
     kernel::decode::{Derived, KernelEvent},
     process_table::{Process, ProcessTable},
+    redact::Redactor,
     secret_catalog::{Secret, SecretCatalog},
     taint::{TaintTable, Touch},
     trusted_processes::{TrustChange, TrustedProcesses},
@@ -33,6 +34,7 @@ pub struct Pipeline {
     correlator: Correlator,
     derived: DerivedFiles,
     trusted: TrustedProcesses,
+    redactor: Redactor,
 }
 
 const ALERT: Event = Event {
@@ -59,8 +61,16 @@ impl Pipeline {
         taint: TaintTable,
         trusted: TrustedProcesses,
     ) -> Self {
-        let mut pipeline =
-            Self { facts, catalog, processes, taint, correlator, derived: DerivedFiles::default(), trusted };
+        let mut pipeline = Self {
+            facts,
+            catalog,
+            processes,
+            taint,
+            correlator,
+            derived: DerivedFiles::default(),
+            trusted,
+            redactor: Redactor::default(),
+        };
         for process in pipeline.processes.iter() {
             pipeline.trusted.observe(process, &mut pipeline.catalog);
         }
@@ -161,6 +171,16 @@ impl Pipeline {
         &mut self.catalog
     }
 
+    /// Masks arguments with `redactor` from now on (the default one knows no secret's content).
+    pub fn use_redactor(&mut self, redactor: Redactor) {
+        self.redactor = redactor;
+    }
+
+    /// Fingerprints again the watched files that changed and that `may_read` allows.
+    pub fn refresh_fingerprints(&mut self, may_read: impl Fn(&std::path::Path) -> bool) {
+        self.redactor.refresh(&self.catalog, may_read);
+    }
+
     fn secret_read(&self, event: &TaintEvent) -> Option<Document> {
         let secret = self.catalog.get(event.taint.secret_id)?;
         let process = self.process(&event.header);
@@ -202,12 +222,16 @@ impl Pipeline {
     fn exfiltration_document(&self, found: &Exfiltration, event: Event, epoch_ns: u64) -> Option<Document> {
         let secret = self.catalog.get(found.touch.secret_id)?;
         let process = self.processes.get(found.pid).cloned().unwrap_or_else(|| unknown(found.pid, 0));
-        let ancestry: Vec<Value> =
-            self.processes.ancestry(process.pid).into_iter().map(ecs::summary).collect();
+        let ancestry: Vec<Value> = self
+            .processes
+            .ancestry(process.pid)
+            .into_iter()
+            .map(|p| ecs::summary(p, &self.redactor))
+            .collect();
         let origin = self
             .processes
             .get(found.touch.origin_pid)
-            .map_or_else(|| json!({ "pid": found.touch.origin_pid }), ecs::summary);
+            .map_or_else(|| json!({ "pid": found.touch.origin_pid }), |p| ecs::summary(p, &self.redactor));
         let mut vigie = json!({ "origin": origin, "ancestry": ancestry });
         if let Some(via) = self.via(&found.touch) {
             vigie["via"] = via;
@@ -253,7 +277,7 @@ impl Pipeline {
     }
 
     fn process_fields(&self, process: &Process) -> ProcessFields {
-        ProcessFields::new(process, self.processes.get(process.ppid), &self.facts.boot_id)
+        ProcessFields::new(process, self.processes.get(process.ppid), &self.facts.boot_id, &self.redactor)
     }
 
     fn kernel_time(&self, ktime_ns: u64) -> u64 {
