@@ -10,6 +10,7 @@
 
 pub mod fingerprints;
 mod flags;
+pub mod messages;
 mod names;
 mod shapes;
 
