@@ -118,11 +118,10 @@ fn words(args: &[String]) -> Vec<Word> {
             continue;
         }
         let mut first = true;
-        let mut offset = 0;
-        for piece in text.split(char::is_whitespace) {
-            let start = offset + piece.len() - piece.trim_start_matches(['"', '\'']).len();
-            let end = offset + piece.trim_end_matches(['"', '\'', ';']).len();
-            offset += piece.len() + 1;
+        for piece in pieces(text) {
+            let piece_text = &text[piece.clone()];
+            let start = piece.end - piece_text.trim_start_matches(['"', '\'']).len();
+            let end = piece.start + piece_text.trim_end_matches(['"', '\'', ';']).len();
             if start < end {
                 words.push(Word { arg, range: start..end, starts_command: first });
                 first = false;
@@ -130,4 +129,22 @@ fn words(args: &[String]) -> Vec<Word> {
         }
     }
     words
+}
+
+/// The byte ranges of `text` between white space (of any width: U+00A0 is two bytes).
+fn pieces(text: &str) -> impl Iterator<Item = Range<usize>> + '_ {
+    let mut start = None;
+    text.char_indices().chain(std::iter::once((text.len(), ' '))).filter_map(move |(at, c)| {
+        match (c.is_whitespace(), start) {
+            (true, Some(from)) => {
+                start = None;
+                Some(from..at)
+            }
+            (false, None) => {
+                start = Some(at);
+                None
+            }
+            _ => None,
+        }
+    })
 }

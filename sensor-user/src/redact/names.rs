@@ -19,10 +19,11 @@ const CREDENTIAL_PARTS: [&str; 11] = [
 /// signed URL, `--oauth2-bearer`), so that `author`, `passive` and `signal` are not.
 const CREDENTIAL_WORDS: [&str; 6] = ["pass", "auth", "bearer", "sig", "signature", "pwd"];
 /// Last words of names that hold something else: where a credential is (`password_file`,
-/// `signing_key_path`), what it is called or how long it lives (`secret_name`, `token_ttl`).
-const NOT_A_VALUE: [&str; 16] = [
-    "file", "path", "dir", "env", "name", "id", "type", "kind", "length", "len", "url", "uri", "endpoint",
-    "ttl", "lifetime", "expiry",
+/// `signing_key_path`, `--password-stdin`), what it is called or how long it lives
+/// (`secret_name`, `token_ttl`), what provides it (`--credential-helper`).
+const NOT_A_VALUE: [&str; 20] = [
+    "file", "path", "dir", "env", "stdin", "fd", "name", "id", "type", "kind", "length", "len", "url", "uri",
+    "endpoint", "ttl", "lifetime", "expiry", "helper", "command",
 ];
 
 /// Whether `name` names a credential: `--password`, `MYSQL_PWD`, `"apiKey"`, `X-Api-Key`, `*_KEY`.

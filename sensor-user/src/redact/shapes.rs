@@ -70,6 +70,10 @@ fn value_after(bytes: &[u8], from: usize, separator: u8, json: bool) -> Option<R
         start += 1;
     }
     let first = *bytes.get(start)?;
+    // A nested object or list: its own names are scanned.
+    if matches!(first, b'{' | b'[') {
+        return None;
+    }
     if matches!(first, b'"' | b'\'') {
         let inside = start + 1;
         let end = (inside..bytes.len())

@@ -98,6 +98,10 @@ fn every_shape_is_masked_and_only_its_span() {
         ),
         (&["curl", "-d", "{\"apiKey\": 12345, \"n\": 1}"], &["curl", "-d", "{\"apiKey\": [5], \"n\": 1}"]),
         (
+            &["curl", "-d", "{\"auth\": {\"token\": \"t1\"}}"],
+            &["curl", "-d", "{\"auth\": {\"token\": \"[2]\"}}"],
+        ),
+        (
             &["x", "server_name: hs\nregistration_shared_secret: \"s3cr3t\"\nform_secret: abc # x\n"],
             &["x", "server_name: hs\nregistration_shared_secret: \"[6]\"\nform_secret: [7]\n"],
         ),
@@ -131,6 +135,7 @@ fn ordinary_arguments_are_kept() {
         &["sudo", "-u", "root", "id"],
         &["docker", "run", "-u", "1000:1000", "img"],
         &["app", "--password-file", "/run/secrets/db", "--no-password", "x"],
+        &["docker", "login", "--password-stdin", "ghcr.io"],
         &["env", "PWD=/home/u", "HOME=/root", "OLDPWD=/"],
         &["git", "commit", "--author=Bob <b@x>", "--format_string", "mat_x"],
         &["ls", "/home/User/Projects/MyApp2/src/components/Button3.tsx"],
@@ -163,6 +168,11 @@ fn equal_values_get_equal_masks_and_others_differ() {
 #[test]
 fn multibyte_text_is_masked_on_character_boundaries() {
     assert_eq!(shown(&["PASSWORD=pässwörd ok"]), ["PASSWORD=[10] ok"]);
+    // U+00A0 and U+3000 are white space of two and three bytes.
+    assert_eq!(
+        shown(&["sh", "-c", "é\u{a0}mysql\u{3000}-pwörd\u{a0}db"]),
+        ["sh", "-c", "é\u{a0}mysql\u{3000}-p[5]\u{a0}db"]
+    );
 }
 
 mod content {
