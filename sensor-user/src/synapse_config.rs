@@ -76,7 +76,7 @@ impl FromStr for Volume {
             Some((host, container)) if host.starts_with('/') && container.starts_with('/') => {
                 Ok(Self { host: host.into(), container: container.into() })
             }
-            _ => Err("not HOST_DIR:CONTAINER_DIR (two absolute paths)".to_owned()),
+            _ => Err(format!("{text:?} is not HOST_DIR:CONTAINER_DIR (two absolute paths)")),
         }
     }
 }

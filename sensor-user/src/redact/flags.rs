@@ -30,7 +30,7 @@ const CURL_USER_FLAGS: [&str; 4] = ["-u", "--user", "-U", "--proxy-user"];
 const SEPARATORS: [&str; 6] = ["|", "||", "&&", ";", "&", "|&"];
 
 /// One word of a command line: in which argument, which bytes (without surrounding quotes).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Word {
     arg: usize,
     range: Range<usize>,
@@ -43,6 +43,8 @@ pub fn spans(args: &[String]) -> Vec<Vec<Range<usize>>> {
     let mut spans = vec![Vec::new(); args.len()];
     let words = words(args);
     let text = |word: &Word| &args[word.arg][word.range.clone()];
+    // The words of the command so far, as program names: a wrapper (`sudo`, `docker exec c`)
+    // puts the program after its own words.
     let mut programs: Vec<&str> = Vec::new();
     for (index, word) in words.iter().enumerate() {
         let flag = text(word);
