@@ -1,6 +1,6 @@
 //! No secret in any output: a secret's content passed on a command line (`curl -d "$(cat
-//! homeserver.yaml)"`) and a credential passed as a flag's value are masked in every line the
-//! agent prints, while the alert they are part of is printed.
+//! homeserver.yaml)"`), also after the file was replaced, and a credential passed as a flag's
+//! value are masked in every line the agent prints, while the alert they are part of is printed.
 
 use std::fs;
 use std::path::Path;
@@ -10,7 +10,7 @@ use integration_tests::host_tools::{self, quoted};
 use integration_tests::{actor_exe, alert, Lab, Sensor, ALERT_TIMEOUT};
 use serde_json::Value;
 
-/// A homeserver config as Synapse writes it; the values are fake, and never printed here either.
+/// A homeserver config as Synapse writes it, with fake values.
 const HOMESERVER_YAML: &str = "\
 server_name: \"hs.vigie.test\"
 pid_file: /data/synapse.pid
