@@ -24,6 +24,7 @@ use crate::{
     output::Output,
     pipeline::{HostFacts, Pipeline},
     process_table::ProcessTable,
+    redact::Redactor,
     secret_catalog::SecretCatalog,
     services::Service,
     system,
@@ -57,6 +58,7 @@ pub async fn run(settings: Settings) -> Result<(), Error> {
         ..kernel_offsets::from_btf(Path::new(VMLINUX_BTF))?
     };
     let catalog = SecretCatalog::resolve(&settings.secret_patterns);
+    let redactor = Redactor::new(&catalog); // before fanotify holds tmpfs secrets: see follow_paths
     let (mut tmpfs, tmpfs_report) = TmpfsReads::start(&catalog);
     let allowed_exes = allowed_readers::resolve(&settings)?;
     let mut output = Output::open(&settings.output)?;
@@ -73,15 +75,7 @@ pub async fn run(settings: Settings) -> Result<(), Error> {
     let events = sensor.take_events()?;
     // Seeded after attaching, so no process falls between the snapshot and the first record.
     let processes = ProcessTable::from_proc(system::ns_per_tick());
-    let started = ecs::Started {
-        secrets_watched: catalog.len(),
-        patterns_unmatched: catalog.unmatched.clone(),
-        allowed_readers: allowed_exes.len(),
-        trusted_nets: settings.trusted_nets.iter().map(ToString::to_string).collect(),
-        cgroup: sensor.cgroup_root.display().to_string(),
-        backend: ecs::Backend { name: sensor.backend.backend.name(), reason: sensor.backend.reason.clone() },
-        tmpfs_secrets: tmpfs_report,
-    };
+    let started = started(&settings, &sensor, &catalog, allowed_exes.len(), tmpfs_report, &redactor);
     let facts = HostFacts {
         host: ecs::Host { name: system::hostname() },
         boot: ecs::Boot { id: system::boot_id(), wall_ns: system::boot_wall_ns() },
@@ -90,6 +84,7 @@ pub async fn run(settings: Settings) -> Result<(), Error> {
     let trusted = TrustedProcesses::new(settings.services.iter().map(Service::resolve).collect());
     let mut pipeline =
         Pipeline::new(facts, catalog, processes, correlator, TaintTable::new(window_ns), trusted);
+    pipeline.use_redactor(redactor);
     apply_trust(&mut sensor, &mut pipeline)?;
     let started = Vigie { started: Some(started), ..Vigie::default() };
     output.write(&pipeline.state(ecs::SENSOR_STARTED, started))?;
@@ -153,6 +148,27 @@ pub async fn run(settings: Settings) -> Result<(), Error> {
     Ok(())
 }
 
+/// What `sensor-started` says about the watch.
+fn started(
+    settings: &Settings,
+    sensor: &Sensor,
+    catalog: &SecretCatalog,
+    allowed_readers: usize,
+    tmpfs_secrets: ecs::TmpfsReport,
+    redactor: &Redactor,
+) -> ecs::Started {
+    ecs::Started {
+        secrets_watched: catalog.len(),
+        patterns_unmatched: catalog.unmatched.clone(),
+        allowed_readers,
+        trusted_nets: settings.trusted_nets.iter().map(ToString::to_string).collect(),
+        cgroup: sensor.cgroup_root.display().to_string(),
+        backend: ecs::Backend { name: sensor.backend.backend.name(), reason: sensor.backend.reason.clone() },
+        tmpfs_secrets,
+        fingerprints: redactor.report(),
+    }
+}
+
 /// Hands every available record to the pipeline and writes what comes out.
 fn drain(
     ring: &mut RingBuf<MapData>,
@@ -185,7 +201,8 @@ fn apply_trust(sensor: &mut Sensor, pipeline: &mut Pipeline) -> Result<(), Error
     pipeline.take_trust_changes().into_iter().try_for_each(|change| sensor.apply_trust(change))
 }
 
-/// Points the kernel at the new identity of every watched path that changed, and says so.
+/// Points the kernel at the new identity of every watched path that changed, and says so;
+/// fingerprints the files whose content changed again.
 fn follow_paths(
     sensor: &mut Sensor,
     pipeline: &mut Pipeline,
@@ -204,6 +221,9 @@ fn follow_paths(
             output.write(&document)?;
         }
     }
+    // While fanotify holds tmpfs secrets, the agent's own open of one would wait for itself.
+    let fanotify_holds = tmpfs.is_some();
+    pipeline.refresh_fingerprints(|path| !(fanotify_holds && crate::kernel::tmpfs::on_tmpfs(path)));
     Ok(())
 }
 

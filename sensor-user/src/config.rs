@@ -15,7 +15,7 @@ use crate::{
     cli::RunArgs,
     error::Error,
     kernel::backend::Choice,
-    profiles,
+    profiles, redact,
     services::ServiceSpec,
     synapse_config::{SynapseConfigError, Volume},
     synapse_profile::{SynapseOptions, SynapseProfile},
@@ -89,7 +89,7 @@ impl ConfigFile {
             let before = &text[..offset.min(text.len())];
             let line = before.matches('\n').count() + 1;
             let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-            let mut message = err.message().replace('\n', " ");
+            let mut message = redact::messages::without_values(&err.message().replace('\n', " "));
             if let Some(field) = field_at(text, line).filter(|field| !message.contains(field)) {
                 message = format!("field `{field}`: {message}");
             }
@@ -322,6 +322,18 @@ mod tests {
         let err = parse("secrets = []\nsecretz = [\"/x\"]\n").unwrap_err().to_string();
         assert!(err.starts_with("config file /etc/vigie.toml: line 2, column 1:"), "{err}");
         assert!(err.contains("secretz"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_value_is_named_by_its_field_never_quoted() {
+        for (text, place) in [
+            ("taint_window_secs = \"s3cr3t-v4lue\"\n", "line 1, column 21: field `taint_window_secs`"),
+            ("profiles = \"s3cr3t-v4lue\"\n", "line 1, column 12: field `profiles`"),
+            ("[[services]]\nname = \"x\"\nuser = \"s3cr3t-v4lue\"\n", "line 3, column 8: field `user`"),
+        ] {
+            let err = parse(text).unwrap_err().to_string();
+            assert!(err.contains(place) && !err.contains("s3cr3t"), "{err}");
+        }
     }
 
     #[test]

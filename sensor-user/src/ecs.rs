@@ -12,7 +12,7 @@ use serde::Serialize;
 pub use kinds::*;
 pub use vigie::*;
 
-use crate::{process_table::Process, redact};
+use crate::{process_table::Process, redact::Redactor};
 
 /// The ECS version these documents are checked against (the `@elastic/ecs` 9.4.0 definitions).
 pub const ECS_VERSION: &str = "9.4.0";
@@ -182,13 +182,13 @@ pub const EXFILTRATION_THREAT: Threat = Threat {
 pub const EXFILTRATION_SEVERITY: u8 = 73;
 
 impl ProcessFields {
-    /// `process.*` of `process`, with `parent` if known.
-    pub fn new(process: &Process, parent: Option<&Process>, boot: &Boot) -> Self {
+    /// `process.*` of `process`, with `parent` if known; arguments masked by `redactor`.
+    pub fn new(process: &Process, parent: Option<&Process>, boot: &Boot, redactor: &Redactor) -> Self {
         Self {
             pid: process.pid,
             name: name(process),
             executable: process.executable.clone(),
-            args: redact::args(&process.args),
+            args: redactor.args(&process.args),
             entity_id: entity_id(process, &boot.id),
             start: start(process, boot),
             parent: parent.map(|p| Parent {
@@ -310,7 +310,12 @@ mod tests {
     fn process_fields_name_the_parent_entity_and_start() {
         let boot =
             Boot { id: "0f6e3c1a-9b2d-4c5e-8f70-123456789abc".into(), wall_ns: 1_795_000_000_000_000_000 };
-        let fields = ProcessFields::new(&process(7, "/usr/bin/curl"), Some(&process(1, "/bin/sh")), &boot);
+        let fields = ProcessFields::new(
+            &process(7, "/usr/bin/curl"),
+            Some(&process(1, "/bin/sh")),
+            &boot,
+            &Redactor::default(),
+        );
         let json = serde_json::to_value(&fields).unwrap();
         assert_eq!(json["name"], "curl");
         assert_eq!(json["entity_id"], "0f6e3c1a-9b2d-4c5e-8f70-123456789abc-7-123");
@@ -321,6 +326,7 @@ mod tests {
             &Process { executable: String::new(), start_ns: 0, ..process(9, "") },
             None,
             &boot,
+            &Redactor::default(),
         );
         let json = serde_json::to_value(&unknown).unwrap();
         assert!(json.get("name").is_none() && json.get("start").is_none() && json.get("parent").is_none());

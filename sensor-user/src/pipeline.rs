@@ -9,6 +9,7 @@ use crate::{
     ecs::{self, Document, Event, EventIds, ProcessFields, ProcessSummary, Vigie},
     kernel::decode::{Derived, KernelEvent},
     process_table::{Process, ProcessTable},
+    redact::Redactor,
     secret_catalog::{Secret, SecretCatalog, SecretKind},
     taint::{TaintTable, Touch},
     trusted_processes::{TrustChange, TrustedProcesses},
@@ -32,6 +33,7 @@ pub struct Pipeline {
     derived: DerivedFiles,
     trusted: TrustedProcesses,
     ids: EventIds,
+    redactor: Redactor,
 }
 
 impl Pipeline {
@@ -56,6 +58,7 @@ impl Pipeline {
             derived: DerivedFiles::default(),
             trusted,
             ids,
+            redactor: Redactor::default(),
         };
         for process in pipeline.processes.iter() {
             pipeline.trusted.observe(process, 0, &mut pipeline.catalog);
@@ -167,6 +170,16 @@ impl Pipeline {
         &mut self.catalog
     }
 
+    /// Masks arguments with `redactor` from now on (the default one knows no secret's content).
+    pub fn use_redactor(&mut self, redactor: Redactor) {
+        self.redactor = redactor;
+    }
+
+    /// Fingerprints again the watched files that changed and that `may_read` allows.
+    pub fn refresh_fingerprints(&mut self, may_read: impl Fn(&std::path::Path) -> bool) {
+        self.redactor.refresh(&self.catalog, may_read);
+    }
+
     fn secret_read(&self, event: &TaintEvent) -> Option<Document> {
         let secret = self.catalog.get(event.taint.secret_id)?;
         let process = self.process(&event.header);
@@ -216,11 +229,16 @@ impl Pipeline {
         let secret = self.catalog.get(found.touch.secret_id)?;
         let process =
             self.processes.find(found.pid, found.start_ns).cloned().unwrap_or_else(|| unknown(found.pid, 0));
-        let ancestry = self.processes.ancestry(&process).into_iter().map(ProcessSummary::of).collect();
-        let origin = self
+        let ancestry = self
             .processes
-            .find(found.touch.origin_pid, found.touch.origin_start_ns)
-            .map_or_else(|| ProcessSummary::unknown(found.touch.origin_pid), ProcessSummary::of);
+            .ancestry(&process)
+            .into_iter()
+            .map(|p| ProcessSummary::of(p, &self.redactor))
+            .collect();
+        let origin = self.processes.find(found.touch.origin_pid, found.touch.origin_start_ns).map_or_else(
+            || ProcessSummary::unknown(found.touch.origin_pid),
+            |p| ProcessSummary::of(p, &self.redactor),
+        );
         let vigie = Vigie {
             origin: Some(origin),
             ancestry: Some(ancestry),
@@ -267,7 +285,7 @@ impl Pipeline {
     }
 
     fn process_fields(&self, process: &Process) -> ProcessFields {
-        ProcessFields::new(process, self.processes.parent(process), &self.facts.boot)
+        ProcessFields::new(process, self.processes.parent(process), &self.facts.boot, &self.redactor)
     }
 
     fn kernel_time(&self, ktime_ns: u64) -> u64 {

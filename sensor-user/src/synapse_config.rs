@@ -15,6 +15,8 @@ use std::{
 use serde::Deserialize;
 use serde_norway::{Mapping, Value};
 
+use crate::redact::messages::without_values;
+
 /// Why a homeserver's configuration could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum SynapseConfigError {
@@ -199,8 +201,10 @@ fn config_files(config_paths: &[PathBuf], paths: &PathMap) -> Result<Vec<ConfigF
 fn parse(path: &Path) -> Result<Mapping, SynapseConfigError> {
     let text =
         fs::read_to_string(path).map_err(|source| SynapseConfigError::Read { path: path.into(), source })?;
-    let value: Value = serde_norway::from_str(&text)
-        .map_err(|err| SynapseConfigError::Syntax { path: path.into(), message: err.to_string() })?;
+    let value: Value = serde_norway::from_str(&text).map_err(|err| SynapseConfigError::Syntax {
+        path: path.into(),
+        message: without_values(&err.to_string()),
+    })?;
     match value {
         Value::Mapping(mapping) => Ok(mapping),
         Value::Null => Ok(Mapping::new()),

@@ -17,7 +17,7 @@ use crate::{bootstrap, privilege};
 const BACKEND_ENV: &str = "VIGIE_TEST_BACKEND";
 /// The suites about what is detected and how it is reported, run a second time against the
 /// syscall backend.
-const DETECTION_SUITES: [&str; 15] = [
+const DETECTION_SUITES: [&str; 16] = [
     "allowance",
     "data_paths",
     "derived_files",
@@ -26,6 +26,7 @@ const DETECTION_SUITES: [&str; 15] = [
     "lineage",
     "no_false_alerts",
     "process_memory",
+    "redaction",
     "secret_access",
     "secret_identity",
     "send_paths",

@@ -3,7 +3,10 @@
 
 use serde::Serialize;
 
-use crate::{process_table::Process, redact};
+use crate::{
+    process_table::Process,
+    redact::{FingerprintReport, Redactor},
+};
 
 /// The `vigie` object; each document kind fills the parts it has.
 #[derive(Debug, Default, Serialize)]
@@ -47,11 +50,12 @@ pub struct ProcessSummary {
 }
 
 impl ProcessSummary {
-    pub fn of(process: &Process) -> Self {
+    /// `process`, its arguments masked by `redactor`.
+    pub fn of(process: &Process, redactor: &Redactor) -> Self {
         Self {
             pid: process.pid,
             executable: Some(process.executable.clone()),
-            args: Some(redact::args(&process.args)),
+            args: Some(redactor.args(&process.args)),
         }
     }
 
@@ -120,6 +124,7 @@ pub struct Started {
     pub patterns_unmatched: Vec<String>,
     pub allowed_readers: usize,
     pub trusted_nets: Vec<String>,
+    pub fingerprints: FingerprintReport,
     pub cgroup: String,
     pub backend: Backend,
     pub tmpfs_secrets: TmpfsReport,
