@@ -160,7 +160,8 @@ pub const AF_UNIX: u16 = 1;
 /// The current task wakes `wakee` (`sched_waking`). If the current process is tainted and
 /// the wakeup comes from its write into a pipe or FIFO that `wakee` holds, the wakee is a
 /// reader woken to read what was written: it is tainted now, before it reads, whether or not
-/// the programs that follow reads are attached yet. (Sockets: `socket_fed`.)
+/// the programs that follow reads are attached yet. (Sockets: `socket_fed`.) A tainted process
+/// that exits wakes the readers of the pipes it closes: see [`woken_by_exit`].
 #[inline(always)]
 pub fn woken(wakee: *const u8) -> Result<(), i32> {
     let Some(taint) = taint::current() else { return Ok(()) };
@@ -168,6 +169,7 @@ pub fn woken(wakee: *const u8) -> Result<(), i32> {
     let fd = match call.id {
         nr::TEE => call.args[1],
         nr::SPLICE => call.args[2],
+        nr::EXIT | nr::EXIT_GROUP => return woken_by_exit(wakee),
         id if is_write(id) => call.args[0],
         _ => return Ok(()),
     };
@@ -186,6 +188,31 @@ pub fn woken(wakee: *const u8) -> Result<(), i32> {
     let channel = inode_file_id(inode)?;
     let header = EventHeader { pid, uid, ..header(EventKind::Taint) };
     taint::acquire_by(wakee, header, carried(&taint, via::PIPE, channel), u32::MAX, channel)
+}
+
+/// The current process, tainted, exits and wakes `wakee`: closing a pipe wakes its readers
+/// (to read what is left, then end of file). A reader that did not block while the exiting
+/// writer wrote (`$(cat SECRET)`: the shell forks, then reads) is seen nowhere else before
+/// the programs that follow reads are attached. Its descriptors are already gone, so the
+/// wakee's first ones are looked at: a marked pipe it holds for reading taints it.
+#[inline(always)]
+fn woken_by_exit(wakee: *const u8) -> Result<(), i32> {
+    for fd in 0..HELD_SCAN {
+        let Ok(file) = task_fd_file(wakee, fd) else { return Ok(()) };
+        if file.is_null() || file_type(file)? != S_IFIFO || !file_readable(file)? {
+            continue;
+        }
+        let id = file_id(file)?;
+        // SAFETY: the value is copied out at once.
+        let Some(source) = (unsafe { TAINTED_FILES.get(id) }).copied() else { continue };
+        let (pid, uid) = task_identity(wakee)?;
+        if source.via_kind != via::PIPE || allowance::trusted_label(wakee, pid).is_some() {
+            return Ok(());
+        }
+        let header = EventHeader { pid, uid, ..header(EventKind::Taint) };
+        return taint::acquire_by(wakee, header, source, fd, id);
+    }
+    Ok(())
 }
 
 /// Whether `task` holds, among its first descriptors, the pipe or FIFO whose inode is `inode`.

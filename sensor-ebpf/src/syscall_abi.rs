@@ -20,7 +20,9 @@ pub mod nr {
     pub const SENDMSG: i64 = 46;
     pub const RECVFROM: i64 = 45;
     pub const RECVMSG: i64 = 47;
+    pub const EXIT: i64 = 60;
     pub const PTRACE: i64 = 101;
+    pub const EXIT_GROUP: i64 = 231;
     pub const OPENAT: i64 = 257;
     pub const SPLICE: i64 = 275;
     pub const OPEN_BY_HANDLE_AT: i64 = 304;
@@ -39,7 +41,8 @@ pub mod nr {
 
 /// i386 syscall numbers (`arch/x86/entry/syscalls/syscall_32.tbl`, stable ABI) of the calls
 /// above, with their x86_64 twins.
-const IA32: [(i64, i64); 28] = [
+const IA32: [(i64, i64); 30] = [
+    (1, nr::EXIT),
     (3, nr::READ),
     (4, nr::WRITE),
     (5, nr::OPEN),
@@ -68,6 +71,7 @@ const IA32: [(i64, i64); 28] = [
     (379, nr::PWRITEV2),
     (437, nr::OPENAT2),
     (438, nr::PIDFD_GETFD),
+    (252, nr::EXIT_GROUP),
 ];
 
 /// `TS_COMPAT` in `thread_info.status`: the task is in an ia32 syscall.
