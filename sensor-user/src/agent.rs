@@ -21,6 +21,7 @@ use crate::{
     kernel::decode::decode,
     kernel::offsets::{self as kernel_offsets, VMLINUX_BTF},
     kernel::{Sensor, SensorSpec},
+    local_addresses::LocalAddresses,
     output::Output,
     pipeline::{HostFacts, Pipeline},
     process_table::ProcessTable,
@@ -73,11 +74,13 @@ pub async fn run(settings: Settings) -> Result<(), Error> {
     let events = sensor.take_events()?;
     // Seeded after attaching, so no process falls between the snapshot and the first record.
     let processes = ProcessTable::from_proc(system::ns_per_tick());
+    let local = LocalAddresses::watch().map_err(|e| Error::system("reading this host's addresses", e))?;
     let started = json!({
         "secrets_watched": catalog.len(),
         "patterns_unmatched": catalog.unmatched,
         "allowed_readers": allowed_exes.len(),
         "trusted_nets": settings.trusted_nets.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "local_addresses": local.len(),
         "cgroup": sensor.cgroup_root.display().to_string(),
         "backend": { "name": sensor.backend.backend.name(), "reason": sensor.backend.reason },
         "tmpfs_secrets": tmpfs_report,
@@ -87,7 +90,7 @@ pub async fn run(settings: Settings) -> Result<(), Error> {
         boot_id: system::boot_id(),
         boot_wall_ns: system::boot_wall_ns(),
     };
-    let correlator = Correlator::new(settings.trusted_nets);
+    let correlator = Correlator::new(settings.trusted_nets).on_host(local);
     let trusted = TrustedProcesses::new(settings.services.iter().map(Service::resolve).collect());
     let mut pipeline =
         Pipeline::new(facts, catalog, processes, correlator, TaintTable::new(window_ns), trusted);

@@ -9,7 +9,7 @@ use std::{
 use ipnet::IpNet;
 use sensor_common::{family, transport, ConnectEvent, SendKey};
 
-use crate::taint::Touch;
+use crate::{local_addresses::LocalAddresses, taint::Touch};
 
 /// `network.transport` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -61,6 +61,8 @@ struct Tracked {
 #[derive(Debug)]
 pub struct Correlator {
     trusted: Vec<IpNet>,
+    /// This host's own addresses: never a destination off it.
+    local: LocalAddresses,
     reported: HashMap<AlertKey, Tracked>,
     /// Repeats of alerts already forgotten (their process exited).
     repeats_done: u64,
@@ -68,7 +70,12 @@ pub struct Correlator {
 
 impl Correlator {
     pub fn new(trusted: Vec<IpNet>) -> Self {
-        Self { trusted, reported: HashMap::new(), repeats_done: 0 }
+        Self { trusted, local: LocalAddresses::default(), reported: HashMap::new(), repeats_done: 0 }
+    }
+
+    /// The same correlator, with `local` as this host's addresses (loopback only by default).
+    pub fn on_host(self, local: LocalAddresses) -> Self {
+        Self { local, ..self }
     }
 
     /// New exfiltrations revealed by `event`, from a process started at `start_ns` that
@@ -128,7 +135,7 @@ impl Correlator {
     }
 
     fn is_trusted(&self, ip: IpAddr) -> bool {
-        ip.is_unspecified() || self.trusted.iter().any(|net| net.contains(&ip))
+        self.local.contains(ip) || self.trusted.iter().any(|net| net.contains(&ip))
     }
 }
 

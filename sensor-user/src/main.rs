@@ -9,6 +9,7 @@ mod derived_files;
 mod ecs;
 mod error;
 mod kernel;
+mod local_addresses;
 mod output;
 mod pipeline;
 mod process_table;

@@ -24,6 +24,7 @@ pub mod cli;
 pub mod host_tools;
 mod lab;
 mod line_reader;
+pub mod local_interface;
 pub mod netns;
 pub mod sensor;
 pub mod synapse;

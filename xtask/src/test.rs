@@ -16,11 +16,12 @@ use crate::{bootstrap, privilege};
 /// How the integration tests are told which backend `vigie run` uses.
 const BACKEND_ENV: &str = "VIGIE_TEST_BACKEND";
 /// The suites about what is detected, run a second time against the syscall backend.
-const DETECTION_SUITES: [&str; 13] = [
+const DETECTION_SUITES: [&str; 14] = [
     "data_paths",
     "derived_files",
     "detects_exfiltration",
     "lineage",
+    "local_destinations",
     "no_false_alerts",
     "process_memory",
     "secret_access",
