@@ -22,7 +22,7 @@ use crate::{
     kernel::offsets::{self as kernel_offsets, VMLINUX_BTF},
     kernel::{Sensor, SensorSpec},
     local_addresses::LocalAddresses,
-    output::Output,
+    output::{News, Output},
     pipeline::{HostFacts, Pipeline},
     process_table::ProcessTable,
     secret_catalog::{file_id, SecretCatalog},
@@ -95,7 +95,7 @@ pub async fn run(settings: Settings) -> Result<(), Error> {
     let mut pipeline =
         Pipeline::new(facts, catalog, processes, correlator, TaintTable::new(window_ns), trusted);
     apply_trust(&mut sensor, &mut pipeline)?;
-    output.write(&pipeline.state("sensor-started", started))?;
+    output.write(&pipeline.state("sensor-started", started));
 
     // SAFETY: the ring buffer owns its fd and keeps it open for as long as the AsyncFd lives.
     let mut ring = unsafe { AsyncFd::register(events) }
@@ -116,19 +116,20 @@ pub async fn run(settings: Settings) -> Result<(), Error> {
                 ready?;
                 if let Some(reads) = &tmpfs {
                     for document in reads.handle(&mut sensor, &mut pipeline)? {
-                        output.write(&document)?;
+                        output.write(&document);
                     }
                     for document in channel_hooks.follow(&mut sensor, &mut pipeline)? {
-                        output.write(&document)?;
+                        output.write(&document);
                     }
                 }
             }
             _ = ticks.tick() => {
                 tick += 1;
+                tend_output(&mut output, &pipeline);
                 let deep = tick.is_multiple_of(DEEP_SCAN_TICKS);
                 follow_paths(&mut sensor, &mut pipeline, &mut output, tmpfs.as_mut(), deep)?;
                 for document in channel_hooks.follow(&mut sensor, &mut pipeline)? {
-                    output.write(&document)?;
+                    output.write(&document);
                 }
                 if tick.is_multiple_of(REPORT_TICKS) {
                     report_progress(&sensor, &mut pipeline, &mut output)?;
@@ -142,16 +143,24 @@ pub async fn run(settings: Settings) -> Result<(), Error> {
     drain(ring.get_mut(), &mut pipeline, &mut output, &mut tally, &mut sensor, &mut channel_hooks)?;
     report_progress(&sensor, &mut pipeline, &mut output)?;
     report_loss(&sensor, &pipeline, &mut output, &mut tally)?;
-    let stopped = json!({
+    tend_output(&mut output, &pipeline);
+    output.write(&pipeline.state("sensor-stopped", counters(&tally, &pipeline, &output)));
+    drop(sensor);
+    Ok(())
+}
+
+/// What `sensor-stopped` reports.
+fn counters(tally: &Tally, pipeline: &Pipeline, output: &Output) -> serde_json::Value {
+    let (dropped, waiting) = output.undelivered();
+    json!({
         "records": tally.records,
         "records_malformed": tally.malformed,
         "events_lost": tally.lost,
         "taint_inserts_failed": tally.refused,
         "alerts_repeated": pipeline.repeated_alerts(),
-    });
-    output.write(&pipeline.state("sensor-stopped", stopped))?;
-    drop(sensor);
-    Ok(())
+        "documents_dropped": dropped,
+        "documents_undelivered": waiting,
+    })
 }
 
 /// Identities of the allowed readers: the user's must exist, the profiles' may not.
@@ -185,14 +194,26 @@ fn drain(
         };
         drop(record);
         for document in pipeline.handle(&event) {
-            output.write(&document)?;
+            output.write(&document);
         }
         apply_trust(sensor, pipeline)?;
     }
     for document in channel_hooks.follow(sensor, pipeline)? {
-        output.write(&document)?;
+        output.write(&document);
     }
     Ok(())
+}
+
+/// Retries a failing output and reports its failure (on stderr, which may still be read) or
+/// its recovery (`output-degraded`, in the output itself).
+fn tend_output(output: &mut Output, pipeline: &Pipeline) {
+    output.retry();
+    let Some(news) = output.take_news() else { return };
+    let document = pipeline.state("output-degraded", news.report(&output.name()));
+    match news {
+        News::Failing(_) => Output::to_stderr(&document),
+        News::Recovered(_) => output.write(&document),
+    }
 }
 
 /// Tells the kernel which processes are now trusted services, or no longer.
@@ -216,7 +237,7 @@ fn follow_paths(
         }
         if let Some(secret) = pipeline.catalog_mut().get(rebind.secret_id).cloned() {
             let document = pipeline.watch_updated(&secret);
-            output.write(&document)?;
+            output.write(&document);
         }
     }
     Ok(())
@@ -233,7 +254,7 @@ fn report_progress(sensor: &Sensor, pipeline: &mut Pipeline, output: &mut Output
         }
     });
     for document in documents {
-        output.write(&document)?;
+        output.write(&document);
     }
     failure.map_or(Ok(()), Err)
 }
@@ -245,22 +266,17 @@ fn report_loss(
     output: &mut Output,
     tally: &mut Tally,
 ) -> Result<(), Error> {
-    report_count(pipeline, output, "ring-buffer-full", sensor.events_lost()?, &mut tally.lost)?;
-    report_count(pipeline, output, "taint-map-full", sensor.inserts_failed()?, &mut tally.refused)
+    report_count(pipeline, output, "ring-buffer-full", sensor.events_lost()?, &mut tally.lost);
+    report_count(pipeline, output, "taint-map-full", sensor.inserts_failed()?, &mut tally.refused);
+    Ok(())
 }
 
 /// One `events-lost` document for `reason` if its kernel count grew past `reported`.
-fn report_count(
-    pipeline: &Pipeline,
-    output: &mut Output,
-    reason: &str,
-    total: u64,
-    reported: &mut u64,
-) -> Result<(), Error> {
+fn report_count(pipeline: &Pipeline, output: &mut Output, reason: &str, total: u64, reported: &mut u64) {
     if total <= *reported {
-        return Ok(());
+        return;
     }
     let lost = json!({ "events_lost": { "reason": reason, "new": total - *reported, "total": total } });
     *reported = total;
-    output.write(&pipeline.state("events-lost", lost))
+    output.write(&pipeline.state("events-lost", lost));
 }
