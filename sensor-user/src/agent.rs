@@ -25,6 +25,7 @@ use crate::{
     output::{News, Output},
     pipeline::{HostFacts, Pipeline},
     process_table::ProcessTable,
+    reload,
     secret_catalog::{file_id, SecretCatalog},
     services::Service,
     system,
@@ -49,8 +50,8 @@ struct Tally {
     refused: u64,
 }
 
-/// Runs the sensor until interrupted.
-pub async fn run(settings: Settings) -> Result<(), Error> {
+/// Runs the sensor until interrupted; on SIGHUP, `reload` reads the configuration again.
+pub async fn run(mut settings: Settings, reload: impl Fn() -> Result<Settings, Error>) -> Result<(), Error> {
     let window_ns = settings.taint_window.map_or(0, |w| u64::try_from(w.as_nanos()).unwrap_or(u64::MAX));
     let offsets = KernelOffsets {
         taint_window_ns: window_ns,
@@ -64,6 +65,7 @@ pub async fn run(settings: Settings) -> Result<(), Error> {
     // Before anything is loaded: a SIGTERM right after `sensor-started` must stop us cleanly.
     let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| Error::system("SIGINT handler", e))?;
     let mut terminate = signal(SignalKind::terminate()).map_err(|e| Error::system("SIGTERM handler", e))?;
+    let mut hangup = signal(SignalKind::hangup()).map_err(|e| Error::system("SIGHUP handler", e))?;
     let mut sensor = Sensor::load(&SensorSpec {
         offsets,
         secrets: &catalog,
@@ -90,7 +92,7 @@ pub async fn run(settings: Settings) -> Result<(), Error> {
         boot_id: system::boot_id(),
         boot_wall_ns: system::boot_wall_ns(),
     };
-    let correlator = Correlator::new(settings.trusted_nets).on_host(local);
+    let correlator = Correlator::new(settings.trusted_nets.clone()).on_host(local);
     let trusted = TrustedProcesses::new(settings.services.iter().map(Service::resolve).collect());
     let mut pipeline =
         Pipeline::new(facts, catalog, processes, correlator, TaintTable::new(window_ns), trusted);
@@ -135,6 +137,10 @@ pub async fn run(settings: Settings) -> Result<(), Error> {
                     report_progress(&sensor, &mut pipeline, &mut output)?;
                     report_loss(&sensor, &pipeline, &mut output, &mut tally)?;
                 }
+            }
+            _ = hangup.recv() => {
+                reload::apply(&mut settings, reload(), self::allowed_exes, &mut output, &mut pipeline, &mut sensor)?;
+                follow_paths(&mut sensor, &mut pipeline, &mut output, tmpfs.as_mut(), true)?;
             }
             _ = interrupt.recv() => break,
             _ = terminate.recv() => break,

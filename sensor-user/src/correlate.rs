@@ -102,6 +102,11 @@ impl Correlator {
         fresh
     }
 
+    /// Trusts `trusted` from now on instead (a reloaded configuration).
+    pub fn set_trusted(&mut self, trusted: Vec<IpNet>) {
+        self.trusted = trusted;
+    }
+
     /// The process `pid` exited: its alerts get a last progress report, then are forgotten.
     pub fn exited(&mut self, pid: u32) {
         for tracked in self.reported.values_mut().filter(|t| t.exfiltration.pid == pid) {

@@ -15,6 +15,7 @@ mod pipeline;
 mod process_table;
 mod profiles;
 mod redact;
+mod reload;
 mod secret_catalog;
 mod services;
 mod synapse_config;
@@ -49,12 +50,12 @@ fn main() -> ExitCode {
 }
 
 fn run(args: cli::RunArgs) -> Result<(), error::Error> {
-    let settings = Settings::from_args(args)?;
+    let settings = Settings::from_args(args.clone())?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| error::Error::system("starting the async runtime", e))?;
-    runtime.block_on(agent::run(settings))
+    runtime.block_on(agent::run(settings, move || Settings::from_args(args.clone())))
 }
 
 /// The error and its causes on one line, each cause once.

@@ -169,6 +169,21 @@ impl Output {
         self.flush();
     }
 
+    /// Opens the file at its path again (logrotate moved it); stdout stays as it is.
+    pub fn reopen(&mut self) -> Result<(), Error> {
+        if let Sink::File { path, file } = &mut self.sink {
+            *file = open_file(path)?;
+        }
+        Ok(())
+    }
+
+    /// Writes to `target` from now on (what waits in the queue included).
+    pub fn retarget(&mut self, target: &OutputTarget) -> Result<(), Error> {
+        self.sink = Self::open(target)?.sink;
+        self.written = 0;
+        Ok(())
+    }
+
     /// The last failure or recovery not yet reported.
     pub fn take_news(&mut self) -> Option<News> {
         self.news.take()

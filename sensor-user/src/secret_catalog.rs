@@ -75,6 +75,11 @@ impl SecretCatalog {
         rebinds
     }
 
+    /// Watches `patterns` too, from the next rescan on.
+    pub fn add_patterns(&mut self, patterns: &[String]) {
+        self.patterns.extend_from_slice(patterns);
+    }
+
     /// Adds a secret that is not a file (a trusted process's memory), named `label`.
     pub fn add_label(&mut self, label: String) -> u32 {
         self.secrets.push(Secret { path: PathBuf::from(label), id: FileId::default() });

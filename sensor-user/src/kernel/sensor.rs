@@ -94,6 +94,21 @@ impl Sensor {
         Ok(sensor)
     }
 
+    /// Makes `exes` the allowed readers from now on, in the kernel too.
+    pub fn set_allowed_exes(&mut self, exes: &[FileId]) -> Result<(), Error> {
+        let fresh: HashSet<FileId> = exes.iter().copied().collect();
+        let error = map_error(map_name::ALLOWED_EXES);
+        let mut allowed = hash_map_mut::<FileId, u8>(&mut self.ebpf, map_name::ALLOWED_EXES)?;
+        for gone in self.allowed_exes.difference(&fresh) {
+            ignore_missing(allowed.remove(gone)).map_err(&error)?;
+        }
+        for new in fresh.difference(&self.allowed_exes) {
+            allowed.insert(new, 1, 0).map_err(&error)?;
+        }
+        self.allowed_exes = fresh;
+        Ok(())
+    }
+
     /// Whether process `pid` runs an allowed reader, whose reads never taint.
     pub fn runs_allowed_reader(&self, pid: u32) -> bool {
         file_id(Path::new(&format!("/proc/{pid}/exe"))).is_some_and(|exe| self.allowed_exes.contains(&exe))
