@@ -9,6 +9,7 @@ use serde_json::json;
 use tokio::{
     io::unix::AsyncFd,
     signal::unix::{signal, SignalKind},
+    task::{spawn_blocking, JoinHandle},
     time::{interval, MissedTickBehavior},
 };
 
@@ -26,7 +27,7 @@ use crate::{
     pipeline::{HostFacts, Pipeline},
     process_table::ProcessTable,
     reload,
-    secret_catalog::{file_id, SecretCatalog},
+    secret_catalog::{file_id, Rebind, Scan, SecretCatalog},
     services::Service,
     system,
     taint::TaintTable,
@@ -107,6 +108,7 @@ pub async fn run(mut settings: Settings, reload: impl Fn() -> Result<Settings, E
     let mut tick = 0u64;
     let mut tally = Tally::default();
     let mut channel_hooks = ChannelHooks::default();
+    let mut scans = PathScans::default();
     loop {
         tokio::select! {
             ready = ring.readable_mut() => {
@@ -125,11 +127,14 @@ pub async fn run(mut settings: Settings, reload: impl Fn() -> Result<Settings, E
                     }
                 }
             }
+            scan = scans.finished() => {
+                let rebinds = pipeline.catalog_mut().apply(scan);
+                follow_paths(&mut sensor, &mut pipeline, &mut output, tmpfs.as_mut(), rebinds)?;
+            }
             _ = ticks.tick() => {
                 tick += 1;
                 tend_output(&mut output, &pipeline);
-                let deep = tick.is_multiple_of(DEEP_SCAN_TICKS);
-                follow_paths(&mut sensor, &mut pipeline, &mut output, tmpfs.as_mut(), deep)?;
+                scans.start(pipeline.catalog_mut(), tick.is_multiple_of(DEEP_SCAN_TICKS));
                 for document in channel_hooks.follow(&mut sensor, &mut pipeline)? {
                     output.write(&document);
                 }
@@ -140,17 +145,27 @@ pub async fn run(mut settings: Settings, reload: impl Fn() -> Result<Settings, E
             }
             _ = hangup.recv() => {
                 reload::apply(&mut settings, reload(), self::allowed_exes, &mut output, &mut pipeline, &mut sensor)?;
-                follow_paths(&mut sensor, &mut pipeline, &mut output, tmpfs.as_mut(), true)?;
+                scans.full_due = true;
             }
             _ = interrupt.recv() => break,
             _ = terminate.recv() => break,
         }
     }
     drain(ring.get_mut(), &mut pipeline, &mut output, &mut tally, &mut sensor, &mut channel_hooks)?;
-    report_progress(&sensor, &mut pipeline, &mut output)?;
-    report_loss(&sensor, &pipeline, &mut output, &mut tally)?;
-    tend_output(&mut output, &pipeline);
-    output.write(&pipeline.state("sensor-stopped", counters(&tally, &pipeline, &output)));
+    stop(sensor, &mut pipeline, &mut output, &mut tally)
+}
+
+/// The last reports, then every program detached.
+fn stop(
+    sensor: Sensor,
+    pipeline: &mut Pipeline,
+    output: &mut Output,
+    tally: &mut Tally,
+) -> Result<(), Error> {
+    report_progress(&sensor, pipeline, output)?;
+    report_loss(&sensor, pipeline, output, tally)?;
+    tend_output(output, pipeline);
+    output.write(&pipeline.state("sensor-stopped", counters(tally, pipeline, output)));
     drop(sensor);
     Ok(())
 }
@@ -227,15 +242,45 @@ fn apply_trust(sensor: &mut Sensor, pipeline: &mut Pipeline) -> Result<(), Error
     pipeline.take_trust_changes().into_iter().try_for_each(|change| sensor.apply_trust(change))
 }
 
+/// Walks of the watched paths, on a blocking thread one at a time so that deep globs never
+/// hold up the ring buffer; their results are applied on the event loop.
+#[derive(Default)]
+struct PathScans {
+    in_flight: Option<JoinHandle<Scan>>,
+    /// Whether the next scan covers every pattern (new ones were configured).
+    full_due: bool,
+}
+
+impl PathScans {
+    /// Starts a scan of the shallow patterns, and of the deep (`**`) ones if `deep`, unless
+    /// one is still running.
+    fn start(&mut self, catalog: &SecretCatalog, deep: bool) {
+        if self.in_flight.is_some() {
+            return;
+        }
+        let deep = std::mem::take(&mut self.full_due) || deep;
+        let (patterns, complete) = catalog.patterns_to_scan(|p| deep || !p.contains("**"));
+        self.in_flight = Some(spawn_blocking(move || Scan::run(patterns, complete)));
+    }
+
+    /// The result of the scan in flight, once it is done; never, without one.
+    async fn finished(&mut self) -> Scan {
+        let Some(handle) = self.in_flight.as_mut() else { return std::future::pending().await };
+        // A scan that panicked found nothing; the next one starts afresh.
+        let scan = handle.await.unwrap_or_default();
+        self.in_flight = None;
+        scan
+    }
+}
+
 /// Points the kernel at the new identity of every watched path that changed, and says so.
 fn follow_paths(
     sensor: &mut Sensor,
     pipeline: &mut Pipeline,
     output: &mut Output,
     mut tmpfs: Option<&mut TmpfsReads>,
-    deep: bool,
+    rebinds: Vec<Rebind>,
 ) -> Result<(), Error> {
-    let rebinds = pipeline.catalog_mut().rescan(|pattern| deep || !pattern.contains("**"));
     for rebind in rebinds {
         sensor.rebind_secret(rebind.secret_id, rebind.old, rebind.new)?;
         if let Some(reads) = tmpfs.as_deref_mut() {

@@ -27,6 +27,29 @@ pub struct Rebind {
     pub new: FileId,
 }
 
+/// What a walk of the file system found for some patterns: each pattern with the files it
+/// names now. Made off the event loop ([`Scan::run`]), applied on it ([`SecretCatalog::apply`]).
+#[derive(Debug, Default)]
+pub struct Scan {
+    found: Vec<(String, Vec<(PathBuf, FileId)>)>,
+    /// Whether every pattern was scanned (then the unmatched list is replaced).
+    complete: bool,
+}
+
+impl Scan {
+    /// Expands `patterns` and reads each match's identity: the slow part, glob walks included.
+    pub fn run(patterns: Vec<String>, complete: bool) -> Self {
+        let found = patterns
+            .into_iter()
+            .map(|pattern| {
+                let files = expand(&pattern).into_iter().filter_map(|path| Some((file_id(&path)?, path)));
+                (pattern.clone(), files.map(|(id, path)| (path, id)).collect())
+            })
+            .collect();
+        Self { found, complete }
+    }
+}
+
 /// All watched secrets, indexed by secret id.
 #[derive(Debug, Default)]
 pub struct SecretCatalog {
@@ -47,13 +70,27 @@ impl SecretCatalog {
     /// Resolves the patterns `include` selects again and returns the paths whose identity
     /// changed: files replaced by rename, deleted and recreated, or created since.
     pub fn rescan(&mut self, include: impl Fn(&str) -> bool) -> Vec<Rebind> {
+        let (patterns, complete) = self.patterns_to_scan(include);
+        self.apply(Scan::run(patterns, complete))
+    }
+
+    /// The patterns `include` selects, and whether that is all of them: a [`Scan`]'s input.
+    pub fn patterns_to_scan(&self, include: impl Fn(&str) -> bool) -> (Vec<String>, bool) {
+        let patterns: Vec<String> = self.patterns.iter().filter(|p| include(p)).cloned().collect();
+        let complete = patterns.len() == self.patterns.len();
+        (patterns, complete)
+    }
+
+    /// Takes in what `scan` found and returns the paths whose identity changed.
+    pub fn apply(&mut self, scan: Scan) -> Vec<Rebind> {
         let mut rebinds = Vec::new();
         let mut unmatched = Vec::new();
-        for pattern in self.patterns.iter().filter(|p| include(p)) {
-            let mut found = false;
-            for path in expand(pattern) {
-                let Some(id) = file_id(&path) else { continue };
-                found = true;
+        for (pattern, files) in scan.found {
+            if files.is_empty() {
+                unmatched.push(pattern);
+                continue;
+            }
+            for (path, id) in files {
                 if let Some(index) = self.secrets.iter().position(|s| s.path == path) {
                     let secret = &mut self.secrets[index];
                     if secret.id != id {
@@ -65,11 +102,8 @@ impl SecretCatalog {
                     self.secrets.push(Secret { path, id });
                 }
             }
-            if !found {
-                unmatched.push(pattern.clone());
-            }
         }
-        if self.patterns.iter().all(|p| include(p)) {
+        if scan.complete {
             self.unmatched = unmatched;
         }
         rebinds

@@ -90,6 +90,7 @@ fn a_hangup_applies_new_secrets_and_trusted_nets_and_names_what_needs_a_restart(
     let reloaded = sensor.expect(|l| alert::is_state(l, "config-reloaded"), ALERT_TIMEOUT)?;
     assert_eq!(strings(&reloaded, "/vigie/config/applied"), ["secrets", "trusted_nets"], "{reloaded}");
     assert_eq!(strings(&reloaded, "/vigie/config/ignored"), ["taint_window"], "{reloaded}");
+    sensor.expect(alert::is_watch_updated_for(&second), ALERT_TIMEOUT)?;
     let run = lab.actor().read(&second).tcp(lab.remote().tcp_v6()).tcp(lab.remote().tcp_v4()).run()?;
     let alert = sensor.expect(alert::is_exfiltration_by(run.pid), ALERT_TIMEOUT)?;
     assert_eq!(alert::file_path(&alert), second.to_str(), "the new secret: {alert:#}");
