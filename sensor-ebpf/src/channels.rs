@@ -47,7 +47,7 @@ pub fn written(fd: u32) -> Result<(), i32> {
 pub fn reading(fd: u32) -> Result<(), i32> {
     let file = fd_file(fd)?;
     match file_type(file)? {
-        S_IFIFO | S_IFSOCK | S_IFCHR => READING.insert(bpf_get_current_pid_tgid(), fd, 0),
+        S_IFIFO | S_IFSOCK | S_IFCHR => taint::counted(READING.insert(bpf_get_current_pid_tgid(), fd, 0)),
         S_IFREG => files::file_read(file, fd),
         _ => Ok(()),
     }

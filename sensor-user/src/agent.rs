@@ -47,8 +47,11 @@ const DEEP_SCAN_TICKS: u64 = 20;
 struct Tally {
     records: u64,
     malformed: u64,
+    /// Malformed records already reported.
+    malformed_reported: u64,
     lost: u64,
     refused: u64,
+    send_totals_full: u64,
 }
 
 /// Runs the sensor until interrupted; on SIGHUP, `reload` reads the configuration again.
@@ -178,6 +181,7 @@ fn counters(tally: &Tally, pipeline: &Pipeline, output: &Output) -> serde_json::
         "records_malformed": tally.malformed,
         "events_lost": tally.lost,
         "taint_inserts_failed": tally.refused,
+        "send_totals_full": tally.send_totals_full,
         "alerts_repeated": pipeline.repeated_alerts(),
         "documents_dropped": dropped,
         "documents_undelivered": waiting,
@@ -310,7 +314,8 @@ fn report_progress(sensor: &Sensor, pipeline: &mut Pipeline, output: &mut Output
     failure.map_or(Ok(()), Err)
 }
 
-/// Emits an `events-lost` state document when the kernel counted new losses.
+/// Emits an `events-lost` state document for each kind of loss that grew: counted by the
+/// kernel, or records the agent could not decode.
 fn report_loss(
     sensor: &Sensor,
     pipeline: &Pipeline,
@@ -319,6 +324,14 @@ fn report_loss(
 ) -> Result<(), Error> {
     report_count(pipeline, output, "ring-buffer-full", sensor.events_lost()?, &mut tally.lost);
     report_count(pipeline, output, "taint-map-full", sensor.inserts_failed()?, &mut tally.refused);
+    report_count(
+        pipeline,
+        output,
+        "send-totals-full",
+        sensor.send_totals_full()?,
+        &mut tally.send_totals_full,
+    );
+    report_count(pipeline, output, "record-malformed", tally.malformed, &mut tally.malformed_reported);
     Ok(())
 }
 

@@ -223,6 +223,11 @@ impl Sensor {
         self.counter(counter::INSERTS_FAILED)
     }
 
+    /// Sends whose byte count the kernel could not keep since load (`SEND_TOTALS` full).
+    pub fn send_totals_full(&self) -> Result<u64, Error> {
+        self.counter(counter::SEND_TOTALS_FULL)
+    }
+
     fn counter(&self, index: u32) -> Result<u64, Error> {
         let error = map_error(map_name::COUNTERS);
         let map = self.ebpf.map(map_name::COUNTERS).ok_or_else(|| error(missing(map_name::COUNTERS)))?;
