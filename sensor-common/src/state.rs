@@ -120,6 +120,7 @@ pub mod map_name {
     pub const TAINTED: &str = "TAINTED";
     pub const SEND_TOTALS: &str = "SEND_TOTALS";
     pub const TRUSTED_PIDS: &str = "TRUSTED_PIDS";
+    pub const LOCAL_ADDRS: &str = "LOCAL_ADDRS";
     pub const TAINTED_FILES: &str = "TAINTED_FILES";
     pub const PREFILTER: &str = "PREFILTER";
     pub const GATES: &str = "GATES";

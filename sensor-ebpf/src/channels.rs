@@ -20,7 +20,7 @@ use crate::{
         read, sock_id, socket_id, socket_sock, task_exe_allowed, task_fd_file, task_identity, unix_peer_id,
         PtyEnd, S_IFCHR, S_IFIFO, S_IFREG, S_IFSOCK,
     },
-    maps::{GATES, PIPE_UPSTREAM, READING, TAINTED_FILES, TRUSTED_PIDS},
+    maps::{GATES, LOCAL_ADDRS, PIPE_UPSTREAM, READING, TAINTED_FILES, TRUSTED_PIDS},
     syscall_abi::nr,
     taint,
 };
@@ -282,14 +282,16 @@ pub fn note_pipeline_stage() -> Result<(), i32> {
 /// process is tainted and is sending (unix delivery runs in the sender's context, loopback
 /// delivery in its softirq), `sk` now carries the secret to whoever reads it: the peer of a
 /// connected unix socket, the receiver of a datagram sent to a path, the far end of a
-/// loopback TCP connection or UDP flow. Other deliveries (from the network) are left alone.
+/// loopback TCP connection or UDP flow (to 127/8, ::1 or an address of this host's
+/// interfaces, which the kernel also delivers through loopback). Other deliveries (from the
+/// network) are left alone.
 #[inline(always)]
 pub fn socket_fed(sk: *const u8) -> Result<(), i32> {
     // The socket first (direct loads): a delivery from the network stops here.
     // SAFETY: `sk` is the tracepoint's `struct sock *`.
     let kind = match unsafe { load::<u16>(sk, offset!(sock_common_skc_family)) } {
         AF_UNIX => via::UNIX_SOCKET,
-        family if peer_is_loopback(sk, family) => via::LOOPBACK_SOCKET,
+        family if peer_is_local(sk, family) => via::LOOPBACK_SOCKET,
         _ => return Ok(()),
     };
     let Some(taint) = taint::current() else { return Ok(()) };
@@ -363,21 +365,24 @@ fn is_read(id: i64) -> bool {
     matches!(id, nr::READ | nr::READV | nr::PREAD64 | nr::PREADV | nr::PREADV2 | nr::SPLICE | nr::TEE)
 }
 
-/// Whether the remote end of INET socket `sk` (BTF-typed) is this host's loopback.
+/// Whether the remote end of INET socket `sk` (BTF-typed) is this host: loopback, or one of
+/// its interface addresses (`LOCAL_ADDRS`, the same set the agent judges destinations by).
 #[inline(always)]
-fn peer_is_loopback(sk: *const u8, family: u16) -> bool {
+fn peer_is_local(sk: *const u8, family: u16) -> bool {
     // SAFETY: `sk` is a BTF-typed `struct sock *`, read at `struct sock_common` offsets.
-    unsafe {
+    let addr: [u8; 16] = unsafe {
         match family {
-            sensor_common::family::INET => load::<[u8; 4]>(sk, offset!(sock_common_skc_daddr))[0] == 127,
-            sensor_common::family::INET6 => {
-                let addr: [u8; 16] = load(sk, offset!(sock_common_skc_v6_daddr));
-                let v4_mapped = addr[..10].iter().all(|&b| b == 0) && addr[10] == 0xff && addr[11] == 0xff;
-                addr == LOOPBACK6 || (v4_mapped && addr[12] == 127)
+            sensor_common::family::INET => {
+                let v4: [u8; 4] = load(sk, offset!(sock_common_skc_daddr));
+                [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, v4[0], v4[1], v4[2], v4[3]]
             }
-            _ => false,
+            sensor_common::family::INET6 => load(sk, offset!(sock_common_skc_v6_daddr)),
+            _ => return false,
         }
-    }
+    };
+    let v4_mapped = addr[..10].iter().all(|&b| b == 0) && addr[10] == 0xff && addr[11] == 0xff;
+    // SAFETY: the value is not kept.
+    addr == LOOPBACK6 || (v4_mapped && addr[12] == 127) || unsafe { LOCAL_ADDRS.get(&addr) }.is_some()
 }
 
 const LOOPBACK6: [u8; 16] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];

@@ -59,6 +59,11 @@ pub static SEND_TOTALS: LruHashMap<SendKey, SendTotal> = LruHashMap::with_max_en
 #[map]
 pub static READING: HashMap<u64, u32> = HashMap::with_max_entries(16_384, 0);
 
+/// This host's interface addresses (IPv4 as IPv4-mapped IPv6): a socket whose peer is one of
+/// them is a local channel, like loopback. Kept up to date by the agent.
+#[map]
+pub static LOCAL_ADDRS: HashMap<[u8; 16], u8> = HashMap::with_max_entries(1_024, 0);
+
 /// Processes of trusted services, by pid → the id of the label naming their memory. Their
 /// reads never taint; reading their memory does. Filled by the agent.
 #[map]

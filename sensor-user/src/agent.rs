@@ -80,7 +80,11 @@ pub async fn run(mut settings: Settings, reload: impl Fn() -> Result<Settings, E
     let events = sensor.take_events()?;
     // Seeded after attaching, so no process falls between the snapshot and the first record.
     let processes = ProcessTable::from_proc(system::ns_per_tick());
-    let local = LocalAddresses::watch().map_err(|e| Error::system("reading this host's addresses", e))?;
+    let mut kernel_local = sensor.take_local_addresses()?;
+    // A full kernel map (over 1,024 addresses) follows fewer sockets as channels; destinations
+    // are still judged by the whole set.
+    let local = LocalAddresses::watch(move |addresses| drop(kernel_local.sync(addresses)))
+        .map_err(|e| Error::system("reading this host's addresses", e))?;
     let started = json!({
         "secrets_watched": catalog.len(),
         "patterns_unmatched": catalog.unmatched,

@@ -2,7 +2,8 @@
 //!
 //! The set is read with `getifaddrs` at start and read again by a thread of its own whenever
 //! the kernel announces an address change (rtnetlink `RTMGRP_IPV4_IFADDR`/`RTMGRP_IPV6_IFADDR`),
-//! so the event loop only ever takes a read lock. Loopback, the unspecified addresses (a
+//! so the event loop only ever takes a read lock; each new set is also handed to a callback
+//! (the kernel's copy, for its socket followers). Loopback, the unspecified addresses (a
 //! connect to `0.0.0.0` reaches this host) and IPv4-mapped forms of all of them are local too.
 
 use std::{
@@ -26,16 +27,19 @@ pub struct LocalAddresses {
 }
 
 impl LocalAddresses {
-    /// Reads the addresses now and keeps them up to date from a background thread.
-    pub fn watch() -> io::Result<Self> {
+    /// Reads the addresses now and keeps them up to date from a background thread, calling
+    /// `changed` with every new set (the first one included, before this returns).
+    pub fn watch(mut changed: impl FnMut(&HashSet<IpAddr>) + Send + 'static) -> io::Result<Self> {
         // Subscribed before the first read: no change falls between the two.
         let changes = subscribe();
         let local = Self::default();
-        local.replace(interface_addresses()?);
+        let first = interface_addresses()?;
+        changed(&first);
+        local.replace(first);
         let shared = local.clone();
         thread::Builder::new()
             .name("local-addresses".to_owned())
-            .spawn(move || shared.follow(changes.ok().as_ref()))?;
+            .spawn(move || shared.follow(changes.ok().as_ref(), changed))?;
         Ok(local)
     }
 
@@ -57,7 +61,7 @@ impl LocalAddresses {
     }
 
     /// Reads the set again after every announced change, or every [`POLL`] without a socket.
-    fn follow(&self, changes: Option<&OwnedFd>) {
+    fn follow(&self, changes: Option<&OwnedFd>, mut changed: impl FnMut(&HashSet<IpAddr>)) {
         let mut buffer = [0u8; 8192];
         loop {
             match changes {
@@ -71,6 +75,7 @@ impl LocalAddresses {
                 None => thread::sleep(POLL),
             }
             if let Ok(addresses) = interface_addresses() {
+                changed(&addresses);
                 self.replace(addresses);
             }
         }

@@ -175,6 +175,11 @@ impl Sensor {
         RingBuf::try_from(map).map_err(|source| Error::Map { map: map_name::EVENTS, source })
     }
 
+    /// The kernel's set of this host's addresses, for the thread that keeps it up to date.
+    pub fn take_local_addresses(&mut self) -> Result<super::local_addrs::KernelLocalAddresses, Error> {
+        super::local_addrs::KernelLocalAddresses::new(self.ebpf.take_map(map_name::LOCAL_ADDRS))
+    }
+
     /// Bytes the kernel counted for `key`, if it is the sender's current taint's.
     pub fn send_total(&self, key: &SendKey) -> Result<Option<SendTotal>, Error> {
         let error = map_error(map_name::SEND_TOTALS);
