@@ -365,24 +365,55 @@ fn is_read(id: i64) -> bool {
     matches!(id, nr::READ | nr::READV | nr::PREAD64 | nr::PREADV | nr::PREADV2 | nr::SPLICE | nr::TEE)
 }
 
-/// Whether the remote end of INET socket `sk` (BTF-typed) is this host: loopback, or one of
-/// its interface addresses (`LOCAL_ADDRS`, the same set the agent judges destinations by).
+/// Whether the remote end of INET socket `sk` (BTF-typed) is this host: loopback, or a
+/// connection between two of its interface addresses (`LOCAL_ADDRS`, the set the agent judges
+/// destinations by). Both ends are asked: a socket in another network namespace (a container,
+/// a test's remote host) whose peer is this host's address is not a local channel.
 #[inline(always)]
 fn peer_is_local(sk: *const u8, family: u16) -> bool {
+    let Some(peer) = address(sk, family, Side::Peer) else { return false };
+    let v4_mapped = peer[..10].iter().all(|&b| b == 0) && peer[10] == 0xff && peer[11] == 0xff;
+    if peer == LOOPBACK6 || (v4_mapped && peer[12] == 127) {
+        return true;
+    }
+    let own = address(sk, family, Side::Own);
+    // SAFETY: the values are not kept.
+    own.is_some_and(|own| unsafe { LOCAL_ADDRS.get(&peer).is_some() && LOCAL_ADDRS.get(&own).is_some() })
+}
+
+/// Which end of a socket.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Peer,
+    Own,
+}
+
+/// The `side` address of INET socket `sk` (BTF-typed) as IPv6, IPv4 mapped.
+#[inline(always)]
+fn address(sk: *const u8, family: u16, side: Side) -> Option<[u8; 16]> {
     // SAFETY: `sk` is a BTF-typed `struct sock *`, read at `struct sock_common` offsets.
-    let addr: [u8; 16] = unsafe {
+    unsafe {
         match family {
             sensor_common::family::INET => {
-                let v4: [u8; 4] = load(sk, offset!(sock_common_skc_daddr));
-                [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, v4[0], v4[1], v4[2], v4[3]]
+                let offset = if side == Side::Own {
+                    offset!(sock_common_skc_rcv_saddr)
+                } else {
+                    offset!(sock_common_skc_daddr)
+                };
+                let a: [u8; 4] = load(sk, offset);
+                Some([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, a[0], a[1], a[2], a[3]])
             }
-            sensor_common::family::INET6 => load(sk, offset!(sock_common_skc_v6_daddr)),
-            _ => return false,
+            sensor_common::family::INET6 => {
+                let offset = if side == Side::Own {
+                    offset!(sock_common_skc_v6_rcv_saddr)
+                } else {
+                    offset!(sock_common_skc_v6_daddr)
+                };
+                Some(load(sk, offset))
+            }
+            _ => None,
         }
-    };
-    let v4_mapped = addr[..10].iter().all(|&b| b == 0) && addr[10] == 0xff && addr[11] == 0xff;
-    // SAFETY: the value is not kept.
-    addr == LOOPBACK6 || (v4_mapped && addr[12] == 127) || unsafe { LOCAL_ADDRS.get(&addr) }.is_some()
+    }
 }
 
 const LOOPBACK6: [u8; 16] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
