@@ -9,11 +9,11 @@ use serde_json::json;
 use tokio::{
     io::unix::AsyncFd,
     signal::unix::{signal, SignalKind},
-    task::{spawn_blocking, JoinHandle},
     time::{interval, MissedTickBehavior},
 };
 
 use crate::{
+    background::Background,
     catch_up::ChannelHooks,
     config::Settings,
     correlate::Correlator,
@@ -126,15 +126,14 @@ pub async fn run(mut settings: Settings, reload: impl Fn() -> Result<Settings, E
             ready = tmpfs_reads::ready(tmpfs.as_ref()) => {
                 ready?;
                 if let Some(reads) = &tmpfs {
-                    for document in reads.handle(&mut sensor, &mut pipeline)? {
-                        output.write(&document);
-                    }
-                    for document in channel_hooks.follow(&mut sensor, &mut pipeline)? {
-                        output.write(&document);
-                    }
+                    output.write_all(reads.handle(&mut sensor, &mut pipeline)?);
+                    channel_hooks.follow(&mut sensor, &pipeline)?;
                 }
             }
-            scan = scans.finished() => {
+            holders = channel_hooks.walk.finished() => {
+                output.write_all(channel_hooks.walked(&holders, &mut sensor, &mut pipeline)?);
+            }
+            scan = scans.walk.finished() => {
                 let rebinds = pipeline.catalog_mut().apply(scan);
                 follow_paths(&mut sensor, &mut pipeline, &mut output, tmpfs.as_mut(), rebinds)?;
             }
@@ -142,9 +141,7 @@ pub async fn run(mut settings: Settings, reload: impl Fn() -> Result<Settings, E
                 tick += 1;
                 tend_output(&mut output, &pipeline);
                 scans.start(pipeline.catalog_mut(), tick.is_multiple_of(DEEP_SCAN_TICKS));
-                for document in channel_hooks.follow(&mut sensor, &mut pipeline)? {
-                    output.write(&document);
-                }
+                channel_hooks.follow(&mut sensor, &pipeline)?;
                 if tick.is_multiple_of(REPORT_TICKS) {
                     report_progress(&sensor, &mut pipeline, &mut output)?;
                     report_loss(&sensor, &pipeline, &mut output, &mut tally)?;
@@ -222,15 +219,10 @@ fn drain(
             continue;
         };
         drop(record);
-        for document in pipeline.handle(&event) {
-            output.write(&document);
-        }
+        output.write_all(pipeline.handle(&event));
         apply_trust(sensor, pipeline)?;
     }
-    for document in channel_hooks.follow(sensor, pipeline)? {
-        output.write(&document);
-    }
-    Ok(())
+    channel_hooks.follow(sensor, pipeline)
 }
 
 /// Retries a failing output and reports its failure (on stderr, which may still be read) or
@@ -250,34 +242,24 @@ fn apply_trust(sensor: &mut Sensor, pipeline: &mut Pipeline) -> Result<(), Error
     pipeline.take_trust_changes().into_iter().try_for_each(|change| sensor.apply_trust(change))
 }
 
-/// Walks of the watched paths, on a blocking thread one at a time so that deep globs never
-/// hold up the ring buffer; their results are applied on the event loop.
+/// Walks of the watched paths, in the background so that deep globs never hold up the ring
+/// buffer; their results are applied on the event loop.
 #[derive(Default)]
 struct PathScans {
-    in_flight: Option<JoinHandle<Scan>>,
+    walk: Background<Scan>,
     /// Whether the next scan covers every pattern (new ones were configured).
     full_due: bool,
 }
 
 impl PathScans {
-    /// Starts a scan of the shallow patterns, and of the deep (`**`) ones if `deep`, unless
-    /// one is still running.
+    /// Starts a scan of the shallow patterns, and of the deep (`**`) ones if `deep` or a full
+    /// scan is due, unless one is still running.
     fn start(&mut self, catalog: &SecretCatalog, deep: bool) {
-        if self.in_flight.is_some() {
-            return;
-        }
-        let deep = std::mem::take(&mut self.full_due) || deep;
+        let deep = deep || self.full_due;
         let (patterns, complete) = catalog.patterns_to_scan(|p| deep || !p.contains("**"));
-        self.in_flight = Some(spawn_blocking(move || Scan::run(patterns, complete)));
-    }
-
-    /// The result of the scan in flight, once it is done; never, without one.
-    async fn finished(&mut self) -> Scan {
-        let Some(handle) = self.in_flight.as_mut() else { return std::future::pending().await };
-        // A scan that panicked found nothing; the next one starts afresh.
-        let scan = handle.await.unwrap_or_default();
-        self.in_flight = None;
-        scan
+        if self.walk.start(move || Scan::run(patterns, complete)) {
+            self.full_due &= !deep;
+        }
     }
 }
 
@@ -312,9 +294,7 @@ fn report_progress(sensor: &Sensor, pipeline: &mut Pipeline, output: &mut Output
             None
         }
     });
-    for document in documents {
-        output.write(&document);
-    }
+    output.write_all(documents);
     failure.map_or(Ok(()), Err)
 }
 

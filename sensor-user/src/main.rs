@@ -1,6 +1,7 @@
 //! `vigie`: the agent. See the README for what it watches and what it prints.
 
 mod agent;
+mod background;
 mod catch_up;
 mod cli;
 mod config;

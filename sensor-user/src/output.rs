@@ -156,6 +156,11 @@ impl Output {
         }
     }
 
+    /// Writes every document of `documents`, in order.
+    pub fn write_all(&mut self, documents: impl IntoIterator<Item = Document>) {
+        documents.into_iter().for_each(|document| self.write(&document));
+    }
+
     /// Tries a failing sink again once its backoff has passed (a file is reopened first).
     pub fn retry(&mut self) {
         if self.degradation.is_none() || Instant::now() < self.retry_at {
