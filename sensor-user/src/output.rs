@@ -135,7 +135,11 @@ impl Output {
 
     /// Writes one document as a line, or queues it if the sink is failing.
     pub fn write(&mut self, document: &Document) {
-        let mut line = serde_json::to_vec(document).unwrap_or_default();
+        // Our own documents always serialize; one that did not would be counted as dropped.
+        let Ok(mut line) = serde_json::to_vec(document) else {
+            self.dropped_total += 1;
+            return;
+        };
         line.push(b'\n');
         if self.queue.len() == QUEUE_LIMIT {
             // A line written in part is finished first, or the file would hold half a line.
