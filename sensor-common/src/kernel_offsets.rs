@@ -39,6 +39,8 @@ pub struct KernelOffsets {
     pub sock_common_skc_daddr: u32,
     pub sock_common_skc_dport: u32,
     pub sock_common_skc_v6_daddr: u32,
+    pub sock_common_skc_rcv_saddr: u32,
+    pub sock_common_skc_v6_rcv_saddr: u32,
     pub sock_common_skc_family: u32,
     pub io_kiocb_opcode: u32,
     pub io_kiocb_file: u32,

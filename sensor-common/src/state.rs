@@ -142,8 +142,11 @@ pub mod counter {
     /// the channel programs: zero lets connects, sends and exits skip looking for a marked
     /// channel their process holds (a gate in `GATES`).
     pub const HELD_CHANNELS: u32 = 4;
+    /// Sends whose byte count could not be kept (`SEND_TOTALS` full): the connect record
+    /// still goes out, the transfer's progress is not followed.
+    pub const SEND_TOTALS_FULL: u32 = 5;
     /// Number of counters.
-    pub const COUNT: u32 = 5;
+    pub const COUNT: u32 = 6;
 }
 
 /// Map names, as they appear in the eBPF object.
@@ -155,6 +158,7 @@ pub mod map_name {
     pub const TAINTED: &str = "TAINTED";
     pub const SEND_TOTALS: &str = "SEND_TOTALS";
     pub const TRUSTED_PIDS: &str = "TRUSTED_PIDS";
+    pub const LOCAL_ADDRS: &str = "LOCAL_ADDRS";
     pub const TAINTED_FILES: &str = "TAINTED_FILES";
     pub const PREFILTER: &str = "PREFILTER";
     pub const GATES: &str = "GATES";

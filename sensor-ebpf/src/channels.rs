@@ -21,7 +21,7 @@ use crate::{
         read, sock_id, socket_id, socket_sock, task_fd_file, task_identity, unix_peer_id, PtyEnd, S_IFCHR,
         S_IFIFO, S_IFREG, S_IFSOCK,
     },
-    maps::{GATES, PIPE_UPSTREAM, READING, TAINTED_FILES},
+    maps::{GATES, LOCAL_ADDRS, PIPE_UPSTREAM, READING, TAINTED_FILES},
     syscall_abi::nr,
     taint,
 };
@@ -48,7 +48,7 @@ pub fn written(fd: u32) -> Result<(), i32> {
 pub fn reading(fd: u32) -> Result<(), i32> {
     let file = fd_file(fd)?;
     match file_type(file)? {
-        S_IFIFO | S_IFSOCK | S_IFCHR => READING.insert(bpf_get_current_pid_tgid(), fd, 0),
+        S_IFIFO | S_IFSOCK | S_IFCHR => taint::counted(READING.insert(bpf_get_current_pid_tgid(), fd, 0)),
         S_IFREG => files::file_read(file, fd),
         _ => Ok(()),
     }
@@ -310,14 +310,16 @@ pub fn note_pipeline_stage() -> Result<(), i32> {
 /// process is tainted and is sending (unix delivery runs in the sender's context, loopback
 /// delivery in its softirq), `sk` now carries the secret to whoever reads it: the peer of a
 /// connected unix socket, the receiver of a datagram sent to a path, the far end of a
-/// loopback TCP connection or UDP flow. Other deliveries (from the network) are left alone.
+/// loopback TCP connection or UDP flow (to 127/8, ::1 or an address of this host's
+/// interfaces, which the kernel also delivers through loopback). Other deliveries (from the
+/// network) are left alone.
 #[inline(always)]
 pub fn socket_fed(sk: *const u8) -> Result<(), i32> {
     // The socket first (direct loads): a delivery from the network stops here.
     // SAFETY: `sk` is the tracepoint's `struct sock *`.
     let kind = match unsafe { load::<u16>(sk, offset!(sock_common_skc_family)) } {
         AF_UNIX => via::UNIX_SOCKET,
-        family if peer_is_loopback(sk, family) => via::LOOPBACK_SOCKET,
+        family if peer_is_local(sk, family) => via::LOOPBACK_SOCKET,
         _ => return Ok(()),
     };
     let Some(taint) = taint::current() else { return Ok(()) };
@@ -391,19 +393,53 @@ fn is_read(id: i64) -> bool {
     matches!(id, nr::READ | nr::READV | nr::PREAD64 | nr::PREADV | nr::PREADV2 | nr::SPLICE | nr::TEE)
 }
 
-/// Whether the remote end of INET socket `sk` (BTF-typed) is this host's loopback.
+/// Whether the remote end of INET socket `sk` (BTF-typed) is this host: loopback, or a
+/// connection between two of its interface addresses (`LOCAL_ADDRS`, the set the agent judges
+/// destinations by). Both ends are asked: a socket in another network namespace (a container,
+/// a test's remote host) whose peer is this host's address is not a local channel.
 #[inline(always)]
-fn peer_is_loopback(sk: *const u8, family: u16) -> bool {
+fn peer_is_local(sk: *const u8, family: u16) -> bool {
+    let Some(peer) = address(sk, family, Side::Peer) else { return false };
+    let v4_mapped = peer[..10].iter().all(|&b| b == 0) && peer[10] == 0xff && peer[11] == 0xff;
+    if peer == LOOPBACK6 || (v4_mapped && peer[12] == 127) {
+        return true;
+    }
+    let own = address(sk, family, Side::Own);
+    // SAFETY: the values are not kept.
+    own.is_some_and(|own| unsafe { LOCAL_ADDRS.get(&peer).is_some() && LOCAL_ADDRS.get(&own).is_some() })
+}
+
+/// Which end of a socket.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Peer,
+    Own,
+}
+
+/// The `side` address of INET socket `sk` (BTF-typed) as IPv6, IPv4 mapped.
+#[inline(always)]
+fn address(sk: *const u8, family: u16, side: Side) -> Option<[u8; 16]> {
     // SAFETY: `sk` is a BTF-typed `struct sock *`, read at `struct sock_common` offsets.
     unsafe {
         match family {
-            sensor_common::family::INET => load::<[u8; 4]>(sk, offset!(sock_common_skc_daddr))[0] == 127,
-            sensor_common::family::INET6 => {
-                let addr: [u8; 16] = load(sk, offset!(sock_common_skc_v6_daddr));
-                let v4_mapped = addr[..10].iter().all(|&b| b == 0) && addr[10] == 0xff && addr[11] == 0xff;
-                addr == LOOPBACK6 || (v4_mapped && addr[12] == 127)
+            sensor_common::family::INET => {
+                let offset = if side == Side::Own {
+                    offset!(sock_common_skc_rcv_saddr)
+                } else {
+                    offset!(sock_common_skc_daddr)
+                };
+                let a: [u8; 4] = load(sk, offset);
+                Some([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, a[0], a[1], a[2], a[3]])
             }
-            _ => false,
+            sensor_common::family::INET6 => {
+                let offset = if side == Side::Own {
+                    offset!(sock_common_skc_v6_rcv_saddr)
+                } else {
+                    offset!(sock_common_skc_v6_daddr)
+                };
+                Some(load(sk, offset))
+            }
+            _ => None,
         }
     }
 }

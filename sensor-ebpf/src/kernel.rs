@@ -40,6 +40,8 @@ pub(crate) static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     sock_common_skc_daddr: 0,
     sock_common_skc_dport: 0,
     sock_common_skc_v6_daddr: 0,
+    sock_common_skc_rcv_saddr: 0,
+    sock_common_skc_v6_rcv_saddr: 0,
     sock_common_skc_family: 0,
     io_kiocb_opcode: 0,
     io_kiocb_file: 0,

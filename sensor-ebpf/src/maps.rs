@@ -62,6 +62,11 @@ pub static SEND_TOTALS: LruHashMap<SendKey, SendTotal> = LruHashMap::with_max_en
 #[map]
 pub static READING: HashMap<u64, u32> = HashMap::with_max_entries(16_384, 0);
 
+/// This host's interface addresses (IPv4 as IPv4-mapped IPv6): a socket whose peer is one of
+/// them is a local channel, like loopback. Kept up to date by the agent.
+#[map]
+pub static LOCAL_ADDRS: HashMap<[u8; 16], u8> = HashMap::with_max_entries(1_024, 0);
+
 /// Processes of trusted services, by pid. Nothing they take in taints them; reading their
 /// memory does. Filled by the agent; emptied for a pid at its exec and exit.
 #[map]

@@ -9,7 +9,7 @@ use aya_ebpf::{
     macros::{btf_tracepoint, cgroup_sock_addr, raw_tracepoint},
     programs::{BtfTracePointContext, RawTracePointContext, SockAddrContext},
 };
-use sensor_common::{family, transport, ConnectEvent, EventKind, SendKey, SendTotal, Taint};
+use sensor_common::{counter, family, transport, ConnectEvent, EventKind, SendKey, SendTotal, Taint};
 
 use crate::{
     channels,
@@ -214,7 +214,9 @@ fn sent_by_tainted(sk: *const u8, sent: i32, mut event: ConnectEvent) -> Result<
             }
         }
     }
-    SEND_TOTALS.insert(key, SendTotal { bytes, acquired_ns: event.taint.acquired_ns }, 0)?;
+    // A full map loses the byte count, never the record.
+    let kept = SEND_TOTALS.insert(key, SendTotal { bytes, acquired_ns: event.taint.acquired_ns }, 0);
+    let _ = taint::counted_as(counter::SEND_TOTALS_FULL, kept);
     event.bytes = bytes;
     emit::output(event);
     Ok(())

@@ -14,8 +14,14 @@ use crate::{
 /// Passes on a map insert's result, counting a refusal (the map is full) for the agent.
 #[inline(always)]
 pub fn counted(result: Result<(), i32>) -> Result<(), i32> {
+    counted_as(counter::INSERTS_FAILED, result)
+}
+
+/// [`counted`], in counter `index` of `COUNTERS`.
+#[inline(always)]
+pub fn counted_as(index: u32, result: Result<(), i32>) -> Result<(), i32> {
     result.map_err(|_| {
-        if let Some(failed) = COUNTERS.get_ptr_mut(counter::INSERTS_FAILED) {
+        if let Some(failed) = COUNTERS.get_ptr_mut(index) {
             // SAFETY: per-CPU slot, programs do not preempt each other on one CPU.
             unsafe { *failed += 1 };
         }

@@ -13,6 +13,7 @@ use tokio::{
 
 use crate::{
     allowed_readers,
+    background::Background,
     catch_up::ChannelHooks,
     config::Settings,
     correlate::Correlator,
@@ -21,11 +22,13 @@ use crate::{
     kernel::decode::decode,
     kernel::offsets::{self as kernel_offsets, VMLINUX_BTF},
     kernel::{Sensor, SensorSpec},
-    output::Output,
+    local_addresses::LocalAddresses,
+    output::{News, Output},
     pipeline::{HostFacts, Pipeline},
     process_table::ProcessTable,
     redact::Redactor,
-    secret_catalog::SecretCatalog,
+    reload,
+    secret_catalog::{Rebind, Scan, SecretCatalog},
     services::Service,
     system,
     taint::TaintTable,
@@ -45,12 +48,15 @@ const DEEP_SCAN_TICKS: u64 = 20;
 struct Tally {
     records: u64,
     malformed: u64,
+    /// Malformed records already reported.
+    malformed_reported: u64,
     lost: u64,
     refused: u64,
+    send_totals_full: u64,
 }
 
-/// Runs the sensor until interrupted.
-pub async fn run(settings: Settings) -> Result<(), Error> {
+/// Runs the sensor until interrupted; on SIGHUP, `reload` reads the configuration again.
+pub async fn run(mut settings: Settings, reload: impl Fn() -> Result<Settings, Error>) -> Result<(), Error> {
     let window_ns = settings.taint_window.map_or(0, |w| u64::try_from(w.as_nanos()).unwrap_or(u64::MAX));
     let offsets = KernelOffsets {
         taint_window_ns: window_ns,
@@ -58,13 +64,14 @@ pub async fn run(settings: Settings) -> Result<(), Error> {
         ..kernel_offsets::from_btf(Path::new(VMLINUX_BTF))?
     };
     let catalog = SecretCatalog::resolve(&settings.secret_patterns);
-    let redactor = Redactor::new(&catalog); // before fanotify holds tmpfs secrets: see follow_paths
+    let redactor = Redactor::new(&catalog); // before fanotify holds tmpfs secrets: see tend_fingerprints
     let (mut tmpfs, tmpfs_report) = TmpfsReads::start(&catalog);
     let allowed_exes = allowed_readers::resolve(&settings)?;
     let mut output = Output::open(&settings.output)?;
     // Before anything is loaded: a SIGTERM right after `sensor-started` must stop us cleanly.
     let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| Error::system("SIGINT handler", e))?;
     let mut terminate = signal(SignalKind::terminate()).map_err(|e| Error::system("SIGTERM handler", e))?;
+    let mut hangup = signal(SignalKind::hangup()).map_err(|e| Error::system("SIGHUP handler", e))?;
     let mut sensor = Sensor::load(&SensorSpec {
         offsets,
         secrets: &catalog,
@@ -75,19 +82,31 @@ pub async fn run(settings: Settings) -> Result<(), Error> {
     let events = sensor.take_events()?;
     // Seeded after attaching, so no process falls between the snapshot and the first record.
     let processes = ProcessTable::from_proc(system::ns_per_tick());
-    let started = started(&settings, &sensor, &catalog, allowed_exes.len(), tmpfs_report, &redactor);
+    let mut kernel_local = sensor.take_local_addresses()?;
+    // A full kernel map (over 1,024 addresses) follows fewer sockets as channels; destinations
+    // are still judged by the whole set.
+    let local = LocalAddresses::watch(move |addresses| drop(kernel_local.sync(addresses)))
+        .map_err(|e| Error::system("reading this host's addresses", e))?;
+    let started = ecs::Started {
+        secrets_watched: catalog.len(),
+        patterns_unmatched: catalog.unmatched.clone(),
+        allowed_readers: allowed_exes.len(),
+        local_addresses: local.len(),
+        tmpfs_secrets: tmpfs_report,
+        fingerprints: redactor.report(),
+        ..started(&settings, &sensor)
+    };
     let facts = HostFacts {
         host: ecs::Host { name: system::hostname() },
         boot: ecs::Boot { id: system::boot_id(), wall_ns: system::boot_wall_ns() },
     };
-    let correlator = Correlator::new(settings.trusted_nets);
+    let correlator = Correlator::new(settings.trusted_nets.clone()).on_host(local);
     let trusted = TrustedProcesses::new(settings.services.iter().map(Service::resolve).collect());
     let mut pipeline =
         Pipeline::new(facts, catalog, processes, correlator, TaintTable::new(window_ns), trusted);
     pipeline.use_redactor(redactor);
     apply_trust(&mut sensor, &mut pipeline)?;
-    let started = Vigie { started: Some(started), ..Vigie::default() };
-    output.write(&pipeline.state(ecs::SENSOR_STARTED, started))?;
+    output.write(&pipeline.state(ecs::SENSOR_STARTED, Vigie { started: Some(started), ..Vigie::default() }));
 
     // SAFETY: the ring buffer owns its fd and keeps it open for as long as the AsyncFd lives.
     let mut ring = unsafe { AsyncFd::register(events) }
@@ -97,6 +116,7 @@ pub async fn run(settings: Settings) -> Result<(), Error> {
     let mut tick = 0u64;
     let mut tally = Tally::default();
     let mut channel_hooks = ChannelHooks::default();
+    let mut scans = PathScans::default();
     loop {
         tokio::select! {
             ready = ring.readable_mut() => {
@@ -107,65 +127,80 @@ pub async fn run(settings: Settings) -> Result<(), Error> {
             ready = tmpfs_reads::ready(tmpfs.as_ref()) => {
                 ready?;
                 if let Some(reads) = &tmpfs {
-                    for document in reads.handle(&mut sensor, &mut pipeline)? {
-                        output.write(&document)?;
-                    }
-                    for document in channel_hooks.follow(&mut sensor, &mut pipeline)? {
-                        output.write(&document)?;
-                    }
+                    output.write_all(reads.handle(&mut sensor, &mut pipeline)?);
+                    channel_hooks.follow(&mut sensor, &pipeline)?;
                 }
+            }
+            holders = channel_hooks.walk.finished() => {
+                output.write_all(channel_hooks.walked(&holders, &mut sensor, &mut pipeline)?);
+            }
+            scan = scans.walk.finished() => {
+                let rebinds = pipeline.catalog_mut().apply(scan);
+                follow_paths(&mut sensor, &mut pipeline, &mut output, tmpfs.as_mut(), rebinds)?;
             }
             _ = ticks.tick() => {
                 tick += 1;
-                let deep = tick.is_multiple_of(DEEP_SCAN_TICKS);
-                follow_paths(&mut sensor, &mut pipeline, &mut output, tmpfs.as_mut(), deep)?;
-                for document in channel_hooks.follow(&mut sensor, &mut pipeline)? {
-                    output.write(&document)?;
-                }
+                tend_output(&mut output, &pipeline);
+                tend_fingerprints(&mut pipeline, tmpfs.is_some());
+                scans.start(pipeline.catalog_mut(), tick.is_multiple_of(DEEP_SCAN_TICKS));
+                channel_hooks.follow(&mut sensor, &pipeline)?;
                 if tick.is_multiple_of(REPORT_TICKS) {
                     report_progress(&sensor, &mut pipeline, &mut output)?;
                     report_loss(&sensor, &pipeline, &mut output, &mut tally)?;
                 }
+            }
+            _ = hangup.recv() => {
+                reload::apply(&mut settings, reload(), allowed_readers::resolve, &mut output, &mut pipeline, &mut sensor)?;
+                scans.full_due = true;
             }
             _ = interrupt.recv() => break,
             _ = terminate.recv() => break,
         }
     }
     drain(ring.get_mut(), &mut pipeline, &mut output, &mut tally, &mut sensor, &mut channel_hooks)?;
-    report_progress(&sensor, &mut pipeline, &mut output)?;
-    report_loss(&sensor, &pipeline, &mut output, &mut tally)?;
-    let counters = ecs::Counters {
-        records: tally.records,
-        records_malformed: tally.malformed,
-        events_lost: tally.lost,
-        taint_inserts_failed: tally.refused,
-        alerts_repeated: pipeline.repeated_alerts(),
-        processes_forgotten: pipeline.processes_forgotten(),
-    };
-    let stopped = Vigie { counters: Some(counters), ..Vigie::default() };
-    output.write(&pipeline.state(ecs::SENSOR_STOPPED, stopped))?;
+    stop(sensor, &mut pipeline, &mut output, &mut tally)
+}
+
+/// The last reports, then every program detached.
+fn stop(
+    sensor: Sensor,
+    pipeline: &mut Pipeline,
+    output: &mut Output,
+    tally: &mut Tally,
+) -> Result<(), Error> {
+    report_progress(&sensor, pipeline, output)?;
+    report_loss(&sensor, pipeline, output, tally)?;
+    tend_output(output, pipeline);
+    let stopped = Vigie { counters: Some(counters(tally, pipeline, output)), ..Vigie::default() };
+    output.write(&pipeline.state(ecs::SENSOR_STOPPED, stopped));
     drop(sensor);
     Ok(())
 }
 
-/// What `sensor-started` says about the watch.
-fn started(
-    settings: &Settings,
-    sensor: &Sensor,
-    catalog: &SecretCatalog,
-    allowed_readers: usize,
-    tmpfs_secrets: ecs::TmpfsReport,
-    redactor: &Redactor,
-) -> ecs::Started {
+/// What `sensor-stopped` reports.
+fn counters(tally: &Tally, pipeline: &Pipeline, output: &Output) -> ecs::Counters {
+    let (dropped, waiting) = output.undelivered();
+    ecs::Counters {
+        records: tally.records,
+        records_malformed: tally.malformed,
+        events_lost: tally.lost,
+        taint_inserts_failed: tally.refused,
+        send_totals_full: tally.send_totals_full,
+        alerts_repeated: pipeline.repeated_alerts(),
+        processes_forgotten: pipeline.processes_forgotten(),
+        documents_dropped: dropped,
+        documents_undelivered: u64::try_from(waiting).unwrap_or(u64::MAX),
+    }
+}
+
+/// What `sensor-started` says of the settings and the loaded sensor; the caller adds what it
+/// counted.
+fn started(settings: &Settings, sensor: &Sensor) -> ecs::Started {
     ecs::Started {
-        secrets_watched: catalog.len(),
-        patterns_unmatched: catalog.unmatched.clone(),
-        allowed_readers,
         trusted_nets: settings.trusted_nets.iter().map(ToString::to_string).collect(),
         cgroup: sensor.cgroup_root.display().to_string(),
         backend: ecs::Backend { name: sensor.backend.backend.name(), reason: sensor.backend.reason.clone() },
-        tmpfs_secrets,
-        fingerprints: redactor.report(),
+        ..ecs::Started::default()
     }
 }
 
@@ -185,15 +220,29 @@ fn drain(
             continue;
         };
         drop(record);
-        for document in pipeline.handle(&event) {
-            output.write(&document)?;
-        }
+        output.write_all(pipeline.handle(&event));
         apply_trust(sensor, pipeline)?;
     }
-    for document in channel_hooks.follow(sensor, pipeline)? {
-        output.write(&document)?;
+    channel_hooks.follow(sensor, pipeline)
+}
+
+/// Retries a failing output and reports its failure (on stderr, which may still be read) or
+/// its recovery (`output-degraded`, in the output itself).
+fn tend_output(output: &mut Output, pipeline: &Pipeline) {
+    output.retry();
+    let Some(news) = output.take_news() else { return };
+    let document = pipeline
+        .state(ecs::OUTPUT_DEGRADED, Vigie { output: Some(news.report(&output.name())), ..Vigie::default() });
+    match news {
+        News::Failing(_) => Output::to_stderr(&document),
+        News::Recovered(_) => output.write(&document),
     }
-    Ok(())
+}
+
+/// Fingerprints again the watched files whose content changed. While fanotify holds tmpfs
+/// secrets, the agent's own open of one would wait for itself: those are left as they are.
+fn tend_fingerprints(pipeline: &mut Pipeline, fanotify_holds: bool) {
+    pipeline.refresh_fingerprints(|path| !(fanotify_holds && crate::kernel::tmpfs::on_tmpfs(path)));
 }
 
 /// Tells the kernel which processes are now trusted services, or no longer.
@@ -201,16 +250,35 @@ fn apply_trust(sensor: &mut Sensor, pipeline: &mut Pipeline) -> Result<(), Error
     pipeline.take_trust_changes().into_iter().try_for_each(|change| sensor.apply_trust(change))
 }
 
-/// Points the kernel at the new identity of every watched path that changed, and says so;
-/// fingerprints the files whose content changed again.
+/// Walks of the watched paths, in the background so that deep globs never hold up the ring
+/// buffer; their results are applied on the event loop.
+#[derive(Default)]
+struct PathScans {
+    walk: Background<Scan>,
+    /// Whether the next scan covers every pattern (new ones were configured).
+    full_due: bool,
+}
+
+impl PathScans {
+    /// Starts a scan of the shallow patterns, and of the deep (`**`) ones if `deep` or a full
+    /// scan is due, unless one is still running.
+    fn start(&mut self, catalog: &SecretCatalog, deep: bool) {
+        let deep = deep || self.full_due;
+        let (patterns, complete) = catalog.patterns_to_scan(|p| deep || !p.contains("**"));
+        if self.walk.start(move || Scan::run(patterns, complete)) {
+            self.full_due &= !deep;
+        }
+    }
+}
+
+/// Points the kernel at the new identity of every watched path that changed, and says so.
 fn follow_paths(
     sensor: &mut Sensor,
     pipeline: &mut Pipeline,
     output: &mut Output,
     mut tmpfs: Option<&mut TmpfsReads>,
-    deep: bool,
+    rebinds: Vec<Rebind>,
 ) -> Result<(), Error> {
-    let rebinds = pipeline.catalog_mut().rescan(|pattern| deep || !pattern.contains("**"));
     for rebind in rebinds {
         sensor.rebind_secret(&rebind)?;
         if let Some(reads) = tmpfs.as_deref_mut() {
@@ -218,12 +286,9 @@ fn follow_paths(
         }
         if let Some(secret) = pipeline.catalog_mut().get(rebind.secret_id).cloned() {
             let document = pipeline.watch_updated(&secret);
-            output.write(&document)?;
+            output.write(&document);
         }
     }
-    // While fanotify holds tmpfs secrets, the agent's own open of one would wait for itself.
-    let fanotify_holds = tmpfs.is_some();
-    pipeline.refresh_fingerprints(|path| !(fanotify_holds && crate::kernel::tmpfs::on_tmpfs(path)));
     Ok(())
 }
 
@@ -237,21 +302,29 @@ fn report_progress(sensor: &Sensor, pipeline: &mut Pipeline, output: &mut Output
             None
         }
     });
-    for document in documents {
-        output.write(&document)?;
-    }
+    output.write_all(documents);
     failure.map_or(Ok(()), Err)
 }
 
-/// Emits an `events-lost` state document when the kernel counted new losses.
+/// Emits an `events-lost` state document for each kind of loss that grew: counted by the
+/// kernel, or records the agent could not decode.
 fn report_loss(
     sensor: &Sensor,
     pipeline: &Pipeline,
     output: &mut Output,
     tally: &mut Tally,
 ) -> Result<(), Error> {
-    report_count(pipeline, output, "ring-buffer-full", sensor.events_lost()?, &mut tally.lost)?;
-    report_count(pipeline, output, "taint-map-full", sensor.inserts_failed()?, &mut tally.refused)
+    report_count(pipeline, output, "ring-buffer-full", sensor.events_lost()?, &mut tally.lost);
+    report_count(pipeline, output, "taint-map-full", sensor.inserts_failed()?, &mut tally.refused);
+    report_count(
+        pipeline,
+        output,
+        "send-totals-full",
+        sensor.send_totals_full()?,
+        &mut tally.send_totals_full,
+    );
+    report_count(pipeline, output, "record-malformed", tally.malformed, &mut tally.malformed_reported);
+    Ok(())
 }
 
 /// One `events-lost` document for `reason` if its kernel count grew past `reported`.
@@ -261,11 +334,11 @@ fn report_count(
     reason: &'static str,
     total: u64,
     reported: &mut u64,
-) -> Result<(), Error> {
+) {
     if total <= *reported {
-        return Ok(());
+        return;
     }
     let lost = ecs::Loss { reason, new: total - *reported, total };
     *reported = total;
-    output.write(&pipeline.state(ecs::EVENTS_LOST, Vigie { events_lost: Some(lost), ..Vigie::default() }))
+    output.write(&pipeline.state(ecs::EVENTS_LOST, Vigie { events_lost: Some(lost), ..Vigie::default() }));
 }

@@ -22,7 +22,7 @@ pub enum Command {
 }
 
 /// Options of `vigie run`; each adds to what the config file says.
-#[derive(Debug, Args, Default)]
+#[derive(Debug, Clone, Args, Default)]
 pub struct RunArgs {
     /// TOML configuration file.
     #[arg(long, value_name = "FILE")]

@@ -9,7 +9,7 @@ use std::{
 use ipnet::IpNet;
 use sensor_common::{family, transport, ConnectEvent, SendKey};
 
-use crate::taint::Touch;
+use crate::{local_addresses::LocalAddresses, taint::Touch};
 
 /// `network.transport` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -63,6 +63,8 @@ struct Tracked {
 #[derive(Debug)]
 pub struct Correlator {
     trusted: Vec<IpNet>,
+    /// This host's own addresses: never a destination off it.
+    local: LocalAddresses,
     reported: HashMap<AlertKey, Tracked>,
     /// Repeats of alerts already forgotten (their process exited).
     repeats_done: u64,
@@ -70,7 +72,12 @@ pub struct Correlator {
 
 impl Correlator {
     pub fn new(trusted: Vec<IpNet>) -> Self {
-        Self { trusted, reported: HashMap::new(), repeats_done: 0 }
+        Self { trusted, local: LocalAddresses::default(), reported: HashMap::new(), repeats_done: 0 }
+    }
+
+    /// The same correlator, with `local` as this host's addresses (loopback only by default).
+    pub fn on_host(self, local: LocalAddresses) -> Self {
+        Self { local, ..self }
     }
 
     /// New exfiltrations revealed by `event`, from a process started at `start_ns` that
@@ -95,6 +102,11 @@ impl Correlator {
             self.reported.insert(key, Tracked { exfiltration, send_key, repeats: 0, exited: false });
         }
         fresh
+    }
+
+    /// Trusts `trusted` from now on instead (a reloaded configuration).
+    pub fn set_trusted(&mut self, trusted: Vec<IpNet>) {
+        self.trusted = trusted;
     }
 
     /// The process `pid` exited: its alerts get a last progress report, then are forgotten.
@@ -130,7 +142,7 @@ impl Correlator {
     }
 
     fn is_trusted(&self, ip: IpAddr) -> bool {
-        ip.is_unspecified() || self.trusted.iter().any(|net| net.contains(&ip))
+        self.local.contains(ip) || self.trusted.iter().any(|net| net.contains(&ip))
     }
 }
 

@@ -2,6 +2,7 @@
 
 mod agent;
 mod allowed_readers;
+mod background;
 mod catch_up;
 mod cli;
 mod config;
@@ -10,11 +11,13 @@ mod derived_files;
 mod ecs;
 mod error;
 mod kernel;
+mod local_addresses;
 mod output;
 mod pipeline;
 mod process_table;
 mod profiles;
 mod redact;
+mod reload;
 mod secret_catalog;
 mod services;
 mod synapse_config;
@@ -49,12 +52,12 @@ fn main() -> ExitCode {
 }
 
 fn run(args: cli::RunArgs) -> Result<(), error::Error> {
-    let settings = Settings::from_args(args)?;
+    let settings = Settings::from_args(args.clone())?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| error::Error::system("starting the async runtime", e))?;
-    runtime.block_on(agent::run(settings))
+    runtime.block_on(agent::run(settings, move || Settings::from_args(args.clone())))
 }
 
 /// The error and its causes on one line, each cause once.

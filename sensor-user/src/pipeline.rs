@@ -1,6 +1,7 @@
 //! Kernel events in, documents out: process table and taint state are updated in record
 //! order, and the rule turns a tainted process's connect into an alert with its story.
 
+use ipnet::IpNet;
 use sensor_common::{via, ConnectEvent, EventHeader, FileId, SendKey, TaintEvent};
 
 use crate::{
@@ -164,6 +165,11 @@ impl Pipeline {
     /// Sends and connects that repeated an alert already printed.
     pub fn repeated_alerts(&self) -> u64 {
         self.correlator.repeats()
+    }
+
+    /// Destinations trusted from now on (a reloaded configuration).
+    pub fn set_trusted_nets(&mut self, trusted: Vec<IpNet>) {
+        self.correlator.set_trusted(trusted);
     }
 
     pub fn catalog_mut(&mut self) -> &mut SecretCatalog {

@@ -53,6 +53,38 @@ pub struct Rebind {
     pub new: Option<(FileId, Option<u32>)>,
 }
 
+/// A file a pattern names: its path, identity and generation.
+type Found = (PathBuf, FileId, Option<u32>);
+
+/// What a walk of the file system found for some patterns: each pattern (its index and text)
+/// with the files it names now and their generations. Made off the event loop
+/// ([`Scan::run`]), applied on it ([`SecretCatalog::apply`]).
+#[derive(Debug, Default)]
+pub struct Scan {
+    found: Vec<(usize, String, Vec<Found>)>,
+    /// Whether every pattern was scanned (then the unmatched list is replaced).
+    complete: bool,
+}
+
+impl Scan {
+    /// Expands `patterns` and reads each match's identity and generation: the slow part, glob
+    /// walks included.
+    pub fn run(patterns: Vec<(usize, String)>, complete: bool) -> Self {
+        let found = patterns
+            .into_iter()
+            .map(|(index, pattern)| {
+                let files = expand(&pattern)
+                    .into_iter()
+                    .filter_map(|path| Some((file_id(&path)?, generation(&path), path)))
+                    .map(|(id, generation, path)| (path, id, generation))
+                    .collect();
+                (index, pattern, files)
+            })
+            .collect();
+        Self { found, complete }
+    }
+}
+
 /// All watched secrets, indexed by secret id.
 #[derive(Debug, Default)]
 pub struct SecretCatalog {
@@ -74,52 +106,64 @@ impl SecretCatalog {
     /// changed, in the order the kernel must apply them: files deleted since (first, so that
     /// another path to the same file can take over), replaced by rename, recreated, or new.
     pub fn rescan(&mut self, include: impl Fn(&str) -> bool) -> Vec<Rebind> {
-        let mut found = Vec::new();
-        let mut unmatched = Vec::new();
-        for (index, pattern) in self.patterns.iter().enumerate().filter(|(_, p)| include(p)) {
-            let before = found.len();
-            for path in expand(pattern) {
-                if let Some(id) = file_id(&path) {
-                    found.push((index, generation(&path), id, path));
-                }
-            }
-            if found.len() == before {
-                unmatched.push(pattern.clone());
-            }
-        }
+        let (patterns, complete) = self.patterns_to_scan(include);
+        self.apply(Scan::run(patterns, complete))
+    }
+
+    /// The patterns `include` selects (with their indexes), and whether that is all of them:
+    /// a [`Scan`]'s input.
+    pub fn patterns_to_scan(&self, include: impl Fn(&str) -> bool) -> (Vec<(usize, String)>, bool) {
+        let patterns: Vec<(usize, String)> =
+            self.patterns.iter().cloned().enumerate().filter(|(_, p)| include(p)).collect();
+        let complete = patterns.len() == self.patterns.len();
+        (patterns, complete)
+    }
+
+    /// Takes in what `scan` found and returns the paths whose identity changed, in the order
+    /// the kernel must apply them: files deleted since (first, so that another path to the same
+    /// file can take over), replaced by rename, recreated, or new.
+    pub fn apply(&mut self, scan: Scan) -> Vec<Rebind> {
         let mut rebinds = Vec::new();
         for (index, secret) in self.secrets.iter_mut().enumerate() {
-            let scanned = secret.pattern.is_some_and(|p| include(&self.patterns[p]));
-            if scanned && secret.id != FileId::default() && !found.iter().any(|f| f.3 == secret.path) {
+            let scanned = secret.pattern.and_then(|p| scan.found.iter().find(|f| f.0 == p));
+            let gone = scanned.is_some_and(|(_, _, files)| !files.iter().any(|f| f.0 == secret.path));
+            if gone && secret.id != FileId::default() {
                 let old = Some(std::mem::take(&mut secret.id));
                 secret.generation = None;
                 rebinds.push(Rebind { secret_id: secret_id(index), old, new: None });
             }
         }
-        for (pattern, generation, id, path) in found {
-            let new = Some((id, generation));
-            if let Some(index) = self.secrets.iter().position(|s| s.path == path) {
-                let secret = &mut self.secrets[index];
-                if (secret.id, secret.generation) != (id, generation) {
-                    let old = Some(std::mem::replace(&mut secret.id, id)).filter(|o| *o != FileId::default());
-                    secret.generation = generation;
-                    rebinds.push(Rebind { secret_id: secret_id(index), old, new });
+        let mut unmatched = Vec::new();
+        for (pattern, text, files) in scan.found {
+            if files.is_empty() {
+                unmatched.push(text);
+            }
+            for (path, id, generation) in files {
+                let new = Some((id, generation));
+                if let Some(index) = self.secrets.iter().position(|s| s.path == path) {
+                    let secret = &mut self.secrets[index];
+                    if (secret.id, secret.generation) != (id, generation) {
+                        let old =
+                            Some(std::mem::replace(&mut secret.id, id)).filter(|o| *o != FileId::default());
+                        secret.generation = generation;
+                        rebinds.push(Rebind { secret_id: secret_id(index), old, new });
+                    }
+                } else if !self.secrets.iter().any(|s| s.id == id) {
+                    rebinds.push(Rebind { secret_id: secret_id(self.secrets.len()), old: None, new });
+                    let pattern = Some(pattern);
+                    self.secrets.push(Secret { path, id, generation, pattern, kind: SecretKind::File });
                 }
-            } else if !self.secrets.iter().any(|s| s.id == id) {
-                rebinds.push(Rebind { secret_id: secret_id(self.secrets.len()), old: None, new });
-                self.secrets.push(Secret {
-                    path,
-                    id,
-                    generation,
-                    pattern: Some(pattern),
-                    kind: SecretKind::File,
-                });
             }
         }
-        if self.patterns.iter().all(|p| include(p)) {
+        if scan.complete {
             self.unmatched = unmatched;
         }
         rebinds
+    }
+
+    /// Watches `patterns` too, from the next rescan on.
+    pub fn add_patterns(&mut self, patterns: &[String]) {
+        self.patterns.extend_from_slice(patterns);
     }
 
     /// Adds a secret that is not a file (a trusted process's memory), named `label`.

@@ -182,7 +182,9 @@ pub fn destination(line: &Value) -> Option<SocketAddr> {
     Some(SocketAddr::new(ip, u16::try_from(port).ok()?))
 }
 
-fn is_state(line: &Value, action: &str) -> bool {
+/// A state document (`event.kind == "state"`) whose `event.action` is `action`.
+#[must_use]
+pub fn is_state(line: &Value, action: &str) -> bool {
     text(line, "/event/kind") == Some("state") && text(line, "/event/action") == Some(action)
 }
 

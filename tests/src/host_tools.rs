@@ -2,7 +2,7 @@
 //! would run them, for the tests whose point is that real tools are followed too.
 
 use std::ffi::OsStr;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -70,6 +70,48 @@ pub fn quoted(path: &Path) -> String {
 #[must_use]
 pub fn is_program(executable: Option<&str>, name: &str) -> bool {
     executable.is_some_and(|exe| Path::new(exe).file_name() == Some(OsStr::new(name)))
+}
+
+/// Python running `script`, and the one line it prints first (printed before it holds anything
+/// tainted, so reading it is safe).
+///
+/// # Errors
+/// When python3 cannot start or says nothing.
+pub fn python_reporting_a_line(script: &str) -> Result<(std::process::Child, String)> {
+    let mut child = Command::new("python3")
+        .args(["-c", script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("start python3")?;
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().context("stdout")?),
+        &mut line,
+    )?;
+    Ok((child, line))
+}
+
+/// A python listener on `listen` (any port) that forwards the first bytes one connection
+/// brings to `forward_to`, then exits; and the address it listens on.
+///
+/// # Errors
+/// When python3 cannot start or does not report its port.
+pub fn python_relay(listen: IpAddr, forward_to: SocketAddr) -> Result<(std::process::Child, SocketAddr)> {
+    let relay = format!(
+        "import socket\n\
+         l = socket.create_server(('{listen}', 0))\n\
+         print(l.getsockname()[1], flush=True)\n\
+         c, _ = l.accept()\n\
+         data = c.recv(65536)\n\
+         socket.create_connection(('{ip}', {port}), timeout=5).sendall(data)\n",
+        ip = forward_to.ip(),
+        port = forward_to.port()
+    );
+    let (relay, port) = python_reporting_a_line(&relay)?;
+    let port = port.trim().parse().with_context(|| format!("the relay's port: {port:?}"))?;
+    Ok((relay, SocketAddr::new(listen, port)))
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use anyhow::{ensure, Context, Result};
 use serde_json::Value;
 use tempfile::TempDir;
 
-use crate::{alert, Actor, RemoteHost, RunningActor, Sensor, ALERT_TIMEOUT};
+use crate::{alert, sensor::Documents, Actor, RemoteHost, RunningActor, Sensor, ALERT_TIMEOUT};
 
 /// How long [`Lab::start_service`]'s service runs.
 const SERVICE_LIFE: Duration = Duration::from_mins(2);
@@ -96,12 +96,26 @@ impl Lab {
     /// # Errors
     /// See [`Sensor::start`].
     pub fn sensor_with<S: AsRef<OsStr>>(&self, extra: &[S]) -> Result<Sensor> {
+        self.sensor_reading(&Documents::Stdout, extra)
+    }
+
+    /// [`Lab::sensor_with`], its documents read from `documents` (`--output` names the file of
+    /// [`Documents::File`]).
+    ///
+    /// # Errors
+    /// See [`Sensor::start`].
+    pub fn sensor_reading<S: AsRef<OsStr>>(&self, documents: &Documents, extra: &[S]) -> Result<Sensor> {
         let mut args: Vec<&OsStr> = ["run", "--profile", "none", "--secret"].iter().map(OsStr::new).collect();
         args.push(self.secret.as_os_str());
-        args.extend(["--output", "-", "--service"].iter().map(OsStr::new));
+        args.push(OsStr::new("--output"));
+        args.push(match documents {
+            Documents::File(path) => path.as_os_str(),
+            Documents::Stdout | Documents::StderrAfterHead(_) => OsStr::new("-"),
+        });
+        args.push(OsStr::new("--service"));
         args.push(self.test_exe.as_os_str());
         args.extend(extra.iter().map(AsRef::as_ref));
-        Sensor::start(&args)
+        Sensor::start_reading(&args, documents)
     }
 
     /// A long-running actor standing for a trusted service (a homeserver): it reads the

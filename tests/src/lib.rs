@@ -25,6 +25,7 @@ pub mod ecs_schema;
 pub mod host_tools;
 mod lab;
 mod line_reader;
+pub mod local_interface;
 pub mod netns;
 pub mod sensor;
 pub mod synapse;

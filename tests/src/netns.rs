@@ -170,7 +170,7 @@ fn host_veth_of(namespace: &str) -> String {
 }
 
 /// Runs `ip ARGS`, turning a failure into an error that quotes the command and its stderr.
-fn ip(args: &[&str]) -> Result<()> {
+pub(crate) fn ip(args: &[&str]) -> Result<()> {
     let output = Command::new("ip")
         .args(args)
         .stdin(Stdio::null())

@@ -4,9 +4,10 @@ use std::cell::RefCell;
 use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::fs;
-use std::io;
+use std::io::{self, Read};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
@@ -16,7 +17,7 @@ use anyhow::{anyhow, bail, ensure, Context, Result};
 use serde_json::Value;
 
 use crate::alert;
-use crate::line_reader::{snapshot, spawn_collector, spawn_line_reader};
+use crate::line_reader::{snapshot, spawn_collector, spawn_file_follower, spawn_line_reader};
 
 /// How long the sensor may take to load and attach its programs.
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -49,12 +50,26 @@ fn backend_override<S: AsRef<OsStr>>(args: &[S]) -> Vec<OsString> {
     }
 }
 
-/// `vigie` running in the foreground; every stdout line it printed is kept, in order.
+/// Where the test reads the documents `vigie` writes.
+#[derive(Debug, Clone)]
+pub enum Documents {
+    /// Its stdout (`--output -`).
+    Stdout,
+    /// Its stderr, after its stdout was read for this many bytes and closed, as
+    /// `vigie run | head -c N` does: the documents that follow can only arrive there.
+    StderrAfterHead(usize),
+    /// The file it writes (`--output PATH`), followed by name like `tail -F`.
+    File(PathBuf),
+}
+
+/// `vigie` running in the foreground; every document line it printed is kept, in order.
 /// Dropping it sends SIGTERM, then SIGKILL if it has not exited within a few seconds.
 pub struct Sensor {
     pid: u32,
     child: Option<Child>,
     incoming: Receiver<String>,
+    /// Set to stop following an output file once `vigie` has exited.
+    stop_following: Option<Arc<AtomicBool>>,
     seen: RefCell<Vec<Value>>,
     stderr: Arc<Mutex<String>>,
     stderr_reader: Option<JoinHandle<()>>,
@@ -67,6 +82,16 @@ impl Sensor {
     /// When the binary is missing, exits, or does not start within [`START_TIMEOUT`]; the
     /// error quotes its stderr.
     pub fn start<S: AsRef<OsStr>>(args: &[S]) -> Result<Self> {
+        Self::start_reading(args, &Documents::Stdout)
+    }
+
+    /// [`Sensor::start`], reading its documents from `documents`; with
+    /// [`Documents::StderrAfterHead`] it returns once the first bytes were read, which
+    /// `sensor-started` is the start of.
+    ///
+    /// # Errors
+    /// See [`Sensor::start`].
+    pub fn start_reading<S: AsRef<OsStr>>(args: &[S], documents: &Documents) -> Result<Self> {
         let bin = vigie_bin();
         let mut child = Command::new(&bin)
             .args(args)
@@ -76,16 +101,42 @@ impl Sensor {
             .stderr(Stdio::piped())
             .spawn()
             .with_context(|| format!("start {} (build it, or set VIGIE_BIN)", bin.display()))?;
-        let (incoming, _) = spawn_line_reader(child.stdout.take().context("stdout")?);
-        let (stderr, stderr_reader) = spawn_collector(child.stderr.take().context("stderr")?);
+        let stdout = child.stdout.take().context("stdout")?;
+        let stderr = child.stderr.take().context("stderr")?;
+        let (incoming, stop_following, stderr, stderr_reader) = match documents {
+            Documents::Stdout => {
+                let (stderr, reader) = spawn_collector(stderr);
+                (spawn_line_reader(stdout).0, None, stderr, Some(reader))
+            }
+            Documents::StderrAfterHead(bytes) => {
+                let mut head = vec![0; *bytes];
+                let read = { stdout }.read_exact(&mut head);
+                let incoming = spawn_line_reader(stderr).0;
+                if let Err(error) = read {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(error).context("read the head of vigie's stdout");
+                }
+                (incoming, None, Arc::default(), None)
+            }
+            Documents::File(path) => {
+                let stop = Arc::new(AtomicBool::new(false));
+                let (stderr, reader) = spawn_collector(stderr);
+                (spawn_file_follower(path.clone(), Arc::clone(&stop)), Some(stop), stderr, Some(reader))
+            }
+        };
         let mut sensor = Sensor {
             pid: child.id(),
             child: Some(child),
             incoming,
+            stop_following,
             seen: RefCell::new(Vec::new()),
             stderr,
-            stderr_reader: Some(stderr_reader),
+            stderr_reader,
         };
+        if matches!(documents, Documents::StderrAfterHead(_)) {
+            return Ok(sensor);
+        }
         if let Err(failure) = sensor.wait_for(alert::is_sensor_started, START_TIMEOUT) {
             let status = sensor.shutdown();
             bail!("vigie did not report sensor-started: {failure} (exit: {status:?})\n{}", sensor.report());
@@ -203,6 +254,13 @@ impl Sensor {
             libc::kill(pid, libc::SIGCONT);
         }
         let deadline = Instant::now() + STOP_TIMEOUT;
+        if let Some(stop) = &self.stop_following {
+            // The followed file never closes: wait for the process, then read the file's end.
+            while child.try_wait().ok()?.is_none() && Instant::now() < deadline {
+                thread::sleep(Duration::from_millis(5));
+            }
+            stop.store(true, Ordering::Release);
+        }
         let exited = loop {
             let wait = deadline.saturating_duration_since(Instant::now());
             match self.incoming.recv_timeout(wait) {

@@ -9,24 +9,6 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, Result};
 use integration_tests::{actor_exe, alert, host_tools, Lab, ALERT_TIMEOUT};
 
-/// Python running `script`, and the one line it prints first (printed before it holds anything
-/// tainted, so reading it is safe).
-fn python_reporting_a_line(script: &str) -> Result<(std::process::Child, String)> {
-    let mut child = Command::new("python3")
-        .args(["-c", script])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .context("start python3")?;
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().context("stdout")?),
-        &mut line,
-    )?;
-    Ok((child, line))
-}
-
 /// Python run with its stdin a pipe the test writes to, and nothing read back from it.
 fn python_waiting_for_a_line(script: &str) -> Result<std::process::Child> {
     Command::new("python3")
@@ -115,7 +97,7 @@ fn a_datagram_sent_to_a_unix_path_taints_its_receiver() -> Result<()> {
         port = remote.port()
     );
     // Its one line says it is bound.
-    let (mut receiver, _bound) = python_reporting_a_line(&receiver)?;
+    let (mut receiver, _bound) = host_tools::python_reporting_a_line(&receiver)?;
     let sender = format!(
         "import socket\n\
          data = open({secret:?}, 'rb').read()\n\
@@ -138,19 +120,7 @@ fn a_loopback_relay_taints_the_relay_and_its_upload_is_the_alert() -> Result<()>
     let lab = Lab::new(actor_exe!())?;
     let sensor = lab.sensor()?;
     let remote = lab.remote().tcp_v4();
-    // A local listener that forwards what it receives to the remote host.
-    let relay = format!(
-        "import socket\n\
-         l = socket.create_server(('127.0.0.1', 0))\n\
-         print(l.getsockname()[1], flush=True)\n\
-         c, _ = l.accept()\n\
-         data = c.recv(65536)\n\
-         socket.create_connection(('{ip}', {port}), timeout=5).sendall(data)\n",
-        ip = remote.ip(),
-        port = remote.port()
-    );
-    let (mut relay, port) = python_reporting_a_line(&relay)?;
-    let local: std::net::SocketAddr = format!("127.0.0.1:{}", port.trim()).parse()?;
+    let (mut relay, local) = host_tools::python_relay("127.0.0.1".parse()?, remote)?;
     let sender = lab.actor().read(lab.secret()).tcp(local).run()?;
     let status = relay.wait()?;
     anyhow::ensure!(status.success(), "the relay failed: {status}");

@@ -9,6 +9,7 @@ use std::fs;
 use anyhow::{ensure, Context, Result};
 use integration_tests::ecs_schema::{self, Definitions, FieldsTable};
 use integration_tests::host_tools::{self, quoted};
+use integration_tests::sensor::Documents;
 use integration_tests::{actor_exe, alert, Lab, Sensor, ALERT_TIMEOUT};
 use serde_json::Value;
 
@@ -21,8 +22,11 @@ const PROCESSES: u32 = 200;
 const SERVICE: &str = "test-homeserver";
 
 /// Every `event.action` the agent has.
-const KINDS: [&str; 8] = [
+const KINDS: [&str; 11] = [
     "sensor-started",
+    "output-degraded",
+    "config-reloaded",
+    "config-reload-failed",
     "secret-read",
     "secret-derived",
     "credential-exfiltration",
@@ -87,6 +91,32 @@ fn events_lost_documents() -> Result<Vec<Value>> {
     stopped_lines(&mut sensor)
 }
 
+/// SIGHUP with the configuration unchanged, then broken: `config-reloaded`,
+/// `config-reload-failed`.
+fn config_documents() -> Result<Vec<Value>> {
+    let lab = Lab::new(actor_exe!())?;
+    let config = lab.dir().join("vigie.toml");
+    fs::write(&config, "secrets = []\n")?;
+    let mut sensor = lab.sensor_with(&["--config".as_ref(), config.as_os_str()])?;
+    sensor.signal(libc::SIGHUP)?;
+    sensor.expect(|line| action(line) == Some("config-reloaded"), ALERT_TIMEOUT)?;
+    fs::write(&config, "secretz = []\n")?;
+    sensor.signal(libc::SIGHUP)?;
+    sensor.expect(|line| action(line) == Some("config-reload-failed"), ALERT_TIMEOUT)?;
+    stopped_lines(&mut sensor)
+}
+
+/// A stdout whose reader went away after 100 bytes: `output-degraded`, on stderr.
+fn output_documents() -> Result<Vec<Value>> {
+    let lab = Lab::new(actor_exe!())?;
+    let mut sensor = lab.sensor_reading::<&str>(&Documents::StderrAfterHead(100), &[])?;
+    lab.barrier(&sensor)?;
+    sensor.expect(|line| action(line) == Some("output-degraded"), ALERT_TIMEOUT)?;
+    let status = sensor.stop()?;
+    ensure!(status.success(), "vigie exited with {status}");
+    Ok(sensor.lines())
+}
+
 /// Stops the sensor and returns every line it wrote, `sensor-stopped` last.
 fn stopped_lines(sensor: &mut Sensor) -> Result<Vec<Value>> {
     let status = sensor.stop()?;
@@ -108,6 +138,8 @@ fn every_document_kind_is_valid_ecs_and_documented() -> Result<()> {
     let mut documents = file_secret_documents().context("file secret scenario")?;
     documents.extend(process_memory_documents().context("process memory scenario")?);
     documents.extend(events_lost_documents().context("events lost scenario")?);
+    documents.extend(config_documents().context("configuration reload scenario")?);
+    documents.extend(output_documents().context("closed output scenario")?);
 
     let mut by_kind: BTreeMap<&str, usize> = BTreeMap::new();
     for document in &documents {

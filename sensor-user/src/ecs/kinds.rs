@@ -9,6 +9,12 @@ pub const SENSOR_STARTED: Event = of("state", "sensor-started", &["host"], &["st
 pub const SENSOR_STOPPED: Event = of("state", "sensor-stopped", &["host"], &["end"]);
 /// The kernel dropped records or refused a taint.
 pub const EVENTS_LOST: Event = of("state", "events-lost", &["host"], &["info"]);
+/// The output failed, or works again.
+pub const OUTPUT_DEGRADED: Event = of("state", "output-degraded", &["host"], &["info"]);
+/// SIGHUP: the configuration was read again and applied.
+pub const CONFIG_RELOADED: Event = of("state", "config-reloaded", &["configuration"], &["change"]);
+/// SIGHUP: the configuration did not load; the running one stays.
+pub const CONFIG_RELOAD_FAILED: Event = of("state", "config-reload-failed", &["configuration"], &["info"]);
 /// A watched path now leads to a new file.
 pub const WATCH_UPDATED: Event = of("state", "watch-updated", &["file"], &["change"]);
 

@@ -25,6 +25,10 @@ pub struct Vigie {
     pub events_lost: Option<Loss>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub counters: Option<Counters>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<OutputHealth>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config: Option<ConfigReport>,
     #[serde(flatten)]
     pub started: Option<Started>,
 }
@@ -99,7 +103,7 @@ pub struct DerivedFile {
 /// `vigie.events_lost` of an `events-lost` document.
 #[derive(Debug, Serialize)]
 pub struct Loss {
-    /// `ring-buffer-full` or `taint-map-full`.
+    /// `ring-buffer-full`, `taint-map-full`, `send-totals-full` or `record-malformed`.
     pub reason: &'static str,
     pub new: u64,
     pub total: u64,
@@ -112,18 +116,55 @@ pub struct Counters {
     pub records_malformed: u64,
     pub events_lost: u64,
     pub taint_inserts_failed: u64,
+    pub send_totals_full: u64,
     pub alerts_repeated: u64,
     /// Exited processes whose story was dropped to bound the process table.
     pub processes_forgotten: u64,
+    /// Documents the output never took (the oldest, dropped from a full queue).
+    pub documents_dropped: u64,
+    /// Documents still waiting for the output at stop.
+    pub documents_undelivered: u64,
+}
+
+/// `vigie.output` of an `output-degraded` document: the output's health.
+#[derive(Debug, Serialize)]
+pub struct OutputHealth {
+    /// The output in use now (`stdout`, `stderr`, a path).
+    pub name: String,
+    /// The output that failed first.
+    pub failed: String,
+    /// `failing` or `recovered`.
+    pub state: &'static str,
+    pub documents_failed: u64,
+    pub alerts_failed: u64,
+    pub documents_dropped: u64,
+    /// The last error.
+    pub error: String,
+}
+
+/// `vigie.config` of `config-reloaded` and `config-reload-failed`.
+#[derive(Debug, Serialize)]
+pub struct ConfigReport {
+    /// Settings changed and applied live.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub applied: Option<Vec<&'static str>>,
+    /// Settings changed that apply at the next start.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ignored: Option<Vec<&'static str>>,
+    /// Why the configuration did not load (file, line, column).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// What `sensor-started` says about the watch, at the top of `vigie`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Default, Serialize)]
 pub struct Started {
     pub secrets_watched: usize,
     pub patterns_unmatched: Vec<String>,
     pub allowed_readers: usize,
     pub trusted_nets: Vec<String>,
+    /// This host's interface addresses known now (they are local, not off the host).
+    pub local_addresses: usize,
     pub fingerprints: FingerprintReport,
     pub cgroup: String,
     pub backend: Backend,
@@ -131,14 +172,14 @@ pub struct Started {
 }
 
 /// `vigie.backend`: the kernel hook set, and why.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Default, Serialize)]
 pub struct Backend {
     pub name: &'static str,
     pub reason: String,
 }
 
 /// `vigie.tmpfs_secrets`: how many tmpfs secrets fanotify watches, or why it does not.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Default, Serialize)]
 pub struct TmpfsReport {
     pub watched: usize,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -39,17 +39,59 @@ pub struct Reader {
     pub unread: bool,
 }
 
-/// Every process holding one of `pipes` open for reading.
-pub fn readers(pipes: &HashSet<FileId>) -> Vec<Reader> {
-    let Ok(entries) = fs::read_dir("/proc") else { return Vec::new() };
-    entries
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .flat_map(|pid| {
-            held_with_paths(pid, End::Read).into_iter().filter(|(_, pipe)| pipes.contains(pipe)).map(
-                move |(path, pipe)| Reader { pid, pipe, unread: unread_bytes(&path).is_some_and(|n| n > 0) },
-            )
-        })
-        .collect()
+/// One descriptor of a pipe or FIFO, held by some process.
+#[derive(Debug, Clone)]
+struct Held {
+    pid: u32,
+    pipe: FileId,
+    /// `/proc/PID/fd/N`.
+    path: PathBuf,
+    read: bool,
+    write: bool,
+}
+
+/// Every pipe and FIFO descriptor of every process, as `/proc` showed them: one walk, made
+/// off the event loop ([`Holders::scan`]), then asked as often as a catch-up needs.
+#[derive(Debug, Default)]
+pub struct Holders {
+    held: Vec<Held>,
+}
+
+impl Holders {
+    /// Walks `/proc`: every process's descriptors. Slow on a busy host (a stat and an fdinfo
+    /// read per pipe descriptor).
+    pub fn scan() -> Self {
+        let Ok(entries) = fs::read_dir("/proc") else { return Self::default() };
+        let held = entries
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+            .flat_map(pipes_of)
+            .collect();
+        Self { held }
+    }
+
+    /// Every process holding one of `pipes` open for reading, with whether bytes wait in it
+    /// now (asked of the pipe itself, not of the walk).
+    pub fn readers(&self, pipes: &HashSet<FileId>) -> Vec<Reader> {
+        self.held
+            .iter()
+            .filter(|h| h.read && pipes.contains(&h.pipe))
+            .map(|h| Reader {
+                pid: h.pid,
+                pipe: h.pipe,
+                unread: unread_bytes(&h.path).is_some_and(|n| n > 0),
+            })
+            .collect()
+    }
+
+    /// The pipes and FIFOs process `pid` held with `end` open (a FIFO opened read-write
+    /// counts for both ends).
+    pub fn held(&self, pid: u32, end: End) -> Vec<FileId> {
+        self.held
+            .iter()
+            .filter(|h| h.pid == pid && if end == End::Read { h.read } else { h.write })
+            .map(|h| h.pipe)
+            .collect()
+    }
 }
 
 /// Bytes waiting in the pipe behind `/proc/PID/fd/N`, read through a descriptor of our own.
@@ -61,14 +103,8 @@ fn unread_bytes(fd_path: &Path) -> Option<usize> {
     (rc == 0).then(|| usize::try_from(unread).ok()).flatten()
 }
 
-/// The pipes and FIFOs process `pid` holds with `end` open (a FIFO opened read-write counts
-/// for both ends).
-pub fn held(pid: u32, end: End) -> Vec<FileId> {
-    held_with_paths(pid, end).into_iter().map(|(_, pipe)| pipe).collect()
-}
-
-/// [`held`], with each descriptor's `/proc/PID/fd/N` path.
-fn held_with_paths(pid: u32, end: End) -> Vec<(PathBuf, FileId)> {
+/// The pipe and FIFO descriptors process `pid` holds.
+fn pipes_of(pid: u32) -> Vec<Held> {
     let dir = Path::new("/proc").join(pid.to_string());
     let Ok(fds) = fs::read_dir(dir.join("fd")) else { return Vec::new() };
     let mut found = Vec::new();
@@ -78,13 +114,8 @@ fn held_with_paths(pid: u32, end: End) -> Vec<(PathBuf, FileId)> {
             continue;
         }
         let Some(mode) = access_mode(&dir.join("fdinfo").join(fd.file_name())) else { continue };
-        let wanted = match end {
-            End::Read => mode != O_WRONLY,
-            End::Write => mode != O_RDONLY,
-        };
-        if wanted {
-            found.push((fd.path(), file_id_of(&meta)));
-        }
+        let (read, write) = (mode != O_WRONLY, mode != O_RDONLY);
+        found.push(Held { pid, pipe: file_id_of(&meta), path: fd.path(), read, write });
     }
     found
 }
@@ -108,19 +139,20 @@ mod tests {
         assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
         let me = std::process::id();
         let pipe = file_id_of(&fs::metadata(format!("/proc/self/fd/{}", fds[0])).unwrap());
-        assert!(held(me, End::Read).contains(&pipe));
-        assert!(held(me, End::Write).contains(&pipe));
+        let holders = Holders::scan();
+        assert!(holders.held(me, End::Read).contains(&pipe));
+        assert!(holders.held(me, End::Write).contains(&pipe));
         let mine = |unread| Reader { pid: me, pipe, unread };
-        assert!(readers(&HashSet::from([pipe])).contains(&mine(false)), "an empty pipe");
+        assert!(holders.readers(&HashSet::from([pipe])).contains(&mine(false)), "an empty pipe");
         // SAFETY: writing one byte from a valid buffer into our own pipe.
         assert_eq!(unsafe { libc::write(fds[1], b"x".as_ptr().cast(), 1) }, 1);
-        assert!(readers(&HashSet::from([pipe])).contains(&mine(true)), "a byte is waiting");
+        assert!(holders.readers(&HashSet::from([pipe])).contains(&mine(true)), "a byte is waiting, now");
         // SAFETY: closing our own descriptors.
         unsafe {
             libc::close(fds[0]);
             libc::close(fds[1]);
         }
-        assert!(!held(me, End::Read).contains(&pipe));
+        assert!(!Holders::scan().held(me, End::Read).contains(&pipe));
     }
 
     #[test]

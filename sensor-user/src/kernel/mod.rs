@@ -6,6 +6,7 @@ pub mod backend;
 pub mod btf;
 pub mod decode;
 pub mod holders;
+pub mod local_addrs;
 pub mod offsets;
 mod sensor;
 pub mod tmpfs;

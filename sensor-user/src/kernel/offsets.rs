@@ -52,6 +52,8 @@ pub fn from_btf(path: &Path) -> Result<KernelOffsets, Error> {
         sock_common_skc_daddr: field("sock_common", "skc_daddr")?,
         sock_common_skc_dport: field("sock_common", "skc_dport")?,
         sock_common_skc_v6_daddr: field("sock_common", "skc_v6_daddr")?,
+        sock_common_skc_rcv_saddr: field("sock_common", "skc_rcv_saddr")?,
+        sock_common_skc_v6_rcv_saddr: field("sock_common", "skc_v6_rcv_saddr")?,
         sock_common_skc_family: field("sock_common", "skc_family")?,
         io_kiocb_opcode: field("io_kiocb", "opcode")?,
         io_kiocb_file: field("io_kiocb", "file")?,

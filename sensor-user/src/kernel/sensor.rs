@@ -107,6 +107,21 @@ impl Sensor {
         allowed && !system::is_traced(pid) && !tampered()
     }
 
+    /// Makes `exes` the allowed readers from now on, in the kernel too.
+    pub fn set_allowed_exes(&mut self, exes: &[FileId]) -> Result<(), Error> {
+        let fresh: HashSet<FileId> = exes.iter().copied().collect();
+        let error = map_error(map_name::ALLOWED_EXES);
+        let mut allowed = hash_map_mut::<FileId, u8>(&mut self.ebpf, map_name::ALLOWED_EXES)?;
+        for gone in self.allowed_exes.difference(&fresh) {
+            ignore_missing(allowed.remove(gone)).map_err(&error)?;
+        }
+        for new in fresh.difference(&self.allowed_exes) {
+            allowed.insert(new, 1, 0).map_err(&error)?;
+        }
+        self.allowed_exes = fresh;
+        Ok(())
+    }
+
     /// Whether the channel programs come and go with taint (the page cache backend).
     pub fn channel_hooks_on_demand(&self) -> bool {
         self.backend.backend == Backend::PageCache
@@ -168,6 +183,11 @@ impl Sensor {
         RingBuf::try_from(map).map_err(|source| Error::Map { map: map_name::EVENTS, source })
     }
 
+    /// The kernel's set of this host's addresses, for the thread that keeps it up to date.
+    pub fn take_local_addresses(&mut self) -> Result<super::local_addrs::KernelLocalAddresses, Error> {
+        super::local_addrs::KernelLocalAddresses::new(self.ebpf.take_map(map_name::LOCAL_ADDRS))
+    }
+
     /// Bytes the kernel counted for `key`, if it is the sender's current taint's.
     pub fn send_total(&self, key: &SendKey) -> Result<Option<SendTotal>, Error> {
         let error = map_error(map_name::SEND_TOTALS);
@@ -225,6 +245,11 @@ impl Sensor {
     /// Taint map inserts the kernel refused since load (a map was full).
     pub fn inserts_failed(&self) -> Result<u64, Error> {
         self.counter(counter::INSERTS_FAILED)
+    }
+
+    /// Sends whose byte count the kernel could not keep since load (`SEND_TOTALS` full).
+    pub fn send_totals_full(&self) -> Result<u64, Error> {
+        self.counter(counter::SEND_TOTALS_FULL)
     }
 
     fn counter(&self, index: u32) -> Result<u64, Error> {
