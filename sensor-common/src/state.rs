@@ -73,13 +73,20 @@ pub struct Taint {
     pub origin_start_ns: u64,
 }
 
-/// Bytes a tainted process sent to one destination, by [`SendKey`].
+/// Bytes a tainted process sent to one destination, by [`SendKey`], with what the first
+/// send's record said: if that record was lost (a full ring buffer), the agent builds its
+/// alert from here, late.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SendTotal {
     pub bytes: u64,
     /// `Taint::acquired_ns` of the sender: a reused pid starts from zero.
     pub acquired_ns: u64,
+    /// The sender's taint at its first send.
+    pub taint: Taint,
+    /// The sender's uid, and the transport (`transport::TCP` or `UDP`), at its first send.
+    pub uid: u32,
+    pub transport: u32,
 }
 
 /// A (process, destination) pair.

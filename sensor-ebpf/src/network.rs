@@ -215,7 +215,14 @@ fn sent_by_tainted(sk: *const u8, sent: i32, mut event: ConnectEvent) -> Result<
         }
     }
     // A full map loses the byte count, never the record.
-    let kept = SEND_TOTALS.insert(key, SendTotal { bytes, acquired_ns: event.taint.acquired_ns }, 0);
+    let total = SendTotal {
+        bytes,
+        acquired_ns: event.taint.acquired_ns,
+        taint: event.taint,
+        uid: event.header.uid,
+        transport: u32::from(event.transport),
+    };
+    let kept = SEND_TOTALS.insert(key, total, 0);
     let _ = taint::counted_as(counter::SEND_TOTALS_FULL, kept);
     event.bytes = bytes;
     emit::output(event);

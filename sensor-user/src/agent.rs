@@ -146,7 +146,7 @@ pub async fn run(mut settings: Settings, reload: impl Fn() -> Result<Settings, E
                 channel_hooks.follow(&mut sensor, &pipeline)?;
                 if tick.is_multiple_of(REPORT_TICKS) {
                     report_progress(&sensor, &mut pipeline, &mut output)?;
-                    report_loss(&sensor, &pipeline, &mut output, &mut tally)?;
+                    report_loss(&sensor, &mut pipeline, &mut output, &mut tally)?;
                 }
             }
             _ = hangup.recv() => {
@@ -310,11 +310,16 @@ fn report_progress(sensor: &Sensor, pipeline: &mut Pipeline, output: &mut Output
 /// kernel, or records the agent could not decode.
 fn report_loss(
     sensor: &Sensor,
-    pipeline: &Pipeline,
+    pipeline: &mut Pipeline,
     output: &mut Output,
     tally: &mut Tally,
 ) -> Result<(), Error> {
+    let lost_before = tally.lost;
     report_count(pipeline, output, "ring-buffer-full", sensor.events_lost()?, &mut tally.lost);
+    if tally.lost > lost_before {
+        // Connect records may be among the lost: the kernel's byte counts tell which.
+        output.write_all(pipeline.recover_lost_connects(&sensor.send_totals()?));
+    }
     report_count(pipeline, output, "taint-map-full", sensor.inserts_failed()?, &mut tally.refused);
     report_count(
         pipeline,

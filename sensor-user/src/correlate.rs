@@ -2,7 +2,7 @@
 //! reported once per (process, secret, destination); repeats are counted.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
 };
 
@@ -33,6 +33,10 @@ pub struct Exfiltration {
     pub pid: u32,
     /// The sender's start time: with `pid`, which process it was.
     pub start_ns: u64,
+    /// The sender's uid when it sent.
+    pub uid: u32,
+    /// Every secret the sender carried then (`touch` is the one this alert is about).
+    pub carried: Vec<u32>,
     pub touch: Touch,
     pub destination: SocketAddr,
     pub transport: Transport,
@@ -68,11 +72,31 @@ pub struct Correlator {
     reported: HashMap<AlertKey, Tracked>,
     /// Repeats of alerts already forgotten (their process exited).
     repeats_done: u64,
+    /// Every (process, destination) a connect record named, with the sender's taint time:
+    /// what the kernel's byte counts hold beyond these came from records that were lost.
+    seen: HashSet<(SendKey, u64)>,
 }
 
 impl Correlator {
     pub fn new(trusted: Vec<IpNet>) -> Self {
-        Self { trusted, local: LocalAddresses::default(), reported: HashMap::new(), repeats_done: 0 }
+        Self {
+            trusted,
+            local: LocalAddresses::default(),
+            reported: HashMap::new(),
+            repeats_done: 0,
+            seen: HashSet::new(),
+        }
+    }
+
+    /// Whether a connect record named this (process, destination) since its taint at
+    /// `acquired_ns`.
+    pub fn has_seen(&self, key: &SendKey, acquired_ns: u64) -> bool {
+        self.seen.contains(&(*key, acquired_ns))
+    }
+
+    /// Forgets the (process, destination) pairs the kernel no longer counts.
+    pub fn keep_seen(&mut self, counted: &HashSet<(SendKey, u64)>) {
+        self.seen.retain(|pair| counted.contains(pair));
     }
 
     /// The same correlator, with `local` as this host's addresses (loopback only by default).
@@ -83,12 +107,13 @@ impl Correlator {
     /// New exfiltrations revealed by `event`, from a process started at `start_ns` that
     /// `touches` reached. Trusted destinations and repeats yield nothing.
     pub fn connect(&mut self, event: &ConnectEvent, start_ns: u64, touches: &[Touch]) -> Vec<Exfiltration> {
+        let pid = event.header.pid;
+        let send_key = SendKey { pid, port: event.port, family: event.family, addr: event.addr };
+        self.seen.insert((send_key, event.taint.acquired_ns));
         let Some((destination, transport)) = destination(event) else { return Vec::new() };
         if self.is_trusted(destination.ip()) {
             return Vec::new();
         }
-        let pid = event.header.pid;
-        let send_key = SendKey { pid, port: event.port, family: event.family, addr: event.addr };
         let mut fresh = Vec::new();
         for touch in touches {
             let key = AlertKey { pid, start_ns, secret_id: touch.secret_id, destination, transport };
@@ -96,8 +121,16 @@ impl Correlator {
                 tracked.repeats += 1;
                 continue;
             }
-            let exfiltration =
-                Exfiltration { pid, start_ns, touch: *touch, destination, transport, bytes: event.bytes };
+            let exfiltration = Exfiltration {
+                pid,
+                start_ns,
+                uid: event.header.uid,
+                carried: touches.iter().map(|t| t.secret_id).collect(),
+                touch: *touch,
+                destination,
+                transport,
+                bytes: event.bytes,
+            };
             fresh.push(exfiltration.clone());
             self.reported.insert(key, Tracked { exfiltration, send_key, repeats: 0, exited: false });
         }

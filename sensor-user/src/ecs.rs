@@ -99,9 +99,14 @@ pub struct ProcessFields {
     /// The executable's file name; left out when the executable is unknown.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    pub executable: String,
-    pub args: Vec<String>,
-    pub entity_id: String,
+    /// Left out, with `args` and `entity_id`, for a process the agent never saw
+    /// (`vigie.incomplete` says so).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub executable: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub args: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entity_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub start: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -187,9 +192,9 @@ impl ProcessFields {
         Self {
             pid: process.pid,
             name: name(process),
-            executable: process.executable.clone(),
-            args: redactor.args(&process.args),
-            entity_id: entity_id(process, &boot.id),
+            executable: Some(process.executable.clone()),
+            args: Some(redactor.args(&process.args)),
+            entity_id: Some(entity_id(process, &boot.id)),
             start: start(process, boot),
             parent: parent.map(|p| Parent {
                 pid: p.pid,
@@ -199,6 +204,11 @@ impl ProcessFields {
                 start: start(p, boot),
             }),
         }
+    }
+
+    /// A process the agent never saw: its pid alone.
+    pub fn unknown(pid: u32) -> Self {
+        Self { pid, name: None, executable: None, args: None, entity_id: None, start: None, parent: None }
     }
 }
 

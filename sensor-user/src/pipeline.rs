@@ -2,16 +2,17 @@
 //! order, and the rule turns a tainted process's connect into an alert with its story.
 
 use ipnet::IpNet;
-use sensor_common::{via, ConnectEvent, EventHeader, FileId, SendKey, TaintEvent};
+use sensor_common::{via, ConnectEvent, EventHeader, EventKind, FileId, SendKey, SendTotal, TaintEvent};
 
 use crate::{
     correlate::{Correlator, Exfiltration},
     derived_files::DerivedFiles,
-    ecs::{self, Document, Event, EventIds, ProcessFields, ProcessSummary, Vigie},
+    ecs::{self, Document, Event, EventIds, Missing, ProcessFields, ProcessSummary, Vigie},
     kernel::decode::{Derived, KernelEvent},
     process_table::{Process, ProcessTable},
     redact::Redactor,
     secret_catalog::{Secret, SecretCatalog, SecretKind},
+    system,
     taint::{TaintTable, Touch},
     trusted_processes::{TrustChange, TrustedProcesses},
 };
@@ -188,14 +189,18 @@ impl Pipeline {
 
     fn secret_read(&self, event: &TaintEvent) -> Option<Document> {
         let secret = self.catalog.get(event.taint.secret_id)?;
-        let process = self.process(&event.header);
+        let process = self.processes.get(event.header.pid);
         let kind = match secret.kind {
             SecretKind::File => ecs::SECRET_READ,
             SecretKind::ProcessMemory => ecs::SECRET_MEMORY_READ,
         };
-        let vigie = Vigie { via: self.via(&Touch::from(&event.taint)), ..secret_vigie(secret) };
+        let vigie = Vigie {
+            via: self.via(&Touch::from(&event.taint)),
+            incomplete: process.is_none().then(|| vec![Missing::Process]),
+            ..secret_vigie(secret)
+        };
         Some(Document {
-            process: Some(self.process_fields(&process)),
+            process: Some(self.process_fields(event.header.pid, process)),
             user: Some(ecs::User { id: event.header.uid.to_string() }),
             file: file_fields(secret),
             vigie: Some(vigie),
@@ -206,21 +211,64 @@ impl Pipeline {
     fn derived(&mut self, event: &Derived) -> Option<Document> {
         let path = self.derived.record(event.taint.via, &event.mount_path);
         let secret = self.catalog.get(event.taint.secret_id)?;
-        let process = self.process(&event.header);
+        let process = self.processes.get(event.header.pid);
         let derived = ecs::DerivedFile { path, inode: event.taint.via.ino.to_string() };
+        let vigie = Vigie {
+            derived: Some(derived),
+            incomplete: process.is_none().then(|| vec![Missing::Process]),
+            ..secret_vigie(secret)
+        };
         Some(Document {
-            process: Some(self.process_fields(&process)),
+            process: Some(self.process_fields(event.header.pid, process)),
             user: Some(ecs::User { id: event.header.uid.to_string() }),
             file: file_fields(secret),
-            vigie: Some(Vigie { derived: Some(derived), ..secret_vigie(secret) }),
+            vigie: Some(vigie),
             ..self.document(self.kernel_time(event.header.ktime_ns), ecs::SECRET_DERIVED)
         })
     }
 
+    /// The kernel's per-destination byte counts, read after records were lost: a count that
+    /// no connect record named is a send whose record was lost, and is judged now from what
+    /// the count kept of its first send (the late alert says so, `vigie.recovered`).
+    pub fn recover_lost_connects(&mut self, counted: &[(SendKey, SendTotal)]) -> Vec<Document> {
+        let mut documents = Vec::new();
+        for (key, total) in counted {
+            if self.correlator.has_seen(key, total.acquired_ns) {
+                continue;
+            }
+            let connect = ConnectEvent {
+                header: EventHeader {
+                    kind: EventKind::Connect as u32,
+                    pid: key.pid,
+                    uid: total.uid,
+                    _pad: 0,
+                    ktime_ns: system::monotonic_ns(),
+                },
+                taint: total.taint,
+                family: key.family,
+                port: key.port,
+                transport: u8::try_from(total.transport).unwrap_or_default(),
+                _pad: [0; 3],
+                addr: key.addr,
+                bytes: total.bytes,
+            };
+            for mut document in self.connect(&connect) {
+                if let Some(vigie) = document.vigie.as_mut() {
+                    vigie.recovered = Some(ecs::RECOVERED_FROM_SEND_TOTALS);
+                }
+                documents.push(document);
+            }
+        }
+        let still_counted = counted.iter().map(|(key, total)| (*key, total.acquired_ns)).collect();
+        self.correlator.keep_seen(&still_counted);
+        documents
+    }
+
     fn connect(&mut self, connect: &ConnectEvent) -> Vec<Document> {
-        let process = self.process(&connect.header);
-        let touches = self.taint.touches(process.pid, &connect.taint, connect.header.ktime_ns);
-        let found = self.correlator.connect(connect, process.start_ns, &touches);
+        let pid = connect.header.pid;
+        let start_ns = self.processes.get(pid).map_or(0, |p| p.start_ns);
+        let touches = self.taint.touches(pid, &connect.taint, connect.header.ktime_ns);
+        let found = self.correlator.connect(connect, start_ns, &touches);
         let time = self.kernel_time(connect.header.ktime_ns);
         found
             .iter()
@@ -230,33 +278,47 @@ impl Pipeline {
             .collect()
     }
 
-    /// An alert or a progress report, with the whole story.
+    /// An alert or a progress report, with the whole story: the processes as they were
+    /// (by pid and start time), every secret the sender carried, and what is not known.
     fn exfiltration_document(&self, found: &Exfiltration, event: Event, epoch_ns: u64) -> Option<Document> {
         let secret = self.catalog.get(found.touch.secret_id)?;
-        let process =
-            self.processes.find(found.pid, found.start_ns).cloned().unwrap_or_else(|| unknown(found.pid, 0));
-        let ancestry = self
-            .processes
-            .ancestry(&process)
-            .into_iter()
-            .map(|p| ProcessSummary::of(p, &self.redactor))
-            .collect();
-        let origin = self.processes.find(found.touch.origin_pid, found.touch.origin_start_ns).map_or_else(
-            || ProcessSummary::unknown(found.touch.origin_pid),
-            |p| ProcessSummary::of(p, &self.redactor),
-        );
+        let process = self.processes.find(found.pid, found.start_ns);
+        let ancestry = process.map(|p| self.processes.ancestry(p)).unwrap_or_default();
+        let origin = self.processes.find(found.touch.origin_pid, found.touch.origin_start_ns);
+        let mut incomplete = Vec::new();
+        if process.is_none() {
+            incomplete.push(Missing::Process);
+        }
+        if origin.is_none() {
+            incomplete.push(Missing::Origin);
+        }
+        let orphaned = ancestry
+            .last()
+            .copied()
+            .or(process)
+            .is_some_and(|p| p.ppid > 1 && self.processes.parent(p).is_none());
+        if orphaned {
+            incomplete.push(Missing::Ancestry);
+        }
+        let carried =
+            found.carried.iter().filter_map(|&id| self.catalog.get(id)).map(|s| s.path.display().to_string());
         let vigie = Vigie {
-            origin: Some(origin),
-            ancestry: Some(ancestry),
+            origin: Some(origin.map_or_else(
+                || ProcessSummary::unknown(found.touch.origin_pid),
+                |p| ProcessSummary::of(p, &self.redactor),
+            )),
+            ancestry: Some(ancestry.into_iter().map(|p| ProcessSummary::of(p, &self.redactor)).collect()),
             via: self.via(&found.touch),
+            carried: Some(carried.collect()),
+            incomplete: (!incomplete.is_empty()).then_some(incomplete),
             ..secret_vigie(secret)
         };
         let alert = event.kind == "alert";
         Some(Document {
             rule: alert.then_some(ecs::EXFILTRATION_RULE),
             threat: alert.then_some(ecs::EXFILTRATION_THREAT),
-            process: Some(self.process_fields(&process)),
-            user: Some(ecs::User { id: process.uid.to_string() }),
+            process: Some(self.process_fields(found.pid, process)),
+            user: Some(ecs::User { id: found.uid.to_string() }),
             file: file_fields(secret),
             source: Some(ecs::Source { bytes: found.bytes }),
             destination: Some(ecs::Destination {
@@ -285,13 +347,12 @@ impl Pipeline {
         }
     }
 
-    /// The process a record came from; a stand-in if the table never saw it.
-    fn process(&self, header: &EventHeader) -> Process {
-        self.processes.get(header.pid).cloned().unwrap_or_else(|| unknown(header.pid, header.uid))
-    }
-
-    fn process_fields(&self, process: &Process) -> ProcessFields {
-        ProcessFields::new(process, self.processes.parent(process), &self.facts.boot, &self.redactor)
+    /// `process.*` of process `pid`: what the table knows of it, or its pid alone.
+    fn process_fields(&self, pid: u32, process: Option<&Process>) -> ProcessFields {
+        match process {
+            Some(p) => ProcessFields::new(p, self.processes.parent(p), &self.facts.boot, &self.redactor),
+            None => ProcessFields::unknown(pid),
+        }
     }
 
     fn kernel_time(&self, ktime_ns: u64) -> u64 {
@@ -338,7 +399,7 @@ fn now_ns() -> u64 {
 mod tests {
     use std::fs;
 
-    use sensor_common::{family, transport, via, EventKind, ExitEvent, FileId, ForkEvent, Taint, TaintEvent};
+    use sensor_common::{family, transport, via, ExitEvent, ForkEvent, Taint};
     use serde_json::Value;
 
     use super::*;
@@ -346,6 +407,8 @@ mod tests {
 
     const READER: u32 = 100;
     const CHILD: u32 = 101;
+    /// A process the agent never saw.
+    const STRANGER: u32 = 555;
 
     fn header(kind: EventKind, pid: u32) -> EventHeader {
         EventHeader { kind: kind as u32, pid, uid: 1000, _pad: 0, ktime_ns: 1_000 }
@@ -404,6 +467,22 @@ mod tests {
         let taint =
             Taint { secret_id: 0, origin_pid: pid, read_ns: 1_000, acquired_ns: 1_000, ..Taint::default() };
         KernelEvent::Taint(TaintEvent { header: header(EventKind::Taint, pid), taint, fd: 3, _pad: 0, file })
+    }
+
+    /// `pid` reading the memory of trusted process 7, whose label is secret `label`.
+    fn memory_read(pid: u32, label: u32) -> KernelEvent {
+        let taint = Taint {
+            secret_id: label,
+            origin_pid: pid,
+            read_ns: 1_000,
+            acquired_ns: 1_000,
+            via_kind: via::PROCESS_MEMORY,
+            via_generation: 0,
+            via: FileId::new(0, 7),
+            origin_start_ns: 5,
+        };
+        let header = header(EventKind::Taint, pid);
+        KernelEvent::Taint(TaintEvent { header, taint, fd: 3, _pad: 0, file: FileId::default() })
     }
 
     fn json(documents: &[Document]) -> Vec<Value> {
@@ -488,28 +567,84 @@ mod tests {
     }
 
     #[test]
+    fn the_origin_is_named_as_it_was_after_its_pid_is_reused() {
+        let dir = tempfile_dir("reuse");
+        let (mut pipeline, _) = pipeline(&dir);
+        let pipe = FileId::new(0xd, 4243);
+        let through_pipe = Taint {
+            origin_pid: READER,
+            origin_start_ns: 5,
+            via_kind: via::PIPE,
+            via: pipe,
+            ..Taint::default()
+        };
+        let taint = TaintEvent {
+            header: header(EventKind::Taint, CHILD),
+            taint: through_pipe,
+            fd: 0,
+            _pad: 0,
+            file: pipe,
+        };
+        pipeline.handle(&KernelEvent::Taint(taint));
+        pipeline.handle(&KernelEvent::Exit(ExitEvent { header: header(EventKind::Exit, READER) }));
+        // Another process gets the reader's pid, later.
+        let later = 7 * sensor_common::START_TICK_NS;
+        let exec = Exec {
+            header: header(EventKind::Exec, READER),
+            ppid: 1,
+            start_ns: later,
+            self_exec_id: 1,
+            filename: "/usr/sbin/nginx".into(),
+            args: vec!["nginx".into()],
+        };
+        pipeline.handle(&KernelEvent::Exec(exec));
+
+        let alerts = json(&pipeline.handle(&connect(CHILD, [10, 0, 0, 1], Taint::default())));
+        assert_eq!(alerts[0]["vigie"]["origin"]["executable"], "/usr/bin/cat", "{:#}", alerts[0]);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_sender_never_seen_is_named_incomplete_with_the_uid_it_sent_as() {
+        let dir = tempfile_dir("unknown");
+        let (mut pipeline, _) = pipeline(&dir);
+        let kernel_taint = Taint { secret_id: 0, origin_pid: STRANGER, ..Taint::default() };
+
+        let alerts = json(&pipeline.handle(&connect(STRANGER, [10, 0, 0, 1], kernel_taint)));
+
+        let alert = &alerts[0];
+        assert_eq!(alert["process"], serde_json::json!({ "pid": STRANGER }), "{alert:#}");
+        assert_eq!(alert["user"]["id"], "1000", "{alert:#}");
+        assert_eq!(alert["vigie"]["incomplete"], serde_json::json!(["process", "origin"]), "{alert:#}");
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn every_secret_the_sender_carries_is_named_in_each_alert() {
+        let dir = tempfile_dir("carried");
+        let (mut pipeline, id) = pipeline(&dir);
+        let second = pipeline.catalog_mut().add_label("memory of hs (pid 7)".into());
+        pipeline.handle(&read(READER, id));
+        pipeline.handle(&memory_read(READER, second));
+
+        let alerts = json(&pipeline.handle(&connect(READER, [10, 0, 0, 1], Taint::default())));
+
+        assert_eq!(alerts.len(), 2, "one alert per secret");
+        let names =
+            serde_json::json!([dir.join("homeserver.yaml").display().to_string(), "memory of hs (pid 7)"]);
+        for alert in &alerts {
+            assert_eq!(alert["vigie"]["carried"], names, "{alert:#}");
+            assert!(alert["vigie"].get("incomplete").is_none(), "{alert:#}");
+        }
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
     fn a_read_of_a_services_memory_names_no_file() {
         let dir = tempfile_dir("memory");
         let (mut pipeline, _) = pipeline(&dir);
         let label = pipeline.catalog_mut().add_label("memory of hs (pid 7)".into());
-        let taint = Taint {
-            secret_id: label,
-            origin_pid: READER,
-            read_ns: 1_000,
-            acquired_ns: 1_000,
-            via_kind: via::PROCESS_MEMORY,
-            via_generation: 0,
-            via: FileId::new(0, 7),
-            origin_start_ns: 5,
-        };
-        let event = TaintEvent {
-            header: header(EventKind::Taint, READER),
-            taint,
-            fd: 3,
-            _pad: 0,
-            file: FileId::default(),
-        };
-        let docs = json(&pipeline.handle(&KernelEvent::Taint(event)));
+        let docs = json(&pipeline.handle(&memory_read(READER, label)));
         assert_eq!(docs[0]["event"]["category"], serde_json::json!(["process"]));
         assert!(docs[0].get("file").is_none(), "{:#}", docs[0]);
         let secret = serde_json::json!({"kind": "process-memory", "name": "memory of hs (pid 7)"});

@@ -17,7 +17,7 @@ use crate::{bootstrap, privilege};
 const BACKEND_ENV: &str = "VIGIE_TEST_BACKEND";
 /// The suites about what is detected and how it is reported, run a second time against the
 /// syscall backend.
-const DETECTION_SUITES: [&str; 17] = [
+const DETECTION_SUITES: [&str; 18] = [
     "allowance",
     "data_paths",
     "derived_files",
@@ -25,6 +25,7 @@ const DETECTION_SUITES: [&str; 17] = [
     "ecs_documents",
     "lineage",
     "local_destinations",
+    "lost_records",
     "no_false_alerts",
     "process_memory",
     "redaction",

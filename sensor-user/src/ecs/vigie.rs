@@ -19,6 +19,15 @@ pub struct Vigie {
     pub ancestry: Option<Vec<ProcessSummary>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub via: Option<Via>,
+    /// Every secret the sender carried when it sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub carried: Option<Vec<String>>,
+    /// Where a late alert's connect came from: [`RECOVERED_FROM_SEND_TOTALS`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recovered: Option<&'static str>,
+    /// Parts of the story the agent does not know, rather than invented.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub incomplete: Option<Vec<Missing>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub derived: Option<DerivedFile>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -31,6 +40,22 @@ pub struct Vigie {
     pub config: Option<ConfigReport>,
     #[serde(flatten)]
     pub started: Option<Started>,
+}
+
+/// `vigie.recovered` of an alert whose connect record was lost (a full ring buffer) and that
+/// was rebuilt, late, from the kernel's per-destination byte counts.
+pub const RECOVERED_FROM_SEND_TOTALS: &str = "kernel-send-totals";
+
+/// A part of a story that is not known (`vigie.incomplete`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Missing {
+    /// The process itself: the agent never saw it start (records lost), so only its pid.
+    Process,
+    /// The process that opened the secret (exited and forgotten, or never seen).
+    Origin,
+    /// An ancestor: the chain stops before init.
+    Ancestry,
 }
 
 /// `vigie.secret`: which watched secret, whatever it is (a file, a trusted process's memory).

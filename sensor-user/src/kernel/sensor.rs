@@ -201,6 +201,15 @@ impl Sensor {
         }
     }
 
+    /// Every (process, destination) the kernel counts bytes for, with its count.
+    pub fn send_totals(&self) -> Result<Vec<(SendKey, SendTotal)>, Error> {
+        let error = map_error(map_name::SEND_TOTALS);
+        let map =
+            self.ebpf.map(map_name::SEND_TOTALS).ok_or_else(|| error(missing(map_name::SEND_TOTALS)))?;
+        let totals: HashMap<_, SendKey, SendTotal> = HashMap::try_from(map).map_err(&error)?;
+        totals.iter().collect::<Result<_, _>>().map_err(error)
+    }
+
     /// Points secret `id` at a new file identity (the path now leads to another inode).
     pub fn rebind_secret(&mut self, rebind: &Rebind) -> Result<(), Error> {
         let error = map_error(map_name::SECRETS);

@@ -1,0 +1,37 @@
+//! Records the ring buffer had no room for are counted, and a lost connect record still gives
+//! its alert: the kernel counts every tainted process's bytes per destination, with what the
+//! first send's record said, and the agent reads those counts after a loss.
+
+use anyhow::{ensure, Result};
+use integration_tests::host_tools;
+use integration_tests::{actor_exe, alert, Lab, ALERT_TIMEOUT};
+use serde_json::Value;
+
+/// The smallest ring the agent accepts: it overflows on a handful of exec records.
+const SMALLEST_RING: &str = "4096";
+/// Short processes run while the agent is paused, to fill the ring before the thief runs.
+const PROCESSES: u32 = 200;
+
+#[test]
+#[ignore = "needs root and BPF: run with cargo xtask test"]
+fn a_connect_lost_to_a_full_ring_buffer_is_alerted_late_from_the_kernels_byte_counts() -> Result<()> {
+    let lab = Lab::new(actor_exe!())?;
+    let sensor = lab.sensor_with(&["--ring-buffer-bytes", SMALLEST_RING])?;
+    let dest = lab.remote().tcp_v4();
+
+    sensor.pause()?;
+    host_tools::sh(&format!("i=0; while [ $i -lt {PROCESSES} ]; do /bin/true; i=$((i+1)); done"))?;
+    // Its exec, taint and connect records find the ring full.
+    let thief = lab.actor().read(lab.secret()).open_tcp(dest).send(1_000).run()?;
+    sensor.resume()?;
+
+    let lost = sensor.expect(alert::is_events_lost, ALERT_TIMEOUT)?;
+    ensure!(alert::loss(&lost).is_some(), "{lost:#}");
+    let late = sensor.expect(alert::is_exfiltration_by(thief.pid), ALERT_TIMEOUT)?;
+    let recovered = late.pointer("/vigie/recovered").and_then(Value::as_str);
+    ensure!(recovered == Some("kernel-send-totals"), "the late alert says so: {late:#}");
+    ensure!(alert::file_path(&late) == lab.secret().to_str(), "the secret is named: {late:#}");
+    ensure!(alert::destination(&late) == Some(dest), "{late:#}");
+    ensure!(alert::source_bytes(&late).is_some_and(|b| b >= 1_000), "the bytes it sent: {late:#}");
+    Ok(())
+}
