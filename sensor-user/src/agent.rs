@@ -12,28 +12,28 @@ use tokio::{
 };
 
 use crate::{
-    allowed_readers,
+    alert::redact::Redactor,
     background::Background,
     catch_up::ChannelHooks,
+    config::allowed_readers,
+    config::services::Service,
     config::Settings,
-    correlate::Correlator,
-    ecs::{self, Vigie},
     error::Error,
+    format::ecs::{self, Vigie},
     kernel::decode::decode,
     kernel::offsets::{self as kernel_offsets, VMLINUX_BTF},
     kernel::{Sensor, SensorSpec},
     local_addresses::LocalAddresses,
-    output::{News, Output},
     pipeline::{HostFacts, Pipeline},
-    process_table::ProcessTable,
-    redact::Redactor,
     reload,
-    secret_catalog::{Rebind, Scan, SecretCatalog},
-    services::Service,
+    rules::exfiltration::Correlator,
+    sinks::output::{News, Output},
+    state::process_table::ProcessTable,
+    state::secret_catalog::{Rebind, Scan, SecretCatalog},
+    state::taint::TaintTable,
+    state::trusted_processes::TrustedProcesses,
     system,
-    taint::TaintTable,
     tmpfs_reads::{self, TmpfsReads},
-    trusted_processes::TrustedProcesses,
 };
 
 /// How often watched paths are checked for a new identity.

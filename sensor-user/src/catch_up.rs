@@ -16,8 +16,8 @@ use sensor_common::{via, EventHeader, EventKind, FileId, Taint, TaintEvent};
 
 use crate::{
     background::Background,
-    ecs::Document,
     error::Error,
+    format::ecs::Document,
     kernel::{
         decode::KernelEvent,
         holders::{self, End, Holders},

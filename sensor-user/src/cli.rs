@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use ipnet::IpNet;
 
-use crate::{kernel::backend::Choice, synapse_config::Volume};
+use crate::{config::synapse_config::Volume, kernel::backend::Choice};
 
 /// Vigie: catches credentials leaving this host.
 #[derive(Debug, Parser)]

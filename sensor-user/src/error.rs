@@ -65,7 +65,7 @@ pub enum Error {
 
     /// The homeserver configuration the `matrix-synapse` profile reads is unusable.
     #[error(transparent)]
-    Synapse(#[from] crate::synapse_config::SynapseConfigError),
+    Synapse(#[from] crate::config::synapse_config::SynapseConfigError),
 
     /// The output sink could not be opened or written.
     #[error("output {path}: {source}")]

@@ -1,31 +1,22 @@
 //! `vigie`: the agent. See the README for what it watches and what it prints.
 
 mod agent;
-mod allowed_readers;
+mod alert;
 mod background;
 mod catch_up;
 mod cli;
 mod config;
-mod correlate;
-mod derived_files;
-mod ecs;
 mod error;
+mod format;
 mod kernel;
 mod local_addresses;
-mod output;
 mod pipeline;
-mod process_table;
-mod profiles;
-mod redact;
 mod reload;
-mod secret_catalog;
-mod services;
-mod synapse_config;
-mod synapse_profile;
+mod rules;
+mod sinks;
+mod state;
 mod system;
-mod taint;
 mod tmpfs_reads;
-mod trusted_processes;
 
 use std::process::ExitCode;
 

@@ -5,16 +5,16 @@ use ipnet::IpNet;
 use sensor_common::{via, ConnectEvent, EventHeader, EventKind, FileId, SendKey, SendTotal, TaintEvent};
 
 use crate::{
-    correlate::{Correlator, Exfiltration},
-    derived_files::DerivedFiles,
-    ecs::{self, Document, Event, EventIds, Missing, ProcessFields, ProcessSummary, Vigie},
+    alert::redact::Redactor,
+    format::ecs::{self, Document, Event, EventIds, Missing, ProcessFields, ProcessSummary, Vigie},
     kernel::decode::{Derived, KernelEvent},
-    process_table::{Process, ProcessTable},
-    redact::Redactor,
-    secret_catalog::{Secret, SecretCatalog, SecretKind},
+    rules::exfiltration::{Correlator, Exfiltration},
+    state::derived_files::DerivedFiles,
+    state::process_table::{Process, ProcessTable},
+    state::secret_catalog::{Secret, SecretCatalog, SecretKind},
+    state::taint::{TaintTable, Touch},
+    state::trusted_processes::{TrustChange, TrustedProcesses},
     system,
-    taint::{TaintTable, Touch},
-    trusted_processes::{TrustChange, TrustedProcesses},
 };
 
 /// Facts about the host stamped on every document.

@@ -8,11 +8,11 @@
 
 use crate::{
     config::Settings,
-    ecs::{self, ConfigReport, Vigie},
     error::Error,
+    format::ecs::{self, ConfigReport, Vigie},
     kernel::Sensor,
-    output::Output,
     pipeline::Pipeline,
+    sinks::output::Output,
 };
 use sensor_common::FileId;
 

@@ -6,11 +6,11 @@ use tokio::io::unix::AsyncFd;
 
 use crate::{
     catch_up::taint_in_kernel,
-    ecs::{Document, TmpfsReport},
     error::Error,
+    format::ecs::{Document, TmpfsReport},
     kernel::{tmpfs::TmpfsWatch, Sensor},
     pipeline::Pipeline,
-    secret_catalog::{Rebind, SecretCatalog},
+    state::secret_catalog::{Rebind, SecretCatalog},
     system,
 };
 

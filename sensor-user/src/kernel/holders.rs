@@ -15,7 +15,7 @@ use std::{
 
 use sensor_common::FileId;
 
-use crate::secret_catalog::file_id_of;
+use crate::state::secret_catalog::file_id_of;
 
 /// `O_ACCMODE` values in `/proc/PID/fdinfo/N`'s `flags`.
 const O_RDONLY: u32 = 0;

@@ -26,9 +26,9 @@ use super::backend::{
 };
 use crate::{
     error::Error,
-    secret_catalog::{file_id, Rebind, SecretCatalog},
+    state::secret_catalog::{file_id, Rebind, SecretCatalog},
+    state::trusted_processes::TrustChange,
     system,
-    trusted_processes::TrustChange,
 };
 
 /// The eBPF object built by `build.rs` (empty when bpf-linker was missing).

@@ -19,7 +19,7 @@ use std::{
 
 use sensor_common::FileId;
 
-use crate::secret_catalog::file_id_of;
+use crate::state::secret_catalog::file_id_of;
 
 /// Events asked for on each secret: its opens and its reads.
 const MASK: u64 = libc::FAN_OPEN_PERM | libc::FAN_ACCESS_PERM;

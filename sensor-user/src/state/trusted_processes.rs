@@ -4,9 +4,9 @@
 use std::collections::HashMap;
 
 use crate::{
-    process_table::{self, Process},
-    secret_catalog::SecretCatalog,
-    services::Service,
+    config::services::Service,
+    state::process_table::{self, Process},
+    state::secret_catalog::SecretCatalog,
 };
 
 /// A change for the kernel's view of trusted processes.
@@ -76,7 +76,7 @@ impl TrustedProcesses {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::services::ServiceSpec;
+    use crate::config::services::ServiceSpec;
 
     fn worker(pid: u32, args: &[&str]) -> Process {
         Process {

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use sensor_common::FileId;
 use serde::Deserialize;
 
-use crate::{allowed_readers, process_table::Process, secret_catalog::file_id};
+use crate::{config::allowed_readers, state::process_table::Process, state::secret_catalog::file_id};
 
 /// A service as configured.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]

@@ -16,8 +16,8 @@ use std::{
 
 use crate::{
     config::OutputTarget,
-    ecs::{Document, OutputHealth},
     error::Error,
+    format::ecs::{Document, OutputHealth},
 };
 
 /// Most lines kept while the sink fails: a few MiB of documents.
@@ -277,7 +277,7 @@ mod tests {
     use serde_json::Value;
 
     use super::*;
-    use crate::ecs::{Host, SENSOR_STARTED};
+    use crate::format::ecs::{Host, SENSOR_STARTED};
 
     fn document() -> Document {
         Document::new(0, SENSOR_STARTED, "e-0".to_owned(), Host { name: "test".to_owned() })

@@ -19,7 +19,7 @@ use std::{
 
 use sensor_common::FileId;
 
-use crate::secret_catalog::SecretCatalog;
+use crate::state::secret_catalog::SecretCatalog;
 
 /// The shortest run of a secret's content that is masked: long enough that ordinary text
 /// rarely repeats a secret by chance, short enough for a 16-character password.
@@ -149,7 +149,7 @@ pub struct FingerprintReport {
 fn stamp(path: &Path) -> Option<Stamp> {
     let meta = fs::metadata(path).ok().filter(fs::Metadata::is_file)?;
     let mtime_ns = i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec());
-    Some(Stamp { id: crate::secret_catalog::file_id_of(&meta), size: meta.len(), mtime_ns })
+    Some(Stamp { id: crate::state::secret_catalog::file_id_of(&meta), size: meta.len(), mtime_ns })
 }
 
 /// The sorted, unique window hashes of the file at `path`, which `stat` said is `size` bytes.

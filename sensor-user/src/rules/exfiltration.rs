@@ -9,7 +9,7 @@ use std::{
 use ipnet::IpNet;
 use sensor_common::{family, transport, ConnectEvent, SendKey};
 
-use crate::{local_addresses::LocalAddresses, taint::Touch};
+use crate::{local_addresses::LocalAddresses, state::taint::Touch};
 
 /// `network.transport` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

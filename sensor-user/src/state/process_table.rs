@@ -176,7 +176,7 @@ impl ProcessTable {
 /// Whether `process` still runs the program its record describes: the same executable
 /// (by identity) and arguments (those the kernel cut short compared as far as they go).
 pub fn still_runs(process: &Process) -> bool {
-    let exe = |path: &str| crate::secret_catalog::file_id(std::path::Path::new(path));
+    let exe = |path: &str| crate::state::secret_catalog::file_id(std::path::Path::new(path));
     let Some(running) = exe(&format!("/proc/{}/exe", process.pid)) else { return false };
     let Ok(cmdline) = fs::read(format!("/proc/{}/cmdline", process.pid)) else { return false };
     let args = split_args(&cmdline);

@@ -15,8 +15,8 @@ use std::{
 use serde_norway::Value;
 
 use crate::{
-    services::ServiceSpec,
-    synapse_config::{PathMap, SynapseConfigError, SynapseSettings, Volume},
+    config::services::ServiceSpec,
+    config::synapse_config::{PathMap, SynapseConfigError, SynapseSettings, Volume},
 };
 
 /// Where Debian's package keeps the configuration, and the user it runs the homeserver as.

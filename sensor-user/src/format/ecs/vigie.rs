@@ -4,8 +4,8 @@
 use serde::Serialize;
 
 use crate::{
-    process_table::Process,
-    redact::{FingerprintReport, Redactor},
+    alert::redact::{FingerprintReport, Redactor},
+    state::process_table::Process,
 };
 
 /// The `vigie` object; each document kind fills the parts it has.

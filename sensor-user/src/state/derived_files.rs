@@ -8,7 +8,7 @@ use std::{collections::HashMap, fs, path::Path};
 
 use sensor_common::FileId;
 
-use crate::secret_catalog::file_id;
+use crate::state::secret_catalog::file_id;
 
 /// Derived files remembered at most (oldest forgotten first, by clearing).
 const KEPT: usize = 65_536;

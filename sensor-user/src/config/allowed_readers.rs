@@ -7,7 +7,7 @@ use std::path::Path;
 
 use sensor_common::FileId;
 
-use crate::{config::Settings, error::Error, secret_catalog::file_id};
+use crate::{config::Settings, error::Error, state::secret_catalog::file_id};
 
 /// File names of interpreters (a version suffix such as `python3.11` or `perl5.36` included).
 const INTERPRETERS: [&str; 19] = [

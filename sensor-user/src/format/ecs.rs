@@ -12,7 +12,7 @@ use serde::Serialize;
 pub use kinds::*;
 pub use vigie::*;
 
-use crate::{process_table::Process, redact::Redactor};
+use crate::{alert::redact::Redactor, state::process_table::Process};
 
 /// The ECS version these documents are checked against (the `@elastic/ecs` 9.4.0 definitions).
 pub const ECS_VERSION: &str = "9.4.0";

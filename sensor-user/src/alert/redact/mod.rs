@@ -16,7 +16,7 @@ mod shapes;
 
 use std::{collections::hash_map::RandomState, fmt::Write, hash::BuildHasher, ops::Range};
 
-use crate::secret_catalog::SecretCatalog;
+use crate::state::secret_catalog::SecretCatalog;
 pub use fingerprints::FingerprintReport;
 use fingerprints::Fingerprints;
 

@@ -1,5 +1,11 @@
 //! What to watch: the config file and the command line merged into one [`Settings`].
 
+pub mod allowed_readers;
+pub mod profiles;
+pub mod services;
+pub mod synapse_config;
+pub mod synapse_profile;
+
 use std::{
     fs,
     net::{Ipv4Addr, Ipv6Addr},
@@ -10,16 +16,10 @@ use std::{
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::Deserialize;
 
-use crate::{
-    allowed_readers,
-    cli::RunArgs,
-    error::Error,
-    kernel::backend::Choice,
-    profiles, redact,
-    services::ServiceSpec,
-    synapse_config::{SynapseConfigError, Volume},
-    synapse_profile::{SynapseOptions, SynapseProfile},
-};
+use crate::{alert::redact, cli::RunArgs, error::Error, kernel::backend::Choice};
+use services::ServiceSpec;
+use synapse_config::{SynapseConfigError, Volume};
+use synapse_profile::{SynapseOptions, SynapseProfile};
 
 /// The config file, as written by the user. Every field is optional.
 #[derive(Debug, Default, Deserialize, PartialEq)]

@@ -15,7 +15,7 @@ use std::{
 use serde::Deserialize;
 use serde_norway::{Mapping, Value};
 
-use crate::redact::messages::without_values;
+use crate::alert::redact::messages::without_values;
 
 /// Why a homeserver's configuration could not be used.
 #[derive(Debug, thiserror::Error)]

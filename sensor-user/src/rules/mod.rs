@@ -1,0 +1,3 @@
+//! The rules: state and a kernel record in, findings out.
+
+pub mod exfiltration;

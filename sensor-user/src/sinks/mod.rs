@@ -1,0 +1,3 @@
+//! Where documents go.
+
+pub mod output;
