@@ -66,6 +66,9 @@ pub struct ExecEvent {
     pub start_ns: u64,
     /// `task_struct.self_exec_id` after this exec: which program of the process it is.
     pub exec_id: u64,
+    /// The identity of the executable it now runs (`mm->exe_file`), as the kernel sees it:
+    /// a path in `filename` may be relative, or replaced since.
+    pub exe: FileId,
     pub filename: [u8; FILENAME_MAX],
     pub args: [u8; ARGS_MAX],
 }

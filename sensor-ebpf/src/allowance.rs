@@ -13,6 +13,7 @@ use crate::{
     emit::current_pid,
     kernel::{current_mm, current_task, offsets, read, task_exe_id},
     maps::{ALLOWED_EXES, ENV_SCRATCH, LOADER_TAMPERED, TRUSTED_PIDS},
+    taint,
 };
 
 /// Environment variables that make the dynamic loader run other code in a program.
@@ -59,28 +60,24 @@ fn current_is_allowed_reader() -> bool {
 /// The current process has just exec'd: trust in what it ran before ends here (the agent
 /// may trust it again from its new program), and an allowed reader's executable started with
 /// a loader variable is remembered as tampered for its lifetime (its children inherit that).
+/// A full `LOADER_TAMPERED` is counted (`taint-map-full`): the process stays allowed.
 #[inline(always)]
-pub fn exec_checked() -> Result<(), i32> {
+pub fn exec_checked() {
     let pid = current_pid();
     let _ = TRUSTED_PIDS.remove(pid);
     let _ = LOADER_TAMPERED.remove(pid);
     let task = current_task();
-    if !task_exe_id(task).is_ok_and(|exe| ALLOWED_EXES.get_ptr(exe).is_some()) {
-        return Ok(());
+    if task_exe_id(task).is_ok_and(|exe| ALLOWED_EXES.get_ptr(exe).is_some()) && loader_variables_set() {
+        let _ = taint::counted(LOADER_TAMPERED.insert(pid, 1, 0));
     }
-    if loader_variables_set() {
-        LOADER_TAMPERED.insert(pid, 1, 0)?;
-    }
-    Ok(())
 }
 
 /// A child of a tampered process is tampered too: it runs the same loaded code.
 #[inline(always)]
-pub fn forked(child: u32) -> Result<(), i32> {
+pub fn forked(child: u32) {
     if LOADER_TAMPERED.get_ptr(current_pid()).is_some() {
-        LOADER_TAMPERED.insert(child, 1, 0)?;
+        let _ = taint::counted(LOADER_TAMPERED.insert(child, 1, 0));
     }
-    Ok(())
 }
 
 /// The process exited.

@@ -13,7 +13,7 @@ use sensor_common::{EventKind, ExecEvent, ExitEvent, ForkEvent, Taint, ARGS_MAX,
 use crate::{
     allowance, channels,
     emit::{self, current_pid, header},
-    kernel::{current_mm, current_task, offsets, read},
+    kernel::{current_mm, current_task, offsets, read, task_exe_id},
     maps::TAINTED,
     taint,
 };
@@ -29,6 +29,10 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
 }
 
 fn try_exec(ctx: &TracePointContext) -> Result<(), i32> {
+    // Whether or not the record finds room: trust and allowance must not fail open on a
+    // full ring buffer.
+    allowance::exec_checked();
+    let _ = channels::note_pipeline_stage();
     let Some(mut entry) = emit::reserve::<ExecEvent>() else {
         return Ok(());
     };
@@ -43,6 +47,7 @@ fn try_exec(ctx: &TracePointContext) -> Result<(), i32> {
         (*event).ppid = read(parent, off.task_struct_tgid).unwrap_or(0);
         (*event).start_ns = read(task, off.task_struct_start_time).unwrap_or(0);
         (*event).exec_id = read(task, off.task_struct_self_exec_id).unwrap_or(0);
+        (*event).exe = task_exe_id(task).unwrap_or_default();
         (*event)._pad = 0;
 
         let loc: u32 = ctx.read_at(EXEC_FILENAME_LOC).unwrap_or(0);
@@ -55,8 +60,7 @@ fn try_exec(ctx: &TracePointContext) -> Result<(), i32> {
         (*event).args_len = read_args(&mut *(&raw mut (*event).args)).unwrap_or(0);
     }
     entry.submit(0);
-    allowance::exec_checked()?;
-    channels::note_pipeline_stage()
+    Ok(())
 }
 
 /// Copies the argument vector (`mm->arg_start..arg_end`, user memory) into `buf`.
@@ -107,7 +111,7 @@ fn try_fork(ctx: &RawTracePointContext) -> Result<(), i32> {
     if let Some(parent_taint) = taint::current() {
         taint::inserted(child_tgid, Taint { acquired_ns: now, ..parent_taint })?;
     }
-    allowance::forked(child_tgid)?;
+    allowance::forked(child_tgid);
     emit::output(ForkEvent {
         header: header(EventKind::Fork),
         child_pid: child_tgid,

@@ -40,6 +40,8 @@ use crate::{
 const TICK: Duration = Duration::from_millis(500);
 /// Every how many ticks lost events and transfer progress are reported (once a second).
 const REPORT_TICKS: u64 = 2;
+/// Every how many loss reports the connects seen are pruned to what the kernel still counts.
+const PRUNE_REPORTS: u64 = 60;
 /// Every how many ticks recursive (`**`) patterns are rescanned: they walk whole trees.
 const DEEP_SCAN_TICKS: u64 = 20;
 
@@ -53,6 +55,11 @@ struct Tally {
     lost: u64,
     refused: u64,
     send_totals_full: u64,
+    /// Updates of the kernel's maps (trust, watch list) that failed: counted, never fatal.
+    updates_failed: u64,
+    updates_failed_reported: u64,
+    /// Loss reports made (every [`REPORT_TICKS`]).
+    reports: u64,
 }
 
 /// Runs the sensor until interrupted; on SIGHUP, `reload` reads the configuration again.
@@ -105,7 +112,8 @@ pub async fn run(mut settings: Settings, reload: impl Fn() -> Result<Settings, E
     let mut pipeline =
         Pipeline::new(facts, catalog, processes, correlator, TaintTable::new(window_ns), trusted);
     pipeline.use_redactor(redactor);
-    apply_trust(&mut sensor, &mut pipeline)?;
+    let mut tally = Tally::default();
+    apply_trust(&mut sensor, &mut pipeline, &mut tally);
     output.write(&pipeline.state(ecs::SENSOR_STARTED, Vigie { started: Some(started), ..Vigie::default() }));
 
     // SAFETY: the ring buffer owns its fd and keeps it open for as long as the AsyncFd lives.
@@ -114,7 +122,6 @@ pub async fn run(mut settings: Settings, reload: impl Fn() -> Result<Settings, E
     let mut ticks = interval(TICK);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut tick = 0u64;
-    let mut tally = Tally::default();
     let mut channel_hooks = ChannelHooks::default();
     let mut scans = PathScans::default();
     loop {
@@ -136,7 +143,7 @@ pub async fn run(mut settings: Settings, reload: impl Fn() -> Result<Settings, E
             }
             scan = scans.walk.finished() => {
                 let rebinds = pipeline.catalog_mut().apply(scan);
-                follow_paths(&mut sensor, &mut pipeline, &mut output, tmpfs.as_mut(), rebinds)?;
+                follow_paths(&mut sensor, &mut pipeline, &mut output, tmpfs.as_mut(), rebinds, &mut tally)?;
             }
             _ = ticks.tick() => {
                 tick += 1;
@@ -221,7 +228,7 @@ fn drain(
         };
         drop(record);
         output.write_all(pipeline.handle(&event));
-        apply_trust(sensor, pipeline)?;
+        apply_trust(sensor, pipeline, tally);
     }
     channel_hooks.follow(sensor, pipeline)
 }
@@ -246,8 +253,14 @@ fn tend_fingerprints(pipeline: &mut Pipeline, fanotify_holds: bool) {
 }
 
 /// Tells the kernel which processes are now trusted services, or no longer.
-fn apply_trust(sensor: &mut Sensor, pipeline: &mut Pipeline) -> Result<(), Error> {
-    pipeline.take_trust_changes().into_iter().try_for_each(|change| sensor.apply_trust(change))
+/// A change the kernel refuses (a full map) is counted, reported as `events-lost`
+/// (`agent-map-update-failed`), and detection goes on.
+fn apply_trust(sensor: &mut Sensor, pipeline: &mut Pipeline, tally: &mut Tally) {
+    for change in pipeline.take_trust_changes() {
+        if sensor.apply_trust(change).is_err() {
+            tally.updates_failed += 1;
+        }
+    }
 }
 
 /// Walks of the watched paths, in the background so that deep globs never hold up the ring
@@ -278,9 +291,12 @@ fn follow_paths(
     output: &mut Output,
     mut tmpfs: Option<&mut TmpfsReads>,
     rebinds: Vec<Rebind>,
+    tally: &mut Tally,
 ) -> Result<(), Error> {
     for rebind in rebinds {
-        sensor.rebind_secret(&rebind)?;
+        if sensor.rebind_secret(&rebind).is_err() {
+            tally.updates_failed += 1;
+        }
         if let Some(reads) = tmpfs.as_deref_mut() {
             reads.rebind(pipeline.catalog_mut(), &rebind)?;
         }
@@ -316,9 +332,12 @@ fn report_loss(
 ) -> Result<(), Error> {
     let lost_before = tally.lost;
     report_count(pipeline, output, "ring-buffer-full", sensor.events_lost()?, &mut tally.lost);
+    tally.reports += 1;
     if tally.lost > lost_before {
         // Connect records may be among the lost: the kernel's byte counts tell which.
         output.write_all(pipeline.recover_lost_connects(&sensor.send_totals()?));
+    } else if tally.reports.is_multiple_of(PRUNE_REPORTS) {
+        pipeline.forget_uncounted(&sensor.send_totals()?);
     }
     report_count(pipeline, output, "taint-map-full", sensor.inserts_failed()?, &mut tally.refused);
     report_count(
@@ -329,6 +348,13 @@ fn report_loss(
         &mut tally.send_totals_full,
     );
     report_count(pipeline, output, "record-malformed", tally.malformed, &mut tally.malformed_reported);
+    report_count(
+        pipeline,
+        output,
+        "agent-map-update-failed",
+        tally.updates_failed,
+        &mut tally.updates_failed_reported,
+    );
     Ok(())
 }
 

@@ -259,9 +259,14 @@ impl Pipeline {
                 documents.push(document);
             }
         }
+        self.forget_uncounted(counted);
+        documents
+    }
+
+    /// Forgets the connects the kernel no longer counts bytes for (its map is bounded).
+    pub fn forget_uncounted(&mut self, counted: &[(SendKey, SendTotal)]) {
         let still_counted = counted.iter().map(|(key, total)| (*key, total.acquired_ns)).collect();
         self.correlator.keep_seen(&still_counted);
-        documents
     }
 
     fn connect(&mut self, connect: &ConnectEvent) -> Vec<Document> {
@@ -386,6 +391,7 @@ fn unknown(pid: u32, uid: u32) -> Process {
         args: Vec::new(),
         start_ns: 0,
         exec_id: None,
+        exe_id: None,
     }
 }
 
@@ -439,6 +445,7 @@ mod tests {
                 ppid,
                 start_ns: 5,
                 self_exec_id: 1,
+                exe: FileId::default(),
                 filename: exe.into(),
                 args: vec![exe.into()],
             };
@@ -594,6 +601,7 @@ mod tests {
             ppid: 1,
             start_ns: later,
             self_exec_id: 1,
+            exe: FileId::default(),
             filename: "/usr/sbin/nginx".into(),
             args: vec!["nginx".into()],
         };

@@ -25,13 +25,13 @@ pub fn took_in(file: FileId, generation: impl Fn() -> Result<u32, i32>, fd: u32)
     // SAFETY: values are copied out at once.
     let source = match unsafe { SECRETS.get(file) }.copied() {
         Some(_) if allowance::current_may_open_secrets() => return Ok(()),
-        // The secret was deleted and its inode number handed to a new file.
-        Some(watched) if watched.generation_known != 0 && watched.generation != generation()? => {
-            return Ok(())
+        // A watched secret of the same generation; another one is a new file that got a
+        // deleted secret's inode number, which may be a derived file.
+        Some(watched) if watched.generation_known == 0 || watched.generation == generation()? => {
+            direct(watched.secret_id)
         }
-        Some(watched) => direct(watched.secret_id),
-        None if allowance::current_is_trusted_service() => return Ok(()),
-        None => derived(file, generation)?,
+        _ if allowance::current_is_trusted_service() => return Ok(()),
+        _ => derived(file, generation)?,
     };
     taint::acquire(source, fd, file)
 }

@@ -22,7 +22,10 @@ pub fn resolve(settings: &Settings) -> Result<Vec<FileId>, Error> {
     for path in &settings.allow_readers {
         ids.push(trusted_executable("allowed reader", path)?);
     }
-    ids.extend(settings.profile_allow_readers.iter().filter_map(|p| file_id(p)));
+    let not_interpreter = |p: &&std::path::PathBuf| {
+        interpreter_name(p).is_none() && p.canonicalize().is_ok_and(|r| interpreter_name(&r).is_none())
+    };
+    ids.extend(settings.profile_allow_readers.iter().filter(not_interpreter).filter_map(|p| file_id(p)));
     Ok(ids)
 }
 

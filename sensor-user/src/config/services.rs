@@ -70,14 +70,27 @@ impl Service {
         {
             return false;
         }
-        let exe_ok = self.executables.is_empty()
-            || file_id(process.executable.as_ref()).is_some_and(|id| self.executables.contains(&id));
-        let args_ok = self.identity_is_the_executable()
-            || self.arguments_match(process.args.get(1..).unwrap_or_default());
-        let user_ok = self.user.is_none_or(|uid| uid == process.uid);
+        // An interpreter with no arguments reads its program from standard input.
+        let bare_interpreter = !self.executable_paths.is_empty() && !self.identity_is_the_executable();
+        if bare_interpreter && self.args.is_empty() && self.configs.is_empty() {
+            return false;
+        }
+        // The kernel's identity of what it runs: the exec record's path may be relative or
+        // replaced since.
+        let exe_ok = || {
+            self.executables.is_empty()
+                || process
+                    .exe_id
+                    .or_else(|| file_id(process.executable.as_ref()))
+                    .is_some_and(|id| self.executables.contains(&id))
+        };
+        let args_ok = || {
+            self.identity_is_the_executable()
+                || self.arguments_match(process.args.get(1..).unwrap_or_default())
+        };
         let cgroup_ok =
-            self.cgroup.as_deref().is_none_or(|wanted| cgroup_of(process.pid).as_deref() == Some(wanted));
-        exe_ok && args_ok && user_ok && cgroup_ok
+            || self.cgroup.as_deref().is_none_or(|wanted| cgroup_of(process.pid).as_deref() == Some(wanted));
+        self.user.is_none_or(|uid| uid == process.uid) && args_ok() && exe_ok() && cgroup_ok()
     }
 }
 
@@ -145,6 +158,7 @@ mod tests {
             args: args.iter().map(|a| (*a).to_owned()).collect(),
             start_ns: 0,
             exec_id: None,
+            exe_id: None,
         }
     }
 

@@ -293,6 +293,7 @@ mod tests {
             args: vec![executable.into()],
             start_ns: 1_230_000_000,
             exec_id: None,
+            exe_id: None,
         }
     }
 

@@ -4,7 +4,8 @@
 use std::mem::size_of;
 
 use sensor_common::{
-    ConnectEvent, DerivedEvent, EventHeader, EventKind, ExecEvent, ExitEvent, ForkEvent, Taint, TaintEvent,
+    ConnectEvent, DerivedEvent, EventHeader, EventKind, ExecEvent, ExitEvent, FileId, ForkEvent, Taint,
+    TaintEvent,
 };
 
 /// A decoded record.
@@ -35,6 +36,8 @@ pub struct Exec {
     pub ppid: u32,
     pub start_ns: u64,
     pub self_exec_id: u64,
+    /// The kernel's identity of the executable.
+    pub exe: FileId,
     pub filename: String,
     pub args: Vec<String>,
 }
@@ -82,6 +85,7 @@ fn exec(raw: &ExecEvent) -> Exec {
         ppid: raw.ppid,
         start_ns: raw.start_ns,
         self_exec_id: raw.exec_id,
+        exe: raw.exe,
         filename: c_string(&raw.filename[..filename_len]),
         args: split_args(&raw.args[..args_len]),
     }
@@ -197,6 +201,7 @@ mod tests {
             _pad: 0,
             start_ns: 5,
             exec_id: 1,
+            exe: FileId::default(),
             filename: [0xff; FILENAME_MAX],
             args: [0xff; ARGS_MAX],
         };
@@ -223,6 +228,7 @@ mod tests {
             _pad: 0,
             start_ns: 0,
             exec_id: 1,
+            exe: FileId::default(),
             filename: [b'a'; FILENAME_MAX],
             args: [b'b'; ARGS_MAX],
         };

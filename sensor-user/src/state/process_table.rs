@@ -6,7 +6,7 @@ use std::{
     fs,
 };
 
-use sensor_common::{ExitEvent, ForkEvent, START_TICK_NS};
+use sensor_common::{ExitEvent, FileId, ForkEvent, START_TICK_NS};
 
 use crate::kernel::decode::{split_args, Exec};
 
@@ -30,6 +30,8 @@ pub struct Process {
     /// Its `self_exec_id`, which program of the process this is (`None`: seen in `/proc`,
     /// which does not tell).
     pub exec_id: Option<u64>,
+    /// The kernel's identity of its executable (`None`: not known).
+    pub exe_id: Option<FileId>,
 }
 
 /// Live processes by pid, and the recently exited by (pid, start time): a story told after
@@ -103,6 +105,7 @@ impl ProcessTable {
             args: exec.args.clone(),
             start_ns: known.map_or(exec.start_ns, |p| p.start_ns),
             exec_id: Some(exec.self_exec_id),
+            exe_id: Some(exec.exe).filter(|id| *id != FileId::default()),
         };
         self.live.insert(pid, process);
     }
@@ -128,6 +131,7 @@ impl ProcessTable {
                 args: Vec::new(),
                 start_ns: fork.child_start_ns,
                 exec_id: Some(fork.child_exec_id),
+                exe_id: None,
             },
         };
         self.live.insert(fork.child_pid, child);
@@ -210,6 +214,7 @@ fn read_proc(pid: u32, ns_per_tick: u64) -> Option<Process> {
         args,
         start_ns: start_ticks * ns_per_tick,
         exec_id: None,
+        exe_id: crate::state::secret_catalog::file_id(std::path::Path::new(&format!("/proc/{pid}/exe"))),
     })
 }
 
@@ -229,6 +234,7 @@ mod tests {
             ppid,
             start_ns: 1,
             self_exec_id: 1,
+            exe: FileId::default(),
             filename: exe.into(),
             args: vec![exe.into()],
         }

@@ -98,13 +98,20 @@ impl TaintTable {
         self.by_pid.get(&pid).is_some_and(|touches| !touches.is_empty())
     }
 
-    /// What reached `pid` and still counts at `now_ns`; the kernel's record stands in when
-    /// ours is missing (lost events).
+    /// What reached `pid` and still counts at `now_ns`. The kernel only sends a connect
+    /// record for a live taint: its record stands in when ours is missing or has expired
+    /// (a renewal's record lost to a full ring buffer).
     pub fn touches(&self, pid: u32, kernel: &Taint, now_ns: u64) -> Vec<Touch> {
         let live = |t: &Touch| self.window_ns == 0 || now_ns.saturating_sub(t.read_ns) <= self.window_ns;
-        match self.by_pid.get(&pid) {
-            Some(touches) => touches.iter().copied().filter(live).collect(),
-            None => vec![Touch::from(kernel)],
+        let ours: Vec<Touch> = self
+            .by_pid
+            .get(&pid)
+            .map(|touches| touches.iter().copied().filter(live).collect())
+            .unwrap_or_default();
+        if ours.is_empty() {
+            vec![Touch::from(kernel)]
+        } else {
+            ours
         }
     }
 }
@@ -164,7 +171,8 @@ mod tests {
         table.acquire(10, touch(0, 10, 100));
         table.acquire(10, touch(1, 10, 900));
         assert_eq!(table.touches(10, &KERNEL, 1_500), [touch(1, 10, 900)]);
-        assert!(table.touches(10, &KERNEL, 3_000).is_empty());
+        // Ours expired, the kernel says it is live (a renewal we did not hear of).
+        assert_eq!(table.touches(10, &KERNEL, 3_000), [Touch::from(&KERNEL)]);
     }
 
     #[test]

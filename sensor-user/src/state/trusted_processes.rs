@@ -58,9 +58,12 @@ impl TrustedProcesses {
         false
     }
 
-    /// The process exited (the kernel forgets it by itself).
+    /// The process exited: the kernel forgets it by itself, unless the agent's trust reached
+    /// the kernel after the exit (a short-lived child of a service), so it is told too.
     pub fn exit(&mut self, pid: u32) {
-        self.by_pid.remove(&pid);
+        if self.by_pid.remove(&pid).is_some() {
+            self.changes.push(TrustChange::Untrust { pid });
+        }
     }
 
     pub fn is_trusted(&self, pid: u32) -> bool {
@@ -88,6 +91,7 @@ mod tests {
             args: args.iter().map(|a| (*a).to_owned()).collect(),
             start_ns: 3,
             exec_id: Some(4),
+            exe_id: None,
         }
     }
 
