@@ -35,3 +35,27 @@ fn a_connect_lost_to_a_full_ring_buffer_is_alerted_late_from_the_kernels_byte_co
     ensure!(alert::source_bytes(&late).is_some_and(|b| b >= 1_000), "the bytes it sent: {late:#}");
     Ok(())
 }
+
+#[test]
+#[ignore = "needs root and BPF: run with cargo xtask test"]
+fn an_allowed_reader_with_a_loader_variable_is_not_allowed_while_the_ring_is_full() -> Result<()> {
+    // The exec program checks the environment whether or not its record finds room.
+    let lab = Lab::new(actor_exe!())?;
+    let allowed = lab.actor_exe().display().to_string();
+    let sensor =
+        lab.sensor_with(&["--ring-buffer-bytes", SMALLEST_RING, "--allow-reader", allowed.as_str()])?;
+    let dest = lab.remote().tcp_v4();
+
+    sensor.pause()?;
+    host_tools::sh(&format!("i=0; while [ $i -lt {PROCESSES} ]; do /bin/true; i=$((i+1)); done"))?;
+    let preloaded = host_tools::sh(&format!(
+        "exec env -u LD_LIBRARY_PATH LD_PRELOAD=libm.so.6 {} --read {} --open-tcp {dest} --send 1000",
+        host_tools::quoted(lab.actor_exe()),
+        host_tools::quoted(lab.secret())
+    ))?;
+    sensor.resume()?;
+
+    let late = sensor.expect(alert::is_exfiltration_by(preloaded), ALERT_TIMEOUT)?;
+    ensure!(alert::file_path(&late) == lab.secret().to_str(), "{late:#}");
+    Ok(())
+}
