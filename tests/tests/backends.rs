@@ -28,16 +28,17 @@ fn syscall_hooks(sensor: &Sensor) -> Result<BTreeSet<String>> {
     Ok(attached_tracepoints(sensor.pid())?.into_iter().filter(|t| is_syscall_tracepoint(t)).collect())
 }
 
-/// Waits until the sensor's syscall hooks are attached (`true`) or not; fails after `timeout`.
-fn wait_for_syscall_hooks(sensor: &Sensor, attached: bool, timeout: Duration) -> Result<BTreeSet<String>> {
+/// Waits until the sensor's syscall hooks are `wanted` (they are attached one by one); fails
+/// after `timeout`.
+fn wait_for_syscall_hooks(sensor: &Sensor, wanted: &BTreeSet<String>, timeout: Duration) -> Result<()> {
     let deadline = Instant::now() + timeout;
     loop {
         let hooks = syscall_hooks(sensor)?;
-        if hooks.is_empty() != attached {
-            return Ok(hooks);
+        if hooks == *wanted {
+            return Ok(());
         }
         if Instant::now() > deadline {
-            bail!("syscall hooks still {hooks:?} after {timeout:?} (wanted attached: {attached})");
+            bail!("syscall hooks still {hooks:?} after {timeout:?} (wanted {wanted:?})");
         }
         thread::sleep(POLL);
     }
@@ -56,10 +57,10 @@ fn the_steady_state_has_no_syscall_tracepoint_and_taint_brings_them_for_its_life
 
     let holder = lab.actor().read(lab.secret()).sleep(HOLD).spawn()?;
     sensor.expect(alert::is_secret_read_by(holder.pid), ALERT_TIMEOUT)?;
-    let hooks = wait_for_syscall_hooks(&sensor, true, ALERT_TIMEOUT)?;
-    assert_eq!(hooks, BTreeSet::from(["sys_enter".to_owned(), "sys_exit".to_owned()]));
+    let both = BTreeSet::from(["sys_enter".to_owned(), "sys_exit".to_owned()]);
+    wait_for_syscall_hooks(&sensor, &both, ALERT_TIMEOUT)?;
     holder.finish()?;
-    wait_for_syscall_hooks(&sensor, false, ALERT_TIMEOUT)?;
+    wait_for_syscall_hooks(&sensor, &BTreeSet::new(), ALERT_TIMEOUT)?;
     Ok(())
 }
 
