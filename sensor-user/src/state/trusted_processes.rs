@@ -23,11 +23,22 @@ pub enum TrustChange {
     Untrust { pid: u32 },
 }
 
-/// Trusted processes by pid, with the catalog label naming their memory.
+/// A trusted process as the kernel was told of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Trusted {
+    /// The catalog label naming its memory.
+    label: u32,
+    /// Index of the service it runs.
+    service: usize,
+    /// The program the kernel trusts (its `self_exec_id`).
+    exec_id: Option<u64>,
+}
+
+/// Trusted processes by pid.
 #[derive(Debug, Default)]
 pub struct TrustedProcesses {
     services: Vec<Service>,
-    by_pid: HashMap<u32, u32>,
+    by_pid: HashMap<u32, Trusted>,
     changes: Vec<TrustChange>,
 }
 
@@ -37,19 +48,28 @@ impl TrustedProcesses {
     }
 
     /// Re-evaluates `process` after it started or changed program at `since_ns`; true if it
-    /// became trusted.
+    /// became trusted. The kernel trusts a program, not a pid: a trusted process that exec'd
+    /// into another service's program (a supervisor starting the homeserver) is trusted
+    /// anew, for its new program.
     pub fn observe(&mut self, process: &Process, since_ns: u64, catalog: &mut SecretCatalog) -> bool {
-        let service = self.services.iter().find(|s| s.matches(process));
-        match (service, self.by_pid.contains_key(&process.pid)) {
-            (Some(service), false) => {
-                let label = catalog.add_label(format!("memory of {} (pid {})", service.name, process.pid));
-                self.by_pid.insert(process.pid, label);
+        let service = self.services.iter().position(|s| s.matches(process));
+        let known = self.by_pid.get(&process.pid).copied();
+        match (service, known) {
+            (Some(service), known) if known.is_none_or(|k| k.exec_id != process.exec_id) => {
+                let label = match known {
+                    Some(k) if k.service == service => k.label,
+                    _ => catalog.add_label(format!(
+                        "memory of {} (pid {})",
+                        self.services[service].name, process.pid
+                    )),
+                };
+                self.by_pid.insert(process.pid, Trusted { label, service, exec_id: process.exec_id });
                 let (pid, start_ns, exec_id) = (process.pid, process.start_ns, process.exec_id);
                 let since_ns = process_table::still_runs(process).then_some(since_ns);
                 self.changes.push(TrustChange::Trust { pid, start_ns, exec_id, since_ns, label });
                 return true;
             }
-            (None, true) => {
+            (None, Some(_)) => {
                 self.by_pid.remove(&process.pid);
                 self.changes.push(TrustChange::Untrust { pid: process.pid });
             }
@@ -116,5 +136,29 @@ mod tests {
             ]
         );
         assert!(trusted.take_changes().is_empty());
+    }
+
+    #[test]
+    fn a_trusted_process_that_execs_another_service_is_trusted_for_its_new_program() {
+        let spec = |name: &str, arg: &str| ServiceSpec {
+            name: name.into(),
+            args: vec![arg.into()],
+            ..ServiceSpec::default()
+        };
+        let services = vec![
+            Service::resolve(&spec("supervisor", "supervise")),
+            Service::resolve(&spec("hs", "homeserver")),
+        ];
+        let mut trusted = TrustedProcesses::new(services);
+        let mut catalog = SecretCatalog::default();
+        assert!(trusted.observe(&worker(5, &["sh", "supervise"]), 7, &mut catalog));
+        let exec = Process { exec_id: Some(5), ..worker(5, &["sh", "homeserver"]) };
+        assert!(trusted.observe(&exec, 8, &mut catalog), "its new program is trusted anew");
+        let changes = trusted.take_changes();
+        assert!(
+            matches!(changes[1], TrustChange::Trust { pid: 5, exec_id: Some(5), label: 1, .. }),
+            "{changes:?}"
+        );
+        assert_eq!(catalog.get(1).unwrap().path.display().to_string(), "memory of hs (pid 5)");
     }
 }
