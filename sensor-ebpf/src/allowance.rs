@@ -72,6 +72,14 @@ pub fn exec_checked() {
     }
 }
 
+/// A tracer attached to process `pid` (`PTRACE_ATTACH`, or `PTRACE_SEIZE` where the syscall
+/// programs see it): whatever it put in there before detaching stays, so the process is no
+/// allowed reader for its lifetime. Any process is marked; only allowed readers look.
+#[inline(always)]
+pub fn attached(pid: u32) {
+    let _ = taint::counted(LOADER_TAMPERED.insert(pid, 1, 0));
+}
+
 /// A child of a tampered process is tampered too: it runs the same loaded code.
 #[inline(always)]
 pub fn forked(child: u32) {

@@ -73,7 +73,8 @@ pub static LOCAL_ADDRS: HashMap<[u8; 16], u8> = HashMap::with_max_entries(1_024,
 pub static TRUSTED_PIDS: HashMap<u32, TrustedProcess> = HashMap::with_max_entries(4_096, 0);
 
 /// Processes of allowed readers' executables started with a loader variable (`LD_PRELOAD`,
-/// ...), and their children, by pid: they are not allowed readers.
+/// ...), and their children, and processes a tracer attached to, by pid: they are not allowed
+/// readers (until their next exec).
 #[map]
 pub static LOADER_TAMPERED: HashMap<u32, u8> = HashMap::with_max_entries(4_096, 0);
 

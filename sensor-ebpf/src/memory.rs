@@ -10,6 +10,7 @@
 use aya_ebpf::{helpers::bpf_get_current_task_btf, macros::btf_tracepoint, programs::BtfTracePointContext};
 
 use crate::{
+    allowance,
     kernel::{current_syscall, fd_file, load, offset, proc_memory_pid, Syscall},
     maps::TRUSTED_PIDS,
     syscall_abi::nr,
@@ -29,6 +30,7 @@ pub fn vm_read(pid: u64) {
 #[inline(always)]
 pub fn ptrace(request: u64, pid: u64) {
     if request == PTRACE_ATTACH || request == PTRACE_SEIZE {
+        allowance::attached(pid as u32);
         let _ = taint::memory_read(pid as u32, u32::MAX);
     }
 }
@@ -45,7 +47,11 @@ pub fn signal_sent(ctx: BtfTracePointContext) -> i32 {
     let target: *const u8 = ctx.arg(2);
     // SAFETY: the tracepoint's `struct task_struct *`.
     let target: u32 = unsafe { load(target, offset!(task_struct_tgid)) };
-    if TRUSTED_PIDS.get_ptr(target).is_some() && current_syscall().id == nr::PTRACE {
+    if current_syscall().id != nr::PTRACE {
+        return 0;
+    }
+    allowance::attached(target);
+    if TRUSTED_PIDS.get_ptr(target).is_some() {
         let _ = taint::memory_read(target, u32::MAX);
     }
     0

@@ -2,7 +2,7 @@
 //! nothing more; a trusted service is its executable and its arguments position by position,
 //! and becoming one does not wash away taint.
 
-use std::{net::SocketAddr, path::Path};
+use std::{net::SocketAddr, path::Path, time::Duration};
 
 use anyhow::Result;
 use integration_tests::host_tools::{self, quoted};
@@ -90,6 +90,32 @@ fn an_allowed_reader_under_ptrace_is_not_allowed() -> Result<()> {
 
     let name = lab.actor_exe().file_name().unwrap_or_default().to_string_lossy().into_owned();
     let alert = expect_alert_by(&sensor, &name, dest)?;
+    assert_eq!(alert::file_path(&alert), lab.secret().to_str(), "{alert:#}");
+    Ok(())
+}
+
+#[test]
+#[ignore = "needs root and BPF: run with cargo xtask test"]
+fn an_allowed_reader_a_tracer_attached_to_and_left_is_not_allowed() -> Result<()> {
+    let lab = Lab::new(actor_exe!())?;
+    let allowed = lab.actor_exe().display().to_string();
+    let sensor = lab.sensor_with(&["--allow-reader", allowed.as_str()])?;
+    let dest = lab.remote().tcp_v4();
+
+    // The tracer could have written code into it; it detaches before the read.
+    let reader = lab.actor().sleep(Duration::from_secs(2)).read(lab.secret()).tcp(dest).spawn()?;
+    let attach = format!(
+        "import ctypes, os\n\
+         libc = ctypes.CDLL(None, use_errno=True)\n\
+         assert libc.ptrace(16, {pid}, 0, 0) == 0, ctypes.get_errno()\n\
+         os.waitpid({pid}, 0)\n\
+         assert libc.ptrace(17, {pid}, 0, 0) == 0, ctypes.get_errno()\n",
+        pid = reader.pid
+    );
+    host_tools::run("python3", &["-c", &attach])?;
+    let run = reader.finish()?;
+
+    let alert = sensor.expect(alert::is_exfiltration_by(run.pid), ALERT_TIMEOUT)?;
     assert_eq!(alert::file_path(&alert), lab.secret().to_str(), "{alert:#}");
     Ok(())
 }
