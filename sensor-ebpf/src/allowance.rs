@@ -52,39 +52,50 @@ pub fn current_may_open_secrets() -> bool {
 #[inline(always)]
 fn current_is_allowed_reader() -> bool {
     let task = current_task();
-    task_exe_id(task).is_ok_and(|exe| ALLOWED_EXES.get_ptr(exe).is_some())
+    runs_allowed_exe(task)
         && read::<u32>(task, offsets().task_struct_ptrace) == Ok(0)
         && LOADER_TAMPERED.get_ptr(current_pid()).is_none()
+}
+
+/// Whether `task` runs an allowed reader's executable.
+#[inline(always)]
+fn runs_allowed_exe(task: *const u8) -> bool {
+    task_exe_id(task).is_ok_and(|exe| ALLOWED_EXES.get_ptr(exe).is_some())
+}
+
+/// Process `pid` is no allowed reader until its next exec; a full map is counted
+/// (`taint-map-full`), and the process stays allowed.
+#[inline(always)]
+fn not_allowed(pid: u32) {
+    let _ = taint::counted(LOADER_TAMPERED.insert(pid, 1, 0));
 }
 
 /// The current process has just exec'd: trust in what it ran before ends here (the agent
 /// may trust it again from its new program), and an allowed reader's executable started with
 /// a loader variable is remembered as tampered for its lifetime (its children inherit that).
-/// A full `LOADER_TAMPERED` is counted (`taint-map-full`): the process stays allowed.
 #[inline(always)]
 pub fn exec_checked() {
     let pid = current_pid();
     let _ = TRUSTED_PIDS.remove(pid);
     let _ = LOADER_TAMPERED.remove(pid);
-    let task = current_task();
-    if task_exe_id(task).is_ok_and(|exe| ALLOWED_EXES.get_ptr(exe).is_some()) && loader_variables_set() {
-        let _ = taint::counted(LOADER_TAMPERED.insert(pid, 1, 0));
+    if runs_allowed_exe(current_task()) && loader_variables_set() {
+        not_allowed(pid);
     }
 }
 
 /// A tracer attached to process `pid` (`PTRACE_ATTACH`, or `PTRACE_SEIZE` where the syscall
 /// programs see it): whatever it put in there before detaching stays, so the process is no
-/// allowed reader for its lifetime. Any process is marked; only allowed readers look.
+/// allowed reader until its next exec. Any process is marked; only allowed readers look.
 #[inline(always)]
 pub fn attached(pid: u32) {
-    let _ = taint::counted(LOADER_TAMPERED.insert(pid, 1, 0));
+    not_allowed(pid);
 }
 
 /// A child of a tampered process is tampered too: it runs the same loaded code.
 #[inline(always)]
 pub fn forked(child: u32) {
     if LOADER_TAMPERED.get_ptr(current_pid()).is_some() {
-        let _ = taint::counted(LOADER_TAMPERED.insert(child, 1, 0));
+        not_allowed(child);
     }
 }
 

@@ -94,15 +94,8 @@ pub async fn run(mut settings: Settings, reload: impl Fn() -> Result<Settings, E
     // are still judged by the whole set.
     let local = LocalAddresses::watch(move |addresses| drop(kernel_local.sync(addresses)))
         .map_err(|e| Error::system("reading this host's addresses", e))?;
-    let started = ecs::Started {
-        secrets_watched: catalog.len(),
-        patterns_unmatched: catalog.unmatched.clone(),
-        allowed_readers: allowed_exes.len(),
-        local_addresses: local.len(),
-        tmpfs_secrets: tmpfs_report,
-        fingerprints: redactor.report(),
-        ..started(&settings, &sensor)
-    };
+    let started =
+        started(&settings, &sensor, &catalog, allowed_exes.len(), local.len(), tmpfs_report, &redactor);
     let facts = HostFacts {
         host: ecs::Host { name: system::hostname() },
         boot: ecs::Boot { id: system::boot_id(), wall_ns: system::boot_wall_ns() },
@@ -200,14 +193,26 @@ fn counters(tally: &Tally, pipeline: &Pipeline, output: &Output) -> ecs::Counter
     }
 }
 
-/// What `sensor-started` says of the settings and the loaded sensor; the caller adds what it
-/// counted.
-fn started(settings: &Settings, sensor: &Sensor) -> ecs::Started {
+/// What `sensor-started` says about the watch.
+fn started(
+    settings: &Settings,
+    sensor: &Sensor,
+    catalog: &SecretCatalog,
+    allowed_readers: usize,
+    local_addresses: usize,
+    tmpfs_secrets: ecs::TmpfsReport,
+    redactor: &Redactor,
+) -> ecs::Started {
     ecs::Started {
+        secrets_watched: catalog.len(),
+        patterns_unmatched: catalog.unmatched.clone(),
+        allowed_readers,
         trusted_nets: settings.trusted_nets.iter().map(ToString::to_string).collect(),
+        local_addresses,
+        fingerprints: redactor.report(),
         cgroup: sensor.cgroup_root.display().to_string(),
         backend: ecs::Backend { name: sensor.backend.backend.name(), reason: sensor.backend.reason.clone() },
-        ..ecs::Started::default()
+        tmpfs_secrets,
     }
 }
 

@@ -440,18 +440,27 @@ mod tests {
             TrustedProcesses::default(),
         );
         for (pid, ppid, exe) in [(1, 0, "/bin/sh"), (READER, 1, "/usr/bin/cat")] {
-            let exec = Exec {
-                header: header(EventKind::Exec, pid),
-                ppid,
-                start_ns: 5,
-                self_exec_id: 1,
-                exe: FileId::default(),
-                filename: exe.into(),
-                args: vec![exe.into()],
-            };
-            assert!(pipeline.handle(&KernelEvent::Exec(exec)).is_empty());
+            assert!(pipeline.handle(&exec(pid, ppid, exe, 5)).is_empty());
         }
         (pipeline, id)
+    }
+
+    /// `pid` (a child of `ppid`, started at `start_ns`) exec'ing `exe`.
+    fn exec(pid: u32, ppid: u32, exe: &str, start_ns: u64) -> KernelEvent {
+        KernelEvent::Exec(Exec {
+            header: header(EventKind::Exec, pid),
+            ppid,
+            start_ns,
+            self_exec_id: 1,
+            exe: FileId::default(),
+            filename: exe.into(),
+            args: vec![exe.into()],
+        })
+    }
+
+    /// `pid` taking in `taint` through `file`.
+    fn taken_in(pid: u32, taint: Taint, file: FileId) -> KernelEvent {
+        KernelEvent::Taint(TaintEvent { header: header(EventKind::Taint, pid), taint, fd: 3, _pad: 0, file })
     }
 
     fn connect(pid: u32, addr: [u8; 4], taint: Taint) -> KernelEvent {
@@ -473,7 +482,7 @@ mod tests {
     fn read(pid: u32, file: FileId) -> KernelEvent {
         let taint =
             Taint { secret_id: 0, origin_pid: pid, read_ns: 1_000, acquired_ns: 1_000, ..Taint::default() };
-        KernelEvent::Taint(TaintEvent { header: header(EventKind::Taint, pid), taint, fd: 3, _pad: 0, file })
+        taken_in(pid, taint, file)
     }
 
     /// `pid` reading the memory of trusted process 7, whose label is secret `label`.
@@ -488,8 +497,7 @@ mod tests {
             via: FileId::new(0, 7),
             origin_start_ns: 5,
         };
-        let header = header(EventKind::Taint, pid);
-        KernelEvent::Taint(TaintEvent { header, taint, fd: 3, _pad: 0, file: FileId::default() })
+        taken_in(pid, taint, FileId::default())
     }
 
     fn json(documents: &[Document]) -> Vec<Value> {
@@ -557,14 +565,7 @@ mod tests {
             via: pipe,
             origin_start_ns: 5,
         };
-        let taint = TaintEvent {
-            header: header(EventKind::Taint, CHILD),
-            taint: through_pipe,
-            fd: 0,
-            _pad: 0,
-            file: pipe,
-        };
-        let docs = json(&pipeline.handle(&KernelEvent::Taint(taint)));
+        let docs = json(&pipeline.handle(&taken_in(CHILD, through_pipe, pipe)));
         assert_eq!(docs[0]["vigie"]["via"], serde_json::json!({"kind": "pipe", "inode": "4242"}));
         let alerts = json(&pipeline.handle(&connect(CHILD, [10, 0, 0, 1], Taint::default())));
         assert_eq!(alerts[0]["vigie"]["origin"]["pid"], READER);
@@ -585,27 +586,11 @@ mod tests {
             via: pipe,
             ..Taint::default()
         };
-        let taint = TaintEvent {
-            header: header(EventKind::Taint, CHILD),
-            taint: through_pipe,
-            fd: 0,
-            _pad: 0,
-            file: pipe,
-        };
-        pipeline.handle(&KernelEvent::Taint(taint));
+        pipeline.handle(&taken_in(CHILD, through_pipe, pipe));
         pipeline.handle(&KernelEvent::Exit(ExitEvent { header: header(EventKind::Exit, READER) }));
         // Another process gets the reader's pid, later.
         let later = 7 * sensor_common::START_TICK_NS;
-        let exec = Exec {
-            header: header(EventKind::Exec, READER),
-            ppid: 1,
-            start_ns: later,
-            self_exec_id: 1,
-            exe: FileId::default(),
-            filename: "/usr/sbin/nginx".into(),
-            args: vec!["nginx".into()],
-        };
-        pipeline.handle(&KernelEvent::Exec(exec));
+        pipeline.handle(&exec(READER, 1, "/usr/sbin/nginx", later));
 
         let alerts = json(&pipeline.handle(&connect(CHILD, [10, 0, 0, 1], Taint::default())));
         assert_eq!(alerts[0]["vigie"]["origin"]["executable"], "/usr/bin/cat", "{:#}", alerts[0]);

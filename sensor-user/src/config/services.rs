@@ -41,8 +41,12 @@ pub struct ServiceSpec {
 pub struct Service {
     pub name: String,
     executables: Vec<FileId>,
-    /// The executables as installed (symlinks resolved), to tell interpreters.
-    executable_paths: Vec<PathBuf>,
+    /// Known by its executables alone: they are given, none is an interpreter (which runs
+    /// whatever it is handed), and no argument is.
+    by_executable: bool,
+    /// An interpreter given without arguments, which would read its program from standard
+    /// input: it matches nothing.
+    bare_interpreter: bool,
     args: Vec<String>,
     configs: Vec<String>,
     user: Option<u32>,
@@ -52,10 +56,14 @@ pub struct Service {
 impl Service {
     /// Resolves executable paths to identities; those not installed here are dropped.
     pub fn resolve(spec: &ServiceSpec) -> Self {
+        let installed: Vec<PathBuf> = spec.executables.iter().filter_map(|p| p.canonicalize().ok()).collect();
+        let interpreted = installed.iter().any(|p| allowed_readers::interpreter_name(p).is_some());
+        let no_arguments = spec.args.is_empty() && spec.configs.is_empty() && !installed.is_empty();
         Self {
             name: spec.name.clone(),
             executables: spec.executables.iter().filter_map(|p| file_id(p)).collect(),
-            executable_paths: spec.executables.iter().filter_map(|p| p.canonicalize().ok()).collect(),
+            by_executable: no_arguments && !interpreted,
+            bare_interpreter: no_arguments && interpreted,
             args: spec.args.clone(),
             configs: spec.configs.iter().map(|c| without_trailing_slash(c).to_owned()).collect(),
             user: spec.user,
@@ -70,9 +78,7 @@ impl Service {
         {
             return false;
         }
-        // An interpreter with no arguments reads its program from standard input.
-        let bare_interpreter = !self.executable_paths.is_empty() && !self.identity_is_the_executable();
-        if bare_interpreter && self.args.is_empty() && self.configs.is_empty() {
+        if self.bare_interpreter {
             return false;
         }
         // The kernel's identity of what it runs: the exec record's path may be relative or
@@ -84,10 +90,8 @@ impl Service {
                     .or_else(|| file_id(process.executable.as_ref()))
                     .is_some_and(|id| self.executables.contains(&id))
         };
-        let args_ok = || {
-            self.identity_is_the_executable()
-                || self.arguments_match(process.args.get(1..).unwrap_or_default())
-        };
+        let args_ok =
+            || self.by_executable || self.arguments_match(process.args.get(1..).unwrap_or_default());
         let cgroup_ok =
             || self.cgroup.as_deref().is_none_or(|wanted| cgroup_of(process.pid).as_deref() == Some(wanted));
         self.user.is_none_or(|uid| uid == process.uid) && args_ok() && exe_ok() && cgroup_ok()
@@ -95,15 +99,6 @@ impl Service {
 }
 
 impl Service {
-    /// Whether the service is its executables alone: they are given, none is an interpreter
-    /// (which runs whatever it is handed), and no argument is.
-    fn identity_is_the_executable(&self) -> bool {
-        self.args.is_empty()
-            && self.configs.is_empty()
-            && !self.executable_paths.is_empty()
-            && self.executable_paths.iter().all(|p| allowed_readers::interpreter_name(p).is_none())
-    }
-
     /// Whether `args` (after the program name) are `self.args` then exactly the config options.
     fn arguments_match(&self, args: &[String]) -> bool {
         let Some(rest) = args.strip_prefix(self.args.as_slice()) else { return false };

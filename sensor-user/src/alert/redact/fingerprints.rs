@@ -134,7 +134,7 @@ impl Fingerprints {
 }
 
 /// `vigie.fingerprints` in `sensor-started`: what redaction can recognise by content.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct FingerprintReport {
     pub files: usize,
     pub bytes: u64,

@@ -182,7 +182,7 @@ pub struct ConfigReport {
 }
 
 /// What `sensor-started` says about the watch, at the top of `vigie`.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Serialize)]
 pub struct Started {
     pub secrets_watched: usize,
     pub patterns_unmatched: Vec<String>,
@@ -197,14 +197,14 @@ pub struct Started {
 }
 
 /// `vigie.backend`: the kernel hook set, and why.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Serialize)]
 pub struct Backend {
     pub name: &'static str,
     pub reason: String,
 }
 
 /// `vigie.tmpfs_secrets`: how many tmpfs secrets fanotify watches, or why it does not.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Serialize)]
 pub struct TmpfsReport {
     pub watched: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
