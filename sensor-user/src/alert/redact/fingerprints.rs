@@ -1,7 +1,8 @@
 //! Keyed fingerprints of the watched secrets' contents: the keyed hash of every [`WINDOW`]-byte
 //! window of each file, so that an argument carrying any such run of a secret is masked. The
-//! contents themselves are kept nowhere: each file is read into one buffer, hashed, and the
-//! buffer is zeroed before it is freed. Without the agent's key a fingerprint tells nothing.
+//! contents themselves are kept nowhere: each file is read into one buffer ([`read_secret`]),
+//! hashed, and the buffer is zeroed before it is freed. Without the agent's key a fingerprint
+//! tells nothing.
 //!
 //! Memory is capped: files up to [`FILE_LIMIT`] bytes, [`TOTAL_LIMIT`] bytes in all (8 bytes
 //! of fingerprint per byte of secret, so at most 16 MiB). A 100 MB homeserver database is not
@@ -18,6 +19,7 @@ use std::{
 };
 
 use sensor_common::FileId;
+use zeroize::Zeroizing;
 
 use crate::state::secret_catalog::SecretCatalog;
 
@@ -29,7 +31,7 @@ pub const FILE_LIMIT: u64 = 256 * 1024;
 /// All fingerprinted files together.
 pub const TOTAL_LIMIT: u64 = 2 * 1024 * 1024;
 /// Windows with fewer distinct bytes (YAML indentation, `------------`) are not a secret's.
-const MIN_DISTINCT_BYTES: usize = 4;
+pub const MIN_DISTINCT_BYTES: usize = 4;
 
 /// The fingerprints of every watched file, by secret id.
 #[derive(Debug, Default)]
@@ -49,9 +51,9 @@ struct FileFingerprints {
 
 /// What tells that a file changed without reading it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp {
+pub struct Stamp {
     id: FileId,
-    size: u64,
+    pub size: u64,
     mtime_ns: i128,
 }
 
@@ -146,7 +148,7 @@ pub struct FingerprintReport {
 }
 
 /// The stamp of the regular file at `path`; `None` for anything else or nothing.
-fn stamp(path: &Path) -> Option<Stamp> {
+pub fn stamp(path: &Path) -> Option<Stamp> {
     let meta = fs::metadata(path).ok().filter(fs::Metadata::is_file)?;
     let mtime_ns = i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec());
     Some(Stamp { id: crate::state::secret_catalog::file_id_of(&meta), size: meta.len(), mtime_ns })
@@ -154,22 +156,26 @@ fn stamp(path: &Path) -> Option<Stamp> {
 
 /// The sorted, unique window hashes of the file at `path`, which `stat` said is `size` bytes.
 fn read_windows(key: &RandomState, path: &Path, size: u64) -> io::Result<Vec<u64>> {
+    let content = read_secret(path, size)?;
+    let mut windows: Vec<u64> = content
+        .windows(WINDOW)
+        .filter(|window| distinct_bytes(window) >= MIN_DISTINCT_BYTES)
+        .map(|window| key.hash_one(window))
+        .collect();
+    windows.sort_unstable();
+    windows.dedup();
+    Ok(windows)
+}
+
+/// The content of the secret file at `path`, which `stat` said is `size` bytes (at most
+/// [`FILE_LIMIT`] are read), in a buffer zeroed when dropped.
+pub fn read_secret(path: &Path, size: u64) -> io::Result<Zeroizing<Vec<u8>>> {
     // One buffer of fixed size, never grown: a reallocation would leave a copy behind.
-    let mut buffer = vec![0u8; usize::try_from(size.min(FILE_LIMIT)).unwrap_or(0) + 1];
-    let read = read_into(File::open(path)?, &mut buffer);
-    let windows = read.map(|len| {
-        let content = &buffer[..len.min(buffer.len() - 1)];
-        let mut windows: Vec<u64> = content
-            .windows(WINDOW)
-            .filter(|window| distinct_bytes(window) >= MIN_DISTINCT_BYTES)
-            .map(|window| key.hash_one(window))
-            .collect();
-        windows.sort_unstable();
-        windows.dedup();
-        windows
-    });
-    zeroise(&mut buffer);
-    windows
+    let mut buffer = Zeroizing::new(vec![0u8; usize::try_from(size.min(FILE_LIMIT)).unwrap_or(0) + 1]);
+    let read = read_into(File::open(path)?, &mut buffer)?;
+    let limit = buffer.len() - 1;
+    buffer.truncate(read.min(limit));
+    Ok(buffer)
 }
 
 /// Fills `buffer` from `file` until it is full or the file ends; returns the bytes read.
@@ -186,16 +192,8 @@ fn read_into(mut file: File, buffer: &mut [u8]) -> io::Result<usize> {
     Ok(filled)
 }
 
-fn distinct_bytes(window: &[u8]) -> usize {
+/// How many different bytes `window` holds.
+pub fn distinct_bytes(window: &[u8]) -> usize {
     let mut seen = [false; 256];
     window.iter().filter(|&&b| !std::mem::replace(&mut seen[usize::from(b)], true)).count()
-}
-
-/// Overwrites `buffer` with zeros in a way the compiler may not elide as a dead store.
-fn zeroise(buffer: &mut [u8]) {
-    for byte in buffer.iter_mut() {
-        // SAFETY: `byte` is a valid, exclusive reference into the buffer.
-        unsafe { std::ptr::write_volatile(byte, 0) };
-    }
-    std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
 }

@@ -72,14 +72,20 @@ impl Redactor {
                 continue;
             }
             out.push_str(&text[done..span.start]);
-            let hash = self.key.hash_one(&text.as_bytes()[span.clone()]) >> 40;
+            let hash = fingerprint(&self.key, &text.as_bytes()[span.clone()]);
             // Writing to a String cannot fail.
-            let _ = write!(out, "[masked len={} h={hash:06x}]", span.len());
+            let _ = write!(out, "[masked len={} h={hash}]", span.len());
             done = span.end;
         }
         out.push_str(&text[done..]);
         out
     }
+}
+
+/// The `h=` of `bytes`: the first 24 bits of their hash keyed with `key`, in hex. It tells two
+/// values of one agent run apart, and nothing about either without the key.
+pub fn fingerprint(key: &RandomState, bytes: &[u8]) -> String {
+    format!("{:06x}", key.hash_one(bytes) >> 40)
 }
 
 /// `span` clamped to `text` and widened to whole characters (fingerprint windows are bytes).

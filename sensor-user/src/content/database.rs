@@ -1,0 +1,56 @@
+//! The access and refresh tokens of a homeserver's `SQLite` database, read incrementally (rows
+//! with a larger `id` than the last one read) without ever holding Synapse up.
+//!
+//! How it never blocks the homeserver: Synapse runs its `SQLite` database in WAL mode
+//! (`synapse/storage/engines/sqlite.py`), where a reader takes no lock a writer waits for: it
+//! reads a snapshot (the database plus the WAL up to its read mark) while the writer appends to
+//! the WAL. The connection is opened `mode=ro` (`SQLITE_OPEN_READ_ONLY`: it can never write,
+//! nor take a write lock, nor checkpoint), each read is one short `SELECT` by primary key, and
+//! the busy timeout is zero: if the file is locked exclusively (a rollback-journal database in
+//! the middle of a commit, `locking_mode=EXCLUSIVE`), the read fails at once and is tried again
+//! at the next refresh, rather than waiting. `immutable=1` would skip locking altogether, but
+//! it also ignores the WAL, where the newest tokens are until a checkpoint.
+
+use std::{path::Path, time::Duration};
+
+use rusqlite::{Connection, OpenFlags};
+use zeroize::Zeroizing;
+
+/// Rows read at most per table and refresh: a database of a million tokens is taken in over
+/// several ticks instead of stalling one.
+const ROWS_PER_REFRESH: u32 = 20_000;
+
+/// The tables holding tokens, and what their tokens are.
+pub const TABLES: &[(&str, &str)] = &[("access_tokens", "access token"), ("refresh_tokens", "refresh token")];
+
+/// How far each table of one database has been read.
+#[derive(Debug, Default, Clone)]
+pub struct TokenCursor {
+    /// The largest `id` read, by table (in [`TABLES`] order).
+    last_ids: [i64; 2],
+}
+
+/// A token read from the database: its table's index in [`TABLES`] and the token.
+pub type Token = (usize, Zeroizing<String>);
+
+impl TokenCursor {
+    /// The tokens added to the database at `path` since the last call.
+    pub fn new_tokens(&mut self, path: &Path) -> rusqlite::Result<Vec<Token>> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let db = Connection::open_with_flags(path, flags)?;
+        db.busy_timeout(Duration::ZERO)?;
+        let mut tokens = Vec::new();
+        for (table, (name, _)) in TABLES.iter().enumerate() {
+            let mut statement =
+                db.prepare(&format!("SELECT id, token FROM {name} WHERE id > ?1 ORDER BY id LIMIT ?2"))?;
+            let mut rows = statement.query((self.last_ids[table], ROWS_PER_REFRESH))?;
+            while let Some(row) = rows.next()? {
+                let id: i64 = row.get(0)?;
+                let token = Zeroizing::new(row.get::<_, String>(1)?);
+                self.last_ids[table] = self.last_ids[table].max(id);
+                tokens.push((table, token));
+            }
+        }
+        Ok(tokens)
+    }
+}

@@ -1,0 +1,333 @@
+//! The recognizer end to end: real files through the secret catalog, traffic encoded by
+//! encoders written here (independent of [`super::encodings`]), scanned whole and split.
+
+use std::{collections::hash_map::RandomState, fmt::Write, fs, path::PathBuf, time::Instant};
+
+use super::{encodings::base64_padded, *};
+use crate::state::secret_catalog::SecretCatalog;
+
+/// A value with bytes that every encoding changes: `"` `\` `/` `%` `&`, a space, and `?`/`>`
+/// whose low 6 bits are base64's `/`/`+`.
+const SHARED_SECRET: &str = r#"reg "sh\ared"/s3cr3t%&?>?>"#;
+const HANDED_OUT: &str = "pg-password-0123456789";
+const SYT: &str = "syt_YWRtaW4_hphggrTyVrHnOIUuDGsS_1hCggm";
+
+struct Setup {
+    dir: PathBuf,
+    catalog: SecretCatalog,
+    recognizer: Recognizer,
+}
+
+fn setup(name: &str, files: &[(&str, &str)]) -> Setup {
+    let dir = std::env::temp_dir().join(format!("vigie-content-{name}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    for (file, content) in files {
+        fs::write(dir.join(file), content).unwrap();
+    }
+    let patterns: Vec<String> = files.iter().map(|(file, _)| dir.join(file).display().to_string()).collect();
+    let catalog = SecretCatalog::resolve(&patterns);
+    let recognizer = Recognizer::new(&RandomState::new(), &catalog);
+    Setup { dir, catalog, recognizer }
+}
+
+fn homeserver() -> String {
+    format!(
+        "server_name: example.org\nregistration_shared_secret: '{SHARED_SECRET}'\n\
+             database:\n  name: psycopg2\n  args:\n    password: {HANDED_OUT}\n"
+    )
+}
+
+fn stream(port: u16) -> StreamKey {
+    StreamKey { pid: 4242, family: 2, addr: [10, 213, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], port }
+}
+
+/// The traffic forms a client would send, each with the encodings it may be reported under
+/// (a base64url form that has no `-`/`_` is the standard one, reported as base64).
+fn encoded_traffic(value: &str) -> Vec<(String, Vec<u8>, &'static [Encoding])> {
+    let mut cases: Vec<(String, Vec<u8>, &'static [Encoding])> = Vec::new();
+    cases.push((
+        "raw".into(),
+        format!("POST / HTTP/1.1\r\n\r\nsecret={value}&x=1").into_bytes(),
+        &[Encoding::Raw],
+    ));
+    let json = serde_json::to_string(&serde_json::json!({ "secret": value })).unwrap();
+    cases.push(("json".into(), json.into_bytes(), &[Encoding::JsonEscaped]));
+    let percent: String = value
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    cases.push(("percent".into(), format!("GET /?s={percent} HTTP/1.1").into_bytes(), &[Encoding::Percent]));
+    let hex = value.bytes().fold(String::new(), |mut hex, b| {
+        let _ = write!(hex, "{b:02x}");
+        hex
+    });
+    cases.push(("hex".into(), format!("d={hex};").into_bytes(), &[Encoding::Hex]));
+    cases.push(("HEX".into(), format!("d={};", hex.to_uppercase()).into_bytes(), &[Encoding::Hex]));
+    for prefix in ["", "a", "ab"] {
+        let message = format!("{prefix}secret={value}\n");
+        let standard = base64_padded(message.as_bytes(), false);
+        let url = base64_padded(message.as_bytes(), true);
+        cases.push((format!("base64 +{}", prefix.len()), standard.clone().into_bytes(), &[Encoding::Base64]));
+        let unpadded = standard.trim_end_matches('=').to_owned();
+        cases.push((
+            format!("base64 unpadded +{}", prefix.len()),
+            unpadded.into_bytes(),
+            &[Encoding::Base64],
+        ));
+        let both: &[Encoding] = &[Encoding::Base64Url, Encoding::Base64];
+        cases.push((format!("base64url +{}", prefix.len()), url.into_bytes(), both));
+    }
+    cases
+}
+
+fn assert_found(matches: &[ContentMatch], name: &str, encodings: &[Encoding], case: &str) {
+    assert_eq!(matches.len(), 1, "{case}: {matches:?}");
+    assert!(matches[0].secret.starts_with(name), "{case}: {matches:?}");
+    assert!(encodings.contains(&matches[0].encoding), "{case}: {matches:?}");
+}
+
+#[test]
+fn every_encoding_and_alignment_is_found_whole_and_split_in_two_and_three() {
+    let mut s = setup("encodings", &[("homeserver.yaml", &homeserver())]);
+    let name = "registration_shared_secret of ";
+    let mut port = 0;
+    for (case, traffic, encodings) in encoded_traffic(SHARED_SECRET) {
+        port += 1;
+        assert_found(&s.recognizer.scan(&stream(port), &traffic, Scope::Tainted), name, encodings, &case);
+        for cut in 1..traffic.len() {
+            port += 1;
+            let mut matches = s.recognizer.scan(&stream(port), &traffic[..cut], Scope::Tainted);
+            matches.extend(s.recognizer.scan(&stream(port), &traffic[cut..], Scope::Tainted));
+            assert_found(&matches, name, encodings, &format!("{case} cut at {cut}"));
+        }
+        for first in (1..traffic.len() - 1).step_by(3) {
+            let second = first + (traffic.len() - first) / 2;
+            port += 1;
+            let matches: Vec<ContentMatch> = [&traffic[..first], &traffic[first..second], &traffic[second..]]
+                .iter()
+                .flat_map(|part| s.recognizer.scan(&stream(port), part, Scope::Tainted))
+                .collect();
+            assert_found(&matches, name, encodings, &format!("{case} cut at {first} and {second}"));
+        }
+        s.recognizer.forget_process(4242);
+    }
+}
+
+#[test]
+fn a_match_names_its_source_and_fingerprint_and_unrelated_bytes_match_nothing() {
+    let mut s = setup("source", &[("homeserver.yaml", &homeserver())]);
+    let path = s.dir.join("homeserver.yaml");
+    let matches = s.recognizer.scan(&stream(1), format!("x{SHARED_SECRET}x").as_bytes(), Scope::Tainted);
+    assert_eq!(matches[0].secret, format!("registration_shared_secret of {}", path.display()));
+    assert_eq!(matches[0].source, Source::File(path));
+    assert_eq!(matches[0].fingerprint.len(), 6);
+    assert_eq!(matches[0].encoding.as_str(), "raw");
+    // Everything but the last byte, and ordinary traffic: silent.
+    let cut = &SHARED_SECRET[..SHARED_SECRET.len() - 1];
+    assert_eq!(s.recognizer.scan(&stream(2), format!("x{cut}_x").as_bytes(), Scope::Tainted), []);
+    assert_eq!(
+        s.recognizer.scan(&stream(3), b"GET / HTTP/1.1\r\nHost: example.org\r\n\r\n", Scope::Tainted),
+        []
+    );
+}
+
+#[test]
+fn a_trusted_service_is_matched_on_its_own_secrets_only() {
+    let mut s = setup("scope", &[("homeserver.yaml", &homeserver())]);
+    let traffic = format!("{SHARED_SECRET} {HANDED_OUT} Bearer {SYT} ");
+    let tainted = s.recognizer.scan(&stream(1), traffic.as_bytes(), Scope::Tainted);
+    let names: Vec<&str> = tainted.iter().map(|m| m.secret.split(" of ").next().unwrap()).collect();
+    assert_eq!(
+        names,
+        ["registration_shared_secret", "database.args.password", "access token (syt_ checksum)"]
+    );
+    let trusted = s.recognizer.scan(&stream(2), traffic.as_bytes(), Scope::TrustedService);
+    assert_eq!(trusted.len(), 1);
+    assert_eq!(trusted[0], tainted[0]);
+}
+
+#[test]
+fn a_token_split_across_three_scans_is_recognised_by_its_checksum() {
+    let mut s = setup("token", &[("homeserver.yaml", &homeserver())]);
+    let traffic = format!("GET /_matrix/client/v3/sync HTTP/1.1\r\nAuthorization: Bearer {SYT}\r\n");
+    let at = traffic.find("syt_").unwrap();
+    let cuts = [at + 2, at + 20, traffic.len()];
+    let mut matches = Vec::new();
+    let mut from = 0;
+    for cut in cuts {
+        matches.extend(s.recognizer.scan(&stream(1), &traffic.as_bytes()[from..cut], Scope::Tainted));
+        from = cut;
+    }
+    assert_eq!(matches.len(), 1, "{matches:?}");
+    assert_eq!(matches[0].source, Source::TokenFormat);
+}
+
+#[test]
+fn forgotten_and_evicted_streams_lose_their_tails_and_others_keep_theirs() {
+    let mut s = setup("forget", &[("homeserver.yaml", &homeserver())]);
+    let (head, tail) = SHARED_SECRET.split_at(10);
+    let other = StreamKey { pid: 7, ..stream(1) };
+    s.recognizer.scan(&stream(1), head.as_bytes(), Scope::Tainted);
+    s.recognizer.scan(&other, head.as_bytes(), Scope::Tainted);
+    s.recognizer.forget_process(4242);
+    assert_eq!(s.recognizer.scan(&stream(1), tail.as_bytes(), Scope::Tainted), []);
+    assert_eq!(s.recognizer.scan(&other, tail.as_bytes(), Scope::Tainted).len(), 1);
+
+    // The least recently used stream goes first, and is counted.
+    s.recognizer.scan(&stream(1), head.as_bytes(), Scope::Tainted);
+    s.recognizer.scan(&other, head.as_bytes(), Scope::Tainted);
+    for port in 2..=u16::try_from(streams::MAX_STREAMS).unwrap() {
+        s.recognizer.scan(&stream(port), b"-", Scope::Tainted);
+    }
+    assert_eq!(s.recognizer.report().streams_evicted, 1);
+    assert_eq!(s.recognizer.scan(&other, tail.as_bytes(), Scope::Tainted).len(), 1);
+    // Its stream comes back empty (evicting the next oldest).
+    assert_eq!(s.recognizer.scan(&stream(1), tail.as_bytes(), Scope::Tainted), []);
+    assert_eq!(s.recognizer.report().streams_evicted, 2);
+}
+
+#[test]
+fn refresh_takes_a_changed_value_and_drops_the_old_one() {
+    let mut s = setup("refresh", &[("homeserver.yaml", &homeserver())]);
+    let new_secret = "a-new-shared-secret-after-rotation";
+    fs::write(s.dir.join("homeserver.yaml"), format!("registration_shared_secret: {new_secret}\n")).unwrap();
+    s.recognizer.refresh(&s.catalog);
+    assert_eq!(s.recognizer.scan(&stream(1), SHARED_SECRET.as_bytes(), Scope::Tainted), []);
+    assert_eq!(s.recognizer.scan(&stream(2), new_secret.as_bytes(), Scope::Tainted).len(), 1);
+    // A control: the old value was recognised before the change.
+    let s = setup("refresh-control", &[("homeserver.yaml", &homeserver())]);
+    let mut recognizer = s.recognizer;
+    assert_eq!(recognizer.scan(&stream(1), SHARED_SECRET.as_bytes(), Scope::Tainted).len(), 1);
+}
+
+#[test]
+fn report_counts_values_by_source_and_names_what_was_skipped() {
+    let s = setup(
+        "report",
+        &[
+            ("homeserver.yaml", "form_secret: short\nmacaroon_secret_key: long-enough-macaroon-key\n"),
+            ("notes", "a\nb\n"),
+        ],
+    );
+    let report: RecognizerReport = s.recognizer.report();
+    assert_eq!(report.values, 1);
+    assert_eq!(report.sources[0].values, 1);
+    let skipped: Vec<(&str, &str)> =
+        report.skipped.iter().map(|k| (k.name.as_str(), k.reason.as_str())).collect();
+    let yaml = s.dir.join("homeserver.yaml");
+    let notes = s.dir.join("notes");
+    assert!(
+        skipped.contains(&(&format!("form_secret of {}", yaml.display()), "shorter than the minimum")),
+        "{skipped:?}"
+    );
+    assert!(skipped.contains(&(&notes.display().to_string(), "unknown format")), "{skipped:?}");
+}
+
+#[test]
+fn debug_shows_neither_values_nor_stream_tails() {
+    let mut s = setup("debug", &[("homeserver.yaml", &homeserver())]);
+    // Half a value waits in the stream's tail.
+    s.recognizer.scan(&stream(1), &SHARED_SECRET.as_bytes()[..20], Scope::Tainted);
+    let shown = format!("{:?}", s.recognizer);
+    assert!(shown.contains("registration_shared_secret"));
+    for value in [SHARED_SECRET, HANDED_OUT] {
+        for window in value.as_bytes().windows(patterns::ANCHOR) {
+            assert!(!shown.contains(std::str::from_utf8(window).unwrap()), "{value}");
+        }
+    }
+}
+
+/// The synapse tables holding tokens, as `synapse/storage/schema/main/full_schemas` creates
+/// them (other columns left out), in WAL mode as Synapse opens its database.
+fn token_database(path: &std::path::Path) -> rusqlite::Connection {
+    let db = rusqlite::Connection::open(path).unwrap();
+    db.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         CREATE TABLE access_tokens (id BIGINT PRIMARY KEY, user_id TEXT NOT NULL, device_id TEXT,
+             token TEXT NOT NULL, valid_until_ms BIGINT, UNIQUE(token));
+         CREATE TABLE refresh_tokens (id BIGINT PRIMARY KEY, user_id TEXT NOT NULL,
+             device_id TEXT NOT NULL, token TEXT NOT NULL, next_token_id BIGINT, UNIQUE(token));",
+    )
+    .unwrap();
+    db
+}
+
+#[test]
+fn database_tokens_are_read_incrementally_while_a_writer_holds_its_transaction() {
+    let mut s = setup("sqlite", &[("homeserver.yaml", &homeserver())]);
+    let path = s.dir.join("homeserver.db");
+    let writer = token_database(&path);
+    let first = "syt_YWxpY2U_aaaaaaaaaaaaaaaaaaaa_000000";
+    writer
+        .execute("INSERT INTO access_tokens (id, user_id, token) VALUES (1, '@alice:x', ?1)", [first])
+        .unwrap();
+
+    // The writer opens a write transaction and keeps it while the recognizer first reads.
+    writer.busy_timeout(std::time::Duration::ZERO).unwrap();
+    writer.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let second = "refresh-token-second-0123";
+    writer
+        .execute(
+            "INSERT INTO refresh_tokens (id, user_id, device_id, token) VALUES (5, 'u', 'd', ?1)",
+            [second],
+        )
+        .unwrap();
+    s.catalog.add_patterns(&[path.display().to_string()]);
+    s.catalog.rescan(|_| true);
+    s.recognizer.refresh(&s.catalog);
+    let report = s.recognizer.report();
+    let db = report.sources.iter().find(|r| r.kind == "database").expect("the database");
+    assert_eq!(db.values, 1, "{report:?}");
+    assert!(report.skipped.iter().all(|k| !k.reason.starts_with("database")), "{report:?}");
+    // The reader held no lock: the writer commits at once, with no busy wait allowed.
+    writer.execute_batch("COMMIT").unwrap();
+
+    s.recognizer.refresh(&s.catalog);
+    let matches = s.recognizer.scan(&stream(1), format!("{first} {second} ").as_bytes(), Scope::Tainted);
+    let names: Vec<&str> = matches.iter().map(|m| m.secret.as_str()).collect();
+    let shown = path.display();
+    assert_eq!(names, [format!("access token in {shown}"), format!("refresh token in {shown}")]);
+    assert_eq!(matches[0].source, Source::Database(path.clone()));
+    // Tokens are handed out by the homeserver: not its leak.
+    assert_eq!(
+        s.recognizer.scan(&stream(2), format!("{first} {second} ").as_bytes(), Scope::TrustedService),
+        []
+    );
+}
+
+/// Throughput of `scan` with 200 values, printed (no timed assertion): run with
+/// `cargo test --release -p sensor-user content::tests::scan_throughput -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement, run in release"]
+fn scan_throughput() {
+    let env = (0..200u64).fold(String::new(), |mut env, i| {
+        let _ = writeln!(env, "SECRET_{i}=value-{i:04}-{:016x}", 0x9e37_79b9_u64.pow(2) * i);
+        env
+    });
+    let mut s = setup("throughput", &[(".env", &env)]);
+    assert_eq!(s.recognizer.report().values, 200);
+    let chunk: Vec<u8> = (0..64 * 1024u32)
+        .map(|i| b"GET /_matrix/client/v3/sync?since=s72594_4483 HTTP/1.1\r\n"[i as usize % 57])
+        .collect();
+    let total: u32 = 256 * 1024 * 1024;
+    for (scope, tokens) in [(Scope::Tainted, "with"), (Scope::TrustedService, "without")] {
+        let started = Instant::now();
+        let mut found = 0;
+        for _ in 0..total as usize / chunk.len() {
+            found += s.recognizer.scan(&stream(1), &chunk, scope).len();
+        }
+        let secs = started.elapsed().as_secs_f64();
+        println!(
+            "scan, 200 values ({} forms), {tokens} token shapes: {:.0} MB/s ({found} found)",
+            s.recognizer.report().forms,
+            f64::from(total) / secs / 1e6
+        );
+    }
+}
