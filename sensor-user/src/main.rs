@@ -47,6 +47,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: cli::RunArgs) -> Result<(), error::Error> {
+    system::make_undumpable()?;
     let settings = Settings::from_args(args.clone())?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

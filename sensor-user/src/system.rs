@@ -111,3 +111,26 @@ pub fn is_traced(pid: u32) -> bool {
             .is_none_or(|tracer| tracer.trim() != "0")
     })
 }
+
+/// Makes the agent undumpable: no core dump, and no other user's process may attach to it or
+/// read its memory, which holds keyed fingerprints of the secrets and, while a file is read,
+/// their contents.
+pub fn make_undumpable() -> Result<(), Error> {
+    // SAFETY: PR_SET_DUMPABLE takes integers and touches no memory of ours.
+    let result = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    if result == 0 {
+        Ok(())
+    } else {
+        Err(Error::system("making the agent undumpable (PR_SET_DUMPABLE)", io::Error::last_os_error()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_agent_becomes_undumpable() {
+        super::make_undumpable().expect("prctl");
+        // SAFETY: PR_GET_DUMPABLE takes no pointer.
+        assert_eq!(unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) }, 0);
+    }
+}
