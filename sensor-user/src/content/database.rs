@@ -33,6 +33,15 @@ pub struct TokenCursor {
 /// A token read from the database: its table's index in [`TABLES`] and the token.
 pub type Token = (usize, Zeroizing<String>);
 
+/// Whether `err` says the database was locked by a writer (then it is worth trying again soon;
+/// any other error waits for the file to change).
+pub fn is_busy(err: &rusqlite::Error) -> bool {
+    matches!(
+        err.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
 impl TokenCursor {
     /// The tokens added to the database at `path` since the last call.
     pub fn new_tokens(&mut self, path: &Path) -> rusqlite::Result<Vec<Token>> {

@@ -15,7 +15,7 @@ use std::{
 use sensor_common::FileId;
 
 use super::{
-    database::{TokenCursor, TABLES},
+    database::{self, TokenCursor, TABLES},
     encodings,
     patterns::{PatternSet, ANCHOR},
     streams::{Streams, MAX_STREAMS},
@@ -62,7 +62,7 @@ struct Value {
 #[derive(Debug)]
 struct WatchedFile {
     path: PathBuf,
-    /// `None` until read successfully: a database that was busy is tried again.
+    /// `None` to read it at the next refresh whatever its stamps: a database that was busy.
     stamps: Option<(Stamp, Option<Stamp>)>,
     outcome: Outcome,
     /// Values left out, by name, and why.
@@ -239,7 +239,9 @@ impl Recognizer {
                 (found.filter(|value| self.add(value, &source, index)).count(), None)
             }
             Err(err) => {
-                self.files[index].stamps = None;
+                if database::is_busy(&err) {
+                    self.files[index].stamps = None;
+                }
                 (0, Some(format!("database not read: {err}")))
             }
         };

@@ -302,6 +302,33 @@ fn database_tokens_are_read_incrementally_while_a_writer_holds_its_transaction()
     );
 }
 
+#[test]
+fn a_database_locked_exclusively_is_not_waited_for_and_read_at_the_next_refresh() {
+    let mut s = setup("sqlite-exclusive", &[("homeserver.yaml", &homeserver())]);
+    let path = s.dir.join("homeserver.db");
+    let writer = token_database(&path);
+    writer.execute_batch("PRAGMA journal_mode = DELETE").unwrap();
+    let token = "access-token-locked-0123";
+    writer.execute("INSERT INTO access_tokens (id, user_id, token) VALUES (1, 'u', ?1)", [token]).unwrap();
+    // A rollback-journal writer in the middle of its commit holds the file exclusively.
+    writer.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    s.catalog.add_patterns(&[path.display().to_string()]);
+    s.catalog.rescan(|_| true);
+    s.recognizer.refresh(&s.catalog);
+    let report = s.recognizer.report();
+    assert!(
+        report.skipped.iter().any(|k| k.reason.starts_with("database not read: database is locked")),
+        "{report:?}"
+    );
+    assert_eq!(s.recognizer.scan(&stream(1), token.as_bytes(), Scope::Tainted), []);
+
+    writer.execute_batch("COMMIT").unwrap();
+    // Nothing changed on disk, yet the busy database is read again.
+    s.recognizer.refresh(&s.catalog);
+    assert!(s.recognizer.report().skipped.iter().all(|k| !k.reason.starts_with("database")));
+    assert_eq!(s.recognizer.scan(&stream(2), token.as_bytes(), Scope::Tainted).len(), 1);
+}
+
 /// Throughput of `scan` with 200 values, printed (no timed assertion): run with
 /// `cargo test --release -p sensor-user content::tests::scan_throughput -- --ignored --nocapture`.
 #[test]

@@ -8,6 +8,8 @@ use zeroize::Zeroizing;
 
 use super::{found, FoundValue, Sharing};
 
+/// A 32-byte ed25519 seed in unpadded base64.
+const SEED_BASE64_LEN: usize = 43;
 const PEM_BEGIN: &str = "-----BEGIN ";
 const PEM_END: &str = "-----END ";
 /// The start of an OpenSSH key's decoded body.
@@ -18,7 +20,7 @@ pub fn values(text: &str, name: &str) -> Option<Vec<FoundValue>> {
     let seeds: Vec<FoundValue> = text
         .lines()
         .filter_map(|line| match line.split_whitespace().collect::<Vec<_>>()[..] {
-            ["ed25519", id, seed] if id.starts_with("a_") || id.contains(':') => Some(seed),
+            ["ed25519", _version, seed] if seed.len() == SEED_BASE64_LEN => Some(seed),
             _ => None,
         })
         .map(|seed| found(format!("signing key seed of {name}"), seed, Sharing::Kept))
