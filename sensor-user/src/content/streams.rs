@@ -3,6 +3,11 @@
 //! anchors seen whose whole form has not arrived yet. Bounded: a tail never outgrows the
 //! longest form (or token), and at most [`MAX_STREAMS`] streams are kept, the least recently
 //! used evicted (counted) past that.
+//!
+//! A tainted sender's stream is also scanned with its line breaks removed, for base64 only:
+//! `base64` wraps at 76 columns and PEM at 64, so a value's base64 form is most often cut by
+//! one. That second view runs only while a line break was sent within the longest form's
+//! length (it doubles the cost there); a trusted service's stream has none.
 
 use std::collections::HashMap;
 
@@ -11,7 +16,7 @@ use zeroize::{Zeroize, Zeroizing};
 use super::{
     patterns::{Entry, PatternSet, ANCHOR},
     token_shapes::{self, TokenKind, TOKEN_MAX},
-    StreamKey,
+    Encoding, StreamKey,
 };
 
 /// Streams kept at once: connections of the processes that matter, not of the whole host.
@@ -20,7 +25,7 @@ pub const MAX_STREAMS: usize = 4096;
 /// Every stream's state.
 #[derive(Debug, Default)]
 pub struct Streams {
-    by_key: HashMap<StreamKey, Stream>,
+    by_key: HashMap<StreamKey, Views>,
     /// Ticks on every scan: a stream's last use, for eviction.
     clock: u64,
     /// Streams dropped to stay within [`MAX_STREAMS`].
@@ -35,7 +40,18 @@ pub struct Found {
     pub tokens: Vec<(TokenKind, Zeroizing<Vec<u8>>)>,
 }
 
-/// One stream: its tail (bytes from absolute offset `start`), where the next anchor and
+/// A stream as sent, and with its line breaks removed (tainted senders only, near a break).
+#[derive(Debug, Default)]
+struct Views {
+    sent: Stream,
+    unwrapped: Stream,
+    /// Whether `unwrapped` is fed, and where in `sent` the last line break ended.
+    unwrapping: bool,
+    last_break: u64,
+    last_used: u64,
+}
+
+/// One view of a stream: its tail (bytes from absolute offset `start`), where the next anchor and
 /// token searches begin, and the anchors waiting for the rest of their form.
 #[derive(Default)]
 struct Stream {
@@ -44,19 +60,19 @@ struct Stream {
     anchors_from: u64,
     tokens_from: u64,
     pending: Vec<(u64, Entry)>,
-    last_used: u64,
 }
 
 impl Streams {
-    /// Scans `bytes`, the next of `key`'s stream; token shapes too where `tokens`.
-    pub fn scan(&mut self, key: &StreamKey, bytes: &[u8], patterns: &PatternSet, tokens: bool) -> Found {
+    /// Scans `bytes`, the next of `key`'s stream; for a `tainted` sender, token shapes and
+    /// line-wrapped base64 too.
+    pub fn scan(&mut self, key: &StreamKey, bytes: &[u8], patterns: &PatternSet, tainted: bool) -> Found {
         self.clock += 1;
         if !self.by_key.contains_key(key) && self.by_key.len() >= MAX_STREAMS {
             self.evict_oldest();
         }
-        let stream = self.by_key.entry(*key).or_default();
-        stream.last_used = self.clock;
-        stream.scan(bytes, patterns, tokens)
+        let views = self.by_key.entry(*key).or_default();
+        views.last_used = self.clock;
+        views.scan(bytes, patterns, tainted)
     }
 
     /// Forgets every stream of `pid`.
@@ -76,6 +92,49 @@ impl Streams {
             self.evicted += 1;
         }
     }
+}
+
+impl Views {
+    fn scan(&mut self, bytes: &[u8], patterns: &PatternSet, tainted: bool) -> Found {
+        let has_break = bytes.iter().any(|&b| is_break(b));
+        if tainted && has_break && !self.unwrapping {
+            // Seeded with what the sent view kept: every anchor still waiting for its form,
+            // and the bytes a form cut inside its anchor began with. Its matches were reported.
+            self.unwrapped = Stream::default();
+            self.unwrapped.scan(&without_breaks(&self.sent.tail), patterns, false);
+            self.unwrapping = true;
+        }
+        let mut found = self.sent.scan(bytes, patterns, tainted);
+        if !tainted || !self.unwrapping {
+            return found;
+        }
+        for entry in self.unwrapped.scan(&without_breaks(bytes), patterns, false).forms {
+            let base64 = matches!(entry.encoding, Encoding::Base64 | Encoding::Base64Url);
+            if base64 && !found.forms.contains(&entry) {
+                found.forms.push(entry);
+            }
+        }
+        let end = self.sent.start + self.sent.tail.len() as u64;
+        if has_break {
+            self.last_break = end;
+        } else if end - self.last_break > patterns.max_len() as u64 {
+            // No form can span a line break from here on until the next one.
+            self.unwrapping = false;
+            self.unwrapped = Stream::default();
+        }
+        found
+    }
+}
+
+fn is_break(byte: u8) -> bool {
+    byte == b'\r' || byte == b'\n'
+}
+
+/// `bytes` without line breaks, in a buffer zeroed when dropped.
+fn without_breaks(bytes: &[u8]) -> Zeroizing<Vec<u8>> {
+    let mut out = Zeroizing::new(Vec::with_capacity(bytes.len()));
+    out.extend(bytes.iter().copied().filter(|&b| !is_break(b)));
+    out
 }
 
 impl Stream {
