@@ -131,6 +131,40 @@ fn every_encoding_and_alignment_is_found_whole_and_split_in_two_and_three() {
     }
 }
 
+/// `base64 FILE`'s output (GNU coreutils: wrapped at 76 columns).
+fn gnu_base64(data: &[u8]) -> Vec<u8> {
+    let text = base64_padded(data, false);
+    let lines: Vec<&[u8]> = text.as_bytes().chunks(76).collect();
+    [lines.join(&b'\n'), b"\n".to_vec()].concat()
+}
+
+#[test]
+fn a_generated_config_and_signing_key_sent_through_base64_are_recognised() {
+    let config = include_str!("values/fixtures/homeserver.yaml");
+    let signing_key = include_str!("values/fixtures/example.org.signing.key");
+    let mut s = setup("generated", &[("homeserver.yaml", config), ("example.org.signing.key", signing_key)]);
+    let traffic =
+        [b"POST / HTTP/1.1\r\nContent-Length: 4096\r\n\r\n".as_slice(), &gnu_base64(config.as_bytes())]
+            .concat();
+    let matches: Vec<ContentMatch> =
+        traffic.chunks(1000).flat_map(|part| s.recognizer.scan(&stream(1), part, Scope::Tainted)).collect();
+    let mut names: Vec<&str> = matches.iter().map(|m| m.secret.split(" of ").next().unwrap()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["form_secret", "macaroon_secret_key", "registration_shared_secret"], "{matches:?}");
+    assert!(matches.iter().all(|m| m.encoding == Encoding::Base64));
+
+    // The seed is the homeserver's own: it counts in its traffic too (unwrapped, `base64 -w0`).
+    let wrapped = gnu_base64(signing_key.as_bytes());
+    let unwrapped = base64_padded(signing_key.as_bytes(), false);
+    for (port, traffic, scope) in
+        [(2, &wrapped, Scope::Tainted), (3, &unwrapped.into_bytes(), Scope::TrustedService)]
+    {
+        let matches = s.recognizer.scan(&stream(port), traffic, scope);
+        assert_eq!(matches.len(), 1, "{scope:?} {matches:?}");
+        assert!(matches[0].secret.starts_with("signing key seed of "), "{matches:?}");
+    }
+}
+
 #[test]
 fn a_match_names_its_source_and_fingerprint_and_unrelated_bytes_match_nothing() {
     let mut s = setup("source", &[("homeserver.yaml", &homeserver())]);
