@@ -18,20 +18,32 @@ use zeroize::Zeroizing;
 
 /// Rows read at most per table and refresh: a database of a million tokens is taken in over
 /// several ticks instead of stalling one.
-const ROWS_PER_REFRESH: u32 = 20_000;
+pub const ROWS_PER_REFRESH: u32 = 20_000;
 
 /// The tables holding tokens, and what their tokens are.
 pub const TABLES: &[(&str, &str)] = &[("access_tokens", "access token"), ("refresh_tokens", "refresh token")];
 
 /// How far each table of one database has been read.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub struct TokenCursor {
     /// The largest `id` read, by table (in [`TABLES`] order).
     last_ids: [i64; 2],
 }
 
+impl Default for TokenCursor {
+    fn default() -> Self {
+        Self { last_ids: [i64::MIN; 2] }
+    }
+}
+
 /// A token read from the database: its table's index in [`TABLES`] and the token.
 pub type Token = (usize, Zeroizing<String>);
+
+/// What one read gave: the new tokens, and whether a table has more rows than one read takes.
+pub struct NewTokens {
+    pub tokens: Vec<Token>,
+    pub more: bool,
+}
 
 /// Whether `err` says the database was locked by a writer (then it is worth trying again soon;
 /// any other error waits for the file to change).
@@ -44,22 +56,26 @@ pub fn is_busy(err: &rusqlite::Error) -> bool {
 
 impl TokenCursor {
     /// The tokens added to the database at `path` since the last call.
-    pub fn new_tokens(&mut self, path: &Path) -> rusqlite::Result<Vec<Token>> {
+    pub fn new_tokens(&mut self, path: &Path) -> rusqlite::Result<NewTokens> {
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let db = Connection::open_with_flags(path, flags)?;
         db.busy_timeout(Duration::ZERO)?;
         let mut tokens = Vec::new();
+        let mut more = false;
         for (table, (name, _)) in TABLES.iter().enumerate() {
             let mut statement =
                 db.prepare(&format!("SELECT id, token FROM {name} WHERE id > ?1 ORDER BY id LIMIT ?2"))?;
             let mut rows = statement.query((self.last_ids[table], ROWS_PER_REFRESH))?;
+            let mut count = 0;
             while let Some(row) = rows.next()? {
+                count += 1;
                 let id: i64 = row.get(0)?;
                 let token = Zeroizing::new(row.get::<_, String>(1)?);
                 self.last_ids[table] = self.last_ids[table].max(id);
                 tokens.push((table, token));
             }
+            more |= count == ROWS_PER_REFRESH;
         }
-        Ok(tokens)
+        Ok(NewTokens { tokens, more })
     }
 }

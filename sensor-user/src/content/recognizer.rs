@@ -5,17 +5,20 @@
 //! WAL) when nothing changed. A changed file is read again (at most
 //! [`FILE_LIMIT`](crate::alert::redact::fingerprints::FILE_LIMIT) bytes) and its values'
 //! forms hashed: about 25 forms a value, microseconds each. A changed database costs one
-//! indexed `SELECT` per token table, at most 20,000 rows per table and refresh.
+//! indexed `SELECT` per token table, at most 20,000 rows per table and refresh (the rest at
+//! the next refreshes).
 
 use std::{
     collections::hash_map::RandomState,
+    fs::File,
+    io::Read,
     path::{Path, PathBuf},
 };
 
 use sensor_common::FileId;
 
 use super::{
-    database::{self, TokenCursor, TABLES},
+    database::{self, NewTokens, TokenCursor, TABLES},
     encodings,
     patterns::{PatternSet, ANCHOR},
     streams::{Streams, MAX_STREAMS},
@@ -33,6 +36,10 @@ use crate::{
 /// The longest value matched: a key's body line, a token or a password is far shorter; a
 /// whole certificate bundle in one value would only lengthen every stream's tail.
 const MAX_VALUE: usize = 4096;
+/// Database tokens held at most, over all databases: about ten forms a token, each some
+/// 100 bytes of index, so 50,000 tokens cost some 50 MB. Past it, new tokens are still told by
+/// their checksum (`syt_`), and the report says the limit was reached.
+const MAX_DATABASE_TOKENS: usize = 50_000;
 
 /// Recognises the watched secrets' values in streams of bytes.
 #[derive(Debug)]
@@ -62,7 +69,8 @@ struct Value {
 #[derive(Debug)]
 struct WatchedFile {
     path: PathBuf,
-    /// `None` to read it at the next refresh whatever its stamps: a database that was busy.
+    /// `None` to read it at the next refresh whatever its stamps: a database that was busy, or
+    /// has more rows than one refresh reads.
     stamps: Option<(Stamp, Option<Stamp>)>,
     outcome: Outcome,
     /// Values left out, by name, and why.
@@ -199,6 +207,12 @@ impl Recognizer {
         }
         self.patterns.retain(|value| self.values[value as usize].file != index);
         self.files[index].skipped.clear();
+        if is_database(path) {
+            self.files[index].outcome =
+                Outcome::Database { tokens: 0, cursor: TokenCursor::default(), error: None };
+            self.read_tokens(index);
+            return;
+        }
         if file_stamp.size > FILE_LIMIT {
             self.files[index].outcome = Outcome::Skipped("larger than the file limit");
             return;
@@ -207,12 +221,6 @@ impl Recognizer {
             self.files[index].outcome = Outcome::Skipped("unreadable");
             return;
         };
-        if content.starts_with(SQLITE_HEADER) {
-            self.files[index].outcome =
-                Outcome::Database { tokens: 0, cursor: TokenCursor::default(), error: None };
-            self.read_tokens(index);
-            return;
-        }
         self.files[index].outcome = match values::of_file(path, &content) {
             Ok(found) => {
                 let source = Source::File(path.to_owned());
@@ -226,11 +234,23 @@ impl Recognizer {
     /// Reads the database file `index`'s new tokens.
     fn read_tokens(&mut self, index: usize) {
         let path = self.files[index].path.clone();
-        let Outcome::Database { cursor, .. } = &mut self.files[index].outcome else { return };
+        let held: usize = self
+            .files
+            .iter()
+            .map(|f| if let Outcome::Database { tokens, .. } = f.outcome { tokens } else { 0 })
+            .sum();
+        let Outcome::Database { cursor, error, .. } = &mut self.files[index].outcome else { return };
+        if held >= MAX_DATABASE_TOKENS {
+            *error = Some(format!("token limit reached ({MAX_DATABASE_TOKENS})"));
+            return;
+        }
         let result = cursor.new_tokens(&path);
         let source = Source::Database(path.clone());
         let (added, error) = match result {
-            Ok(tokens) => {
+            Ok(NewTokens { tokens, more }) => {
+                if more {
+                    self.files[index].stamps = None;
+                }
                 let found = tokens.into_iter().map(|(table, token)| FoundValue {
                     name: format!("{} in {}", TABLES[table].1, path.display()),
                     bytes: zeroize::Zeroizing::new(token.as_bytes().to_vec()),
@@ -279,6 +299,12 @@ impl Recognizer {
         });
         true
     }
+}
+
+/// Whether the file at `path` is a `SQLite` database (whatever its size: its header tells).
+fn is_database(path: &Path) -> bool {
+    let mut header = [0u8; SQLITE_HEADER.len()];
+    File::open(path).and_then(|mut file| file.read_exact(&mut header)).is_ok() && header == SQLITE_HEADER
 }
 
 /// The WAL beside an `SQLite` database (where its newest rows are).

@@ -374,6 +374,37 @@ fn a_database_locked_exclusively_is_not_waited_for_and_read_at_the_next_refresh(
     assert_eq!(s.recognizer.scan(&stream(2), token.as_bytes(), Scope::Tainted).len(), 1);
 }
 
+#[test]
+fn a_large_database_is_read_over_the_next_refreshes() {
+    let mut s = setup("sqlite-large", &[("homeserver.yaml", &homeserver())]);
+    let path = s.dir.join("homeserver.db");
+    let mut writer = token_database(&path);
+    let rows = database::ROWS_PER_REFRESH as usize + 1;
+    let insert = writer.transaction().unwrap();
+    for id in 0..i64::try_from(rows).unwrap() {
+        insert
+            .execute(
+                "INSERT INTO access_tokens (id, user_id, token) VALUES (?1, 'u', ?2)",
+                (id, format!("token-{id:08}-x")),
+            )
+            .unwrap();
+    }
+    insert.commit().unwrap();
+    // Into the database file itself, past the size of files read whole: its header tells.
+    writer.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").unwrap();
+    assert!(fs::metadata(&path).unwrap().len() > crate::alert::redact::fingerprints::FILE_LIMIT);
+    s.catalog.add_patterns(&[path.display().to_string()]);
+    s.catalog.rescan(|_| true);
+    s.recognizer.refresh(&s.catalog);
+    let tokens = |r: &Recognizer| r.report().sources.iter().find(|r| r.kind == "database").map(|r| r.values);
+    assert_eq!(tokens(&s.recognizer), Some(rows - 1));
+    // Nothing changed on disk; the rest is read all the same.
+    s.recognizer.refresh(&s.catalog);
+    assert_eq!(tokens(&s.recognizer), Some(rows), "{:?}", s.recognizer.report());
+    let last = format!("token-{:08}-x", rows - 1);
+    assert_eq!(s.recognizer.scan(&stream(1), last.as_bytes(), Scope::Tainted).len(), 1);
+}
+
 /// Throughput of `scan` with 200 values, printed (no timed assertion): run with
 /// `cargo test --release -p sensor-user content::tests::scan_throughput -- --ignored --nocapture`.
 #[test]

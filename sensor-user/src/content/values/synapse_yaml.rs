@@ -10,7 +10,8 @@ use super::{found, key_files, FoundValue, NoValues, Sharing};
 /// Keys whose string value is a secret, and whom it is for. The homeserver keeps its own
 /// secrets (`macaroon_secret_key`, ...) and presents its peers' credentials to them: the
 /// database and SMTP passwords, the OIDC client secret, the reCAPTCHA key (to Google's
-/// verification), the MAS shared secret, the app-service tokens it exchanges.
+/// verification), the MAS shared secret, the app-service tokens it exchanges, Sentry's DSN, an
+/// S3 media store's key. `password_config.pepper` is matched as `pepper`.
 const SECRET_KEYS: &[(&str, Sharing)] = &[
     ("registration_shared_secret", Sharing::Kept),
     ("macaroon_secret_key", Sharing::Kept),
@@ -18,6 +19,7 @@ const SECRET_KEYS: &[(&str, Sharing)] = &[
     ("worker_replication_secret", Sharing::Kept),
     ("turn_shared_secret", Sharing::Kept),
     ("admin_token", Sharing::Kept),
+    ("pepper", Sharing::Kept),
     ("password", Sharing::HandedOut),
     ("smtp_pass", Sharing::HandedOut),
     ("turn_password", Sharing::HandedOut),
@@ -26,6 +28,8 @@ const SECRET_KEYS: &[(&str, Sharing)] = &[
     ("secret", Sharing::HandedOut),
     ("as_token", Sharing::HandedOut),
     ("hs_token", Sharing::HandedOut),
+    ("dsn", Sharing::HandedOut),
+    ("secret_access_key", Sharing::HandedOut),
 ];
 /// Keys holding a key in text: Synapse's inline `signing_key` (`ed25519 a_x SEED` lines) and
 /// an OIDC `client_secret_jwt_key.key` (PEM).
