@@ -194,6 +194,8 @@ pub struct Started {
     pub cgroup: String,
     pub backend: Backend,
     pub tmpfs_secrets: TmpfsReport,
+    /// The TLS library files whose writes are watched (entry uprobes).
+    pub tls_libraries: Vec<String>,
 }
 
 /// `vigie.backend`: the kernel hook set, and why.
