@@ -128,7 +128,8 @@ pub struct DerivedFile {
 /// `vigie.events_lost` of an `events-lost` document.
 #[derive(Debug, Serialize)]
 pub struct Loss {
-    /// `ring-buffer-full`, `taint-map-full`, `send-totals-full` or `record-malformed`.
+    /// `ring-buffer-full`, `taint-map-full`, `send-totals-full`, `outbound-uncopied` (bytes),
+    /// `record-malformed` or `agent-map-update-failed`.
     pub reason: &'static str,
     pub new: u64,
     pub total: u64,
