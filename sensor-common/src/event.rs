@@ -22,6 +22,7 @@ pub enum EventKind {
     Taint = 4,
     Connect = 5,
     Derived = 6,
+    Outbound = 7,
 }
 
 impl EventKind {
@@ -35,6 +36,7 @@ impl EventKind {
             4 => Some(Self::Taint),
             5 => Some(Self::Connect),
             6 => Some(Self::Derived),
+            7 => Some(Self::Outbound),
             _ => None,
         }
     }
@@ -155,3 +157,71 @@ pub struct ConnectEvent {
     /// Bytes sent by this first send (0 for a connect); later ones add up in `SEND_TOTALS`.
     pub bytes: u64,
 }
+
+/// Bytes copied into one [`OutboundEvent`]: 1 KiB keeps a record (with its 128-byte head) at
+/// about a thousandth of the default 1 MiB ring, and one `bpf_probe_read_user` of at most this
+/// much per loop step is what the verifier checks.
+pub const OUTBOUND_CHUNK: usize = 1024;
+/// Records per write call: the first 16 KiB of a call (a whole TLS record) are copied; bytes
+/// beyond are counted in `counter::OUTBOUND_UNCOPIED`, as are those of calls made while the
+/// ring buffer is more than half full (room is kept for the records alerts are built from).
+pub const OUTBOUND_CHUNKS: u32 = 16;
+
+/// Who sent the bytes of an [`OutboundEvent`], in its `sender`.
+pub mod sender {
+    /// A tainted process (`OutboundEvent::taint` is its taint).
+    pub const TAINTED: u8 = 1;
+    /// A trusted service's process (its taint is empty).
+    pub const TRUSTED: u8 = 2;
+}
+
+/// Where the bytes of an [`OutboundEvent`] were taken, in its `path`.
+pub mod send_path {
+    /// No bytes: the destination of the TLS write of the same `tid` and `call`.
+    pub const TLS_DESTINATION: u8 = 0;
+    /// A plain `write`/`send*` on an IP socket, at the syscall's entry.
+    pub const SOCKET: u8 = 1;
+    /// OpenSSL's `SSL_write`/`SSL_write_ex`, before encryption.
+    pub const OPENSSL: u8 = 2;
+    /// `GnuTLS`'s `gnutls_record_send`, before encryption.
+    pub const GNUTLS: u8 = 3;
+}
+
+/// A piece of what a tainted process or a trusted service writes out: bytes `offset ..
+/// offset + len` of one write call of `call_len` bytes. The pieces of a call are written in
+/// order, one after the other, by the thread that makes it, so each stream arrives in order.
+/// A TLS write's pieces carry no destination (`family` 0): the socket is known only when the
+/// library sends inside the call, and then a record with `len` 0 and the same `tid` and
+/// `call` names it (`path` `send_path::TLS_DESTINATION`). Only the first `OUTBOUND_HEADER_LEN + len` bytes are written.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct OutboundEvent {
+    pub header: EventHeader,
+    /// The sender's taint (empty for a trusted service).
+    pub taint: Taint,
+    /// Which call of the thread: `bpf_ktime_get_ns` at its start.
+    pub call: u64,
+    /// The thread that made the call.
+    pub tid: u32,
+    /// The call's length (saturated at `u32::MAX`).
+    pub call_len: u32,
+    pub offset: u32,
+    pub len: u32,
+    /// One of [`sender`].
+    pub sender: u8,
+    /// One of [`send_path`].
+    pub path: u8,
+    /// `transport::TCP` or `UDP`, where the destination is known.
+    pub transport: u8,
+    pub _pad: u8,
+    /// `family::INET`/`INET6`, or 0 while the destination is unknown.
+    pub family: u16,
+    /// Destination port, host byte order.
+    pub port: u16,
+    /// Destination address: 4 bytes for IPv4 (rest zero), 16 for IPv6, network order.
+    pub addr: [u8; 16],
+    pub data: [u8; OUTBOUND_CHUNK],
+}
+
+/// Bytes of an [`OutboundEvent`] before its data.
+pub const OUTBOUND_HEADER_LEN: usize = core::mem::size_of::<OutboundEvent>() - OUTBOUND_CHUNK;

@@ -152,8 +152,16 @@ pub mod counter {
     /// Sends whose byte count could not be kept (`SEND_TOTALS` full): the connect record
     /// still goes out, the transfer's progress is not followed.
     pub const SEND_TOTALS_FULL: u32 = 5;
+    /// Threads of tainted processes or trusted services that entered a TLS write whose socket
+    /// send has not been seen yet: zero lets every socket send skip looking for one (a gate in
+    /// `GATES`, opened for good by the first).
+    pub const TLS_CALLS: u32 = 6;
+    /// Outbound bytes of tainted processes and trusted services that were not copied for the
+    /// agent: beyond a call's first `OUTBOUND_CHUNKS * OUTBOUND_CHUNK`, or while the ring
+    /// buffer was more than half full.
+    pub const OUTBOUND_UNCOPIED: u32 = 7;
     /// Number of counters.
-    pub const COUNT: u32 = 6;
+    pub const COUNT: u32 = 8;
 }
 
 /// Map names, as they appear in the eBPF object.
@@ -171,6 +179,7 @@ pub mod map_name {
     pub const GATES: &str = "GATES";
     pub const READ_SEEN: &str = "READ_SEEN";
     pub const LOADER_TAMPERED: &str = "LOADER_TAMPERED";
+    pub const SOCKET_WRITE: &str = "SOCKET_WRITE";
 }
 
 #[cfg(feature = "user")]

@@ -13,10 +13,7 @@ use crate::maps::{COUNTERS, EVENTS};
 pub fn reserve<T: 'static>() -> Option<RingBufEntry<T>> {
     let entry = EVENTS.reserve::<T>(0);
     if entry.is_none() {
-        if let Some(lost) = COUNTERS.get_ptr_mut(counter::EVENTS_LOST) {
-            // SAFETY: per-CPU slot, programs do not preempt each other on one CPU.
-            unsafe { *lost += 1 };
-        }
+        count_lost();
     }
     entry
 }
@@ -27,6 +24,22 @@ pub fn output<T: 'static>(record: T) {
     if let Some(mut entry) = reserve::<T>() {
         entry.write(record);
         entry.submit(0);
+    }
+}
+
+/// Writes the first bytes of a record, counting the loss if they do not fit.
+#[inline(always)]
+pub fn output_bytes(record: &[u8]) {
+    if EVENTS.output::<[u8]>(record, 0).is_err() {
+        count_lost();
+    }
+}
+
+#[inline(always)]
+fn count_lost() {
+    if let Some(lost) = COUNTERS.get_ptr_mut(counter::EVENTS_LOST) {
+        // SAFETY: per-CPU slot, programs do not preempt each other on one CPU.
+        unsafe { *lost += 1 };
     }
 }
 

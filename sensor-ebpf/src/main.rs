@@ -16,10 +16,12 @@ mod kernel;
 mod maps;
 mod memory;
 mod network;
+mod outbound;
 mod process;
 mod syscall_abi;
 mod syscalls;
 mod taint;
+mod tls;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -2,10 +2,11 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, ProgramArray, RingBuf},
 };
 use sensor_common::{
-    counter, prefilter, FileId, ReadSeenKey, SendKey, SendTotal, Taint, TrustedProcess, WatchedSecret,
+    counter, prefilter, FileId, OutboundEvent, ReadSeenKey, SendKey, SendTotal, Taint, TrustedProcess,
+    WatchedSecret,
 };
 
 /// Records for the agent. The agent resizes it at load time.
@@ -84,3 +85,17 @@ pub static ENV_SCRATCH: PerCpuArray<[u8; ENV_STRING_MAX]> = PerCpuArray::with_ma
 
 /// Longest environment string the exec program can step over.
 pub const ENV_STRING_MAX: usize = 4096;
+
+/// Where outbound bytes are copied, one chunk at a time, before they go into `EVENTS`.
+#[map]
+pub static OUTBOUND_SCRATCH: PerCpuArray<OutboundEvent> = PerCpuArray::with_max_entries(1, 0);
+
+/// TLS writes in progress whose socket is not known yet: by pid_tgid, the `call` of the
+/// thread's latest TLS write. LRU: a write that never reached a socket (a memory BIO) is
+/// replaced by the thread's next one, or evicted.
+#[map]
+pub static TLS_CALLS: LruHashMap<u64, u64> = LruHashMap::with_max_entries(16_384, 0);
+
+/// `sys_enter_socket_write`, which `sys_enter` tail-calls. Filled by the agent.
+#[map]
+pub static SOCKET_WRITE: ProgramArray = ProgramArray::with_max_entries(1, 0);

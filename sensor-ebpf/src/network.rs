@@ -16,7 +16,7 @@ use crate::{
     emit::{self, header},
     kernel::{offsets, read},
     maps::SEND_TOTALS,
-    taint,
+    taint, tls,
 };
 
 const TCP_SYN_SENT: i32 = 2;
@@ -46,21 +46,52 @@ pub fn inet_sock_set_state(ctx: RawTracePointContext) -> i32 {
 /// sockets without a peer port.
 #[inline(always)]
 fn destination(sk: *const u8, event: &mut ConnectEvent) -> Result<(), i32> {
+    let peer = peer(sk)?;
+    event.family = peer.family;
+    event.port = peer.port;
+    event.addr = peer.addr;
+    Ok(())
+}
+
+/// Where a connected IP socket sends to.
+pub struct Peer {
+    pub family: u16,
+    /// Host byte order.
+    pub port: u16,
+    /// 4 bytes for IPv4 (rest zero), 16 for IPv6, network order.
+    pub addr: [u8; 16],
+}
+
+/// The peer of a connected socket; fails for other families and for sockets without a peer
+/// port.
+#[inline(always)]
+pub fn peer(sk: *const u8) -> Result<Peer, i32> {
     let off = offsets();
-    event.family = read(sk, off.sock_common_skc_family)?;
-    event.port = u16::from_be(read::<u16>(sk, off.sock_common_skc_dport)?);
-    if event.port == 0 {
+    let family = read(sk, off.sock_common_skc_family)?;
+    let port = u16::from_be(read::<u16>(sk, off.sock_common_skc_dport)?);
+    if port == 0 {
         return Err(-1);
     }
-    match event.family {
-        family::INET6 => event.addr = read(sk, off.sock_common_skc_v6_daddr)?,
+    let mut addr = [0; 16];
+    match family {
+        family::INET6 => addr = read(sk, off.sock_common_skc_v6_daddr)?,
         family::INET => {
             let v4: [u8; 4] = read(sk, off.sock_common_skc_daddr)?;
-            event.addr[..4].copy_from_slice(&v4);
+            addr[..4].copy_from_slice(&v4);
         }
         _ => return Err(-1),
     }
-    Ok(())
+    Ok(Peer { family, port, addr })
+}
+
+/// `transport::TCP` or `UDP` for a TCP or UDP socket, `None` for other protocols.
+#[inline(always)]
+pub fn ip_transport(sk: *const u8) -> Result<Option<u8>, i32> {
+    Ok(match read::<u16>(sk, offsets().sock_sk_protocol)? {
+        IPPROTO_TCP => Some(transport::TCP),
+        IPPROTO_UDP => Some(transport::UDP),
+        _ => None,
+    })
 }
 
 /// [`tainted_connect`], once a marked channel the current process holds had its say
@@ -179,8 +210,12 @@ pub fn socket_received(ctx: BtfTracePointContext) -> i32 {
 /// send*, sendfile and splice into a socket, io_uring sends) in the sender's context. What a
 /// tainted process sends on a unix socket taints its peer; on an IP socket its bytes are
 /// counted per destination, and the first send to a destination is reported like a connect.
+/// A send inside a TLS write names that write's destination (`tls::sent_within_call`).
 #[raw_tracepoint(tracepoint = "sock_send_length")]
 pub fn sock_send_length(ctx: RawTracePointContext) -> i32 {
+    if tls::calls_pending() {
+        let _ = tls::sent_within_call(ctx.arg(0));
+    }
     let sent: i32 = ctx.arg(1);
     if sent > 0 {
         if let Some(event) = tainted_connect_after_channels(transport::TCP) {
@@ -197,11 +232,8 @@ fn sent_by_tainted(sk: *const u8, sent: i32, mut event: ConnectEvent) -> Result<
     }
     // Unconnected UDP has no peer port here: the cgroup sendmsg hooks saw its destination.
     destination(sk, &mut event)?;
-    match read::<u16>(sk, off.sock_sk_protocol)? {
-        IPPROTO_TCP => {}
-        IPPROTO_UDP => event.transport = transport::UDP,
-        _ => return Ok(()),
-    }
+    let Some(transport) = ip_transport(sk)? else { return Ok(()) };
+    event.transport = transport;
     let key = SendKey { pid: event.header.pid, port: event.port, family: event.family, addr: event.addr };
     let bytes = sent as u64;
     if let Some(total) = SEND_TOTALS.get_ptr_mut(key) {

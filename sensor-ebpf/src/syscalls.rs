@@ -9,8 +9,10 @@ use crate::{
     channels,
     files::open as secret_open,
     kernel::{offsets, read},
-    memory,
+    maps::SOCKET_WRITE,
+    memory, outbound,
     syscall_abi::{nr, Abi},
+    taint,
 };
 
 /// `sys_enter(struct pt_regs *regs, long id)`.
@@ -22,9 +24,12 @@ pub fn sys_enter(ctx: RawTracePointContext) -> i32 {
     let arg = |index| abi.arg(regs, index);
     let fd_at = |index| fd(abi.arg(regs, index)?);
     let _ = match id {
-        nr::WRITE | nr::WRITEV | nr::PWRITE64 | nr::PWRITEV | nr::PWRITEV2 => {
-            fd_at(0).and_then(channels::written)
+        nr::WRITE => {
+            let _ = fd_at(0).and_then(channels::written);
+            socket_write(&ctx)
         }
+        nr::SENDTO => socket_write(&ctx),
+        nr::WRITEV | nr::PWRITE64 | nr::PWRITEV | nr::PWRITEV2 => fd_at(0).and_then(channels::written),
         nr::SENDFILE => {
             let _ = fd_at(1).and_then(channels::reading);
             fd_at(0).and_then(channels::written)
@@ -44,6 +49,29 @@ pub fn sys_enter(ctx: RawTracePointContext) -> i32 {
         nr::PTRACE => arg(0).and_then(|request| arg(1).map(|pid| memory::ptrace(request, pid))),
         _ => Ok(()),
     };
+    0
+}
+
+/// A `write` or `sendto` (send) by a tainted process goes on in [`sys_enter_socket_write`]
+/// (a tail call, which does not return).
+#[inline(always)]
+fn socket_write(ctx: &RawTracePointContext) -> Result<(), i32> {
+    if taint::anyone_tainted() {
+        // SAFETY: the context of the running program, handed on to one of the same type.
+        unsafe { SOCKET_WRITE.tail_call(ctx, 0) };
+    }
+    Ok(())
+}
+
+/// `sys_enter` of a `write` or `sendto`, tail-called from [`sys_enter`]: copies what a tainted
+/// process sends on an IP socket (`outbound::socket_write`). A program of its own, so that the
+/// verifier walks the copy loop once, not after every path of `sys_enter`.
+#[raw_tracepoint(tracepoint = "sys_enter")]
+pub fn sys_enter_socket_write(ctx: RawTracePointContext) -> i32 {
+    let regs: *const u8 = ctx.arg(0);
+    let abi = Abi::current();
+    let arg = |index| abi.arg(regs, index);
+    let _ = arg(0).and_then(fd).and_then(|fd| outbound::socket_write(fd, arg(1)?, arg(2)?));
     0
 }
 

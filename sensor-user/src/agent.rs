@@ -45,6 +45,10 @@ const PRUNE_REPORTS: u64 = 60;
 /// Every how many ticks recursive (`**`) patterns are rescanned: they walk whole trees.
 const DEEP_SCAN_TICKS: u64 = 20;
 
+/// Set to 1, the agent prints to stderr each outbound stream's byte count and digest as it
+/// grows (a diagnostic: never the bytes).
+const OUTBOUND_DIGESTS_ENV: &str = "VIGIE_DIAG_OUTBOUND_DIGESTS";
+
 /// Counters reported when the agent stops.
 #[derive(Debug, Default)]
 struct Tally {
@@ -55,6 +59,7 @@ struct Tally {
     lost: u64,
     refused: u64,
     send_totals_full: u64,
+    outbound_uncopied: u64,
     /// Updates of the kernel's maps (trust, watch list) that failed: counted, never fatal.
     updates_failed: u64,
     updates_failed_reported: u64,
@@ -105,6 +110,9 @@ pub async fn run(mut settings: Settings, reload: impl Fn() -> Result<Settings, E
     let mut pipeline =
         Pipeline::new(facts, catalog, processes, correlator, TaintTable::new(window_ns), trusted);
     pipeline.use_redactor(redactor);
+    if std::env::var_os(OUTBOUND_DIGESTS_ENV).is_some_and(|value| value == "1") {
+        pipeline.print_outbound_digests();
+    }
     let mut tally = Tally::default();
     apply_trust(&mut sensor, &mut pipeline, &mut tally);
     output.write(&pipeline.state(ecs::SENSOR_STARTED, Vigie { started: Some(started), ..Vigie::default() }));
@@ -213,6 +221,7 @@ fn started(
         cgroup: sensor.cgroup_root.display().to_string(),
         backend: ecs::Backend { name: sensor.backend.backend.name(), reason: sensor.backend.reason.clone() },
         tmpfs_secrets,
+        tls_libraries: sensor.tls_libraries.iter().map(|path| path.display().to_string()).collect(),
     }
 }
 
@@ -351,6 +360,13 @@ fn report_loss(
         "send-totals-full",
         sensor.send_totals_full()?,
         &mut tally.send_totals_full,
+    );
+    report_count(
+        pipeline,
+        output,
+        "outbound-uncopied",
+        sensor.outbound_uncopied()?,
+        &mut tally.outbound_uncopied,
     );
     report_count(pipeline, output, "record-malformed", tally.malformed, &mut tally.malformed_reported);
     report_count(

@@ -7,9 +7,10 @@ use sensor_common::{via, ConnectEvent, EventHeader, EventKind, FileId, SendKey, 
 use crate::{
     alert::redact::Redactor,
     format::ecs::{self, Document, Event, EventIds, Missing, ProcessFields, ProcessSummary, Vigie},
-    kernel::decode::{Derived, KernelEvent},
+    kernel::decode::{Derived, KernelEvent, Outbound},
     rules::exfiltration::{Correlator, Exfiltration},
     state::derived_files::DerivedFiles,
+    state::outbound_streams::OutboundStreams,
     state::process_table::{Process, ProcessTable},
     state::secret_catalog::{Secret, SecretCatalog, SecretKind},
     state::taint::{TaintTable, Touch},
@@ -36,6 +37,9 @@ pub struct Pipeline {
     trusted: TrustedProcesses,
     ids: EventIds,
     redactor: Redactor,
+    outbound: OutboundStreams,
+    /// Print each stream's byte count and digest as it grows (`VIGIE_DIAG_OUTBOUND_DIGESTS`).
+    outbound_digests: bool,
 }
 
 impl Pipeline {
@@ -61,6 +65,8 @@ impl Pipeline {
             trusted,
             ids,
             redactor: Redactor::default(),
+            outbound: OutboundStreams::default(),
+            outbound_digests: false,
         };
         for process in pipeline.processes.iter() {
             pipeline.trusted.observe(process, 0, &mut pipeline.catalog);
@@ -90,6 +96,7 @@ impl Pipeline {
                 self.taint.exit(exit.header.pid);
                 self.correlator.exited(exit.header.pid);
                 self.trusted.exit(exit.header.pid);
+                self.outbound.exit(exit.header.pid);
             }
             // A trusted service's records from before the kernel knew it was trusted; one that
             // carried taint from before it became the service is judged like any process.
@@ -103,8 +110,36 @@ impl Pipeline {
             }
             KernelEvent::Derived(derived) => return self.derived(derived).into_iter().collect(),
             KernelEvent::Connect(connect) => return self.connect(connect),
+            KernelEvent::Outbound(outbound) => return self.outbound(outbound),
         }
         Vec::new()
+    }
+
+    /// Bytes a tainted process or a trusted service wrote out: counted per stream (the
+    /// content recognizer is to look into them here).
+    pub fn outbound(&mut self, outbound: &Outbound) -> Vec<Document> {
+        for (stream, tally) in self.outbound.record(outbound) {
+            if self.outbound_digests {
+                let to = stream
+                    .destination
+                    .map_or("unknown".to_owned(), |d| format!("{}/{}", d.addr, d.transport));
+                eprintln!(
+                    "vigie-outbound pid={} sender={:?} path={} destination={to} bytes={} fnv1a64={:016x}",
+                    stream.pid,
+                    stream.sender,
+                    stream.path.name(),
+                    tally.bytes,
+                    tally.fnv1a
+                );
+            }
+        }
+        Vec::new()
+    }
+
+    /// Prints every stream's byte count and digest to stderr as it grows: a diagnostic that
+    /// shows what the kernel copied (never the bytes themselves).
+    pub fn print_outbound_digests(&mut self) {
+        self.outbound_digests = true;
     }
 
     /// How many times a process took in a secret since start (a count that only grows).

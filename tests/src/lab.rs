@@ -105,6 +105,19 @@ impl Lab {
     /// # Errors
     /// See [`Sensor::start`].
     pub fn sensor_reading<S: AsRef<OsStr>>(&self, documents: &Documents, extra: &[S]) -> Result<Sensor> {
+        self.sensor_with_env(documents, extra, &[])
+    }
+
+    /// [`Lab::sensor_reading`], with the variables `env` set for `vigie` (a diagnostic).
+    ///
+    /// # Errors
+    /// See [`Sensor::start`].
+    pub fn sensor_with_env<S: AsRef<OsStr>>(
+        &self,
+        documents: &Documents,
+        extra: &[S],
+        env: &[(&str, &str)],
+    ) -> Result<Sensor> {
         let mut args: Vec<&OsStr> = ["run", "--profile", "none", "--secret"].iter().map(OsStr::new).collect();
         args.push(self.secret.as_os_str());
         args.push(OsStr::new("--output"));
@@ -115,7 +128,7 @@ impl Lab {
         args.push(OsStr::new("--service"));
         args.push(self.test_exe.as_os_str());
         args.extend(extra.iter().map(AsRef::as_ref));
-        Sensor::start_reading(&args, documents)
+        Sensor::start_with_env(&args, documents, env)
     }
 
     /// A long-running actor standing for a trusted service (a homeserver): it reads the

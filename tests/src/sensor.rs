@@ -92,10 +92,23 @@ impl Sensor {
     /// # Errors
     /// See [`Sensor::start`].
     pub fn start_reading<S: AsRef<OsStr>>(args: &[S], documents: &Documents) -> Result<Self> {
+        Self::start_with_env(args, documents, &[])
+    }
+
+    /// [`Sensor::start_reading`], with the variables `env` set for `vigie`.
+    ///
+    /// # Errors
+    /// See [`Sensor::start`].
+    pub fn start_with_env<S: AsRef<OsStr>>(
+        args: &[S],
+        documents: &Documents,
+        env: &[(&str, &str)],
+    ) -> Result<Self> {
         let bin = vigie_bin();
         let mut child = Command::new(&bin)
             .args(args)
             .args(backend_override(args))
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -35,6 +35,7 @@ mod remote;
 mod report;
 mod stats;
 mod tainted;
+mod tls;
 
 use std::fs::{self, File, TryLockError};
 use std::path::PathBuf;
@@ -97,7 +98,7 @@ pub struct Env<'a> {
     pub binaries: &'a Binaries,
     pub lab: &'a lab::Lab,
     pub remote: &'a remote::RemoteHost,
-    /// Workload 8's web server.
+    /// Workload 8's and 11's web server.
     pub site: &'a nginx::Site,
     pub neighbours: &'a bpf_stats::Neighbours,
 }

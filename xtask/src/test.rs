@@ -17,7 +17,7 @@ use crate::{bootstrap, privilege};
 const BACKEND_ENV: &str = "VIGIE_TEST_BACKEND";
 /// The suites about what is detected and how it is reported, run a second time against the
 /// syscall backend.
-const DETECTION_SUITES: [&str; 18] = [
+const DETECTION_SUITES: [&str; 19] = [
     "allowance",
     "data_paths",
     "derived_files",
@@ -27,6 +27,7 @@ const DETECTION_SUITES: [&str; 18] = [
     "local_destinations",
     "lost_records",
     "no_false_alerts",
+    "outbound_bytes",
     "process_memory",
     "redaction",
     "secret_access",

@@ -77,6 +77,8 @@ pub const CGROUP_SOCK_ADDR: [&str; 4] = ["udp_sendmsg4", "udp_sendmsg6", "udp_co
 /// The syscall programs: always attached by the syscall backend, while anything is tainted
 /// by the page cache backend.
 pub const SYSCALL_HOOKS: [(&str, &str); 2] = [("sys_enter", "sys_enter"), ("sys_exit", "sys_exit")];
+/// The program `sys_enter` tail-calls to copy a tainted process's socket writes.
+pub const SOCKET_WRITE_COPIER: &str = "sys_enter_socket_write";
 /// The page cache backend's own programs.
 pub const PAGE_CACHE: [BtfProgram; 9] = [
     ("page_cache_read", "filemap", "mm_filemap_get_pages"),

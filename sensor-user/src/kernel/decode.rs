@@ -8,6 +8,8 @@ use sensor_common::{
     TaintEvent,
 };
 
+pub use super::outbound::Outbound;
+
 /// A decoded record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KernelEvent {
@@ -17,6 +19,7 @@ pub enum KernelEvent {
     Taint(TaintEvent),
     Connect(ConnectEvent),
     Derived(Derived),
+    Outbound(Outbound),
 }
 
 /// A derived-file record with its name decoded.
@@ -51,6 +54,9 @@ pub enum DecodeError {
     /// The header names no known kind.
     #[error("unknown record kind {0}")]
     UnknownKind(u32),
+    /// A field of the record holds a value no kernel program writes.
+    #[error("{kind} record has an unknown {field}")]
+    Field { kind: &'static str, field: &'static str },
 }
 
 /// Decodes one ring-buffer record.
@@ -63,12 +69,13 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
         Some(EventKind::Taint) => read(bytes, "taint").map(KernelEvent::Taint),
         Some(EventKind::Connect) => read(bytes, "connect").map(KernelEvent::Connect),
         Some(EventKind::Derived) => Ok(KernelEvent::Derived(derived(&read(bytes, "derived")?))),
+        Some(EventKind::Outbound) => super::outbound::decode(bytes).map(KernelEvent::Outbound),
         None => Err(DecodeError::UnknownKind(header.kind)),
     }
 }
 
 /// Copies a `T` out of the front of `bytes`.
-fn read<T: Copy>(bytes: &[u8], kind: &'static str) -> Result<T, DecodeError> {
+pub(super) fn read<T: Copy>(bytes: &[u8], kind: &'static str) -> Result<T, DecodeError> {
     if bytes.len() < size_of::<T>() {
         return Err(DecodeError::TooShort { kind, len: bytes.len() });
     }

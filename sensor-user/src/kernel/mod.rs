@@ -8,7 +8,9 @@ pub mod decode;
 pub mod holders;
 pub mod local_addrs;
 pub mod offsets;
+pub mod outbound;
 mod sensor;
+pub mod tls_libraries;
 pub mod tmpfs;
 
 pub use sensor::{Sensor, SensorSpec};

@@ -8,10 +8,11 @@ use std::{
 };
 
 use aya::{
-    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, MapData, PerCpuArray, ProgramArray, RingBuf},
     programs::{
-        raw_trace_point::RawTracePointLinkId, tp_btf::BtfTracePointLinkId, BtfTracePoint, CgroupAttachMode,
-        CgroupSockAddr, Program, ProgramError, RawTracePoint, TracePoint,
+        raw_trace_point::RawTracePointLinkId, tp_btf::BtfTracePointLinkId, uprobe::UProbeScope,
+        BtfTracePoint, CgroupAttachMode, CgroupSockAddr, Program, ProgramError, RawTracePoint, TracePoint,
+        UProbe,
     },
     Btf, Ebpf, EbpfLoader,
 };
@@ -22,8 +23,9 @@ use sensor_common::{
 
 use super::backend::{
     self, Backend, Choice, Selected, CGROUP_SOCK_ADDR, PAGE_CACHE, RAW_TRACEPOINTS, SOCKET_FOLLOWERS,
-    SOCKET_FOLLOWERS_ALWAYS, SYSCALL_HOOKS, TRACEPOINTS,
+    SOCKET_FOLLOWERS_ALWAYS, SOCKET_WRITE_COPIER, SYSCALL_HOOKS, TRACEPOINTS,
 };
+use super::tls_libraries::{self, TLS_LIBRARIES};
 use crate::{
     error::Error,
     state::secret_catalog::{file_id, Rebind, SecretCatalog},
@@ -62,6 +64,8 @@ pub struct Sensor {
     socket_followers: bool,
     /// Identities of the allowed readers' executables, as the kernel was given them.
     allowed_exes: HashSet<FileId>,
+    /// The TLS library files whose writes are watched, for the start-up report.
+    pub tls_libraries: Vec<PathBuf>,
 }
 
 impl Sensor {
@@ -85,9 +89,17 @@ impl Sensor {
         let cgroup_root = system::cgroup2_root()?;
         attach_cgroup_programs(&mut ebpf, &cgroup_root)?;
         load_syscall_hooks(&mut ebpf)?;
+        let tls_libraries = attach_tls_probes(&mut ebpf)?;
         let allowed_exes = spec.allowed_exes.iter().copied().collect();
-        let mut sensor =
-            Self { ebpf, cgroup_root, backend, channel_links: None, socket_followers, allowed_exes };
+        let mut sensor = Self {
+            ebpf,
+            cgroup_root,
+            backend,
+            channel_links: None,
+            socket_followers,
+            allowed_exes,
+            tls_libraries,
+        };
         if sensor.backend.backend == Backend::Syscalls {
             sensor.set_channel_hooks(true)?;
         }
@@ -254,6 +266,12 @@ impl Sensor {
     /// Taint map inserts the kernel refused since load (a map was full).
     pub fn inserts_failed(&self) -> Result<u64, Error> {
         self.counter(counter::INSERTS_FAILED)
+    }
+
+    /// Outbound bytes the kernel did not copy since load (beyond a call's cap, or while the
+    /// ring buffer was filling).
+    pub fn outbound_uncopied(&self) -> Result<u64, Error> {
+        self.counter(counter::OUTBOUND_UNCOPIED)
     }
 
     /// Sends whose byte count the kernel could not keep since load (`SEND_TOTALS` full).
@@ -492,12 +510,23 @@ fn load_btf_programs(
     Ok(())
 }
 
+/// Loads the syscall programs, and puts the socket write copier where `sys_enter` tail-calls it.
 fn load_syscall_hooks(ebpf: &mut Ebpf) -> Result<(), Error> {
     for (name, _) in SYSCALL_HOOKS {
         let program: &mut RawTracePoint = program(ebpf, name)?;
         program.load().map_err(program_error(name))?;
     }
-    Ok(())
+    let name = SOCKET_WRITE_COPIER;
+    let copier: &mut RawTracePoint = program(ebpf, name)?;
+    copier.load().map_err(program_error(name))?;
+    let copier = copier
+        .fd()
+        .map_err(program_error(name))?
+        .try_clone()
+        .map_err(|e| Error::system("duplicating a program fd", e))?;
+    let error = map_error(map_name::SOCKET_WRITE);
+    let map = ebpf.map_mut(map_name::SOCKET_WRITE).ok_or_else(|| error(missing(map_name::SOCKET_WRITE)))?;
+    ProgramArray::try_from(map).map_err(&error)?.set(0, &copier, 0).map_err(error)
 }
 
 fn program_error(program: &'static str) -> impl Fn(ProgramError) -> Error {
@@ -538,4 +567,25 @@ fn attach_cgroup_programs(ebpf: &mut Ebpf, root: &Path) -> Result<(), Error> {
         program.attach(&cgroup, CgroupAttachMode::Single).map_err(program_error(name))?;
     }
     Ok(())
+}
+
+/// Loads the TLS write uprobes and attaches them to every TLS library file of this host, for
+/// all processes; returns the files attached to. A library the host lacks is skipped.
+fn attach_tls_probes(ebpf: &mut Ebpf) -> Result<Vec<PathBuf>, Error> {
+    let cache = tls_libraries::loader_cache();
+    let mut loaded = HashSet::new();
+    let mut attached = Vec::new();
+    for library in &TLS_LIBRARIES {
+        for path in tls_libraries::find(library, &cache) {
+            for &(name, symbol) in library.probes {
+                let program: &mut UProbe = program(ebpf, name)?;
+                if loaded.insert(name) {
+                    program.load().map_err(program_error(name))?;
+                }
+                program.attach(symbol, &path, UProbeScope::AllProcesses).map_err(program_error(name))?;
+            }
+            attached.push(path);
+        }
+    }
+    Ok(attached)
 }

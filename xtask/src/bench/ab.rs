@@ -1,4 +1,4 @@
-//! Workloads 1–4 and 7–9 in alternating rounds. Every round runs each workload once with no
+//! Workloads 1–4 and 7–11 in alternating rounds. Every round runs each workload once with no
 //! sensor and once under Vigie, workload 9 (workload 1 beside a tainted bystander) in the
 //! Vigie arm only, and workloads 1 and 8 (nginx) once more under auditd; even rounds go
 //! none → Vigie → auditd, odd rounds the other way round, so drift in the machine's load
@@ -15,7 +15,7 @@ use super::bpf_stats;
 use super::links::Attachments;
 use super::load::{self, Reader, Timed};
 use super::stats::Paired;
-use super::{interrupt, say, tainted, Env};
+use super::{interrupt, say, tainted, tls, Env};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Arm {
@@ -48,6 +48,9 @@ struct Measures {
     stream: f64,
     /// Requests per second nginx served to wrk.
     nginx: f64,
+    /// 256-byte TLS writes of an untainted client, and nginx's requests per second over HTTPS.
+    tls_writes: Timed,
+    nginx_tls: f64,
     /// Vigie arm only: workload 1 while a bystander is tainted, and the agent's links then.
     bystander: Option<(Timed, Attachments)>,
 }
@@ -83,6 +86,10 @@ pub struct Rounds {
     /// Workload 8, requests per second; `treated` below `baseline` is throughput lost.
     pub nginx: Paired,
     pub nginx_auditd: Paired,
+    /// Workload 10, ns per TLS write.
+    pub tls_writes: Paired,
+    /// Workload 11, requests per second over HTTPS.
+    pub nginx_tls: Paired,
     /// Workload 9: baseline is the same round's no-sensor run of workload 1.
     pub open_plain_bystander: Paired,
     /// The agent's links while workload 9's bystander was tainted, in the last round.
@@ -104,6 +111,7 @@ pub struct CpuRounds {
     pub connect: Paired,
     pub open_plain_auditd: Paired,
     pub open_plain_bystander: Paired,
+    pub tls_writes: Paired,
 }
 
 pub fn run(env: &Env<'_>, audit: &mut Audit) -> Result<Rounds> {
@@ -150,7 +158,7 @@ pub fn run(env: &Env<'_>, audit: &mut Audit) -> Result<Rounds> {
         say(&format!(
             "round {}/{}: open+read+close {:.0} / {:.0} / {:.0} ns (none / vigie / auditd), \
              connect {:.1} / {:.1} µs, stream {:.0} / {:.0} MB/s, nginx {:.0} / {:.0} / {:.0} req/s, \
-             beside a tainted process {:.0} ns",
+             beside a tainted process {:.0} ns, TLS write {:.0} / {:.0} ns, nginx over TLS {:.0} / {:.0} req/s",
             round + 1,
             env.plan.rounds,
             none.open_plain.ns_per_iteration(),
@@ -164,6 +172,10 @@ pub fn run(env: &Env<'_>, audit: &mut Audit) -> Result<Rounds> {
             vigie.nginx,
             auditd.nginx,
             vigie.bystander.as_ref().map_or(f64::NAN, |(timed, _)| timed.ns_per_iteration()),
+            none.tls_writes.ns_per_iteration(),
+            vigie.tls_writes.ns_per_iteration(),
+            none.nginx_tls,
+            vigie.nginx_tls,
         ));
         rounds.record(&none, vigie, &auditd);
         rounds.neighbours.push(neighbours);
@@ -202,6 +214,7 @@ impl Rounds {
                 &vigie.open_secret_untrusted,
             ),
             (&mut self.connect, &mut self.cpu.connect, &none.connect, &vigie.connect),
+            (&mut self.tls_writes, &mut self.cpu.tls_writes, &none.tls_writes, &vigie.tls_writes),
         ];
         for (wall, cpu, baseline, treated) in loops {
             wall.push(baseline.ns_per_iteration(), treated.ns_per_iteration());
@@ -210,10 +223,11 @@ impl Rounds {
         self.stream.push(none.stream, vigie.stream);
         self.nginx.push(none.nginx, vigie.nginx);
         self.nginx_auditd.push(none.nginx, auditd.nginx);
+        self.nginx_tls.push(none.nginx_tls, vigie.nginx_tls);
     }
 }
 
-/// Workloads 1–4 and 8 once each, and 9 under `agent`. The ones that read the secret come
+/// Workloads 1–4, 8, 10 and 11 once each, and 9 under `agent`. The ones that read the secret come
 /// last: the bench reads their results through a pipe, which the sensor rightly follows, so
 /// every process the bench starts after them is born tainted. Workload 9's bystander comes
 /// just before them: whatever the sensor attaches for a taint may stay attached.
@@ -224,19 +238,33 @@ fn overhead_workloads(env: &Env<'_>, agent: Option<&Agent>) -> Result<Measures> 
     interrupt::check()?;
     let connect = load::loopback_connect(env)?;
     interrupt::check()?;
-    let nginx = env.site.requests_per_second(env.plan.nginx_time)?;
+    let nginx = env.site.requests_per_second(env.plan.nginx_time, false)?;
+    interrupt::check()?;
+    let tls_writes = tls::writes(env)?;
+    interrupt::check()?;
+    let nginx_tls = env.site.requests_per_second(env.plan.nginx_time, true)?;
     interrupt::check()?;
     let bystander = agent.map(|agent| tainted::open_read(env, agent)).transpose()?;
     interrupt::check()?;
     let open_secret_untrusted = load::open_read(env, Reader::Untrusted, &env.lab.secret)?;
     interrupt::check()?;
     let stream = load::stream(env)?;
-    Ok(Measures { open_plain, open_secret_allowed, open_secret_untrusted, connect, stream, nginx, bystander })
+    Ok(Measures {
+        open_plain,
+        open_secret_allowed,
+        open_secret_untrusted,
+        connect,
+        stream,
+        nginx,
+        tls_writes,
+        nginx_tls,
+        bystander,
+    })
 }
 
 /// Workloads 1 and 8 under auditd (workload 7 is the first).
 fn audited_workloads(env: &Env<'_>) -> Result<Audited> {
     let open_plain = load::open_read(env, Reader::Untrusted, &env.lab.plain)?;
     interrupt::check()?;
-    Ok(Audited { open_plain, nginx: env.site.requests_per_second(env.plan.nginx_time)? })
+    Ok(Audited { open_plain, nginx: env.site.requests_per_second(env.plan.nginx_time, false)? })
 }

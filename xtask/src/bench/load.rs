@@ -161,7 +161,7 @@ fn run_json(command: &mut Command) -> Result<Value> {
     parse(&command::output(command)?)
 }
 
-fn timed(result: &Value) -> Result<Timed> {
+pub fn timed(result: &Value) -> Result<Timed> {
     Ok(Timed {
         iterations: field(result, "iterations")?,
         elapsed_ns: field(result, "elapsed_ns")?,

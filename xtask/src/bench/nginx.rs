@@ -23,6 +23,7 @@ use anyhow::{bail, Context, Result};
 use super::child::Guarded;
 use super::load::{field, parse};
 use super::say;
+use super::tls::Certificate;
 use crate::command::tool;
 
 /// Files served, requested in turn, each [`FILE_BYTES`] long.
@@ -52,6 +53,8 @@ end
 /// The folder nginx serves from and keeps its state in; removed on drop.
 pub struct Site {
     dir: PathBuf,
+    /// Served over HTTPS by workload 11, and to workload 10's TLS server.
+    certificate: Certificate,
     /// (nginx's CPU, wrk's CPU); `None` on a machine with one CPU.
     cpus: Option<(u32, u32)>,
 }
@@ -60,8 +63,9 @@ impl Site {
     pub fn create() -> Result<Self> {
         let dir = std::env::temp_dir().join(format!("vigie-bench-nginx-{}", std::process::id()));
         fs::create_dir_all(dir.join("www")).with_context(|| format!("cannot create {}", dir.display()))?;
+        let certificate = Certificate::create(&dir)?;
         // From here on, an early return drops `site`, which removes the folder.
-        let site = Self { cpus: two_cpus(), dir };
+        let site = Self { cpus: two_cpus(), dir, certificate };
         // nginx's worker drops root: it must be able to read what it serves.
         for dir in [&site.dir, &site.dir.join("www")] {
             fs::set_permissions(dir, fs::Permissions::from_mode(0o755))?;
@@ -81,25 +85,31 @@ impl Site {
         Ok(site)
     }
 
-    /// One run: nginx started, checked, loaded by wrk for `time`, stopped. Requests per second.
-    pub fn requests_per_second(&self, time: Duration) -> Result<f64> {
+    /// The site's self-signed certificate.
+    pub fn certificate(&self) -> &Certificate {
+        &self.certificate
+    }
+
+    /// One run: nginx started, checked, loaded by wrk for `time` over HTTP, or HTTPS if
+    /// `tls`, stopped. Requests per second.
+    pub fn requests_per_second(&self, time: Duration, tls: bool) -> Result<f64> {
         let port = free_port()?;
         let conf = self.dir.join("nginx.conf");
-        write(&conf, config(&self.dir, port).as_bytes())?;
+        write(&conf, config(&self.dir, port, tls.then_some(&self.certificate)).as_bytes())?;
         let error_log = self.dir.join("error.log");
         let mut nginx = pinned(self.cpus.map(|(server, _)| server), "nginx")?;
         nginx.arg("-p").arg(&self.dir).arg("-c").arg(&conf).arg("-e").arg(&error_log);
         let server =
             Guarded::spawn("nginx", nginx.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()))?;
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-        wait_until_serving(&server, addr)
+        wait_until_serving(&server, addr, tls)
             .with_context(|| format!("nginx on {addr} did not serve; its log says: {}", tail(&error_log)))?;
 
         let seconds = time.as_secs().max(1);
         let mut wrk = pinned(self.cpus.map(|(_, client)| client), "wrk")?;
         wrk.args(["-t", WRK_THREADS, "-c", WRK_CONNECTIONS, "-d", &format!("{seconds}s"), "-s"])
             .arg(self.dir.join("wrk.lua"))
-            .arg(format!("http://{addr}/"));
+            .arg(format!("{}://{addr}/", if tls { "https" } else { "http" }));
         let client =
             Guarded::spawn("wrk", wrk.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()))?;
         let result = parse(&client.finish(Duration::from_secs(seconds) + WRK_SLACK)?)?;
@@ -130,8 +140,9 @@ fn pinned(cpu: Option<u32>, program: &str) -> Result<Command> {
     Ok(taskset)
 }
 
-/// nginx's whole configuration: everything it writes stays under `dir`.
-fn config(dir: &Path, port: u16) -> String {
+/// nginx's whole configuration: everything it writes stays under `dir`; TLS with
+/// `certificate` if given.
+fn config(dir: &Path, port: u16, certificate: Option<&Certificate>) -> String {
     let dir = dir.display();
     let mut conf = format!(
         "worker_processes 1;\ndaemon off;\npid {dir}/nginx.pid;\nerror_log {dir}/error.log warn;\n\
@@ -140,7 +151,14 @@ fn config(dir: &Path, port: u16) -> String {
     for temp in ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"] {
         let _ = writeln!(conf, "  {temp}_temp_path {dir}/{temp}_temp;");
     }
-    let _ = write!(conf, "  server {{\n    listen 127.0.0.1:{port};\n    root {dir}/www;\n  }}\n}}\n");
+    let tls = certificate.map_or(String::new(), |c| {
+        format!(
+            " ssl;\n    ssl_certificate {};\n    ssl_certificate_key {}",
+            c.cert.display(),
+            c.key.display()
+        )
+    });
+    let _ = write!(conf, "  server {{\n    listen 127.0.0.1:{port}{tls};\n    root {dir}/www;\n  }}\n}}\n");
     conf
 }
 
@@ -156,16 +174,21 @@ fn page(i: usize) -> String {
     page
 }
 
-/// Until a GET of the first file answers 200 with the whole file (the worker is serving).
-fn wait_until_serving(server: &Guarded, addr: SocketAddr) -> Result<()> {
+/// Until a GET of the first file answers 200 with the whole file (the worker is serving);
+/// over TLS, until the port accepts connections.
+fn wait_until_serving(server: &Guarded, addr: SocketAddr, tls: bool) -> Result<()> {
     let deadline = Instant::now() + READY_TIMEOUT;
     loop {
         if server.exited() {
             bail!("nginx exited");
         }
-        if get_first_file(addr)
-            .is_ok_and(|answer| answer.starts_with("HTTP/1.1 200") && answer.len() > FILE_BYTES)
-        {
+        let serving = if tls {
+            TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok()
+        } else {
+            get_first_file(addr)
+                .is_ok_and(|answer| answer.starts_with("HTTP/1.1 200") && answer.len() > FILE_BYTES)
+        };
+        if serving {
             return Ok(());
         }
         if Instant::now() >= deadline {
@@ -185,7 +208,7 @@ fn get_first_file(addr: SocketAddr) -> std::io::Result<String> {
 }
 
 /// A port of 127.0.0.1 that nothing listens on now.
-fn free_port() -> Result<u16> {
+pub fn free_port() -> Result<u16> {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("cannot find a free port")?;
     Ok(listener.local_addr()?.port())
 }
@@ -245,7 +268,7 @@ mod tests {
 
     #[test]
     fn the_config_is_private_and_quiet() {
-        let conf = config(Path::new("/tmp/site"), 8123);
+        let conf = config(Path::new("/tmp/site"), 8123, None);
         for line in ["daemon off;", "worker_processes 1;", "pid /tmp/site/nginx.pid;", "access_log off;"] {
             assert!(conf.contains(line), "{line} missing from\n{conf}");
         }

@@ -17,8 +17,10 @@ pub struct Plan {
     pub stream_bytes: u64,
     /// Workload 4: bytes per write.
     pub stream_chunk: u64,
-    /// Workload 8: how long wrk loads nginx in each arm.
+    /// Workloads 8 and 11: how long wrk loads nginx in each arm.
     pub nginx_time: Duration,
+    /// Workload 10: TLS writes per run.
+    pub tls_writes: u64,
     /// Workload 5: exfiltrating processes.
     pub exfiltrations: u64,
     /// Workload 6: flooding processes, and how long they flood.
@@ -45,6 +47,7 @@ impl Plan {
             stream_bytes: 1 << 30,
             stream_chunk: 16 << 10,
             nginx_time: Duration::from_secs(10),
+            tls_writes: 200_000,
             exfiltrations: 1_000,
             flood_workers: 4,
             flood_time: Duration::from_secs(30),
@@ -65,6 +68,7 @@ impl Plan {
             connect_iterations: 2_000,
             stream_bytes: 64 << 20,
             nginx_time: Duration::from_secs(2),
+            tls_writes: 10_000,
             exfiltrations: 100,
             flood_time: Duration::from_secs(3),
             forced_loss_time: Duration::from_secs(2),

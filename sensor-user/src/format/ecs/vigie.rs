@@ -128,7 +128,8 @@ pub struct DerivedFile {
 /// `vigie.events_lost` of an `events-lost` document.
 #[derive(Debug, Serialize)]
 pub struct Loss {
-    /// `ring-buffer-full`, `taint-map-full`, `send-totals-full` or `record-malformed`.
+    /// `ring-buffer-full`, `taint-map-full`, `send-totals-full`, `outbound-uncopied` (bytes),
+    /// `record-malformed` or `agent-map-update-failed`.
     pub reason: &'static str,
     pub new: u64,
     pub total: u64,
@@ -194,6 +195,8 @@ pub struct Started {
     pub cgroup: String,
     pub backend: Backend,
     pub tmpfs_secrets: TmpfsReport,
+    /// The TLS library files whose writes are watched (entry uprobes).
+    pub tls_libraries: Vec<String>,
 }
 
 /// `vigie.backend`: the kernel hook set, and why.

@@ -1,4 +1,5 @@
-//! Rows 8 (nginx, the neighbour's throughput) and 9 (workload 1 beside a tainted process),
+//! Rows 8 (nginx, the neighbour's throughput), 9 (workload 1 beside a tainted process), 10
+//! and 11 (TLS writes and nginx over HTTPS, under the TLS uprobes),
 //! and where the agent's programs are attached.
 
 use std::fmt::Write;
@@ -19,10 +20,17 @@ pub fn rows(report: &Report, out: &mut String) {
         report.plan.nginx_time.as_secs()
     );
     let vigie = kept_percent(&r.nginx);
-    throughput_row(out, &what, &r.nginx)
+    throughput_row(out, "8", &what, &r.nginx)
         .target(&format!("≥ {NGINX_KEPT_PERCENT:.0} %"), Some(vigie >= NGINX_KEPT_PERCENT));
-    throughput_row(out, "the same under auditd (`-w SECRET -p r` + connect rule)", &r.nginx_auditd)
+    throughput_row(out, "8", "the same under auditd (`-w SECRET -p r` + connect rule)", &r.nginx_auditd)
         .target("—", None);
+    let tls = Cost::of(&r.tls_writes, &r.cpu.tls_writes);
+    let what = "256 B TLS writes of an untainted client through libssl (Python `ssl` → `openssl s_server`, loopback): the uprobe every TLS write pays";
+    row(out, "10", what, tls, Unit::Ns, "—").untargeted();
+    let what = "workload 8 over HTTPS (nginx's `SSL_write` under the uprobes)";
+    let kept = kept_percent(&r.nginx_tls);
+    throughput_row(out, "11", what, &r.nginx_tls)
+        .target(&format!("≥ {NGINX_KEPT_PERCENT:.0} %"), Some(kept >= NGINX_KEPT_PERCENT));
     let bystander = Cost::of(&r.open_plain_bystander, &r.cpu.open_plain_bystander);
     let what = "workload 1, another process tainted (a bystander read the secret and stays alive, silent)";
     row(out, "9", what, bystander, Unit::Ns, "—").untargeted();
@@ -33,12 +41,12 @@ fn kept_percent(pairs: &Paired) -> f64 {
     100.0 + pairs.median_change_percent()
 }
 
-/// A row 8 up to its target cell: requests per second, and the share of them kept.
-fn throughput_row<'a>(out: &'a mut String, what: &str, pairs: &Paired) -> Row<'a> {
+/// A throughput row (8, 11) up to its target cell: requests per second, and the share kept.
+fn throughput_row<'a>(out: &'a mut String, number: &str, what: &str, pairs: &Paired) -> Row<'a> {
     let difference = pairs.median_difference();
     let _ = write!(
         out,
-        "| 8 | {what} | {} | {} | {}{}; {:.1} % of the no-sensor throughput |",
+        "| {number} | {what} | {} | {} | {}{}; {:.1} % of the no-sensor throughput |",
         Unit::ReqPerS.show(pairs.median_baseline()),
         Unit::ReqPerS.show(pairs.median_treated()),
         sign(difference),
