@@ -14,6 +14,7 @@ use tokio::{
 use crate::{
     alert::redact::Redactor,
     background::Background,
+    content::Recognizer,
     catch_up::ChannelHooks,
     config::allowed_readers,
     config::services::Service,
@@ -76,7 +77,9 @@ pub async fn run(mut settings: Settings, reload: impl Fn() -> Result<Settings, E
         ..kernel_offsets::from_btf(Path::new(VMLINUX_BTF))?
     };
     let catalog = SecretCatalog::resolve(&settings.secret_patterns);
-    let redactor = Redactor::new(&catalog); // before fanotify holds tmpfs secrets: see tend_fingerprints
+    // Before fanotify holds tmpfs secrets: see tend_fingerprints.
+    let redactor = Redactor::new(&catalog);
+    let recognizer = Recognizer::new(redactor.key(), &catalog);
     let (mut tmpfs, tmpfs_report) = TmpfsReads::start(&catalog);
     let allowed_exes = allowed_readers::resolve(&settings)?;
     let mut output = Output::open(&settings.output)?;
@@ -100,7 +103,7 @@ pub async fn run(mut settings: Settings, reload: impl Fn() -> Result<Settings, E
     let local = LocalAddresses::watch(move |addresses| drop(kernel_local.sync(addresses)))
         .map_err(|e| Error::system("reading this host's addresses", e))?;
     let started =
-        started(&settings, &sensor, &catalog, allowed_exes.len(), local.len(), tmpfs_report, &redactor);
+        started(&settings, &sensor, &catalog, allowed_exes.len(), local.len(), tmpfs_report, (&redactor, &recognizer));
     let facts = HostFacts {
         host: ecs::Host { name: system::hostname() },
         boot: ecs::Boot { id: system::boot_id(), wall_ns: system::boot_wall_ns() },
@@ -109,7 +112,7 @@ pub async fn run(mut settings: Settings, reload: impl Fn() -> Result<Settings, E
     let trusted = TrustedProcesses::new(settings.services.iter().map(Service::resolve).collect());
     let mut pipeline =
         Pipeline::new(facts, catalog, processes, correlator, TaintTable::new(window_ns), trusted);
-    pipeline.use_redactor(redactor);
+    pipeline.use_fingerprints(redactor, recognizer);
     if std::env::var_os(OUTBOUND_DIGESTS_ENV).is_some_and(|value| value == "1") {
         pipeline.print_outbound_digests();
     }
@@ -209,7 +212,7 @@ fn started(
     allowed_readers: usize,
     local_addresses: usize,
     tmpfs_secrets: ecs::TmpfsReport,
-    redactor: &Redactor,
+    (redactor, recognizer): (&Redactor, &Recognizer),
 ) -> ecs::Started {
     ecs::Started {
         secrets_watched: catalog.len(),
@@ -218,6 +221,7 @@ fn started(
         trusted_nets: settings.trusted_nets.iter().map(ToString::to_string).collect(),
         local_addresses,
         fingerprints: redactor.report(),
+        recognizer: recognizer.report(),
         cgroup: sensor.cgroup_root.display().to_string(),
         backend: ecs::Backend { name: sensor.backend.backend.name(), reason: sensor.backend.reason.clone() },
         tmpfs_secrets,

@@ -6,9 +6,6 @@ mod background;
 mod catch_up;
 mod cli;
 mod config;
-// The lead wires `scan` to the kernel's content records in pipeline.rs; until then only the
-// tests use it.
-#[cfg_attr(not(test), expect(dead_code, unused_imports, reason = "not wired into the pipeline yet"))]
 mod content;
 mod error;
 mod format;

@@ -14,7 +14,7 @@
 //! and stream tails live in buffers zeroed when dropped, and no `Debug` shows any of them.
 
 mod database;
-mod encodings;
+pub mod encodings;
 mod patterns;
 mod recognizer;
 mod streams;

@@ -87,6 +87,13 @@ enum Outcome {
     Skipped(&'static str),
 }
 
+/// A recognizer that knows no value (until the agent gives it the watched secrets').
+impl Default for Recognizer {
+    fn default() -> Self {
+        Self::new(&RandomState::new(), &SecretCatalog::default())
+    }
+}
+
 impl Recognizer {
     /// A recognizer keyed with `key` (redaction's), with the values of every file `catalog`
     /// watches now.
@@ -98,15 +105,16 @@ impl Recognizer {
             files: Vec::new(),
             streams: Streams::default(),
         };
-        recognizer.refresh(catalog);
+        recognizer.refresh(catalog, |_| true);
         recognizer
     }
 
-    /// Reads again the watched files (and databases) whose stamp changed since they were read.
-    pub fn refresh(&mut self, catalog: &SecretCatalog) {
+    /// Reads again the watched files (and databases) whose stamp changed since they were read,
+    /// among those `may_read` allows.
+    pub fn refresh(&mut self, catalog: &SecretCatalog, may_read: impl Fn(&Path) -> bool) {
         for (_, secret) in catalog.iter() {
             // Labels (a trusted process's memory) have no file.
-            if secret.id != FileId::default() {
+            if secret.id != FileId::default() && may_read(&secret.path) {
                 self.refresh_file(&secret.path);
             }
         }
@@ -314,7 +322,7 @@ fn wal_of(path: &Path) -> PathBuf {
     wal.into()
 }
 
-/// `vigie.content` in `sensor-started`: what content recognition knows.
+/// `vigie.recognizer` in `sensor-started`: what content recognition knows.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct RecognizerReport {
     pub values: usize,

@@ -243,7 +243,7 @@ fn refresh_takes_a_changed_value_and_drops_the_old_one() {
     let mut s = setup("refresh", &[("homeserver.yaml", &homeserver())]);
     let new_secret = "a-new-shared-secret-after-rotation";
     fs::write(s.dir.join("homeserver.yaml"), format!("registration_shared_secret: {new_secret}\n")).unwrap();
-    s.recognizer.refresh(&s.catalog);
+    s.recognizer.refresh(&s.catalog, |_| true);
     assert_eq!(s.recognizer.scan(&stream(1), SHARED_SECRET.as_bytes(), Scope::Tainted), []);
     assert_eq!(s.recognizer.scan(&stream(2), new_secret.as_bytes(), Scope::Tainted).len(), 1);
     // A control: the old value was recognised before the change.
@@ -326,7 +326,7 @@ fn database_tokens_are_read_incrementally_while_a_writer_holds_its_transaction()
         .unwrap();
     s.catalog.add_patterns(&[path.display().to_string()]);
     s.catalog.rescan(|_| true);
-    s.recognizer.refresh(&s.catalog);
+    s.recognizer.refresh(&s.catalog, |_| true);
     let report = s.recognizer.report();
     let db = report.sources.iter().find(|r| r.kind == "database").expect("the database");
     assert_eq!(db.values, 1, "{report:?}");
@@ -334,7 +334,7 @@ fn database_tokens_are_read_incrementally_while_a_writer_holds_its_transaction()
     // The reader held no lock: the writer commits at once, with no busy wait allowed.
     writer.execute_batch("COMMIT").unwrap();
 
-    s.recognizer.refresh(&s.catalog);
+    s.recognizer.refresh(&s.catalog, |_| true);
     let matches = s.recognizer.scan(&stream(1), format!("{first} {second} ").as_bytes(), Scope::Tainted);
     let names: Vec<&str> = matches.iter().map(|m| m.secret.as_str()).collect();
     let shown = path.display();
@@ -359,7 +359,7 @@ fn a_database_locked_exclusively_is_not_waited_for_and_read_at_the_next_refresh(
     writer.execute_batch("BEGIN EXCLUSIVE").unwrap();
     s.catalog.add_patterns(&[path.display().to_string()]);
     s.catalog.rescan(|_| true);
-    s.recognizer.refresh(&s.catalog);
+    s.recognizer.refresh(&s.catalog, |_| true);
     let report = s.recognizer.report();
     assert!(
         report.skipped.iter().any(|k| k.reason.starts_with("database not read: database is locked")),
@@ -369,7 +369,7 @@ fn a_database_locked_exclusively_is_not_waited_for_and_read_at_the_next_refresh(
 
     writer.execute_batch("COMMIT").unwrap();
     // Nothing changed on disk, yet the busy database is read again.
-    s.recognizer.refresh(&s.catalog);
+    s.recognizer.refresh(&s.catalog, |_| true);
     assert!(s.recognizer.report().skipped.iter().all(|k| !k.reason.starts_with("database")));
     assert_eq!(s.recognizer.scan(&stream(2), token.as_bytes(), Scope::Tainted).len(), 1);
 }
@@ -395,11 +395,11 @@ fn a_large_database_is_read_over_the_next_refreshes() {
     assert!(fs::metadata(&path).unwrap().len() > crate::alert::redact::fingerprints::FILE_LIMIT);
     s.catalog.add_patterns(&[path.display().to_string()]);
     s.catalog.rescan(|_| true);
-    s.recognizer.refresh(&s.catalog);
+    s.recognizer.refresh(&s.catalog, |_| true);
     let tokens = |r: &Recognizer| r.report().sources.iter().find(|r| r.kind == "database").map(|r| r.values);
     assert_eq!(tokens(&s.recognizer), Some(rows - 1));
     // Nothing changed on disk; the rest is read all the same.
-    s.recognizer.refresh(&s.catalog);
+    s.recognizer.refresh(&s.catalog, |_| true);
     assert_eq!(tokens(&s.recognizer), Some(rows), "{:?}", s.recognizer.report());
     let last = format!("token-{:08}-x", rows - 1);
     assert_eq!(s.recognizer.scan(&stream(1), last.as_bytes(), Scope::Tainted).len(), 1);

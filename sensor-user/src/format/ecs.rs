@@ -185,6 +185,8 @@ pub const EXFILTRATION_THREAT: Threat = Threat {
 
 /// ECS severity of an exfiltration alert (high).
 pub const EXFILTRATION_SEVERITY: u8 = 73;
+/// ECS severity of an exfiltration whose bytes carried a secret's value (critical).
+pub const CONFIRMED_EXFILTRATION_SEVERITY: u8 = 99;
 
 impl ProcessFields {
     /// `process.*` of `process`, with `parent` if known; arguments masked by `redactor`.

@@ -7,7 +7,7 @@ use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
 };
 
-use sensor_common::{family, send_path, sender, transport, OutboundEvent, OUTBOUND_HEADER_LEN};
+use sensor_common::{family, send_path, sender, transport, OutboundEvent, Taint, OUTBOUND_HEADER_LEN};
 
 use super::decode::{read, DecodeError};
 
@@ -28,6 +28,12 @@ pub enum Outbound {
 pub struct OutboundBytes {
     pub pid: u32,
     pub tid: u32,
+    /// The sender's uid when it wrote.
+    pub uid: u32,
+    /// When the kernel copied the piece (monotonic ns).
+    pub ktime_ns: u64,
+    /// The sender's taint as the kernel knew it (empty for a trusted service).
+    pub taint: Taint,
     /// Which call of the thread.
     pub call: u64,
     pub sender: Sender,
@@ -92,6 +98,9 @@ pub fn decode(bytes: &[u8]) -> Result<Outbound, DecodeError> {
     Ok(Outbound::Bytes(OutboundBytes {
         pid: head.header.pid,
         tid: head.tid,
+        uid: head.header.uid,
+        ktime_ns: head.header.ktime_ns,
+        taint: head.taint,
         call: head.call,
         sender: match head.sender {
             sender::TAINTED => Sender::Tainted,

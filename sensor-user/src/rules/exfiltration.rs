@@ -174,6 +174,12 @@ impl Correlator {
         self.repeats_done + self.reported.values().map(|t| t.repeats).sum::<u64>()
     }
 
+    /// Whether `ip` is off this host and outside the trusted networks: where a secret must
+    /// not go.
+    pub fn leaves_host(&self, ip: IpAddr) -> bool {
+        !self.is_trusted(ip)
+    }
+
     fn is_trusted(&self, ip: IpAddr) -> bool {
         self.local.contains(ip) || self.trusted.iter().any(|net| net.contains(&ip))
     }

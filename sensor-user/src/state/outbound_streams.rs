@@ -55,8 +55,9 @@ pub struct OutboundStreams {
 }
 
 impl OutboundStreams {
-    /// Takes in one record; returns the streams that grew, with their tallies now.
-    pub fn record(&mut self, outbound: &Outbound) -> Vec<(StreamKey, StreamTally)> {
+    /// Takes in one record; returns the pieces it settled (their destination known, or never
+    /// to be), in order, each with its stream's tally once it is added.
+    pub fn record(&mut self, outbound: &Outbound) -> Vec<(OutboundBytes, StreamTally)> {
         let settled = match outbound {
             Outbound::Bytes(piece) if piece.destination.is_some() => vec![piece.clone()],
             Outbound::Bytes(piece) => self.wait(piece),
@@ -74,7 +75,13 @@ impl OutboundStreams {
                 None => Vec::new(),
             },
         };
-        settled.iter().map(|piece| self.add(piece)).collect()
+        settled
+            .into_iter()
+            .map(|piece| {
+                let tally = self.add(&piece);
+                (piece, tally)
+            })
+            .collect()
     }
 
     /// Process `pid` exited: its streams end.
@@ -97,7 +104,7 @@ impl OutboundStreams {
         undirected
     }
 
-    fn add(&mut self, piece: &OutboundBytes) -> (StreamKey, StreamTally) {
+    fn add(&mut self, piece: &OutboundBytes) -> StreamTally {
         let key = StreamKey {
             pid: piece.pid,
             sender: piece.sender,
@@ -106,18 +113,23 @@ impl OutboundStreams {
         };
         let tally = self.streams.entry(key).or_default();
         tally.add(&piece.bytes);
-        (key, *tally)
+        *tally
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use sensor_common::Taint;
+
     use super::*;
 
     fn piece(call: u64, path: SendPath, destination: Option<Destination>, bytes: &[u8]) -> Outbound {
         Outbound::Bytes(OutboundBytes {
             pid: 7,
             tid: 8,
+            uid: 0,
+            ktime_ns: 0,
+            taint: Taint::default(),
             call,
             sender: Sender::Tainted,
             path,

@@ -183,6 +183,11 @@ impl SecretCatalog {
         self.secrets.get(usize::try_from(id).ok()?)
     }
 
+    /// The id of the watched file at `path`, if one is.
+    pub fn id_of_path(&self, path: &Path) -> Option<u32> {
+        self.iter().find(|(_, secret)| secret.kind == SecretKind::File && secret.path == path).map(|(id, _)| id)
+    }
+
     /// `(id, secret)` pairs, for filling the kernel map.
     pub fn iter(&self) -> impl Iterator<Item = (u32, &Secret)> {
         (0u32..).zip(&self.secrets)

@@ -42,6 +42,12 @@ impl Redactor {
         self.fingerprints.refresh(&self.key, catalog, may_read);
     }
 
+    /// The per-agent key, which content recognition shares so that a value's fingerprint in
+    /// an alert is its `h=` in a masked argument.
+    pub fn key(&self) -> &RandomState {
+        &self.key
+    }
+
     /// What is fingerprinted and what was skipped, for `sensor-started`.
     pub fn report(&self) -> FingerprintReport {
         self.fingerprints.report()

@@ -1,7 +1,7 @@
 //! Every kind of document the agent writes, one per `event.action`, with its ECS
 //! categorisation: `event.type` holds, for each category, a type ECS expects with it.
 
-use super::{Event, EXFILTRATION_SEVERITY};
+use super::{Event, CONFIRMED_EXFILTRATION_SEVERITY, EXFILTRATION_SEVERITY};
 
 /// Every program is attached and the watch list is loaded.
 pub const SENSOR_STARTED: Event = of("state", "sensor-started", &["host"], &["start"]);
@@ -35,6 +35,12 @@ pub const CREDENTIAL_EXFILTRATION: Event = Event {
     category: &["network", "intrusion_detection"],
     types: &["connection", "info"],
 };
+
+/// A secret's value itself was recognised in the bytes a process sent off this host: from a
+/// tainted process it confirms a `credential-exfiltration` alert; from a trusted service (which
+/// holds its secrets by right) it is the only sign.
+pub const CONFIRMED_EXFILTRATION: Event =
+    Event { severity: Some(CONFIRMED_EXFILTRATION_SEVERITY), ..CREDENTIAL_EXFILTRATION };
 
 const fn of(
     kind: &'static str,

@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use crate::{
     alert::redact::{FingerprintReport, Redactor},
+    content::RecognizerReport,
     state::process_table::Process,
 };
 
@@ -30,6 +31,8 @@ pub struct Vigie {
     pub incomplete: Option<Vec<Missing>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub derived: Option<DerivedFile>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content: Option<Content>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub events_lost: Option<Loss>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -117,6 +120,23 @@ pub enum Via {
     },
 }
 
+/// `vigie.content`: a secret's value recognised in the bytes sent — named, fingerprinted with
+/// the agent's key, never shown.
+#[derive(Debug, Serialize)]
+pub struct Content {
+    /// Always `true`: the bytes carried the value, not only the process the secret.
+    pub confirmed: bool,
+    /// Which value: a config key and its file, a key file, or a token kind.
+    pub value: String,
+    /// How it was written in the bytes: `raw`, `base64`, `base64url`, `hex`, `percent`, `json`.
+    pub encoding: &'static str,
+    /// The value's keyed fingerprint: equal for one value within one agent run, and telling
+    /// nothing about it without the agent's key.
+    pub fingerprint: String,
+    /// Where the bytes were seen: `socket` (plaintext) or the TLS library (`openssl`, `gnutls`).
+    pub seen_in: &'static str,
+}
+
 /// `vigie.derived`: the file a tainted process wrote.
 #[derive(Debug, Serialize)]
 pub struct DerivedFile {
@@ -192,6 +212,7 @@ pub struct Started {
     /// This host's interface addresses known now (they are local, not off the host).
     pub local_addresses: usize,
     pub fingerprints: FingerprintReport,
+    pub recognizer: RecognizerReport,
     pub cgroup: String,
     pub backend: Backend,
     pub tmpfs_secrets: TmpfsReport,

@@ -1,14 +1,20 @@
 //! Kernel events in, documents out: process table and taint state are updated in record
 //! order, and the rule turns a tainted process's connect into an alert with its story.
 
+mod outbound;
+
 use ipnet::IpNet;
 use sensor_common::{via, ConnectEvent, EventHeader, EventKind, FileId, SendKey, SendTotal, TaintEvent};
 
 use crate::{
     alert::redact::Redactor,
+    content::Recognizer,
     format::ecs::{self, Document, Event, EventIds, Missing, ProcessFields, ProcessSummary, Vigie},
-    kernel::decode::{Derived, KernelEvent, Outbound},
-    rules::exfiltration::{Correlator, Exfiltration},
+    kernel::decode::{Derived, KernelEvent},
+    rules::{
+        content::Confirmations,
+        exfiltration::{Correlator, Exfiltration},
+    },
     state::derived_files::DerivedFiles,
     state::outbound_streams::OutboundStreams,
     state::process_table::{Process, ProcessTable},
@@ -40,6 +46,8 @@ pub struct Pipeline {
     outbound: OutboundStreams,
     /// Print each stream's byte count and digest as it grows (`VIGIE_DIAG_OUTBOUND_DIGESTS`).
     outbound_digests: bool,
+    recognizer: Recognizer,
+    confirmations: Confirmations,
 }
 
 impl Pipeline {
@@ -67,6 +75,8 @@ impl Pipeline {
             redactor: Redactor::default(),
             outbound: OutboundStreams::default(),
             outbound_digests: false,
+            recognizer: Recognizer::default(),
+            confirmations: Confirmations::default(),
         };
         for process in pipeline.processes.iter() {
             pipeline.trusted.observe(process, 0, &mut pipeline.catalog);
@@ -97,6 +107,8 @@ impl Pipeline {
                 self.correlator.exited(exit.header.pid);
                 self.trusted.exit(exit.header.pid);
                 self.outbound.exit(exit.header.pid);
+                self.recognizer.forget_process(exit.header.pid);
+                self.confirmations.exited(exit.header.pid);
             }
             // A trusted service's records from before the kernel knew it was trusted; one that
             // carried taint from before it became the service is judged like any process.
@@ -113,33 +125,6 @@ impl Pipeline {
             KernelEvent::Outbound(outbound) => return self.outbound(outbound),
         }
         Vec::new()
-    }
-
-    /// Bytes a tainted process or a trusted service wrote out: counted per stream (the
-    /// content recognizer is to look into them here).
-    pub fn outbound(&mut self, outbound: &Outbound) -> Vec<Document> {
-        for (stream, tally) in self.outbound.record(outbound) {
-            if self.outbound_digests {
-                let to = stream
-                    .destination
-                    .map_or("unknown".to_owned(), |d| format!("{}/{}", d.addr, d.transport));
-                eprintln!(
-                    "vigie-outbound pid={} sender={:?} path={} destination={to} bytes={} fnv1a64={:016x}",
-                    stream.pid,
-                    stream.sender,
-                    stream.path.name(),
-                    tally.bytes,
-                    tally.fnv1a
-                );
-            }
-        }
-        Vec::new()
-    }
-
-    /// Prints every stream's byte count and digest to stderr as it grows: a diagnostic that
-    /// shows what the kernel copied (never the bytes themselves).
-    pub fn print_outbound_digests(&mut self) {
-        self.outbound_digests = true;
     }
 
     /// How many times a process took in a secret since start (a count that only grows).
@@ -200,7 +185,7 @@ impl Pipeline {
 
     /// Sends and connects that repeated an alert already printed.
     pub fn repeated_alerts(&self) -> u64 {
-        self.correlator.repeats()
+        self.correlator.repeats() + self.confirmations.repeats()
     }
 
     /// Destinations trusted from now on (a reloaded configuration).
@@ -212,14 +197,17 @@ impl Pipeline {
         &mut self.catalog
     }
 
-    /// Masks arguments with `redactor` from now on (the default one knows no secret's content).
-    pub fn use_redactor(&mut self, redactor: Redactor) {
+    /// Masks arguments with `redactor` and recognises values in outbound bytes with
+    /// `recognizer` from now on (the default ones know no secret's content).
+    pub fn use_fingerprints(&mut self, redactor: Redactor, recognizer: Recognizer) {
         self.redactor = redactor;
+        self.recognizer = recognizer;
     }
 
     /// Fingerprints again the watched files that changed and that `may_read` allows.
     pub fn refresh_fingerprints(&mut self, may_read: impl Fn(&std::path::Path) -> bool) {
-        self.redactor.refresh(&self.catalog, may_read);
+        self.redactor.refresh(&self.catalog, &may_read);
+        self.recognizer.refresh(&self.catalog, may_read);
     }
 
     fn secret_read(&self, event: &TaintEvent) -> Option<Document> {
@@ -445,6 +433,7 @@ mod tests {
 
     use super::*;
     use crate::kernel::decode::Exec;
+    use crate::kernel::outbound::{Destination, Outbound, OutboundBytes, SendPath, Sender};
 
     const READER: u32 = 100;
     const CHILD: u32 = 101;
@@ -678,6 +667,84 @@ mod tests {
         let secret = serde_json::json!({"kind": "process-memory", "name": "memory of hs (pid 7)"});
         assert_eq!(docs[0]["vigie"]["secret"], secret);
         assert_eq!(docs[0]["vigie"]["via"], serde_json::json!({"kind": "process-memory", "pid": 7}));
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// A value long enough to be recognised.
+    const VALUE: &str = "Zq8vN3xL0pT7sK2wR9mB";
+
+    /// The pipeline of [`pipeline`], its secret holding [`VALUE`] and fingerprinted.
+    fn recognising_pipeline(dir: &std::path::Path) -> (Pipeline, FileId) {
+        let (mut pipeline, id) = pipeline(dir);
+        fs::write(dir.join("homeserver.yaml"), format!("registration_shared_secret: \"{VALUE}\"\n")).unwrap();
+        let redactor = Redactor::new(&pipeline.catalog);
+        let recognizer = Recognizer::new(redactor.key(), &pipeline.catalog);
+        pipeline.use_fingerprints(redactor, recognizer);
+        (pipeline, id)
+    }
+
+    /// `pid`'s TLS write of `bytes` to `to`, as the kernel copies it.
+    fn sent(pid: u32, sender: Sender, to: &str, bytes: &[u8]) -> KernelEvent {
+        KernelEvent::Outbound(Outbound::Bytes(OutboundBytes {
+            pid,
+            tid: pid,
+            uid: 1000,
+            ktime_ns: 2_000,
+            taint: Taint::default(),
+            call: 1,
+            sender,
+            path: SendPath::OpenSsl,
+            destination: Some(Destination { addr: to.parse().unwrap(), transport: "tcp" }),
+            bytes: bytes.to_vec(),
+        }))
+    }
+
+    #[test]
+    fn a_value_in_a_tainted_process_bytes_confirms_the_exfiltration_at_critical_severity() {
+        let dir = tempfile_dir("confirmed");
+        let (mut pipeline, id) = recognising_pipeline(&dir);
+        pipeline.handle(&read(READER, id));
+        let encoded = crate::content::encodings::base64_padded(format!("secret={VALUE}").as_bytes(), false);
+        let (head, tail) = encoded.as_bytes().split_at(10);
+        assert!(pipeline.handle(&sent(READER, Sender::Tainted, "10.213.1.2:443", head)).is_empty());
+        let alerts = json(&pipeline.handle(&sent(READER, Sender::Tainted, "10.213.1.2:443", tail)));
+
+        assert_eq!(alerts.len(), 1, "{alerts:#?}");
+        let alert = &alerts[0];
+        assert_eq!(alert["event"]["action"], "credential-exfiltration");
+        assert_eq!(alert["event"]["severity"], 99);
+        assert_eq!(alert["vigie"]["content"]["confirmed"], true);
+        assert_eq!(alert["vigie"]["content"]["encoding"], "base64");
+        assert_eq!(alert["vigie"]["content"]["seen_in"], "openssl");
+        let named = alert["vigie"]["content"]["value"].as_str().unwrap();
+        assert!(named.contains("registration_shared_secret"), "{named}");
+        assert_eq!(alert["vigie"]["origin"]["pid"], READER);
+        assert_eq!(alert["source"]["bytes"], encoded.len());
+        assert!(!alert.to_string().contains(VALUE), "{alert}");
+
+        let again = pipeline.handle(&sent(READER, Sender::Tainted, "10.213.1.2:443", VALUE.as_bytes()));
+        assert!(again.is_empty(), "one alert per value and destination");
+        assert_eq!(pipeline.repeated_alerts(), 1);
+        let local = pipeline.handle(&sent(READER, Sender::Tainted, "127.0.0.1:443", VALUE.as_bytes()));
+        assert!(local.is_empty(), "loopback is not off the host");
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_trusted_service_sending_its_own_secret_value_off_the_host_is_alerted_its_tokens_are_not() {
+        let dir = tempfile_dir("trusted-content");
+        let (mut pipeline, _) = recognising_pipeline(&dir);
+        // A Synapse access token, its checksum valid: the homeserver hands these to its clients.
+        let token = "syt_YWRtaW4_hphggrTyVrHnOIUuDGsS_1hCggm";
+        let login = pipeline.handle(&sent(READER, Sender::TrustedService, "10.213.1.2:443", token.as_bytes()));
+        assert!(login.is_empty(), "{:#?}", json(&login));
+
+        let alerts = json(&pipeline.handle(&sent(READER, Sender::TrustedService, "10.213.1.2:443", VALUE.as_bytes())));
+        assert_eq!(alerts.len(), 1, "{alerts:#?}");
+        assert_eq!(alerts[0]["event"]["severity"], 99);
+        assert_eq!(alerts[0]["vigie"]["content"]["encoding"], "raw");
+        assert_eq!(alerts[0]["vigie"]["origin"]["pid"], READER, "the service holds it by right");
+        assert_eq!(alerts[0]["file"]["path"], dir.join("homeserver.yaml").display().to_string());
         fs::remove_dir_all(dir).unwrap();
     }
 
