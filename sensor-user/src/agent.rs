@@ -14,11 +14,11 @@ use tokio::{
 use crate::{
     alert::redact::Redactor,
     background::Background,
-    content::Recognizer,
     catch_up::ChannelHooks,
     config::allowed_readers,
     config::services::Service,
     config::Settings,
+    content::Recognizer,
     error::Error,
     format::ecs::{self, Vigie},
     kernel::decode::decode,
@@ -102,8 +102,15 @@ pub async fn run(mut settings: Settings, reload: impl Fn() -> Result<Settings, E
     // are still judged by the whole set.
     let local = LocalAddresses::watch(move |addresses| drop(kernel_local.sync(addresses)))
         .map_err(|e| Error::system("reading this host's addresses", e))?;
-    let started =
-        started(&settings, &sensor, &catalog, allowed_exes.len(), local.len(), tmpfs_report, (&redactor, &recognizer));
+    let started = started(
+        &settings,
+        &sensor,
+        &catalog,
+        allowed_exes.len(),
+        local.len(),
+        tmpfs_report,
+        (&redactor, &recognizer),
+    );
     let facts = HostFacts {
         host: ecs::Host { name: system::hostname() },
         boot: ecs::Boot { id: system::boot_id(), wall_ns: system::boot_wall_ns() },

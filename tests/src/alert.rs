@@ -61,6 +61,35 @@ pub fn is_secret_read_by(pid: u32) -> impl Fn(&Value) -> bool {
     move |line| text(line, "/event/action") == Some("secret-read") && process_pid(line) == Some(pid)
 }
 
+/// An exfiltration alert whose bytes carried a secret's value (`vigie.content`).
+#[must_use]
+pub fn is_confirmed(line: &Value) -> bool {
+    is_exfiltration(line) && line.pointer("/vigie/content/confirmed") == Some(&Value::Bool(true))
+}
+
+/// A confirmed exfiltration alert whose `process.pid` is `pid`.
+pub fn is_confirmed_by(pid: u32) -> impl Fn(&Value) -> bool {
+    move |line| is_confirmed(line) && process_pid(line) == Some(pid)
+}
+
+/// `event.severity`.
+#[must_use]
+pub fn severity(line: &Value) -> Option<u64> {
+    line.pointer("/event/severity").and_then(Value::as_u64)
+}
+
+/// `vigie.content.encoding` of a confirmed alert: how the value was written in the bytes.
+#[must_use]
+pub fn content_encoding(line: &Value) -> Option<&str> {
+    text(line, "/vigie/content/encoding")
+}
+
+/// `vigie.content.value` of a confirmed alert: which value (a name, never the value).
+#[must_use]
+pub fn content_value(line: &Value) -> Option<&str> {
+    text(line, "/vigie/content/value")
+}
+
 /// An exfiltration alert whose `process.pid` is `pid`.
 pub fn is_exfiltration_by(pid: u32) -> impl Fn(&Value) -> bool {
     move |line| is_exfiltration(line) && process_pid(line) == Some(pid)

@@ -106,6 +106,29 @@ fn cgroup2_in(mounts: &str) -> Option<PathBuf> {
     })
 }
 
+/// Whether the map named `name` that process `holder` holds has the 4-byte key `key` (a pid,
+/// say), from `bpftool map dump`.
+///
+/// # Errors
+/// When `holder` holds no such map, or bpftool fails.
+pub fn map_has_u32_key(holder: u32, name: &str, key: u32) -> Result<bool> {
+    let bytes: Vec<Value> = key.to_ne_bytes().iter().map(|b| Value::from(format!("0x{b:02x}"))).collect();
+    let (as_bytes, as_number) = (Value::Array(bytes), Value::from(key));
+    for id in held_by(holder)?.maps {
+        let id = id.to_string();
+        let shown = bpftool(&["map", "show", "id", &id])?;
+        if shown.get("name").and_then(Value::as_str) != Some(name) {
+            continue;
+        }
+        let entries = bpftool(&["map", "dump", "id", &id])?;
+        // Without BTF the key is a list of hex bytes; with it, a number.
+        return Ok(listed(&entries)?
+            .iter()
+            .any(|entry| entry.get("key").is_some_and(|k| *k == as_bytes || *k == as_number)));
+    }
+    bail!("process {holder} holds no map named {name}")
+}
+
 /// `bpftool -j ARGS`, a list command, parsed; bpftool reports failures as `{"error": …}`.
 fn bpftool(args: &[&str]) -> Result<Value> {
     let output = Command::new("bpftool")

@@ -736,10 +736,12 @@ mod tests {
         let (mut pipeline, _) = recognising_pipeline(&dir);
         // A Synapse access token, its checksum valid: the homeserver hands these to its clients.
         let token = "syt_YWRtaW4_hphggrTyVrHnOIUuDGsS_1hCggm";
-        let login = pipeline.handle(&sent(READER, Sender::TrustedService, "10.213.1.2:443", token.as_bytes()));
+        let login =
+            pipeline.handle(&sent(READER, Sender::TrustedService, "10.213.1.2:443", token.as_bytes()));
         assert!(login.is_empty(), "{:#?}", json(&login));
 
-        let alerts = json(&pipeline.handle(&sent(READER, Sender::TrustedService, "10.213.1.2:443", VALUE.as_bytes())));
+        let alerts =
+            json(&pipeline.handle(&sent(READER, Sender::TrustedService, "10.213.1.2:443", VALUE.as_bytes())));
         assert_eq!(alerts.len(), 1, "{alerts:#?}");
         assert_eq!(alerts[0]["event"]["severity"], 99);
         assert_eq!(alerts[0]["vigie"]["content"]["encoding"], "raw");

@@ -75,7 +75,8 @@ impl Pipeline {
                     transport,
                     bytes: tally.bytes,
                 };
-                let mut document = self.exfiltration_document(&exfiltration, ecs::CONFIRMED_EXFILTRATION, time)?;
+                let mut document =
+                    self.exfiltration_document(&exfiltration, ecs::CONFIRMED_EXFILTRATION, time)?;
                 if let Some(vigie) = document.vigie.as_mut() {
                     vigie.content = Some(ecs::Content {
                         confirmed: true,

@@ -185,7 +185,9 @@ impl SecretCatalog {
 
     /// The id of the watched file at `path`, if one is.
     pub fn id_of_path(&self, path: &Path) -> Option<u32> {
-        self.iter().find(|(_, secret)| secret.kind == SecretKind::File && secret.path == path).map(|(id, _)| id)
+        self.iter()
+            .find(|(_, secret)| secret.kind == SecretKind::File && secret.path == path)
+            .map(|(id, _)| id)
     }
 
     /// `(id, secret)` pairs, for filling the kernel map.
