@@ -77,9 +77,7 @@ pub async fn run(mut settings: Settings, reload: impl Fn() -> Result<Settings, E
         ..kernel_offsets::from_btf(Path::new(VMLINUX_BTF))?
     };
     let catalog = SecretCatalog::resolve(&settings.secret_patterns);
-    // Before fanotify holds tmpfs secrets: see tend_fingerprints.
-    let redactor = Redactor::new(&catalog);
-    let recognizer = Recognizer::new(redactor.key(), &catalog);
+    let (redactor, recognizer) = fingerprints(&catalog);
     let (mut tmpfs, tmpfs_report) = TmpfsReads::start(&catalog);
     let allowed_exes = allowed_readers::resolve(&settings)?;
     let mut output = Output::open(&settings.output)?;
@@ -269,6 +267,15 @@ fn tend_output(output: &mut Output, pipeline: &Pipeline) {
         News::Failing(_) => Output::to_stderr(&document),
         News::Recovered(_) => output.write(&document),
     }
+}
+
+/// What the agent knows of the watched secrets' contents, to mask them in arguments and
+/// recognise them in outbound bytes; read before fanotify holds tmpfs secrets (see
+/// [`tend_fingerprints`]).
+fn fingerprints(catalog: &SecretCatalog) -> (Redactor, Recognizer) {
+    let redactor = Redactor::new(catalog);
+    let recognizer = Recognizer::new(redactor.key(), catalog);
+    (redactor, recognizer)
 }
 
 /// Fingerprints again the watched files whose content changed. While fanotify holds tmpfs

@@ -22,6 +22,7 @@ pub const DIGESTS_ENV: (&str, &str) = ("VIGIE_DIAG_OUTBOUND_DIGESTS", "1");
 const POLL: Duration = Duration::from_millis(20);
 
 /// FNV-1a (64 bits), as the agent's diagnostic and the server compute it.
+#[must_use]
 pub fn fnv1a(bytes: &[u8]) -> String {
     let hash = bytes
         .iter()

@@ -5,6 +5,7 @@
 //! tainted process whose bytes carry no value keeps its plain data-flow alert: severity tells
 //! a responder which is which.
 
+use std::fmt::Write;
 use std::fs::{self, File};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
@@ -110,7 +111,10 @@ fn a_hex_encoded_secret_split_across_pythons_tls_writes_is_confirmed() -> Result
 
     expect_confirmed(&sensor, pid, "hex")?;
     let value = secret_value(&lab)?;
-    let hex: String = value.bytes().map(|b| format!("{b:02x}")).collect();
+    let hex = value.bytes().fold(String::new(), |mut hex, b| {
+        let _ = write!(hex, "{b:02x}");
+        hex
+    });
     assert_never_printed(&sensor, &[value, hex]);
     Ok(())
 }
