@@ -77,7 +77,7 @@ pub async fn run(mut settings: Settings, reload: impl Fn() -> Result<Settings, E
         ..kernel_offsets::from_btf(Path::new(VMLINUX_BTF))?
     };
     let catalog = SecretCatalog::resolve(&settings.secret_patterns);
-    let (redactor, recognizer) = fingerprints(&catalog);
+    let contents = fingerprints(&catalog);
     let (mut tmpfs, tmpfs_report) = TmpfsReads::start(&catalog);
     let allowed_exes = allowed_readers::resolve(&settings)?;
     let mut output = Output::open(&settings.output)?;
@@ -100,15 +100,8 @@ pub async fn run(mut settings: Settings, reload: impl Fn() -> Result<Settings, E
     // are still judged by the whole set.
     let local = LocalAddresses::watch(move |addresses| drop(kernel_local.sync(addresses)))
         .map_err(|e| Error::system("reading this host's addresses", e))?;
-    let started = started(
-        &settings,
-        &sensor,
-        &catalog,
-        allowed_exes.len(),
-        local.len(),
-        tmpfs_report,
-        (&redactor, &recognizer),
-    );
+    let started =
+        started(&settings, &sensor, &catalog, allowed_exes.len(), local.len(), tmpfs_report, &contents);
     let facts = HostFacts {
         host: ecs::Host { name: system::hostname() },
         boot: ecs::Boot { id: system::boot_id(), wall_ns: system::boot_wall_ns() },
@@ -117,7 +110,7 @@ pub async fn run(mut settings: Settings, reload: impl Fn() -> Result<Settings, E
     let trusted = TrustedProcesses::new(settings.services.iter().map(Service::resolve).collect());
     let mut pipeline =
         Pipeline::new(facts, catalog, processes, correlator, TaintTable::new(window_ns), trusted);
-    pipeline.use_fingerprints(redactor, recognizer);
+    pipeline.use_fingerprints(contents);
     if std::env::var_os(OUTBOUND_DIGESTS_ENV).is_some_and(|value| value == "1") {
         pipeline.print_outbound_digests();
     }
@@ -217,7 +210,7 @@ fn started(
     allowed_readers: usize,
     local_addresses: usize,
     tmpfs_secrets: ecs::TmpfsReport,
-    (redactor, recognizer): (&Redactor, &Recognizer),
+    (redactor, recognizer): &(Redactor, Recognizer),
 ) -> ecs::Started {
     ecs::Started {
         secrets_watched: catalog.len(),

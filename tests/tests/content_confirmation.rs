@@ -226,7 +226,7 @@ fn a_trusted_service_sending_its_secret_value_off_the_host_is_alerted() -> Resul
         .arg(format!("file://{}", gate.display()))
         .args(["--next", "-sSk", "-o", "/dev/null", "--max-time", "10", "-H", "Expect:", "-T"])
         .arg(lab.secret())
-        .arg(format!("https://{}/", dest))
+        .arg(format!("https://{dest}/"))
         .stdin(Stdio::null())
         .spawn()?;
     let pid = curl.id();

@@ -199,7 +199,7 @@ impl Pipeline {
 
     /// Masks arguments with `redactor` and recognises values in outbound bytes with
     /// `recognizer` from now on (the default ones know no secret's content).
-    pub fn use_fingerprints(&mut self, redactor: Redactor, recognizer: Recognizer) {
+    pub fn use_fingerprints(&mut self, (redactor, recognizer): (Redactor, Recognizer)) {
         self.redactor = redactor;
         self.recognizer = recognizer;
     }
@@ -679,7 +679,7 @@ mod tests {
         fs::write(dir.join("homeserver.yaml"), format!("registration_shared_secret: \"{VALUE}\"\n")).unwrap();
         let redactor = Redactor::new(&pipeline.catalog);
         let recognizer = Recognizer::new(redactor.key(), &pipeline.catalog);
-        pipeline.use_fingerprints(redactor, recognizer);
+        pipeline.use_fingerprints((redactor, recognizer));
         (pipeline, id)
     }
 
