@@ -122,7 +122,15 @@ impl Recognizer {
             if scope == Scope::TrustedService && value.sharing == Sharing::HandedOut {
                 continue;
             }
-            if !matches.iter().any(|m| m.secret == value.name && m.encoding == entry.encoding) {
+            // One match a secret and encoding: a key's lines are one key; database tokens, all
+            // named after their table, are told apart by fingerprint.
+            let token = matches!(value.source, Source::Database(_));
+            let known = |m: &&ContentMatch| {
+                m.secret == value.name
+                    && m.encoding == entry.encoding
+                    && (!token || m.fingerprint == value.fingerprint)
+            };
+            if !matches.iter().any(|m| known(&m)) {
                 matches.push(ContentMatch {
                     secret: value.name.clone(),
                     source: value.source.clone(),
