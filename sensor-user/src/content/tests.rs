@@ -409,6 +409,46 @@ fn a_large_database_is_read_over_the_next_refreshes() {
     assert_eq!(s.recognizer.scan(&stream(1), last.as_bytes(), Scope::Tainted).len(), 1);
 }
 
+/// Memory the index takes for the database's tokens, printed: run with `cargo test --release
+/// -p sensor-user content::tests::database_token_memory -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement, run alone"]
+fn database_token_memory() {
+    let resident_kib = || -> u64 {
+        let status = fs::read_to_string("/proc/self/status").unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+    let mut s = setup("sqlite-memory", &[("homeserver.yaml", &homeserver())]);
+    let path = s.dir.join("homeserver.db");
+    let mut writer = token_database(&path);
+    let rows: i64 = if cfg!(debug_assertions) { 2_000 } else { 40_000 };
+    let insert = writer.transaction().unwrap();
+    for id in 0..rows {
+        // Shaped like Synapse's: `syt_`, a localpart, 20 letters, 6 of checksum.
+        let token = format!("syt_dXNlcntpZH0_{:020x}_{:06}", id * 0x9e37_79b9, id % 1_000_000);
+        insert
+            .execute("INSERT INTO access_tokens (id, user_id, token) VALUES (?1, 'u', ?2)", (id, token))
+            .unwrap();
+    }
+    insert.commit().unwrap();
+    s.catalog.add_patterns(&[path.display().to_string()]);
+    s.catalog.rescan(|_| true);
+    let before = resident_kib();
+    for _ in 0..3 {
+        s.recognizer.refresh(&s.catalog);
+    }
+    let after = resident_kib();
+    let report = s.recognizer.report();
+    let tokens = report.sources.iter().find(|r| r.kind == "database").unwrap().values;
+    println!(
+        "{tokens} database tokens, {} forms: {} KiB resident more, {} bytes a token",
+        report.forms,
+        after - before,
+        (after - before) * 1024 / tokens as u64
+    );
+}
+
 /// Throughput of `scan` with 200 values, printed (no timed assertion): run with
 /// `cargo test --release -p sensor-user content::tests::scan_throughput -- --ignored --nocapture`.
 #[test]
