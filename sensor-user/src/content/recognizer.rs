@@ -99,15 +99,16 @@ impl Recognizer {
             files: Vec::new(),
             streams: Streams::default(),
         };
-        recognizer.refresh(catalog);
+        recognizer.refresh(catalog, |_| true);
         recognizer
     }
 
-    /// Reads again the watched files (and databases) whose stamp changed since they were read.
-    pub fn refresh(&mut self, catalog: &SecretCatalog) {
+    /// Reads again the watched files (and databases) whose stamp changed since they were read,
+    /// among those `may_read` allows.
+    pub fn refresh(&mut self, catalog: &SecretCatalog, may_read: impl Fn(&Path) -> bool) {
         for (_, secret) in catalog.iter() {
             // Labels (a trusted process's memory) have no file.
-            if secret.id != FileId::default() {
+            if secret.id != FileId::default() && may_read(&secret.path) {
                 self.refresh_file(&secret.path);
             }
         }

@@ -243,7 +243,7 @@ fn refresh_takes_a_changed_value_and_drops_the_old_one() {
     let mut s = setup("refresh", &[("homeserver.yaml", &homeserver())]);
     let new_secret = "a-new-shared-secret-after-rotation";
     fs::write(s.dir.join("homeserver.yaml"), format!("registration_shared_secret: {new_secret}\n")).unwrap();
-    s.recognizer.refresh(&s.catalog);
+    s.recognizer.refresh(&s.catalog, |_| true);
     assert_eq!(s.recognizer.scan(&stream(1), SHARED_SECRET.as_bytes(), Scope::Tainted), []);
     assert_eq!(s.recognizer.scan(&stream(2), new_secret.as_bytes(), Scope::Tainted).len(), 1);
     // A control: the old value was recognised before the change.
@@ -330,7 +330,7 @@ fn database_tokens_are_read_incrementally_while_a_writer_holds_its_transaction()
         .unwrap();
     s.catalog.add_patterns(&[path.display().to_string()]);
     s.catalog.rescan(|_| true);
-    s.recognizer.refresh(&s.catalog);
+    s.recognizer.refresh(&s.catalog, |_| true);
     let report = s.recognizer.report();
     let db = report.sources.iter().find(|r| r.kind == "database").expect("the database");
     assert_eq!(db.values, 2, "{report:?}");
@@ -338,7 +338,7 @@ fn database_tokens_are_read_incrementally_while_a_writer_holds_its_transaction()
     // The reader held no lock: the writer commits at once, with no busy wait allowed.
     writer.execute_batch("COMMIT").unwrap();
 
-    s.recognizer.refresh(&s.catalog);
+    s.recognizer.refresh(&s.catalog, |_| true);
     let traffic = format!("{first} {other} {second} ");
     let matches = s.recognizer.scan(&stream(1), traffic.as_bytes(), Scope::Tainted);
     let names: Vec<&str> = matches.iter().map(|m| m.secret.as_str()).collect();
@@ -363,7 +363,7 @@ fn a_database_locked_exclusively_is_not_waited_for_and_read_at_the_next_refresh(
     writer.execute_batch("BEGIN EXCLUSIVE").unwrap();
     s.catalog.add_patterns(&[path.display().to_string()]);
     s.catalog.rescan(|_| true);
-    s.recognizer.refresh(&s.catalog);
+    s.recognizer.refresh(&s.catalog, |_| true);
     let report = s.recognizer.report();
     assert!(
         report.skipped.iter().any(|k| k.reason.starts_with("database not read: database is locked")),
@@ -373,7 +373,7 @@ fn a_database_locked_exclusively_is_not_waited_for_and_read_at_the_next_refresh(
 
     writer.execute_batch("COMMIT").unwrap();
     // Nothing changed on disk, yet the busy database is read again.
-    s.recognizer.refresh(&s.catalog);
+    s.recognizer.refresh(&s.catalog, |_| true);
     assert!(s.recognizer.report().skipped.iter().all(|k| !k.reason.starts_with("database")));
     assert_eq!(s.recognizer.scan(&stream(2), token.as_bytes(), Scope::Tainted).len(), 1);
 }
@@ -399,11 +399,11 @@ fn a_large_database_is_read_over_the_next_refreshes() {
     assert!(fs::metadata(&path).unwrap().len() > crate::alert::redact::fingerprints::FILE_LIMIT);
     s.catalog.add_patterns(&[path.display().to_string()]);
     s.catalog.rescan(|_| true);
-    s.recognizer.refresh(&s.catalog);
+    s.recognizer.refresh(&s.catalog, |_| true);
     let tokens = |r: &Recognizer| r.report().sources.iter().find(|r| r.kind == "database").map(|r| r.values);
     assert_eq!(tokens(&s.recognizer), Some(rows - 1));
     // Nothing changed on disk; the rest is read all the same.
-    s.recognizer.refresh(&s.catalog);
+    s.recognizer.refresh(&s.catalog, |_| true);
     assert_eq!(tokens(&s.recognizer), Some(rows), "{:?}", s.recognizer.report());
     let last = format!("token-{:08}-x", rows - 1);
     assert_eq!(s.recognizer.scan(&stream(1), last.as_bytes(), Scope::Tainted).len(), 1);
@@ -436,7 +436,7 @@ fn database_token_memory() {
     s.catalog.rescan(|_| true);
     let before = resident_kib();
     for _ in 0..3 {
-        s.recognizer.refresh(&s.catalog);
+        s.recognizer.refresh(&s.catalog, |_| true);
     }
     let after = resident_kib();
     let report = s.recognizer.report();
@@ -455,7 +455,7 @@ fn database_token_memory() {
 #[ignore = "a measurement, run in release"]
 fn scan_throughput() {
     let env = (0..200u64).fold(String::new(), |mut env, i| {
-        let _ = writeln!(env, "SECRET_{i}=v{i:04} &?>%/\\\"{:016x}", 0x9e37_79b9_u64.pow(2) * i);
+        let _ = writeln!(env, "SECRET_{i}=v{i:04} &?>%/\\\"{:016x}", 0x9e37_79b9_u64.pow(2).wrapping_mul(i));
         env
     });
     let mut s = setup("throughput", &[(".env", &env)]);
