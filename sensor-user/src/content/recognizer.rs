@@ -36,9 +36,10 @@ use crate::{
 /// The longest value matched: a key's body line, a token or a password is far shorter; a
 /// whole certificate bundle in one value would only lengthen every stream's tail.
 const MAX_VALUE: usize = 4096;
-/// Database tokens held at most, over all databases: about ten forms a token, each some
-/// 100 bytes of index, so 50,000 tokens cost some 50 MB. Past it, new tokens are still told by
-/// their checksum (`syt_`), and the report says the limit was reached.
+/// Database tokens held at most, over all databases: a token costs about 430 bytes (six forms
+/// and its name; `database_token_memory` measures it), so 50,000 tokens some 21 MB. Past it,
+/// new tokens are still told by their checksum (`syt_`), and the report says the limit was
+/// reached.
 const MAX_DATABASE_TOKENS: usize = 50_000;
 
 /// Recognises the watched secrets' values in streams of bytes.
@@ -130,7 +131,15 @@ impl Recognizer {
             if scope == Scope::TrustedService && value.sharing == Sharing::HandedOut {
                 continue;
             }
-            if !matches.iter().any(|m| m.secret == value.name && m.encoding == entry.encoding) {
+            // One match a secret and encoding: a key's lines are one key; database tokens, all
+            // named after their table, are told apart by fingerprint.
+            let token = matches!(value.source, Source::Database(_));
+            let known = |m: &&ContentMatch| {
+                m.secret == value.name
+                    && m.encoding == entry.encoding
+                    && (!token || m.fingerprint == value.fingerprint)
+            };
+            if !matches.iter().any(|m| known(&m)) {
                 matches.push(ContentMatch {
                     secret: value.name.clone(),
                     source: value.source.clone(),

@@ -21,6 +21,9 @@ use super::{
 
 /// Streams kept at once: connections of the processes that matter, not of the whole host.
 pub const MAX_STREAMS: usize = 4096;
+/// The buffer a stream keeps between sends at most, beyond what its tail needs: 4,096 streams
+/// hold 64 MiB at worst, not the size of their largest send.
+const KEPT_CAPACITY: usize = 16 * 1024;
 
 /// Every stream's state.
 #[derive(Debug, Default)]
@@ -196,7 +199,8 @@ impl Stream {
         self.tail.extend_from_slice(bytes);
     }
 
-    /// Drops the first `count` bytes of the tail, zeroing what the move leaves behind.
+    /// Drops the first `count` bytes of the tail, zeroing what the move leaves behind; a
+    /// buffer grown for a large send is given back (zeroed) once its tail is small again.
     fn cut(&mut self, count: usize) {
         let count = count.min(self.tail.len());
         let len = self.tail.len();
@@ -204,6 +208,11 @@ impl Stream {
         self.tail[len - count..].zeroize();
         self.tail.truncate(len - count);
         self.start += count as u64;
+        if self.tail.capacity() > KEPT_CAPACITY && self.tail.len() * 4 < self.tail.capacity() {
+            let mut smaller = Zeroizing::new(Vec::with_capacity(self.tail.len().max(KEPT_CAPACITY / 4)));
+            smaller.extend_from_slice(&self.tail);
+            self.tail = smaller;
+        }
     }
 }
 

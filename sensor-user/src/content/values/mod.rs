@@ -73,7 +73,8 @@ pub fn of_file(path: &Path, content: &[u8]) -> Result<Vec<FoundValue>, NoValues>
     if ["-wal", "-journal", "-shm"].iter().any(|suffix| name.ends_with(suffix)) {
         return Err(NoValues::DatabaseSideFile);
     }
-    let text = String::from_utf8_lossy(content);
+    // The content as text: a copy, zeroed like the content.
+    let text = Zeroizing::new(String::from_utf8_lossy(content).into_owned());
     if name.ends_with(".yaml") || name.ends_with(".yml") {
         return synapse_yaml::values(&text, &shown);
     }

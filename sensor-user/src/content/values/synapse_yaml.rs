@@ -1,9 +1,11 @@
 //! Secrets in Synapse's YAML: `homeserver.yaml`, its `conf.d` files and app-service
 //! registrations. Keys are matched wherever they sit (`database.args.password`,
 //! `oidc_providers[0].client_secret`), as Synapse's config modules name them
-//! (`synapse/config/*.py`).
+//! (`synapse/config/*.py`). The parsed document's strings are zeroed before it is dropped (the
+//! parser's own buffers are beyond reach).
 
 use serde_norway::Value;
+use zeroize::Zeroize;
 
 use super::{found, key_files, FoundValue, NoValues, Sharing};
 
@@ -37,10 +39,22 @@ const KEY_TEXT_KEYS: &[&str] = &["signing_key", "key"];
 
 /// The secrets of the YAML document `text` (of the file shown as `path`).
 pub fn values(text: &str, path: &str) -> Result<Vec<FoundValue>, NoValues> {
-    let document: Value = serde_norway::from_str(text).map_err(|_| NoValues::BadYaml)?;
+    let mut document: Value = serde_norway::from_str(text).map_err(|_| NoValues::BadYaml)?;
     let mut values = Vec::new();
     walk(&document, "", path, &mut values);
+    scrub(&mut document);
     Ok(values)
+}
+
+/// Zeroes every string of `value` before it is freed: the parsed document holds the secrets.
+fn scrub(value: &mut Value) {
+    match value {
+        Value::String(text) => text.zeroize(),
+        Value::Mapping(mapping) => mapping.values_mut().for_each(scrub),
+        Value::Sequence(items) => items.iter_mut().for_each(scrub),
+        Value::Tagged(tagged) => scrub(&mut tagged.value),
+        Value::Null | Value::Bool(_) | Value::Number(_) => {}
+    }
 }
 
 fn walk(value: &Value, at: &str, path: &str, values: &mut Vec<FoundValue>) {
