@@ -17,6 +17,7 @@ mod maps;
 mod memory;
 mod network;
 mod process;
+mod stores;
 mod syscall_abi;
 mod syscalls;
 mod taint;

@@ -32,6 +32,7 @@ use crate::{
     state::secret_catalog::{Rebind, Scan, SecretCatalog},
     state::taint::TaintTable,
     state::trusted_processes::TrustedProcesses,
+    stores::Stores,
     system,
     tmpfs_reads::{self, TmpfsReads},
 };
@@ -44,6 +45,8 @@ const REPORT_TICKS: u64 = 2;
 const PRUNE_REPORTS: u64 = 60;
 /// Every how many ticks recursive (`**`) patterns are rescanned: they walk whole trees.
 const DEEP_SCAN_TICKS: u64 = 20;
+/// Every how many ticks the stores' servers are looked for again (a restarted server).
+const STORE_TICKS: u64 = 4;
 
 /// Counters reported when the agent stops.
 #[derive(Debug, Default)]
@@ -70,7 +73,7 @@ pub async fn run(mut settings: Settings, reload: impl Fn() -> Result<Settings, E
         agent_pid: std::process::id(),
         ..kernel_offsets::from_btf(Path::new(VMLINUX_BTF))?
     };
-    let catalog = SecretCatalog::resolve(&settings.secret_patterns);
+    let mut catalog = SecretCatalog::resolve(&settings.secret_patterns);
     let redactor = Redactor::new(&catalog); // before fanotify holds tmpfs secrets: see tend_fingerprints
     let (mut tmpfs, tmpfs_report) = TmpfsReads::start(&catalog);
     let allowed_exes = allowed_readers::resolve(&settings)?;
@@ -87,6 +90,9 @@ pub async fn run(mut settings: Settings, reload: impl Fn() -> Result<Settings, E
         backend: settings.backend,
     })?;
     let events = sensor.take_events()?;
+    // Labels after the kernel's watch list is filled: they are no files.
+    let mut stores = Stores::new(&settings.stores, &mut catalog, system::ns_per_tick());
+    let store_updates_failed = stores.look_now(&mut sensor);
     // Seeded after attaching, so no process falls between the snapshot and the first record.
     let processes = ProcessTable::from_proc(system::ns_per_tick());
     let mut kernel_local = sensor.take_local_addresses()?;
@@ -94,8 +100,9 @@ pub async fn run(mut settings: Settings, reload: impl Fn() -> Result<Settings, E
     // are still judged by the whole set.
     let local = LocalAddresses::watch(move |addresses| drop(kernel_local.sync(addresses)))
         .map_err(|e| Error::system("reading this host's addresses", e))?;
-    let started =
+    let mut started =
         started(&settings, &sensor, &catalog, allowed_exes.len(), local.len(), tmpfs_report, &redactor);
+    started.stores = stores.report();
     let facts = HostFacts {
         host: ecs::Host { name: system::hostname() },
         boot: ecs::Boot { id: system::boot_id(), wall_ns: system::boot_wall_ns() },
@@ -105,7 +112,7 @@ pub async fn run(mut settings: Settings, reload: impl Fn() -> Result<Settings, E
     let mut pipeline =
         Pipeline::new(facts, catalog, processes, correlator, TaintTable::new(window_ns), trusted);
     pipeline.use_redactor(redactor);
-    let mut tally = Tally::default();
+    let mut tally = Tally { updates_failed: store_updates_failed, ..Tally::default() };
     apply_trust(&mut sensor, &mut pipeline, &mut tally);
     output.write(&pipeline.state(ecs::SENSOR_STARTED, Vigie { started: Some(started), ..Vigie::default() }));
 
@@ -134,6 +141,9 @@ pub async fn run(mut settings: Settings, reload: impl Fn() -> Result<Settings, E
             holders = channel_hooks.walk.finished() => {
                 output.write_all(channel_hooks.walked(&holders, &mut sensor, &mut pipeline)?);
             }
+            looks = stores.look.finished() => {
+                tally.updates_failed += stores.found(looks, &mut sensor);
+            }
             scan = scans.walk.finished() => {
                 let rebinds = pipeline.catalog_mut().apply(scan);
                 follow_paths(&mut sensor, &mut pipeline, &mut output, tmpfs.as_mut(), rebinds, &mut tally)?;
@@ -144,6 +154,9 @@ pub async fn run(mut settings: Settings, reload: impl Fn() -> Result<Settings, E
                 tend_fingerprints(&mut pipeline, tmpfs.is_some());
                 scans.start(pipeline.catalog_mut(), tick.is_multiple_of(DEEP_SCAN_TICKS));
                 channel_hooks.follow(&mut sensor, &pipeline)?;
+                if tick.is_multiple_of(STORE_TICKS) {
+                    stores.start_look();
+                }
                 if tick.is_multiple_of(REPORT_TICKS) {
                     report_progress(&sensor, &mut pipeline, &mut output)?;
                     report_loss(&sensor, &mut pipeline, &mut output, &mut tally)?;
@@ -213,6 +226,7 @@ fn started(
         cgroup: sensor.cgroup_root.display().to_string(),
         backend: ecs::Backend { name: sensor.backend.backend.name(), reason: sensor.backend.reason.clone() },
         tmpfs_secrets,
+        stores: Vec::new(),
     }
 }
 
