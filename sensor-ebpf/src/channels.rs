@@ -16,10 +16,10 @@ use crate::{
     emit::{self, current_pid, header},
     files::{self, prefilter},
     kernel::{
-        current_syscall, fd_file, file_dentry, file_id, file_inode, file_readable, file_type, file_writable,
-        inode_dentry, inode_file_id, inode_generation, inode_type, load, name_parts, offset, offsets, pty,
-        read, sock_id, sock_inode_number, socket_id, socket_sock, task_fd_file, task_identity, unix_peer_id,
-        PtyEnd, S_IFCHR, S_IFIFO, S_IFREG, S_IFSOCK,
+        current_start_ns, current_syscall, fd_file, file_dentry, file_id, file_inode, file_readable,
+        file_type, file_writable, inode_dentry, inode_file_id, inode_generation, inode_type, load,
+        name_parts, offset, offsets, pty, read, sock_id, sock_inode_number, socket_id, socket_sock,
+        task_fd_file, task_identity, unix_peer_id, PtyEnd, S_IFCHR, S_IFIFO, S_IFREG, S_IFSOCK,
     },
     maps::{GATES, LOCAL_ADDRS, PIPE_UPSTREAM, READING, TAINTED_FILES},
     stores,
@@ -354,9 +354,10 @@ fn inode_number_tag(ino: u64) -> u32 {
     ino as u32
 }
 
-/// The taint socket `id` carries, `ino` being the inode number of the socket found at that
-/// address now: a mark naming another socket's inode was left by a freed socket, and is
-/// dropped when it is found.
+/// What the current process takes in by reading socket `id`, `ino` being the inode number of
+/// the socket found at that address now: a mark naming another socket's inode was left by a
+/// freed socket, and is dropped when it is found. A store's reply names its reader as the
+/// origin: the first process that took the store's data out of its server.
 #[inline(always)]
 fn socket_mark(id: FileId, ino: u64) -> Option<Taint> {
     // SAFETY: the value is copied out at once.
@@ -364,6 +365,9 @@ fn socket_mark(id: FileId, ino: u64) -> Option<Taint> {
     if source.via_generation != 0 && inode_number_tag(ino) != source.via_generation {
         let _ = TAINTED_FILES.remove(id);
         return None;
+    }
+    if source.via_kind == via::STORE_SOCKET {
+        return Some(Taint { origin_pid: current_pid(), origin_start_ns: current_start_ns(), ..source });
     }
     Some(source)
 }

