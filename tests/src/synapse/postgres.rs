@@ -121,10 +121,15 @@ impl Postgres {
     /// DBA's command line, or a root attacker's.
     #[must_use]
     pub fn su_psql(&self, sql: &str) -> String {
+        self.su_psql_via(&self.socket_dir.display().to_string(), sql)
+    }
+
+    /// [`Postgres::su_psql`] through `host`: the socket directory, or `127.0.0.1` for TCP.
+    #[must_use]
+    pub fn su_psql_via(&self, host: &str, sql: &str) -> String {
         format!(
-            "su postgres -c \"{} -h {} -p {} -d {DATABASE} -Atc '{sql}'\"",
+            "su postgres -c \"{} -h {host} -p {} -d {DATABASE} -Atc '{sql}'\"",
             self.psql().display(),
-            self.socket_dir.display(),
             self.port
         )
     }
