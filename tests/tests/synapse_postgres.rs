@@ -7,11 +7,13 @@
 //! The scenarios share one homeserver, one database server and one sensor (see
 //! `integration_tests::synapse`) and take turns; silence is asserted behind a barrier.
 
+use std::fs;
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
-use integration_tests::synapse::{self, Database, SharedLab, SynapseLab};
-use integration_tests::{actor_exe, alert, ALERT_TIMEOUT};
+use integration_tests::synapse::{self, Database, Postgres, SharedLab, SynapseLab};
+use integration_tests::{actor_exe, alert, Lab, ALERT_TIMEOUT};
 use serde_json::Value;
 
 /// The store's name in alerts.
@@ -20,6 +22,10 @@ const STORE: &str = "homeserver database";
 const ADMIN_TOKEN_SQL: &str = "SELECT t.token FROM access_tokens t JOIN users u ON u.name = t.user_id \
                                WHERE u.admin = 1 ORDER BY t.id DESC LIMIT 1";
 
+/// How long a restarted server may take to be found: the agent looks every 2 s.
+const RECHECK_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long one query's `secret-read` is waited for before the next try.
+const RETRY_WAIT: Duration = Duration::from_millis(500);
 /// A DBA's look at the users table.
 const COUNT_SQL: &str = "SELECT count(*) FROM users";
 
@@ -162,5 +168,43 @@ fn synapse_postgres_3_a_dba_query_that_sends_nothing_is_seen_and_not_alerted() -
         .filter(|l| alert::ancestry_pids(l).contains(&sh))
         .collect();
     ensure!(alerts.is_empty(), "alerts about the DBA's shell: {alerts:#?}");
+    Ok(())
+}
+
+#[test]
+#[ignore = "needs root and BPF: run with cargo xtask test"]
+fn synapse_postgres_5_a_restarted_database_server_is_found_again() -> Result<()> {
+    let lab = Lab::new(actor_exe!())?;
+    let mut postgres = Postgres::start()?;
+    let config = lab.dir().join("homeserver.yaml");
+    fs::write(
+        &config,
+        format!("server_name: hs.test\nsigning_key: ed25519 a_x k\n{}", postgres.homeserver_setting()),
+    )?;
+    let config_arg = config.to_string_lossy();
+    let sensor =
+        lab.sensor_with(&["--profile", "matrix-synapse", "--synapse-config", config_arg.as_ref()])?;
+    let first = postgres.pid();
+    let started = sensor.expect(alert::is_sensor_started, ALERT_TIMEOUT)?;
+    let pids = started.pointer("/vigie/stores/0/server_pids").cloned().unwrap_or_default();
+    ensure!(pids.get(0).and_then(Value::as_u64) == Some(u64::from(first)), "{started:#}");
+
+    postgres.restart()?;
+    ensure!(postgres.pid() != first, "the same postmaster");
+
+    // The agent looks for the server again on its ticks: a query after that is followed. Each
+    // try is a query of its own, told apart by its text; the one that is seen proves it.
+    let deadline = Instant::now() + RECHECK_TIMEOUT;
+    for attempt in 0.. {
+        let sql = format!("SELECT {attempt}");
+        shell(&format!("{} > /dev/null", postgres.su_psql(&sql)))?;
+        if sensor.expect(is_psql_read_of(&sql), RETRY_WAIT).is_ok() {
+            break;
+        }
+        ensure!(Instant::now() < deadline, "no query to the restarted server was followed");
+    }
+    lab.barrier(&sensor)?;
+    let alerts = lab.alerts_other_than(&sensor, &[])?;
+    ensure!(alerts.is_empty(), "the queries sent nothing off the host: {alerts:#?}");
     Ok(())
 }

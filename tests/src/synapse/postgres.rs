@@ -32,6 +32,7 @@ const READY_POLL: Duration = Duration::from_millis(50);
 pub struct Postgres {
     child: Child,
     bin: PathBuf,
+    data: PathBuf,
     /// The directory of its unix socket (`.s.PGSQL.PORT`).
     pub socket_dir: PathBuf,
     /// Its port, on the socket and on 127.0.0.1.
@@ -73,23 +74,8 @@ impl Postgres {
         ]))
         .context("initdb")?;
         let port = super::homeserver::free_port()?;
-        let log = fs::File::create(dir.path().join("postgres.log"))?;
-        chown(dir.path().join("postgres.log"), Some(uid), Some(gid))?;
-        let mut command = Command::new(bin.join("postgres"));
-        command
-            .uid(uid)
-            .gid(gid)
-            .arg("-D")
-            .arg(&data)
-            .arg("-k")
-            .arg(&socket_dir)
-            .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
-        child::dies_with_its_parent(&mut command);
-        let child = command.spawn().context("start postgres")?;
-        let mut server = Self { child, bin, socket_dir, port, start_time: Duration::ZERO, _dir: dir };
+        let child = spawn_server(&bin, dir.path(), &data, &socket_dir, port)?;
+        let mut server = Self { child, bin, data, socket_dir, port, start_time: Duration::ZERO, _dir: dir };
         server.wait_until_ready()?;
         server.psql_as_superuser(&format!("CREATE ROLE {ROLE} LOGIN"))?;
         server.psql_as_superuser(&format!(
@@ -97,6 +83,18 @@ impl Postgres {
         ))?;
         server.start_time = started.elapsed();
         Ok(server)
+    }
+
+    /// Stops the server and starts it again on the same cluster, socket and port: another
+    /// postmaster, whose pid [`Postgres::pid`] gives from now on.
+    ///
+    /// # Errors
+    /// When it does not start again, or does not accept connections in time.
+    pub fn restart(&mut self) -> Result<()> {
+        child::stop(&mut self.child, libc::SIGINT, STOP_TIMEOUT);
+        let dir = self.data.parent().context("the cluster has no directory")?.to_owned();
+        self.child = spawn_server(&self.bin, &dir, &self.data, &self.socket_dir, self.port)?;
+        self.wait_until_ready()
     }
 
     /// The postmaster's pid: the listener of the socket.
@@ -189,6 +187,28 @@ impl Drop for Postgres {
         // SIGINT: a fast shutdown.
         child::stop(&mut self.child, libc::SIGINT, STOP_TIMEOUT);
     }
+}
+
+/// Starts the server of cluster `data` on `socket_dir` and `port`, logging into `dir`.
+fn spawn_server(bin: &Path, dir: &Path, data: &Path, socket_dir: &Path, port: u16) -> Result<Child> {
+    let (uid, gid) = postgres_user()?;
+    let log_path = dir.join("postgres.log");
+    let log = fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
+    chown(&log_path, Some(uid), Some(gid))?;
+    let mut command = Command::new(bin.join("postgres"));
+    command
+        .uid(uid)
+        .gid(gid)
+        .arg("-D")
+        .arg(data)
+        .arg("-k")
+        .arg(socket_dir)
+        .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    child::dies_with_its_parent(&mut command);
+    command.spawn().context("start postgres")
 }
 
 /// The newest major version's binaries under [`DEBIAN_BINARIES`].
