@@ -75,6 +75,8 @@ pub struct KernelOffsets {
     /// Not an offset: the agent's own pid, which is never tainted (it looks into pipes).
     pub agent_pid: u32,
     pub task_struct_self_exec_id: u32,
+    pub sock_sk_socket: u32,
+    pub socket_file: u32,
     /// Not an offset: taint older than this stops counting (0: the process's lifetime).
     pub taint_window_ns: u64,
 }
@@ -83,5 +85,5 @@ pub struct KernelOffsets {
 pub const KERNEL_OFFSETS_GLOBAL: &str = "KERNEL_OFFSETS";
 
 #[cfg(feature = "user")]
-// SAFETY: `#[repr(C)]` integers, 64 `u32`s then a `u64`: no padding, any bit pattern is valid.
+// SAFETY: `#[repr(C)]` integers, 66 `u32`s then a `u64`: no padding, any bit pattern is valid.
 unsafe impl aya::Pod for KernelOffsets {}

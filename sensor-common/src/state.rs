@@ -47,6 +47,9 @@ pub mod via {
     /// It read, from a pty's master side, what a tainted process wrote into the slave (a
     /// terminal session: `script`, an SSH server, a reverse shell).
     pub const PTY: u32 = 6;
+    /// It read from a unix or loopback socket what a store server (the homeserver's database
+    /// server, `STORE_SERVERS`) sent it: the store's data.
+    pub const STORE_SOCKET: u32 = 7;
 }
 
 /// Why a process (or a pipe, socket or derived file) is tainted.
@@ -64,7 +67,8 @@ pub struct Taint {
     /// One of [`via`].
     pub via_kind: u32,
     /// For a derived file, its inode's generation: a new file that reuses the inode number
-    /// of a deleted derived file is not derived.
+    /// of a deleted derived file is not derived. For a socket's mark, the low half of the
+    /// socket's inode number (0: unknown): a later socket at a freed one's address is not it.
     pub via_generation: u32,
     /// The derived file, pipe or socket the taint came through (zero for [`via::DIRECT`]).
     pub via: FileId,
@@ -117,6 +121,18 @@ pub struct TrustedProcess {
     pub exec_id: u64,
 }
 
+/// A store server's process, the value of `STORE_SERVERS` (by pid): a database server whose
+/// data is a secret store.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreServer {
+    /// The catalog label naming the store ("homeserver database"): what its replies carry.
+    pub secret_id: u32,
+    pub _pad: u32,
+    /// Its start time in ticks of [`START_TICK_NS`]: a process that reuses its pid is no server.
+    pub start_tick: u64,
+}
+
 /// [`TrustedProcess::exec_id`] of a process whose program the agent could not name.
 pub const ANY_EXEC: u64 = u64::MAX;
 
@@ -160,8 +176,11 @@ pub mod counter {
     /// agent: beyond a call's first `OUTBOUND_CHUNKS * OUTBOUND_CHUNK`, or while the ring
     /// buffer was more than half full.
     pub const OUTBOUND_UNCOPIED: u32 = 7;
+    /// Whether the agent found store servers (`STORE_SERVERS`): zero lets socket deliveries
+    /// skip looking their sender up (a gate in `GATES`).
+    pub const STORE_SERVERS: u32 = 8;
     /// Number of counters.
-    pub const COUNT: u32 = 8;
+    pub const COUNT: u32 = 9;
 }
 
 /// Map names, as they appear in the eBPF object.
@@ -180,6 +199,7 @@ pub mod map_name {
     pub const READ_SEEN: &str = "READ_SEEN";
     pub const LOADER_TAMPERED: &str = "LOADER_TAMPERED";
     pub const SOCKET_WRITE: &str = "SOCKET_WRITE";
+    pub const STORE_SERVERS: &str = "STORE_SERVERS";
 }
 
 #[cfg(feature = "user")]
@@ -198,4 +218,6 @@ mod pod {
     unsafe impl aya::Pod for super::TrustedProcess {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::WatchedSecret {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::StoreServer {}
 }

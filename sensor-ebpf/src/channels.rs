@@ -16,12 +16,13 @@ use crate::{
     emit::{self, current_pid, header},
     files::{self, prefilter},
     kernel::{
-        current_syscall, fd_file, file_dentry, file_id, file_inode, file_readable, file_type, file_writable,
-        inode_dentry, inode_file_id, inode_generation, inode_type, load, name_parts, offset, offsets, pty,
-        read, sock_id, socket_id, socket_sock, task_fd_file, task_identity, unix_peer_id, PtyEnd, S_IFCHR,
-        S_IFIFO, S_IFREG, S_IFSOCK,
+        current_start_ns, current_syscall, fd_file, file_dentry, file_id, file_inode, file_readable,
+        file_type, file_writable, inode_dentry, inode_file_id, inode_generation, inode_type, load,
+        name_parts, offset, offsets, pty, read, sock_id, sock_inode_number, socket_id, socket_sock,
+        task_fd_file, task_identity, unix_peer_id, PtyEnd, S_IFCHR, S_IFIFO, S_IFREG, S_IFSOCK,
     },
     maps::{GATES, LOCAL_ADDRS, PIPE_UPSTREAM, READING, TAINTED_FILES},
+    stores,
     syscall_abi::nr,
     taint,
 };
@@ -61,7 +62,7 @@ pub fn read_done(ret: i64) -> Result<(), i32> {
     // SAFETY: the value is copied out at once.
     let Some(fd) = (unsafe { READING.get(thread) }).copied() else { return Ok(()) };
     let _ = READING.remove(thread);
-    if ret <= 0 || !anything_marked() {
+    if ret <= 0 || !sockets_marked() {
         return Ok(());
     }
     read_file(fd_file(fd)?, fd)
@@ -149,7 +150,7 @@ fn mark_held_file(file: *const u8, taint: &Taint) -> Result<(), i32> {
             if read::<u16>(sk, offsets().sock_common_skc_family)? != AF_UNIX {
                 return Ok(());
             }
-            sent_to_unix_socket(sk, taint)
+            held_unix_socket(sk, taint)
         }
         _ => Ok(()),
     }
@@ -232,10 +233,12 @@ fn holds(task: *const u8, inode: *const u8) -> bool {
 /// were attached (a pipeline stage that was never blocked waiting, a relay's accepted socket),
 /// and what it writes or sends may carry the secret. It is tainted now, which also marks the
 /// pipes it holds for writing, so the next stage is followed; its connect or send is then
-/// judged as a tainted one.
+/// judged as a tainted one. With `store_replies`, sockets a store server answered on are looked
+/// for too once a server is known (connects and exits: sends look at their own socket only,
+/// [`sends_after_store_reply`]).
 #[inline(always)]
-pub fn took_from_held_channels() -> Result<(), i32> {
-    if !channels_held_marked() {
+pub fn took_from_held_channels(store_replies: bool) -> Result<(), i32> {
+    if !channels_held_marked() && !(store_replies && stores::any()) {
         return Ok(());
     }
     for fd in 0..HELD_SCAN {
@@ -248,11 +251,7 @@ pub fn took_from_held_channels() -> Result<(), i32> {
                 let id = file_id(file)?;
                 marked_upstream(id).map(|source| (carried(&source, via::PIPE, id), id))
             }
-            S_IFSOCK => {
-                let id = socket_id(file)?;
-                // SAFETY: the value is copied out at once.
-                unsafe { TAINTED_FILES.get(id) }.copied().map(|source| (source, id))
-            }
+            S_IFSOCK => file_socket_mark(file)?,
             S_IFCHR => match pty(file)? {
                 // SAFETY: the value is copied out at once.
                 Some((PtyEnd::Master, id)) => {
@@ -307,12 +306,16 @@ pub fn note_pipeline_stage() -> Result<(), i32> {
 }
 
 /// Data was queued on socket `sk` for its reader (`sk_data_ready`). When the current
-/// process is tainted and is sending (unix delivery runs in the sender's context, loopback
-/// delivery in its softirq), `sk` now carries the secret to whoever reads it: the peer of a
-/// connected unix socket, the receiver of a datagram sent to a path, the far end of a
-/// loopback TCP connection or UDP flow (to 127/8, ::1 or an address of this host's
-/// interfaces, which the kernel also delivers through loopback). Other deliveries (from the
-/// network) are left alone.
+/// process is tainted, or is a store server (`stores`), and is sending (unix delivery runs in
+/// the sender's context, loopback delivery in its softirq), `sk` now carries the secret to
+/// whoever reads it: the peer of a connected unix socket, the receiver of a datagram sent to a
+/// path, the far end of a loopback TCP connection or UDP flow (to 127/8, ::1 or an address of
+/// this host's interfaces, which the kernel also delivers through loopback). Other deliveries
+/// (from the network) are left alone.
+///
+/// Cost, once the agent found a store server: every local delivery on the host looks its
+/// sender's pid up in `STORE_SERVERS` (one hash lookup); a server's reply to a socket already
+/// marked with its store costs one more (`TAINTED_FILES`), and writes nothing.
 #[inline(always)]
 pub fn socket_fed(sk: *const u8) -> Result<(), i32> {
     // The socket first (direct loads): a delivery from the network stops here.
@@ -322,12 +325,76 @@ pub fn socket_fed(sk: *const u8) -> Result<(), i32> {
         family if peer_is_local(sk, family) => via::LOOPBACK_SOCKET,
         _ => return Ok(()),
     };
-    let Some(taint) = taint::current() else { return Ok(()) };
+    let (taint, kind) = match taint::current() {
+        Some(taint) => (taint, kind),
+        None => (stores::reply().ok_or(0)?, via::STORE_SOCKET),
+    };
     if !is_send(current_syscall().id) {
         return Ok(());
     }
     let id = sock_id(sk)?;
-    mark(id, carried(&taint, kind, id)).map(|_| ())
+    mark(id, socket_carried(&taint, kind, id, sk)).map(|_| ())
+}
+
+/// What socket `sk` (identity `id`) carries once `taint`'s holder sent into it. A socket is
+/// known by its address, which the slab hands to the next socket once it is freed (and store
+/// replies and their clients' goodbyes mark many short-lived ones): the mark names the
+/// socket's inode too, so that a later socket at the address is not taken for it
+/// ([`socket_mark`]).
+#[inline(always)]
+fn socket_carried(taint: &Taint, kind: u32, id: FileId, sk: *const u8) -> Taint {
+    let tag = inode_number_tag(sock_inode_number(sk).unwrap_or(0));
+    Taint { via_generation: tag, ..carried(taint, kind, id) }
+}
+
+/// The low half of a socket's inode number, kept in [`Taint::via_generation`] of a socket's
+/// mark (0: unknown, a connection not accepted yet).
+#[inline(always)]
+fn inode_number_tag(ino: u64) -> u32 {
+    ino as u32
+}
+
+/// What the current process takes in by reading socket `id`, `ino` being the inode number of
+/// the socket found at that address now: a mark naming another socket's inode was left by a
+/// freed socket, and is dropped when it is found. A store's reply names its reader as the
+/// origin: the first process that took the store's data out of its server.
+#[inline(always)]
+fn socket_mark(id: FileId, ino: u64) -> Option<Taint> {
+    // SAFETY: the value is copied out at once.
+    let source = unsafe { TAINTED_FILES.get(id) }.copied()?;
+    if source.via_generation != 0 && inode_number_tag(ino) != source.via_generation {
+        let _ = TAINTED_FILES.remove(id);
+        return None;
+    }
+    if source.via_kind == via::STORE_SOCKET {
+        return Some(Taint { origin_pid: current_pid(), origin_start_ns: current_start_ns(), ..source });
+    }
+    Some(source)
+}
+
+/// The mark of the socket open as `file`, and its identity ([`socket_mark`]).
+#[inline(always)]
+fn file_socket_mark(file: *const u8) -> Result<Option<(Taint, FileId)>, i32> {
+    let id = socket_id(file)?;
+    let ino = read(file_inode(file)?, offsets().inode_i_ino)?;
+    Ok(socket_mark(id, ino).map(|source| (source, id)))
+}
+
+/// The untainted current process sends on socket `sk`, which carries a store server's reply:
+/// it read that reply, maybe before the programs that follow reads were attached (a database
+/// client sends its next query, or its goodbye, on the socket it was answered on). One hash
+/// lookup per send on the host once a store server is known.
+#[inline(always)]
+pub fn sends_after_store_reply(sk: *const u8) -> Result<(), i32> {
+    if !stores::any() {
+        return Ok(());
+    }
+    let id = sock_id(sk)?;
+    let Some(source) = socket_mark(id, sock_inode_number(sk).unwrap_or(0)) else { return Ok(()) };
+    if source.via_kind != via::STORE_SOCKET || allowance::current_is_trusted_service() {
+        return Ok(());
+    }
+    taint::acquire(source, u32::MAX, id)
 }
 
 /// The current process received `len` bytes from socket `sk` (`sock_recv_length`): a socket
@@ -335,8 +402,7 @@ pub fn socket_fed(sk: *const u8) -> Result<(), i32> {
 #[inline(always)]
 pub fn socket_read(sk: *const u8) -> Result<(), i32> {
     let id = sock_id(sk)?;
-    // SAFETY: the value is copied out at once.
-    let Some(source) = (unsafe { TAINTED_FILES.get(id) }).copied() else { return Ok(()) };
+    let Some(source) = socket_mark(id, sock_inode_number(sk).unwrap_or(0)) else { return Ok(()) };
     if allowance::current_is_trusted_service() {
         return Ok(());
     }
@@ -447,11 +513,23 @@ fn address(sk: *const u8, family: u16, side: Side) -> Option<[u8; 16]> {
 const LOOPBACK6: [u8; 16] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
 
 /// A tainted process sent on unix socket `sk` (seen in `sock_sendmsg`, whatever the syscall):
-/// its peer carries the taint to whoever reads from it, accepted yet or not.
+/// its peer carries the taint to whoever reads from it, accepted yet or not. The mark names the
+/// peer's inode ([`socket_carried`]).
 #[inline(always)]
 pub fn sent_to_unix_socket(sk: *const u8, taint: &Taint) -> Result<(), i32> {
     let peer = unix_peer_id(sk)?;
-    mark(peer, carried(taint, via::UNIX_SOCKET, peer))?;
+    let peer_sk: *const u8 = read(sk, offsets().unix_sock_peer)?;
+    mark(peer, socket_carried(taint, via::UNIX_SOCKET, peer, peer_sk))?;
+    Ok(())
+}
+
+/// [`sent_to_unix_socket`] before anything is sent, for a process just tainted: the mark names
+/// no inode (the verifier's budget for the descriptor scan of [`mark_held`] has no room for
+/// the reads), so it is the address's until the peer's socket is marked anew.
+#[inline(always)]
+fn held_unix_socket(sk: *const u8, taint: &Taint) -> Result<(), i32> {
+    let peer = unix_peer_id(sk)?;
+    mark(peer, Taint { via_generation: 0, ..carried(taint, via::UNIX_SOCKET, peer) })?;
     Ok(())
 }
 
@@ -493,6 +571,11 @@ fn mark(id: FileId, taint: Taint) -> Result<bool, i32> {
         return Ok(false);
     }
     taint::counted(TAINTED_FILES.insert(id, taint, 0))?;
+    if taint.via_kind == via::STORE_SOCKET {
+        // Read only through sockets, which `sockets_marked` gates: no file or pipe hook needs
+        // to look, so the store's steady traffic to the homeserver opens no gate.
+        return Ok(true);
+    }
     prefilter::add(id);
     open_gate(counter::TAINTED_CHANNELS);
     if taint.via_kind != via::FILE {
@@ -506,6 +589,13 @@ fn mark(id: FileId, taint: Taint) -> Result<bool, i32> {
 #[inline(always)]
 pub fn anything_marked() -> bool {
     GATES.get(counter::TAINTED_CHANNELS).copied().unwrap_or(0) != 0
+}
+
+/// Whether any socket may carry a secret: [`anything_marked`], or a store server is known
+/// (whose replies are marked without opening that gate).
+#[inline(always)]
+pub fn sockets_marked() -> bool {
+    anything_marked() || stores::any()
 }
 
 #[inline(always)]
@@ -526,17 +616,18 @@ fn channels_held_marked() -> bool {
 /// The current process read data out of `file`: a tainted pipe or socket taints it.
 #[inline(always)]
 pub fn read_file(file: *const u8, fd: u32) -> Result<(), i32> {
-    let id = match file_type(file)? {
+    // SAFETY: the value is copied out at once.
+    let marked = |id: FileId| unsafe { TAINTED_FILES.get(id) }.copied().map(|source| (source, id));
+    let held = match file_type(file)? {
         S_IFREG => return files::file_read(file, fd),
-        S_IFSOCK => socket_id(file)?,
+        S_IFSOCK => file_socket_mark(file)?,
         S_IFCHR => match pty(file)? {
-            Some((PtyEnd::Master, id)) => id,
+            Some((PtyEnd::Master, id)) => marked(id),
             _ => return Ok(()),
         },
-        _ => file_id(file)?,
+        _ => marked(file_id(file)?),
     };
-    // SAFETY: the value is copied out at once.
-    let Some(source) = (unsafe { TAINTED_FILES.get(id) }).copied() else { return Ok(()) };
+    let Some((source, id)) = held else { return Ok(()) };
     if source.via_kind == via::FILE || allowance::current_is_trusted_service() {
         // Derived files taint at open, where the opener is known.
         return Ok(());

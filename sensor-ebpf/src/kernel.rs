@@ -74,6 +74,8 @@ pub(crate) static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     task_struct_group_leader: 0,
     agent_pid: 0,
     task_struct_self_exec_id: 0,
+    sock_sk_socket: 0,
+    socket_file: 0,
     taint_window_ns: 0,
 };
 
@@ -322,6 +324,17 @@ pub fn socket_sock(file: *const u8) -> Result<*const u8, i32> {
 /// unix socket's peer may not have a file yet (the server has not called accept), but it
 /// has a `struct sock`, and that is what its reader will read from.
 const SOCK_DEV: u32 = u32::MAX;
+
+/// The inode number of the socket `sk` belongs to: new for every socket, unlike the sock's
+/// address, which the slab hands to the next socket once this one is freed. An error for a
+/// socket without a file (the kernel's own).
+#[inline(always)]
+pub fn sock_inode_number(sk: *const u8) -> Result<u64, i32> {
+    let off = offsets();
+    let socket: *const u8 = read(sk, off.sock_sk_socket)?;
+    let file: *const u8 = read(socket, off.socket_file)?;
+    read(file_inode(file)?, off.inode_i_ino)
+}
 
 /// Identity of a `struct sock` (see [`SOCK_DEV`]), BTF-typed or not.
 #[inline(always)]

@@ -18,6 +18,7 @@ mod memory;
 mod network;
 mod outbound;
 mod process;
+mod stores;
 mod syscall_abi;
 mod syscalls;
 mod taint;

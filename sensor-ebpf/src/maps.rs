@@ -5,7 +5,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray, ProgramArray, RingBuf},
 };
 use sensor_common::{
-    counter, prefilter, FileId, OutboundEvent, ReadSeenKey, SendKey, SendTotal, Taint, TrustedProcess,
+    counter, prefilter, FileId, OutboundEvent, ReadSeenKey, SendKey, SendTotal, StoreServer, Taint,
+    TrustedProcess,
     WatchedSecret,
 };
 
@@ -72,6 +73,12 @@ pub static LOCAL_ADDRS: HashMap<[u8; 16], u8> = HashMap::with_max_entries(1_024,
 /// memory does. Filled by the agent; emptied for a pid at its exec and exit.
 #[map]
 pub static TRUSTED_PIDS: HashMap<u32, TrustedProcess> = HashMap::with_max_entries(4_096, 0);
+
+/// Processes of store servers (the homeserver's database server), by pid: what they send on a
+/// local socket carries the store. Filled by the agent (the listeners it finds); a server's
+/// children inherit it at fork; emptied for a pid at its exec and exit.
+#[map]
+pub static STORE_SERVERS: HashMap<u32, StoreServer> = HashMap::with_max_entries(4_096, 0);
 
 /// Processes of allowed readers' executables started with a loader variable (`LD_PRELOAD`,
 /// ...), and their children, and processes a tracer attached to, by pid: they are not allowed

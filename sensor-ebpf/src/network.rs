@@ -16,7 +16,7 @@ use crate::{
     emit::{self, header},
     kernel::{offsets, read},
     maps::SEND_TOTALS,
-    taint, tls,
+    stores, taint, tls,
 };
 
 const TCP_SYN_SENT: i32 = 2;
@@ -33,7 +33,7 @@ const ALLOW: i32 = 1;
 pub fn inet_sock_set_state(ctx: RawTracePointContext) -> i32 {
     let newstate: i32 = ctx.arg(2);
     if newstate == TCP_SYN_SENT {
-        if let Some(mut event) = tainted_connect_after_channels(transport::TCP) {
+        if let Some(mut event) = tainted_connect_after_channels(transport::TCP, true) {
             if destination(ctx.arg(0), &mut event).is_ok() {
                 emit::output(event);
             }
@@ -95,11 +95,11 @@ pub fn ip_transport(sk: *const u8) -> Result<Option<u8>, i32> {
 }
 
 /// [`tainted_connect`], once a marked channel the current process holds had its say
-/// (`channels::took_from_held_channels`).
+/// (`channels::took_from_held_channels`, with `store_replies`).
 #[inline(always)]
-fn tainted_connect_after_channels(transport: u8) -> Option<ConnectEvent> {
+fn tainted_connect_after_channels(transport: u8, store_replies: bool) -> Option<ConnectEvent> {
     let taint = taint::current().or_else(|| {
-        let _ = channels::took_from_held_channels();
+        let _ = channels::took_from_held_channels(store_replies);
         taint::current()
     })?;
     Some(connect_event(taint, transport))
@@ -184,11 +184,11 @@ pub fn udp_connect6(ctx: SockAddrContext) -> i32 {
 }
 
 /// `sk_data_ready(sk)`: data queued for a socket's reader, in the sender's context for unix
-/// and loopback deliveries (`channels::socket_fed`). Until a process is tainted it stops at
-/// an array read.
+/// and loopback deliveries (`channels::socket_fed`). Until a process is tainted or a store
+/// server known it stops at two array reads.
 #[btf_tracepoint(function = "sk_data_ready")]
 pub fn socket_fed(ctx: BtfTracePointContext) -> i32 {
-    if taint::anyone_tainted() {
+    if taint::anyone_tainted() || stores::any() {
         let _ = channels::socket_fed(ctx.arg(0));
     }
     0
@@ -196,11 +196,11 @@ pub fn socket_fed(ctx: BtfTracePointContext) -> i32 {
 
 /// `sock_recv_length(sk, ret, flags)`: every `sock_recvmsg`, in the reader's context; a read
 /// of a socket that carries a secret taints the reader (`channels::socket_read`). Until a
-/// socket is marked it stops at an array read.
+/// socket is marked or a store server known it stops at two array reads.
 #[btf_tracepoint(function = "sock_recv_length")]
 pub fn socket_received(ctx: BtfTracePointContext) -> i32 {
     let received: i32 = ctx.arg(1);
-    if received > 0 && channels::anything_marked() {
+    if received > 0 && channels::sockets_marked() {
         let _ = channels::socket_read(ctx.arg(0));
     }
     0
@@ -218,7 +218,10 @@ pub fn sock_send_length(ctx: RawTracePointContext) -> i32 {
     }
     let sent: i32 = ctx.arg(1);
     if sent > 0 {
-        if let Some(event) = tainted_connect_after_channels(transport::TCP) {
+        if taint::current().is_none() {
+            let _ = channels::sends_after_store_reply(ctx.arg(0));
+        }
+        if let Some(event) = tainted_connect_after_channels(transport::TCP, false) {
             let _ = sent_by_tainted(ctx.arg(0), sent, event);
         }
     }

@@ -15,7 +15,7 @@ use crate::{
     emit::{self, current_pid, header},
     kernel::{current_mm, current_task, offsets, read, task_exe_id},
     maps::TAINTED,
-    taint,
+    stores, taint,
 };
 
 /// Offset of `__data_loc char[] filename` in `sched:sched_process_exec`.
@@ -32,6 +32,7 @@ fn try_exec(ctx: &TracePointContext) -> Result<(), i32> {
     // Whether or not the record finds room: trust and allowance must not fail open on a
     // full ring buffer.
     allowance::exec_checked();
+    stores::left();
     let _ = channels::note_pipeline_stage();
     let Some(mut entry) = emit::reserve::<ExecEvent>() else {
         return Ok(());
@@ -112,11 +113,13 @@ fn try_fork(ctx: &RawTracePointContext) -> Result<(), i32> {
         taint::inserted(child_tgid, Taint { acquired_ns: now, ..parent_taint })?;
     }
     allowance::forked(child_tgid);
+    let child_start_ns = read(child, off.task_struct_start_time).unwrap_or(0);
+    stores::forked(child_tgid, child_start_ns);
     emit::output(ForkEvent {
         header: header(EventKind::Fork),
         child_pid: child_tgid,
         _pad: 0,
-        child_start_ns: read(child, off.task_struct_start_time).unwrap_or(0),
+        child_start_ns,
         child_exec_id: read(child, off.task_struct_self_exec_id).unwrap_or(0),
     });
     Ok(())
@@ -136,10 +139,11 @@ pub fn sched_process_exit(_ctx: RawTracePointContext) -> i32 {
         return 0;
     }
     if taint::current().is_none() {
-        let _ = channels::took_from_held_channels();
+        let _ = channels::took_from_held_channels(true);
     }
     let _ = TAINTED.remove(current_pid());
     allowance::exited();
+    stores::left();
     emit::output(ExitEvent { header: header(EventKind::Exit) });
     0
 }

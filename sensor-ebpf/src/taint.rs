@@ -9,6 +9,7 @@ use crate::{
     emit::{self, current_pid, header},
     kernel::{current_start_ns, current_task, offsets},
     maps::{COUNTERS, GATES, READ_SEEN, TAINTED, TRUSTED_PIDS},
+    stores,
 };
 
 /// Passes on a map insert's result, counting a refusal (the map is full) for the agent.
@@ -110,7 +111,8 @@ pub fn acquire_by(
     file: FileId,
 ) -> Result<(), i32> {
     let pid = header.pid;
-    if pid == offsets().agent_pid {
+    // A store server takes in nothing: its clients' queries would keep it tainted for good.
+    if pid == offsets().agent_pid || stores::served_by(task, pid).is_some() {
         return Ok(());
     }
     let now = now();

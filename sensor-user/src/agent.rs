@@ -33,6 +33,7 @@ use crate::{
     state::secret_catalog::{Rebind, Scan, SecretCatalog},
     state::taint::TaintTable,
     state::trusted_processes::TrustedProcesses,
+    stores::Stores,
     system,
     tmpfs_reads::{self, TmpfsReads},
 };
@@ -45,6 +46,8 @@ const REPORT_TICKS: u64 = 2;
 const PRUNE_REPORTS: u64 = 60;
 /// Every how many ticks recursive (`**`) patterns are rescanned: they walk whole trees.
 const DEEP_SCAN_TICKS: u64 = 20;
+/// Every how many ticks the stores' servers are looked for again (a restarted server).
+const STORE_TICKS: u64 = 4;
 
 /// Set to 1, the agent prints to stderr each outbound stream's byte count and digest as it
 /// grows (a diagnostic: never the bytes).
@@ -76,7 +79,7 @@ pub async fn run(mut settings: Settings, reload: impl Fn() -> Result<Settings, E
         agent_pid: std::process::id(),
         ..kernel_offsets::from_btf(Path::new(VMLINUX_BTF))?
     };
-    let catalog = SecretCatalog::resolve(&settings.secret_patterns);
+    let mut catalog = SecretCatalog::resolve(&settings.secret_patterns);
     let contents = fingerprints(&catalog);
     let (mut tmpfs, tmpfs_report) = TmpfsReads::start(&catalog);
     let allowed_exes = allowed_readers::resolve(&settings)?;
@@ -93,6 +96,9 @@ pub async fn run(mut settings: Settings, reload: impl Fn() -> Result<Settings, E
         backend: settings.backend,
     })?;
     let events = sensor.take_events()?;
+    // Labels after the kernel's watch list is filled: they are no files.
+    let mut stores = Stores::new(&settings.stores, &mut catalog, system::ns_per_tick());
+    let store_updates_failed = stores.look_now(&mut sensor);
     // Seeded after attaching, so no process falls between the snapshot and the first record.
     let processes = ProcessTable::from_proc(system::ns_per_tick());
     let mut kernel_local = sensor.take_local_addresses()?;
@@ -100,21 +106,12 @@ pub async fn run(mut settings: Settings, reload: impl Fn() -> Result<Settings, E
     // are still judged by the whole set.
     let local = LocalAddresses::watch(move |addresses| drop(kernel_local.sync(addresses)))
         .map_err(|e| Error::system("reading this host's addresses", e))?;
-    let started =
+    let mut started =
         started(&settings, &sensor, &catalog, allowed_exes.len(), local.len(), tmpfs_report, &contents);
-    let facts = HostFacts {
-        host: ecs::Host { name: system::hostname() },
-        boot: ecs::Boot { id: system::boot_id(), wall_ns: system::boot_wall_ns() },
-    };
+    started.stores = stores.report();
     let correlator = Correlator::new(settings.trusted_nets.clone()).on_host(local);
-    let trusted = TrustedProcesses::new(settings.services.iter().map(Service::resolve).collect());
-    let mut pipeline =
-        Pipeline::new(facts, catalog, processes, correlator, TaintTable::new(window_ns), trusted);
-    pipeline.use_fingerprints(contents);
-    if std::env::var_os(OUTBOUND_DIGESTS_ENV).is_some_and(|value| value == "1") {
-        pipeline.print_outbound_digests();
-    }
-    let mut tally = Tally::default();
+    let mut pipeline = pipeline(&settings, catalog, processes, correlator, window_ns, contents);
+    let mut tally = Tally { updates_failed: store_updates_failed, ..Tally::default() };
     apply_trust(&mut sensor, &mut pipeline, &mut tally);
     output.write(&pipeline.state(ecs::SENSOR_STARTED, Vigie { started: Some(started), ..Vigie::default() }));
 
@@ -143,6 +140,9 @@ pub async fn run(mut settings: Settings, reload: impl Fn() -> Result<Settings, E
             holders = channel_hooks.walk.finished() => {
                 output.write_all(channel_hooks.walked(&holders, &mut sensor, &mut pipeline)?);
             }
+            looks = stores.look.finished() => {
+                tally.updates_failed += stores.found(looks, &mut sensor);
+            }
             scan = scans.walk.finished() => {
                 let rebinds = pipeline.catalog_mut().apply(scan);
                 follow_paths(&mut sensor, &mut pipeline, &mut output, tmpfs.as_mut(), rebinds, &mut tally)?;
@@ -153,6 +153,9 @@ pub async fn run(mut settings: Settings, reload: impl Fn() -> Result<Settings, E
                 tend_fingerprints(&mut pipeline, tmpfs.is_some());
                 scans.start(pipeline.catalog_mut(), tick.is_multiple_of(DEEP_SCAN_TICKS));
                 channel_hooks.follow(&mut sensor, &pipeline)?;
+                if tick.is_multiple_of(STORE_TICKS) {
+                    stores.start_look();
+                }
                 if tick.is_multiple_of(REPORT_TICKS) {
                     report_progress(&sensor, &mut pipeline, &mut output)?;
                     report_loss(&sensor, &mut pipeline, &mut output, &mut tally)?;
@@ -224,6 +227,7 @@ fn started(
         backend: ecs::Backend { name: sensor.backend.backend.name(), reason: sensor.backend.reason.clone() },
         tmpfs_secrets,
         tls_libraries: sensor.tls_libraries.iter().map(|path| path.display().to_string()).collect(),
+        stores: Vec::new(),
     }
 }
 
@@ -260,6 +264,30 @@ fn tend_output(output: &mut Output, pipeline: &Pipeline) {
         News::Failing(_) => Output::to_stderr(&document),
         News::Recovered(_) => output.write(&document),
     }
+}
+
+/// The pipeline over the processes running now, with this host's facts, the configured
+/// services and the secrets' fingerprints.
+fn pipeline(
+    settings: &Settings,
+    catalog: SecretCatalog,
+    processes: ProcessTable,
+    correlator: Correlator,
+    window_ns: u64,
+    contents: (Redactor, Recognizer),
+) -> Pipeline {
+    let facts = HostFacts {
+        host: ecs::Host { name: system::hostname() },
+        boot: ecs::Boot { id: system::boot_id(), wall_ns: system::boot_wall_ns() },
+    };
+    let trusted = TrustedProcesses::new(settings.services.iter().map(Service::resolve).collect());
+    let mut pipeline =
+        Pipeline::new(facts, catalog, processes, correlator, TaintTable::new(window_ns), trusted);
+    pipeline.use_fingerprints(contents);
+    if std::env::var_os(OUTBOUND_DIGESTS_ENV).is_some_and(|value| value == "1") {
+        pipeline.print_outbound_digests();
+    }
+    pipeline
 }
 
 /// What the agent knows of the watched secrets' contents, to mask them in arguments and

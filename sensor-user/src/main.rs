@@ -16,6 +16,8 @@ mod reload;
 mod rules;
 mod sinks;
 mod state;
+mod store_servers;
+mod stores;
 mod system;
 mod tmpfs_reads;
 

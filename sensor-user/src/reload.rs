@@ -2,8 +2,8 @@
 //!
 //! What the agent holds in user space or in maps it can update (new secrets, allowed
 //! readers, trusted networks, the output) changes live; what is frozen into the loaded
-//! programs or was read once at start (backend, ring size, taint window, services, removed
-//! secrets) is named as ignored until a restart. A configuration that does not load leaves
+//! programs or was read once at start (backend, ring size, taint window, services, stores,
+//! removed secrets) is named as ignored until a restart. A configuration that does not load leaves
 //! the running one in place.
 
 use crate::{
@@ -100,6 +100,7 @@ impl Changes {
             ("ring_buffer_bytes", running.ring_buffer_bytes != fresh.ring_buffer_bytes),
             ("taint_window", running.taint_window != fresh.taint_window),
             ("services", running.services != fresh.services),
+            ("stores", running.stores != fresh.stores),
         ];
         changes.applied.extend(live.into_iter().filter(|(_, changed)| *changed).map(|(name, _)| name));
         changes.ignored.extend(frozen.into_iter().filter(|(_, changed)| *changed).map(|(name, _)| name));
@@ -141,6 +142,7 @@ mod tests {
             ring_buffer_bytes: 1 << 20,
             taint_window: None,
             services: Vec::new(),
+            stores: Vec::new(),
             backend: crate::kernel::backend::Choice::default(),
         }
     }

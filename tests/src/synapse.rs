@@ -9,22 +9,27 @@
 //! after failures (`atexit`); the homeserver and the site also die with the process if it is
 //! killed (`PR_SET_PDEATHSIG`).
 
+mod child;
 mod client;
 mod homeserver;
+mod postgres;
 mod preview_site;
 mod venv;
 
+use std::fs;
+use std::io::Write as _;
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError, TryLockError};
 use std::thread;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, ensure, Context, Result};
 use serde_json::Value;
 
 pub use client::{Client, Response};
 pub use homeserver::{Homeserver, HomeserverFiles, SERVER_NAME};
+pub use postgres::Postgres;
 pub use preview_site::{PreviewSite, INDEX_TITLE, KNOWN_GAP_TITLE};
 pub use venv::{Venv, SYNAPSE_REQUIREMENT};
 
@@ -33,10 +38,21 @@ use crate::{alert, Lab, Sensor};
 /// The admin the fixture registers.
 pub const ADMIN: &str = "admin";
 
+/// Where the homeserver keeps its data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Database {
+    /// `homeserver.db`, the generated config's.
+    Sqlite,
+    /// A [`Postgres`] server the lab starts before the sensor.
+    Postgres,
+}
+
 /// The shared world. Fields drop in order: the homeserver first, the lab (and its namespace)
 /// last.
 pub struct SynapseLab {
     pub homeserver: Homeserver,
+    /// The database server, for a [`Database::Postgres`] lab.
+    pub postgres: Option<Postgres>,
     pub site: PreviewSite,
     pub admin: Client,
     admin_password: String,
@@ -78,10 +94,19 @@ impl SynapseLab {
     /// # Errors
     /// When the lab could not be started (every scenario then fails with that reason).
     pub fn shared(actor_exe: &str) -> Result<SharedLab> {
+        Self::shared_with(actor_exe, Database::Sqlite)
+    }
+
+    /// [`SynapseLab::shared`], the homeserver keeping its data in `database` (one kind per
+    /// test process: the first call decides).
+    ///
+    /// # Errors
+    /// When the lab could not be started.
+    pub fn shared_with(actor_exe: &str, database: Database) -> Result<SharedLab> {
         let shared = SHARED.get_or_init(|| {
             // SAFETY: registers a plain function to run at exit.
             unsafe { libc::atexit(tear_down) };
-            Mutex::new(Some(start_on_keeper_thread(PathBuf::from(actor_exe))))
+            Mutex::new(Some(start_on_keeper_thread(PathBuf::from(actor_exe), database)))
         });
         let guard = shared.lock().unwrap_or_else(PoisonError::into_inner);
         match &*guard {
@@ -91,10 +116,15 @@ impl SynapseLab {
         }
     }
 
-    fn start(actor_exe: &Path) -> Result<Self> {
+    fn start(actor_exe: &Path, database: Database) -> Result<Self> {
         let venv = Venv::ensure()?;
         let lab = Lab::new(actor_exe)?;
         let files = HomeserverFiles::generate(&venv, &lab.dir().join("synapse"), lab.remote().ipv4())?;
+        // Before the sensor, which finds the server's processes at start.
+        let postgres = match database {
+            Database::Sqlite => None,
+            Database::Postgres => Some(start_postgres(&venv, &files)?),
+        };
         let sensor = lab.sensor_with(&[
             "--profile".as_ref(),
             "matrix-synapse".as_ref(),
@@ -112,6 +142,7 @@ impl SynapseLab {
         let startup_lines = sensor.lines().len();
         Ok(Self {
             homeserver,
+            postgres,
             site,
             admin,
             admin_password,
@@ -132,6 +163,25 @@ impl SynapseLab {
         Client::login(self.files.addr(), ADMIN, &self.admin_password)
     }
 
+    /// Passes a barrier, then fails if an alert came since line `start` of the sensor's output,
+    /// or any line is about the homeserver: trusted, its reads are not even reported.
+    ///
+    /// # Errors
+    /// When the barrier fails, or either was printed.
+    pub fn assert_quiet_since(&self, start: usize) -> Result<()> {
+        self.lab.barrier(&self.sensor)?;
+        let lines = self.sensor.lines();
+        let alerts = self.alerts_in(&lines[start..]);
+        ensure!(alerts.is_empty(), "alerts during normal operation: {alerts:#?}");
+        let synapse_pid = self.homeserver.pid();
+        let about_synapse: Vec<&Value> = lines.iter().filter(|l| involves(l, synapse_pid)).collect();
+        ensure!(
+            about_synapse.is_empty(),
+            "lines about the homeserver (pid {synapse_pid}): {about_synapse:#?}"
+        );
+        Ok(())
+    }
+
     /// Alerts among `lines`, leaving out the barrier's control actor.
     #[must_use]
     pub fn alerts_in(&self, lines: &[Value]) -> Vec<Value> {
@@ -145,12 +195,23 @@ impl SynapseLab {
     }
 }
 
+/// A Postgres server for the homeserver of `files`, which `conf.d` points at it, and the
+/// driver in its virtualenv.
+fn start_postgres(venv: &Venv, files: &HomeserverFiles) -> Result<Postgres> {
+    venv.ensure_postgres_driver()?;
+    let postgres = Postgres::start()?;
+    let mut overrides = fs::OpenOptions::new().append(true).open(&files.overrides)?;
+    overrides.write_all(postgres.homeserver_setting().as_bytes())?;
+    eprintln!("postgres started in {:?}", postgres.start_time);
+    Ok(postgres)
+}
+
 /// Builds the lab on a thread that never ends, so that children it starts with
 /// `PR_SET_PDEATHSIG` die with the process rather than with a test's thread.
-fn start_on_keeper_thread(actor_exe: PathBuf) -> Result<SynapseLab, String> {
+fn start_on_keeper_thread(actor_exe: PathBuf, database: Database) -> Result<SynapseLab, String> {
     let (started, result) = mpsc::channel();
     let keeper = thread::Builder::new().name("synapse-lab".into()).spawn(move || {
-        let _ = started.send(SynapseLab::start(&actor_exe).map_err(|e| format!("{e:#}")));
+        let _ = started.send(SynapseLab::start(&actor_exe, database).map_err(|e| format!("{e:#}")));
         loop {
             thread::park();
         }

@@ -140,3 +140,21 @@ fn an_interpreter_is_refused_as_an_allowed_reader() -> Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn a_misshapen_homeserver_database_setting_is_named_with_file_line_and_field() -> Result<()> {
+    let (dir, _) = workdir()?;
+    let config = dir.path().join("homeserver.yaml");
+    fs::write(
+        &config,
+        "server_name: hs.test\nsigning_key: ed25519 a_x k\ndatabase:\n  name: psycopg2\n  args:\n    \
+         password: hunter2-not-a-value-to-print\n    port: abc\n",
+    )?;
+    let config_arg = config.to_string_lossy();
+    let args = ["run", "--profile", "matrix-synapse", "--synapse-config", config_arg.as_ref()];
+    let exit = run_vigie(&args, None)?;
+    assert_refused(&exit, &[config_arg.as_ref(), "`database.args.port` must be a port number"]);
+    assert_names_line(&exit, &config, 7);
+    assert!(!exit.stderr.contains("abc") && !exit.stderr.contains("hunter2"), "a value is quoted: {exit:#?}");
+    Ok(())
+}

@@ -76,7 +76,6 @@ fn executable_ends_with(line: &Value, pointer: &str, name: &str) -> bool {
 fn synapse_1_normal_life_of_the_homeserver_is_quiet() -> Result<()> {
     let world = shared()?;
     let start = world.sensor.lines().len();
-    let synapse_pid = world.homeserver.pid();
 
     // Start-up (seen whole: Vigie started first) and the admin's registration.
     let startup = world.alerts_in(&world.sensor.lines()[..world.startup_lines]);
@@ -94,15 +93,8 @@ fn synapse_1_normal_life_of_the_homeserver_is_quiet() -> Result<()> {
     let title = admin.preview_title(&world.site.url(""))?;
     ensure!(title == INDEX_TITLE, "the preview shows {title:?}: the homeserver did not fetch the page");
     world.admin.send_text(&room, "t9", &world.site.url(""))?;
-    world.lab.barrier(&world.sensor)?;
-
-    let lines = world.sensor.lines();
-    let alerts = world.alerts_in(&lines[start..]);
-    ensure!(alerts.is_empty(), "alerts during normal operation: {alerts:#?}");
     // Recognised as the homeserver: its reads of its own secrets were not even reported.
-    let about_synapse: Vec<&Value> = lines.iter().filter(|l| synapse::involves(l, synapse_pid)).collect();
-    ensure!(about_synapse.is_empty(), "lines about the homeserver (pid {synapse_pid}): {about_synapse:#?}");
-    Ok(())
+    world.assert_quiet_since(start)
 }
 
 #[test]

@@ -4,6 +4,7 @@ pub mod allowed_readers;
 pub mod profiles;
 pub mod services;
 pub mod synapse_config;
+pub mod synapse_database;
 pub mod synapse_profile;
 
 use std::{
@@ -19,6 +20,7 @@ use serde::Deserialize;
 use crate::{alert::redact, cli::RunArgs, error::Error, kernel::backend::Choice};
 use services::ServiceSpec;
 use synapse_config::{SynapseConfigError, Volume};
+use synapse_database::DatabaseStore;
 use synapse_profile::{SynapseOptions, SynapseProfile};
 
 /// The config file, as written by the user. Every field is optional.
@@ -131,6 +133,8 @@ pub struct Settings {
     pub taint_window: Option<Duration>,
     /// Services whose processes are trusted readers and whose memory is protected.
     pub services: Vec<ServiceSpec>,
+    /// Database servers whose replies carry a secret store (the homeserver's Postgres).
+    pub stores: Vec<DatabaseStore>,
     pub backend: Choice,
 }
 
@@ -161,6 +165,7 @@ impl Settings {
         let mut profile_allow_readers = Vec::new();
         let mut reads_synapse_config = false;
         let mut services = file.services;
+        let mut stores = Vec::new();
         for name in &profile_names {
             let profile = profiles::builtin(name)?;
             secret_patterns.extend(profile.secrets.iter().map(|s| (*s).to_owned()));
@@ -176,6 +181,7 @@ impl Settings {
             let homeserver = SynapseProfile::read(&synapse)?;
             secret_patterns.extend(homeserver.secret_patterns);
             services.push(homeserver.service);
+            stores = homeserver.stores;
         } else if !synapse.is_empty() {
             return Err(SynapseConfigError::WithoutProfile.into());
         }
@@ -211,6 +217,7 @@ impl Settings {
                 .filter(|&s| s > 0)
                 .map(Duration::from_secs),
             services,
+            stores,
             backend: args.backend.or(file.backend).unwrap_or_default(),
         })
     }

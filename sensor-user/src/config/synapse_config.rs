@@ -40,8 +40,8 @@ pub enum SynapseConfigError {
     NotAMapping { path: PathBuf, found: &'static str },
 
     /// A setting that names a file or a database has another shape.
-    #[error("Synapse config {path}: `{key}` must be {expected}")]
-    BadSetting { path: PathBuf, key: String, expected: &'static str },
+    #[error("Synapse config {path}{line}: `{key}` must be {expected}")]
+    BadSetting { path: PathBuf, line: Line, key: String, expected: &'static str },
 
     /// The merged configuration has no `server_name`: not a homeserver's.
     #[error("Synapse config {paths}: no `server_name` setting (is this a homeserver.yaml?)")]
@@ -57,6 +57,16 @@ pub enum SynapseConfigError {
          read by the matrix-synapse profile: add --profile matrix-synapse"
     )]
     WithoutProfile,
+}
+
+/// Where in its file a setting is, when the file shows it (" line N"), for error messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Line(Option<usize>);
+
+impl std::fmt::Display for Line {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.map_or(Ok(()), |line| write!(f, " line {line}"))
+    }
 }
 
 /// A directory as the homeserver sees it (inside its container) and where it is on this host,
@@ -121,7 +131,7 @@ struct ConfigFile {
 #[derive(Debug)]
 pub struct SynapseSettings {
     values: Mapping,
-    origin: HashMap<String, PathBuf>,
+    origin: HashMap<String, ConfigFile>,
     /// The directory of the last config file: Synapse's `config_dir_path`.
     pub config_dir: PathBuf,
 }
@@ -135,7 +145,7 @@ impl SynapseSettings {
         for file in &files {
             for (key, value) in parse(&file.host_path)? {
                 if let Some(name) = key.as_str() {
-                    origin.insert(name.to_owned(), file.path.clone());
+                    origin.insert(name.to_owned(), file.clone());
                 }
                 values.insert(key, value);
             }
@@ -164,12 +174,42 @@ impl SynapseSettings {
         self.get(key).map(|v| v.as_str().ok_or_else(|| self.bad(key, "a string"))).transpose()
     }
 
-    /// An error naming `key` and the file that set it; never its value.
+    /// An error naming `key`, the file that set it and the line; never its value.
     pub fn bad(&self, key: &str, expected: &'static str) -> SynapseConfigError {
         let top = key.split(['.', '[']).next().unwrap_or(key);
-        let path = self.origin.get(top).cloned().unwrap_or_default();
-        SynapseConfigError::BadSetting { path, key: key.to_owned(), expected }
+        let file = self.origin.get(top);
+        let line =
+            file.and_then(|f| fs::read_to_string(&f.host_path).ok()).and_then(|text| line_of(&text, key));
+        let path = file.map(|f| f.path.clone()).unwrap_or_default();
+        SynapseConfigError::BadSetting { path, line: Line(line), key: key.to_owned(), expected }
     }
+}
+
+/// The line (1-based) of `text` that sets dotted `key` (`database.args.port`), found part by
+/// part in block or flow YAML: the top-level part at the start of a line, each next part on
+/// that line or after it. `None` if the top-level key is not found.
+fn line_of(text: &str, key: &str) -> Option<usize> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut parts = key.split('.').map(|part| part.trim_end_matches("[]"));
+    let top = parts.next()?;
+    let mut at = lines.iter().position(|line| sets(line, top) == Some(0))?;
+    for part in parts {
+        match (at..lines.len()).find(|&i| sets(lines[i], part).is_some()) {
+            Some(next) => at = next,
+            None => break,
+        }
+    }
+    Some(at + 1)
+}
+
+/// Where on `line` key `name` is set (`name:`, `"name":`, after a space, `{`, `,` or `- `).
+fn sets(line: &str, name: &str) -> Option<usize> {
+    line.match_indices(name).map(|(i, _)| i).find(|&i| {
+        let before = line[..i].trim_end_matches(['"', '\'']);
+        let after = line[i + name.len()..].trim_start_matches(['"', '\'']).trim_start();
+        let starts = before.is_empty() || before.ends_with([' ', '{', ',', '-']);
+        starts && after.starts_with(':')
+    })
 }
 
 /// The files `config_paths` name, directories expanded to their `*.yaml` files by name.

@@ -6,6 +6,7 @@
 //! (access tokens), the app-service registrations (`as_token`/`hs_token`), and the files of
 //! secrets kept outside the config (`*_path` settings). Trusted: a process running
 //! `synapse.app.homeserver` with every config path in its arguments (and as the given user).
+//! A Postgres database is no file to watch: its server is a store (`synapse_database`).
 
 use std::{
     fs,
@@ -17,6 +18,7 @@ use serde_norway::Value;
 use crate::{
     config::services::ServiceSpec,
     config::synapse_config::{PathMap, SynapseConfigError, SynapseSettings, Volume},
+    config::synapse_database::{self, DatabaseStore},
 };
 
 /// Where Debian's package keeps the configuration, and the user it runs the homeserver as.
@@ -74,6 +76,8 @@ pub struct SynapseProfile {
     /// Paths (and `conf.d/*.yaml` globs) on this host.
     pub secret_patterns: Vec<String>,
     pub service: ServiceSpec,
+    /// Its Postgres databases: store servers whose replies taint their readers.
+    pub stores: Vec<DatabaseStore>,
 }
 
 impl SynapseProfile {
@@ -107,7 +111,7 @@ impl SynapseProfile {
             user,
             cgroup: if debian { debian_unit_cgroup() } else { None },
         };
-        Ok(Self { secret_patterns, service })
+        Ok(Self { secret_patterns, service, stores: synapse_database::postgres_stores(&settings)? })
     }
 }
 
@@ -207,23 +211,10 @@ fn oidc_providers(settings: &SynapseSettings) -> Result<Vec<&Value>, SynapseConf
 
 /// Paths of the sqlite3 databases (`database`, `databases.NAME`, the older `database_path`).
 fn sqlite_databases(settings: &SynapseSettings) -> Result<Vec<String>, SynapseConfigError> {
-    let mut configured: Vec<(String, &Value)> = Vec::new();
-    if let Some(database) = settings.get("database") {
-        configured.push(("database".to_owned(), database));
-    }
-    if let Some(databases) = settings.get("databases") {
-        let mapping = databases.as_mapping().ok_or_else(|| settings.bad("databases", "a mapping"))?;
-        for (name, database) in mapping {
-            configured.push((format!("databases.{}", name.as_str().unwrap_or("?")), database));
-        }
-    }
     let mut paths = Vec::new();
-    for (key, database) in configured {
-        let Some(database) = database.as_mapping() else {
-            return Err(settings.bad(&key, "a mapping with `name` and `args`"));
-        };
+    for (key, database) in synapse_database::configured(settings)? {
         if database.get("name").and_then(Value::as_str) != Some("sqlite3") {
-            continue; // PostgreSQL: its password is in this config, which is watched.
+            continue; // PostgreSQL: a store server (`synapse_database::postgres_stores`).
         }
         let path = database.get("args").and_then(|args| args.as_mapping()?.get("database"));
         match path.map(Value::as_str) {

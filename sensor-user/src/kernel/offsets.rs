@@ -86,6 +86,8 @@ pub fn from_btf(path: &Path) -> Result<KernelOffsets, Error> {
         task_struct_group_leader: field("task_struct", "group_leader")?,
         agent_pid: 0,
         task_struct_self_exec_id: field("task_struct", "self_exec_id")?,
+        sock_sk_socket: field("sock", "sk_socket")?,
+        socket_file: field("socket", "file")?,
         taint_window_ns: 0,
     })
 }

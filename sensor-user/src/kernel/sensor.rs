@@ -33,6 +33,8 @@ use crate::{
     system,
 };
 
+mod store_servers;
+
 /// The eBPF object built by `build.rs` (empty when bpf-linker was missing).
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/vigie"));
 

@@ -216,6 +216,7 @@ impl Pipeline {
         let kind = match secret.kind {
             SecretKind::File => ecs::SECRET_READ,
             SecretKind::ProcessMemory => ecs::SECRET_MEMORY_READ,
+            SecretKind::Database => ecs::SECRET_DATABASE_READ,
         };
         let vigie = Vigie {
             via: self.via(&Touch::from(&event.taint)),
@@ -371,6 +372,7 @@ impl Pipeline {
             via::LOOPBACK_SOCKET => Some(ecs::Via::LoopbackSocket),
             via::PTY => Some(ecs::Via::Pty),
             via::PROCESS_MEMORY => Some(ecs::Via::ProcessMemory { pid: touch.via.ino }),
+            via::STORE_SOCKET => Some(ecs::Via::DatabaseSocket),
             _ => None,
         }
     }

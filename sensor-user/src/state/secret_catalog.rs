@@ -26,11 +26,13 @@ pub struct Secret {
     pub kind: SecretKind,
 }
 
-/// What a secret is: a file, or what a trusted process holds in memory.
+/// What a secret is: a file, what a trusted process holds in memory, or a database server's
+/// data (a store).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SecretKind {
     File,
     ProcessMemory,
+    Database,
 }
 
 impl SecretKind {
@@ -39,6 +41,7 @@ impl SecretKind {
         match self {
             Self::File => "file",
             Self::ProcessMemory => "process-memory",
+            Self::Database => "database",
         }
     }
 }
@@ -168,12 +171,21 @@ impl SecretCatalog {
 
     /// Adds a secret that is not a file (a trusted process's memory), named `label`.
     pub fn add_label(&mut self, label: String) -> u32 {
+        self.add_named(label, SecretKind::ProcessMemory)
+    }
+
+    /// Adds a store's data (a database server's), named `label`.
+    pub fn add_store(&mut self, label: String) -> u32 {
+        self.add_named(label, SecretKind::Database)
+    }
+
+    fn add_named(&mut self, label: String, kind: SecretKind) -> u32 {
         self.secrets.push(Secret {
             path: PathBuf::from(label),
             id: FileId::default(),
             generation: None,
             pattern: None,
-            kind: SecretKind::ProcessMemory,
+            kind,
         });
         secret_id(self.secrets.len() - 1)
     }

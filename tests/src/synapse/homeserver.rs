@@ -6,7 +6,6 @@ use std::fmt::Write as _;
 use std::fs;
 use std::io::Read;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread;
@@ -14,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 
-use super::client;
 use super::venv::Venv;
+use super::{child, client};
 
 /// The homeserver's name; nothing resolves it, federation is off.
 pub const SERVER_NAME: &str = "vigie.test";
@@ -144,7 +143,7 @@ pub fn random_hex() -> Result<String> {
 }
 
 /// A loopback port nobody listens on now.
-fn free_port() -> Result<u16> {
+pub(super) fn free_port() -> Result<u16> {
     Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port())
 }
 
@@ -175,16 +174,7 @@ impl Homeserver {
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
-        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
-        unsafe {
-            command.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == 0 {
-                    Ok(())
-                } else {
-                    Err(std::io::Error::last_os_error())
-                }
-            });
-        }
+        child::dies_with_its_parent(&mut command);
         let child = command.spawn().context("start Synapse")?;
         let mut homeserver = Self { child, files: files.clone() };
         homeserver.wait_until_serving()?;
@@ -221,15 +211,7 @@ impl Homeserver {
 
 impl Drop for Homeserver {
     fn drop(&mut self) {
-        let Ok(pid) = libc::pid_t::try_from(self.child.id()) else { return };
-        // SAFETY: plain syscall on our own child, not yet reaped.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
-            thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        child::stop(&mut self.child, libc::SIGTERM, STOP_TIMEOUT);
     }
 }
 

@@ -10,6 +10,10 @@ use anyhow::{ensure, Context, Result};
 pub const SYNAPSE_REQUIREMENT: &str = "matrix-synapse[url-preview]==1.163.2";
 /// Written last, holding [`SYNAPSE_REQUIREMENT`]: a virtualenv without it is incomplete.
 const MARKER: &str = "vigie-installed";
+/// The Postgres driver Synapse's `psycopg2` database uses; installed on first use.
+pub const PSYCOPG2_REQUIREMENT: &str = "psycopg2-binary==2.9.10";
+/// Written once [`PSYCOPG2_REQUIREMENT`] is installed, holding it.
+const PSYCOPG2_MARKER: &str = "vigie-installed-psycopg2";
 
 /// A virtualenv with Synapse installed.
 #[derive(Debug)]
@@ -25,10 +29,7 @@ impl Venv {
     /// When `python3 -m venv` or `pip install` fails (the package index must be reachable the first time).
     pub fn ensure() -> Result<Self> {
         let target = target_dir();
-        fs::create_dir_all(&target).with_context(|| format!("create {}", target.display()))?;
-        let lock_path = target.join("synapse-venv.lock");
-        let lock = File::create(&lock_path).with_context(|| format!("create {}", lock_path.display()))?;
-        lock.lock().with_context(|| format!("lock {}", lock_path.display()))?;
+        let _lock = lock(&target)?;
         let venv = Self { dir: target.join("synapse-venv") };
         let marker = venv.dir.join(MARKER);
         if fs::read_to_string(&marker).is_ok_and(|installed| installed == SYNAPSE_REQUIREMENT) {
@@ -40,17 +41,36 @@ impl Venv {
         eprintln!("installing {SYNAPSE_REQUIREMENT} into {} (once)", venv.dir.display());
         run(Command::new("python3").arg("-m").arg("venv").arg(&venv.dir))
             .context("python3 -m venv (on Debian: apt-get install python3-venv)")?;
-        run(Command::new(venv.python()).args([
+        venv.pip_install(SYNAPSE_REQUIREMENT)?;
+        fs::write(&marker, SYNAPSE_REQUIREMENT)?;
+        Ok(venv)
+    }
+
+    /// Installs the Postgres driver unless it is there, taking turns like [`Venv::ensure`].
+    ///
+    /// # Errors
+    /// When `pip install` fails.
+    pub fn ensure_postgres_driver(&self) -> Result<()> {
+        let _lock = lock(&target_dir())?;
+        let marker = self.dir.join(PSYCOPG2_MARKER);
+        if fs::read_to_string(&marker).is_ok_and(|installed| installed == PSYCOPG2_REQUIREMENT) {
+            return Ok(());
+        }
+        self.pip_install(PSYCOPG2_REQUIREMENT)?;
+        fs::write(&marker, PSYCOPG2_REQUIREMENT)?;
+        Ok(())
+    }
+
+    fn pip_install(&self, requirement: &str) -> Result<()> {
+        run(Command::new(self.python()).args([
             "-m",
             "pip",
             "install",
             "--quiet",
             "--disable-pip-version-check",
             "--no-input",
-            SYNAPSE_REQUIREMENT,
-        ]))?;
-        fs::write(&marker, SYNAPSE_REQUIREMENT)?;
-        Ok(venv)
+            requirement,
+        ]))
     }
 
     /// The virtualenv's interpreter: the homeserver's executable, and an attacker's too.
@@ -64,6 +84,16 @@ impl Venv {
     pub fn bin(&self, name: &str) -> PathBuf {
         self.dir.join("bin").join(name)
     }
+}
+
+/// The lock test processes take turns on while installing into the virtualenv (an flock,
+/// released when dropped).
+fn lock(target: &Path) -> Result<File> {
+    fs::create_dir_all(target).with_context(|| format!("create {}", target.display()))?;
+    let lock_path = target.join("synapse-venv.lock");
+    let lock = File::create(&lock_path).with_context(|| format!("create {}", lock_path.display()))?;
+    lock.lock().with_context(|| format!("lock {}", lock_path.display()))?;
+    Ok(lock)
 }
 
 /// The workspace's build folder: `$CARGO_TARGET_DIR`, else `target/` beside this crate.

@@ -20,6 +20,11 @@ const REQUIRED_COMMANDS: &[(&str, &str)] = &[
     ("bpftool", "bpftool"),
     // The Synapse scenarios: an attacker's tool of choice for homeserver.db.
     ("sqlite3", "sqlite3"),
+    // The Postgres-backed homeserver (synapse_postgres): Debian's server, whose binaries the
+    // harness finds under /usr/lib/postgresql (off PATH: postgresql-common's tool stands for
+    // them), and psql.
+    ("pg_createcluster", "postgresql"),
+    ("psql", "postgresql"),
     // The ECS definitions the document tests check against come from npm.
     ("node", "nodejs"),
     ("npm", "npm"),

@@ -22,6 +22,8 @@ pub const WATCH_UPDATED: Event = of("state", "watch-updated", &["file"], &["chan
 pub const SECRET_READ: Event = of("event", "secret-read", &["file"], &["access"]);
 /// A process took in a secret that is a trusted process's memory.
 pub const SECRET_MEMORY_READ: Event = of("event", "secret-read", &["process"], &["access"]);
+/// A process took in a secret store's data from its database server.
+pub const SECRET_DATABASE_READ: Event = of("event", "secret-read", &["database"], &["access"]);
 /// A tainted process wrote a file, which now carries the secret.
 pub const SECRET_DERIVED: Event = of("event", "secret-derived", &["file"], &["change"]);
 /// An alerted transfer sent more bytes.

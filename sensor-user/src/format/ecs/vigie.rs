@@ -118,6 +118,8 @@ pub enum Via {
     ProcessMemory {
         pid: u64,
     },
+    /// A unix or loopback socket a store's database server answered on.
+    DatabaseSocket,
 }
 
 /// `vigie.content`: a secret's value recognised in the bytes sent — named, fingerprinted with
@@ -218,6 +220,25 @@ pub struct Started {
     pub tmpfs_secrets: TmpfsReport,
     /// The TLS library files whose writes are watched (entry uprobes).
     pub tls_libraries: Vec<String>,
+    /// The database servers whose replies taint their readers, and what was found of them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stores: Vec<StoreReport>,
+}
+
+/// `vigie.stores[]`: a store (the homeserver's Postgres database), where its server listens
+/// and which of its processes were found.
+#[derive(Debug, Serialize)]
+pub struct StoreReport {
+    /// The secret's name in alerts ("homeserver database").
+    pub name: String,
+    /// `unix:PATH` or `tcp:HOST:PORT`.
+    pub endpoint: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
+    pub server_pids: Vec<u32>,
+    /// Why no server process was found.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// `vigie.backend`: the kernel hook set, and why.
