@@ -337,7 +337,8 @@ impl PathScans {
     }
 }
 
-/// Points the kernel at the new identity of every watched path that changed, and says so.
+/// Points the kernel at the new identity of every watched path that changed, fingerprints the
+/// new contents, and says so.
 fn follow_paths(
     sensor: &mut Sensor,
     pipeline: &mut Pipeline,
@@ -346,13 +347,19 @@ fn follow_paths(
     rebinds: Vec<Rebind>,
     tally: &mut Tally,
 ) -> Result<(), Error> {
-    for rebind in rebinds {
-        if sensor.rebind_secret(&rebind).is_err() {
+    for rebind in &rebinds {
+        if sensor.rebind_secret(rebind).is_err() {
             tally.updates_failed += 1;
         }
         if let Some(reads) = tmpfs.as_deref_mut() {
-            reads.rebind(pipeline.catalog_mut(), &rebind)?;
+            reads.rebind(pipeline.catalog_mut(), rebind)?;
         }
+    }
+    // The new contents are fingerprinted before anyone is told the path changed.
+    if !rebinds.is_empty() {
+        tend_fingerprints(pipeline, tmpfs.is_some());
+    }
+    for rebind in rebinds {
         if let Some(secret) = pipeline.catalog_mut().get(rebind.secret_id).cloned() {
             let document = pipeline.watch_updated(&secret);
             output.write(&document);

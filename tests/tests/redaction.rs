@@ -58,10 +58,19 @@ fn curl_alert(lab: &Lab, sensor: &Sensor, script: &str, args: &[&str]) -> Result
 
 /// Stops the sensor and returns everything it printed: each stdout line as printed (JSON) and
 /// with its strings decoded, and stderr.
+///
+/// A confirmed alert's `vigie.content.value` names the value by its key (`` `form_secret` of
+/// PATH ``): a name, which is a run of the config's text, not its content. It is checked to
+/// be such a name and left out of the texts.
 fn everything_printed(mut sensor: Sensor) -> Result<Vec<String>> {
     sensor.stop()?;
     let mut texts = vec![sensor.stderr()];
-    for line in sensor.lines() {
+    for mut line in sensor.lines() {
+        if let Some(content) = line.pointer_mut("/vigie/content").and_then(Value::as_object_mut) {
+            let name = content.remove("value").unwrap_or_default();
+            let name = name.as_str().unwrap_or_default();
+            assert!(name.contains(" of /"), "not a key's name: {name}");
+        }
         texts.push(line.to_string());
         strings(&line, &mut texts);
     }
