@@ -12,5 +12,6 @@ pub mod outbound;
 mod sensor;
 pub mod tls_libraries;
 pub mod tmpfs;
+pub mod uprobe_site;
 
 pub use sensor::{Sensor, SensorSpec};

@@ -10,7 +10,9 @@ use std::{
 use aya::{
     maps::{Array, HashMap, MapData, PerCpuArray, ProgramArray, RingBuf},
     programs::{
-        raw_trace_point::RawTracePointLinkId, tp_btf::BtfTracePointLinkId, uprobe::UProbeScope,
+        raw_trace_point::RawTracePointLinkId,
+        tp_btf::BtfTracePointLinkId,
+        uprobe::{UProbeAttachLocation, UProbeScope},
         BtfTracePoint, CgroupAttachMode, CgroupSockAddr, Program, ProgramError, RawTracePoint, TracePoint,
         UProbe,
     },
@@ -26,6 +28,7 @@ use super::backend::{
     SOCKET_FOLLOWERS_ALWAYS, SOCKET_WRITE_COPIER, SYSCALL_HOOKS, TRACEPOINTS,
 };
 use super::tls_libraries::{self, TLS_LIBRARIES};
+use super::uprobe_site;
 use crate::{
     error::Error,
     state::secret_catalog::{file_id, Rebind, SecretCatalog},
@@ -584,7 +587,8 @@ fn attach_tls_probes(ebpf: &mut Ebpf) -> Result<Vec<PathBuf>, Error> {
                 if loaded.insert(name) {
                     program.load().map_err(program_error(name))?;
                 }
-                program.attach(symbol, &path, UProbeScope::AllProcesses).map_err(program_error(name))?;
+                let at = UProbeAttachLocation::SymbolOffset(symbol, uprobe_site::offset(&path, symbol));
+                program.attach(at, &path, UProbeScope::AllProcesses).map_err(program_error(name))?;
             }
             attached.push(path);
         }

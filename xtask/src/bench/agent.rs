@@ -166,8 +166,10 @@ impl Transcript {
 
     /// The highest loss total the agent reported.
     pub fn events_lost(&self) -> u64 {
+        // `outbound-uncopied` counts bytes the kernel did not copy, not records.
         let reported = self
             .with_action("events-lost")
+            .filter(|(_, doc)| doc["vigie"]["events_lost"]["reason"] != "outbound-uncopied")
             .filter_map(|(_, doc)| doc["vigie"]["events_lost"]["total"].as_u64());
         reported.chain(self.stopped_counter("events_lost")).max().unwrap_or(0)
     }

@@ -1,8 +1,8 @@
 //! Workloads 10 and 11, what every TLS write of the host pays for the TLS uprobes (entry
 //! probes on `SSL_write`/`SSL_write_ex`/`gnutls_record_send` of every process, which return
 //! at once for one neither tainted nor trusted): 10, an untainted client writing small
-//! records through libssl (Python's `ssl` into `openssl s_server` on loopback), in ns per
-//! write; 11, nginx serving its 2 KiB files over HTTPS to wrk (`Site`, with a self-signed
+//! records through libssl (Python's `ssl`, to a Python TLS sink on loopback, which only
+//! reads), in ns per write; 11, nginx serving its 2 KiB files over HTTPS to wrk (`Site`, with a self-signed
 //! certificate of this module's).
 
 use std::path::{Path, PathBuf};
@@ -21,6 +21,17 @@ const WRITE_BYTES: &str = "256";
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long past its expected run the client may take.
 const CLIENT_SLACK: Duration = Duration::from_mins(1);
+
+/// Workload 10's server: takes one TLS connection on port `argv[3]` and reads it to its end.
+const SINK: &str = r#"
+import socket, ssl, sys
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain(sys.argv[1], sys.argv[2])
+listener = socket.create_server(("127.0.0.1", int(sys.argv[3])))
+tls = context.wrap_socket(listener.accept()[0], server_side=True)
+while tls.recv(65536):
+    pass
+"#;
 
 /// Workload 10's client: connects, writes `N` records of `SIZE` bytes, prints its timings.
 const CLIENT: &str = r#"
@@ -72,16 +83,10 @@ impl Certificate {
 pub fn writes(env: &Env<'_>) -> Result<Timed> {
     let port = super::nginx::free_port()?.to_string();
     let certificate = env.site.certificate();
-    let mut server = tool("openssl")?;
-    server
-        .args(["s_server", "-quiet", "-accept", &format!("127.0.0.1:{port}"), "-cert"])
-        .arg(&certificate.cert)
-        .arg("-key")
-        .arg(&certificate.key);
-    let server = Guarded::spawn(
-        "openssl s_server",
-        server.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()),
-    )?;
+    let mut server = tool("python3")?;
+    server.args(["-c", SINK]).arg(&certificate.cert).arg(&certificate.key).arg(&port);
+    let server =
+        Guarded::spawn("TLS sink", server.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()))?;
     let mut client = tool("python3")?;
     client.args(["-c", CLIENT, &env.plan.tls_writes.to_string(), WRITE_BYTES, &port]);
     let client = Guarded::spawn(

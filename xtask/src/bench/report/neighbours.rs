@@ -25,7 +25,7 @@ pub fn rows(report: &Report, out: &mut String) {
     throughput_row(out, "8", "the same under auditd (`-w SECRET -p r` + connect rule)", &r.nginx_auditd)
         .target("—", None);
     let tls = Cost::of(&r.tls_writes, &r.cpu.tls_writes);
-    let what = "256 B TLS writes of an untainted client through libssl (Python `ssl` → `openssl s_server`, loopback): the uprobe every TLS write pays";
+    let what = "256 B TLS writes of an untainted client through libssl (Python `ssl` to a TLS sink on loopback): the uprobe every TLS write pays";
     row(out, "10", what, tls, Unit::Ns, "—").untargeted();
     let what = "workload 8 over HTTPS (nginx's `SSL_write` under the uprobes)";
     let kept = kept_percent(&r.nginx_tls);
