@@ -32,9 +32,10 @@ use crate::{
     state::process_table::ProcessTable,
     state::secret_catalog::{Rebind, Scan, SecretCatalog},
     state::taint::TaintTable,
-    state::trusted_processes::TrustedProcesses,
+    state::trusted_processes::{TrustChange, TrustedProcesses},
     stores::Stores,
     system,
+    tls_mappings::{self, TlsMappings},
     tmpfs_reads::{self, TmpfsReads},
 };
 
@@ -112,7 +113,8 @@ pub async fn run(mut settings: Settings, reload: impl Fn() -> Result<Settings, E
     let correlator = Correlator::new(settings.trusted_nets.clone()).on_host(local);
     let mut pipeline = pipeline(&settings, catalog, processes, correlator, window_ns, contents);
     let mut tally = Tally { updates_failed: store_updates_failed, ..Tally::default() };
-    apply_trust(&mut sensor, &mut pipeline, &mut tally);
+    let mut tls = TlsMappings::new(&sensor.tls_libraries);
+    apply_trust(&mut sensor, &mut pipeline, &mut tally, &mut tls);
     output.write(&pipeline.state(ecs::SENSOR_STARTED, Vigie { started: Some(started), ..Vigie::default() }));
 
     // SAFETY: the ring buffer owns its fd and keeps it open for as long as the AsyncFd lives.
@@ -127,7 +129,7 @@ pub async fn run(mut settings: Settings, reload: impl Fn() -> Result<Settings, E
         tokio::select! {
             ready = ring.readable_mut() => {
                 let mut guard = ready.map_err(|e| Error::system("polling the ring buffer", e))?;
-                drain(guard.get_inner_mut(), &mut pipeline, &mut output, &mut tally, &mut sensor, &mut channel_hooks)?;
+                drain(guard.get_inner_mut(), &mut pipeline, &mut output, &mut tally, &mut sensor, &mut channel_hooks, &mut tls)?;
                 guard.clear_ready();
             }
             ready = tmpfs_reads::ready(tmpfs.as_ref()) => {
@@ -139,6 +141,11 @@ pub async fn run(mut settings: Settings, reload: impl Fn() -> Result<Settings, E
             }
             holders = channel_hooks.walk.finished() => {
                 output.write_all(channel_hooks.walked(&holders, &mut sensor, &mut pipeline)?);
+            }
+            examined = tls.look.finished() => {
+                for probe in tls.found(examined, &mut sensor) {
+                    output.write(&pipeline.state(ecs::TLS_LIBRARY_PROBED, Vigie { tls_probe: Some(probe), ..Vigie::default() }));
+                }
             }
             looks = stores.look.finished() => {
                 tally.updates_failed += stores.found(looks, &mut sensor);
@@ -153,6 +160,7 @@ pub async fn run(mut settings: Settings, reload: impl Fn() -> Result<Settings, E
                 tend_fingerprints(&mut pipeline, tmpfs.is_some());
                 scans.start(pipeline.catalog_mut(), tick.is_multiple_of(DEEP_SCAN_TICKS));
                 channel_hooks.follow(&mut sensor, &pipeline)?;
+                tls.start_look(tick.is_multiple_of(tls_mappings::LOOK_TICKS));
                 if tick.is_multiple_of(STORE_TICKS) {
                     stores.start_look();
                 }
@@ -169,7 +177,7 @@ pub async fn run(mut settings: Settings, reload: impl Fn() -> Result<Settings, E
             _ = terminate.recv() => break,
         }
     }
-    drain(ring.get_mut(), &mut pipeline, &mut output, &mut tally, &mut sensor, &mut channel_hooks)?;
+    drain(ring.get_mut(), &mut pipeline, &mut output, &mut tally, &mut sensor, &mut channel_hooks, &mut tls)?;
     stop(sensor, &mut pipeline, &mut output, &mut tally)
 }
 
@@ -239,6 +247,7 @@ fn drain(
     tally: &mut Tally,
     sensor: &mut Sensor,
     channel_hooks: &mut ChannelHooks,
+    tls: &mut TlsMappings,
 ) -> Result<(), Error> {
     while let Some(record) = ring.next() {
         tally.records += 1;
@@ -248,7 +257,7 @@ fn drain(
         };
         drop(record);
         output.write_all(pipeline.handle(&event));
-        apply_trust(sensor, pipeline, tally);
+        apply_trust(sensor, pipeline, tally, tls);
     }
     channel_hooks.follow(sensor, pipeline)
 }
@@ -305,11 +314,15 @@ fn tend_fingerprints(pipeline: &mut Pipeline, fanotify_holds: bool) {
     pipeline.refresh_fingerprints(|path| !(fanotify_holds && crate::kernel::tmpfs::on_tmpfs(path)));
 }
 
-/// Tells the kernel which processes are now trusted services, or no longer.
-/// A change the kernel refuses (a full map) is counted, reported as `events-lost`
-/// (`agent-map-update-failed`), and detection goes on.
-fn apply_trust(sensor: &mut Sensor, pipeline: &mut Pipeline, tally: &mut Tally) {
+/// Tells the kernel which processes are now trusted services, or no longer, and `tls` whose
+/// maps to follow. A change the kernel refuses (a full map) is counted, reported as
+/// `events-lost` (`agent-map-update-failed`), and detection goes on.
+fn apply_trust(sensor: &mut Sensor, pipeline: &mut Pipeline, tally: &mut Tally, tls: &mut TlsMappings) {
     for change in pipeline.take_trust_changes() {
+        let pid = match change {
+            TrustChange::Trust { pid, .. } | TrustChange::Untrust { pid } => pid,
+        };
+        tls.trust(&change, pipeline.trusted_service(pid));
         if sensor.apply_trust(change).is_err() {
             tally.updates_failed += 1;
         }

@@ -19,6 +19,7 @@ mod state;
 mod store_servers;
 mod stores;
 mod system;
+mod tls_mappings;
 mod tmpfs_reads;
 
 use std::process::ExitCode;

@@ -7,6 +7,7 @@ pub mod btf;
 pub mod decode;
 pub mod holders;
 pub mod local_addrs;
+pub mod mapped_tls;
 pub mod offsets;
 pub mod outbound;
 mod sensor;

@@ -27,6 +27,7 @@ use super::backend::{
     self, Backend, Choice, Selected, CGROUP_SOCK_ADDR, PAGE_CACHE, RAW_TRACEPOINTS, SOCKET_FOLLOWERS,
     SOCKET_FOLLOWERS_ALWAYS, SOCKET_WRITE_COPIER, SYSCALL_HOOKS, TRACEPOINTS,
 };
+use super::mapped_tls::Sites;
 use super::tls_libraries::{self, TLS_LIBRARIES};
 use super::uprobe_site;
 use crate::{
@@ -109,6 +110,20 @@ impl Sensor {
             sensor.set_channel_hooks(true)?;
         }
         Ok(sensor)
+    }
+
+    /// Attaches the TLS write programs at `sites` of the ELF file at `path` (offsets in the
+    /// file), for all processes: TLS code a trusted service maps that the loader does not name.
+    pub fn attach_tls_sites(&mut self, path: &Path, sites: &Sites) -> Result<(), Error> {
+        for &(name, _, offset) in sites {
+            let program: &mut UProbe = program(&mut self.ebpf, name)?;
+            if program.fd().is_err() {
+                program.load().map_err(program_error(name))?;
+            }
+            let at = UProbeAttachLocation::AbsoluteOffset(offset);
+            program.attach(at, path, UProbeScope::AllProcesses).map_err(program_error(name))?;
+        }
+        Ok(())
     }
 
     /// Whether process `pid` may open secrets untainted, as the kernel decides it: an allowed

@@ -20,10 +20,12 @@ pub struct TlsLibrary {
 pub const TLS_LIBRARIES: [TlsLibrary; 3] = [
     TlsLibrary { soname: "libssl.so.3", probes: &OPENSSL_PROBES },
     TlsLibrary { soname: "libssl.so.1.1", probes: &OPENSSL_PROBES },
-    TlsLibrary { soname: "libgnutls.so.30", probes: &[("gnutls_record_send", "gnutls_record_send")] },
+    TlsLibrary { soname: "libgnutls.so.30", probes: &GNUTLS_PROBES },
 ];
 
-const OPENSSL_PROBES: [(&str, &str); 2] = [("ssl_write", "SSL_write"), ("ssl_write_ex", "SSL_write_ex")];
+/// The (program, symbol) pairs of OpenSSL's writes, and of `GnuTLS`'s.
+pub const OPENSSL_PROBES: [(&str, &str); 2] = [("ssl_write", "SSL_write"), ("ssl_write_ex", "SSL_write_ex")];
+pub const GNUTLS_PROBES: [(&str, &str); 1] = [("gnutls_record_send", "gnutls_record_send")];
 
 /// Where the loader looks when its cache does not name a library.
 const MULTIARCH_DIRS: [&str; 6] =

@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use object::{Object, ObjectSection, ObjectSymbol};
+use object::{Object, ObjectSection, ObjectSymbol, SymbolKind};
 
 /// Bytes of a function looked at for its first branch.
 const PROLOGUE_BYTES: usize = 48;
@@ -16,17 +16,30 @@ const PROLOGUE_BYTES: usize = 48;
 /// The offset from `symbol`'s start in the ELF file at `path` where its entry probe goes
 /// (0 when the file, the symbol or its first instructions cannot be read).
 pub fn offset(path: &Path, symbol: &str) -> u64 {
-    std::fs::read(path).ok().and_then(|file| function_start(&file, symbol).map(first_branch)).unwrap_or(0)
+    let Ok(file) = std::fs::read(path) else { return 0 };
+    let Ok(elf) = object::File::parse(&*file) else { return 0 };
+    function_start(&elf, &file, symbol).map_or(0, |(_, code)| first_branch(code))
 }
 
-/// The first bytes of the dynamic symbol `name` in the ELF image `file`.
-fn function_start<'a>(file: &'a [u8], name: &str) -> Option<&'a [u8]> {
-    let elf = object::File::parse(file).ok()?;
-    let symbol = elf.dynamic_symbols().find(|s| s.name() == Ok(name) && s.is_definition())?;
+/// Where in the ELF image `file` (parsed as `elf`) the entry probe of the function `symbol`
+/// goes, as an offset in the file: `None` when it defines no such function.
+pub fn file_site(elf: &object::File<'_>, file: &[u8], symbol: &str) -> Option<u64> {
+    function_start(elf, file, symbol).map(|(start, code)| start + first_branch(code))
+}
+
+/// The file offset and first bytes of the function `name` that `elf` (the image `file`)
+/// defines, as a dynamic symbol or, for a library that links another statically, a
+/// `.symtab` one.
+fn function_start<'a>(elf: &object::File<'_>, file: &'a [u8], name: &str) -> Option<(u64, &'a [u8])> {
+    let symbol = elf
+        .dynamic_symbols()
+        .chain(elf.symbols())
+        .find(|s| s.name() == Ok(name) && s.is_definition() && s.kind() == SymbolKind::Text)?;
     let section = elf.section_by_index(symbol.section_index()?).ok()?;
     let (section_offset, _) = section.file_range()?;
-    let start = usize::try_from(symbol.address().checked_sub(section.address())? + section_offset).ok()?;
-    file.get(start..start.saturating_add(PROLOGUE_BYTES).min(file.len()))
+    let start = symbol.address().checked_sub(section.address())? + section_offset;
+    let at = usize::try_from(start).ok()?;
+    Some((start, file.get(at..at.saturating_add(PROLOGUE_BYTES).min(file.len()))?))
 }
 
 /// The offset of the first branch in `code`, past recognised straight-line instructions that

@@ -89,6 +89,11 @@ impl Pipeline {
         self.trusted.take_changes()
     }
 
+    /// The name of the service trusted process `pid` runs.
+    pub fn trusted_service(&self, pid: u32) -> Option<&str> {
+        self.trusted.service_of(pid)
+    }
+
     /// Applies one kernel event; returns the documents it gives rise to.
     pub fn handle(&mut self, event: &KernelEvent) -> Vec<Document> {
         match event {

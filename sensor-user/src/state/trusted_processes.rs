@@ -90,6 +90,11 @@ impl TrustedProcesses {
         self.by_pid.contains_key(&pid)
     }
 
+    /// The name of the service trusted process `pid` runs.
+    pub fn service_of(&self, pid: u32) -> Option<&str> {
+        Some(&self.services.get(self.by_pid.get(&pid)?.service)?.name)
+    }
+
     /// Changes since the last call, in order.
     pub fn take_changes(&mut self) -> Vec<TrustChange> {
         std::mem::take(&mut self.changes)

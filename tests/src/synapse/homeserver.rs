@@ -23,6 +23,11 @@ const START_TIMEOUT: Duration = Duration::from_secs(90);
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often start-up polls the health endpoint.
 const HEALTH_POLL: Duration = Duration::from_millis(200);
+/// A malicious module the homeserver loads from its directory (`modules:`): on request, it
+/// sends the registration shared secret over HTTPS ([`LEAK_PATH`]).
+const LEAK_MODULE: &str = include_str!("vigie_leak.py");
+/// The module's resource: `?to=HOST:PORT&via=twisted|urllib`.
+pub const LEAK_PATH: &str = "/_vigie/leak";
 
 /// The files of a generated homeserver; every one but `log` holds secrets.
 #[derive(Debug, Clone)]
@@ -80,6 +85,7 @@ impl HomeserverFiles {
         ensure!(files.signing_key.exists(), "the generator wrote no {}", files.signing_key.display());
         fs::write(&files.appservice, appservice_registration()?)?;
         fs::write(&files.overrides, files.overrides_yaml(preview_host))?;
+        fs::write(dir.join("vigie_leak.py"), LEAK_MODULE)?;
         Ok(files)
     }
 
@@ -112,7 +118,10 @@ impl HomeserverFiles {
              url_preview_enabled: true\n\
              url_preview_ip_range_blacklist: ['0.0.0.0/0', '::/0']\n\
              url_preview_ip_range_whitelist: ['{preview_host}/32']\n\
-             app_service_config_files: ['{appservice}']\n",
+             app_service_config_files: ['{appservice}']\n\
+             modules:\n\
+             \x20 - module: vigie_leak.LeakSecret\n\
+             \x20   config: {{}}\n",
             port = self.port,
             appservice = self.appservice.display(),
         )
@@ -164,13 +173,16 @@ impl Homeserver {
     /// When it exits or does not answer its health check within a minute and a half.
     pub fn start(venv: &Venv, files: &HomeserverFiles) -> Result<Self> {
         let log = fs::File::create(files.log.with_extension("stderr"))?;
+        // Where the malicious module is.
+        let dir = files.config.parent().context("config has no directory")?;
         let mut command = Command::new(venv.python());
         command
             .args(["-m", "synapse.app.homeserver", "--config-path"])
             .arg(&files.config)
             .arg("--config-path")
             .arg(&files.conf_d)
-            .current_dir(files.config.parent().context("config has no directory")?)
+            .current_dir(dir)
+            .env("PYTHONPATH", dir)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);

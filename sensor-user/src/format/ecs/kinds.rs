@@ -17,6 +17,8 @@ pub const CONFIG_RELOADED: Event = of("state", "config-reloaded", &["configurati
 pub const CONFIG_RELOAD_FAILED: Event = of("state", "config-reload-failed", &["configuration"], &["info"]);
 /// A watched path now leads to a new file.
 pub const WATCH_UPDATED: Event = of("state", "watch-updated", &["file"], &["change"]);
+/// TLS code a trusted service maps (beyond the system libraries) got write probes, or failed to.
+pub const TLS_LIBRARY_PROBED: Event = of("state", "tls-library-probed", &["host"], &["change"]);
 
 /// A process took in a secret that is a file.
 pub const SECRET_READ: Event = of("event", "secret-read", &["file"], &["access"]);

@@ -41,6 +41,8 @@ pub struct Vigie {
     pub output: Option<OutputHealth>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub config: Option<ConfigReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_probe: Option<TlsProbe>,
     #[serde(flatten)]
     pub started: Option<Started>,
 }
@@ -239,6 +241,21 @@ pub struct StoreReport {
     /// Why no server process was found.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+}
+
+/// `vigie.tls_probe`: a file of TLS code a trusted service maps, and its write probes.
+#[derive(Debug, Serialize)]
+pub struct TlsProbe {
+    /// The file as the service's process names it.
+    pub path: String,
+    /// The service, and the process whose maps showed the file first.
+    pub service: String,
+    pub pid: u32,
+    /// The functions probed (`SSL_write`, `SSL_write_ex`, `gnutls_record_send`).
+    pub symbols: Vec<&'static str>,
+    /// Why the probes could not be attached (then none is).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// `vigie.backend`: the kernel hook set, and why.
