@@ -239,11 +239,12 @@ fn expect_module_leak(world: &SynapseLab, via: &str) -> Result<()> {
     let (received, _) = server.received()?;
     ensure!(received > 0, "the server got nothing");
     let confirmed = |line: &Value| {
-        alert::is_exfiltration_by(synapse_pid)(line) && line.pointer("/vigie/content").is_some()
+        alert::is_exfiltration_by(synapse_pid)(line)
+            && line.pointer("/vigie/content").is_some()
+            && alert::destination(line) == Some(dest)
     };
     let found = world.sensor.expect(confirmed, ALERT_TIMEOUT)?;
     ensure!(synapse::text(&found, "/event/kind") == Some("alert"), "{found:#}");
-    ensure!(alert::destination(&found) == Some(dest), "names the destination: {found:#}");
     let value = found.pointer("/vigie/content/value").map(Value::to_string).unwrap_or_default();
     ensure!(value.contains("registration_shared_secret"), "names the value: {found:#}");
     ensure!(
