@@ -94,6 +94,11 @@ impl Actor {
         self.step("--mmap", path.as_ref())
     }
 
+    /// Map `path` and keep it mapped until the actor exits (as a library it loaded).
+    pub fn map_kept(self, path: impl AsRef<Path>) -> Self {
+        self.step("--map-kept", path.as_ref())
+    }
+
     /// Open and read `path` with `IORING_OP_OPENAT` and `IORING_OP_READ`.
     pub fn uring_read(self, path: impl AsRef<Path>) -> Self {
         self.step("--uring-read", path.as_ref())

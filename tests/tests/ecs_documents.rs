@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
+use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use integration_tests::ecs_schema::{self, Definitions, FieldsTable};
@@ -23,7 +24,7 @@ const PROCESSES: u32 = 200;
 const SERVICE: &str = "test-homeserver";
 
 /// Every `event.action` the agent has.
-const KINDS: [&str; 11] = [
+const KINDS: [&str; 12] = [
     "sensor-started",
     "output-degraded",
     "config-reloaded",
@@ -33,6 +34,7 @@ const KINDS: [&str; 11] = [
     "credential-exfiltration",
     "exfiltration-progress",
     "watch-updated",
+    "tls-library-probed",
     "events-lost",
     "sensor-stopped",
 ];
@@ -88,6 +90,44 @@ fn process_memory_documents() -> Result<Vec<Value>> {
     let alert = sensor.expect(alert::is_exfiltration_by(run.pid), ALERT_TIMEOUT)?;
     ensure!(alert::secret_kind(&alert) == Some("process-memory"), "{alert:#}");
     stopped_lines(&mut sensor)
+}
+
+/// A trusted service that maps a copy of the system's libssl, which no loader path names:
+/// `tls-library-probed`.
+fn tls_probe_documents() -> Result<Vec<Value>> {
+    let lab = Lab::new(actor_exe!())?;
+    let libssl = sensor_started_tls_library(&lab)?;
+    let copy = lab.dir().join("libssl.so.3");
+    fs::copy(&libssl, &copy)?;
+    let life = Duration::from_secs(60);
+    let _service = lab.actor().map_kept(&copy).sleep(life).spawn()?;
+    let copy_arg = copy.display().to_string();
+    let millis = life.as_millis().to_string();
+    let mut sensor = lab.sensor_trusting(SERVICE, &["--map-kept", &copy_arg, "--sleep-ms", &millis])?;
+    let probed = sensor.expect(|line| action(line) == Some("tls-library-probed"), ALERT_TIMEOUT)?;
+    ensure!(
+        probed.pointer("/vigie/tls_probe/path").and_then(Value::as_str) == Some(&*copy_arg),
+        "{probed:#}"
+    );
+    ensure!(
+        probed.pointer("/vigie/tls_probe/service").and_then(Value::as_str) == Some(SERVICE),
+        "{probed:#}"
+    );
+    ensure!(probed.pointer("/vigie/tls_probe/error").is_none(), "attached: {probed:#}");
+    stopped_lines(&mut sensor)
+}
+
+/// A TLS library file the agent probes at start, as `sensor-started` lists them.
+fn sensor_started_tls_library(lab: &Lab) -> Result<String> {
+    let mut sensor = lab.sensor()?;
+    let started = sensor.expect(|line| action(line) == Some("sensor-started"), ALERT_TIMEOUT)?;
+    let libraries = started.pointer("/vigie/tls_libraries").and_then(Value::as_array);
+    let libssl = libraries
+        .and_then(|all| all.iter().filter_map(Value::as_str).find(|path| path.ends_with("/libssl.so.3")))
+        .map(str::to_owned)
+        .context("sensor-started lists no libssl.so.3")?;
+    stopped_lines(&mut sensor)?;
+    Ok(libssl)
 }
 
 /// A ring buffer too small for what runs while the agent is paused: `events-lost`.
@@ -147,6 +187,7 @@ fn every_document_kind_is_valid_ecs_and_documented() -> Result<()> {
     let table = FieldsTable::load()?;
     let mut documents = file_secret_documents().context("file secret scenario")?;
     documents.extend(process_memory_documents().context("process memory scenario")?);
+    documents.extend(tls_probe_documents().context("mapped TLS library scenario")?);
     documents.extend(events_lost_documents().context("events lost scenario")?);
     documents.extend(config_documents().context("configuration reload scenario")?);
     documents.extend(output_documents().context("closed output scenario")?);

@@ -48,6 +48,24 @@ fn read_all(mut file: File, path: &Path) -> Result<Vec<u8>> {
 /// Maps `path` and copies its bytes out of the mapping: the page cache is read through page
 /// faults, never through `read`.
 pub fn read_mapped(path: &Path) -> Result<Vec<u8>> {
+    let (base, len) = map_private(path)?;
+    let data = (0..len)
+        // SAFETY: every offset is inside the `len` bytes just mapped readable; volatile so
+        // that each page really is touched.
+        .map(|offset| unsafe { ptr::read_volatile(base.as_ptr().add(offset)) })
+        .collect();
+    // SAFETY: unmaps exactly the mapping made above, which nothing refers to any more.
+    unsafe { libc::munmap(base.as_ptr().cast(), len) };
+    Ok(data)
+}
+
+/// Maps `path` and keeps it mapped until the actor exits, as a loaded library stays.
+pub fn map_kept(path: &Path) -> Result<()> {
+    map_private(path).map(drop)
+}
+
+/// A private read-only mapping of the whole of `path`: its base and length.
+fn map_private(path: &Path) -> Result<(NonNull<u8>, usize)> {
     let file = File::open(path).with_context(|| format!("open {}", path.display()))?;
     let len = usize::try_from(file.metadata()?.len())?;
     ensure!(len > 0, "{} is empty: nothing to map", path.display());
@@ -58,13 +76,5 @@ pub fn read_mapped(path: &Path) -> Result<Vec<u8>> {
     if mapped == libc::MAP_FAILED {
         return Err(io::Error::last_os_error()).with_context(|| format!("mmap {}", path.display()));
     }
-    let base = NonNull::new(mapped.cast::<u8>()).context("mmap returned null")?;
-    let data = (0..len)
-        // SAFETY: every offset is inside the `len` bytes just mapped readable; volatile so
-        // that each page really is touched.
-        .map(|offset| unsafe { ptr::read_volatile(base.as_ptr().add(offset)) })
-        .collect();
-    // SAFETY: unmaps exactly the mapping made above, which nothing refers to any more.
-    unsafe { libc::munmap(mapped, len) };
-    Ok(data)
+    Ok((NonNull::new(mapped.cast::<u8>()).context("mmap returned null")?, len))
 }
