@@ -99,7 +99,7 @@ fn tls_probe_documents() -> Result<Vec<Value>> {
     let libssl = sensor_started_tls_library(&lab)?;
     let copy = lab.dir().join("libssl.so.3");
     fs::copy(&libssl, &copy)?;
-    let life = Duration::from_secs(60);
+    let life = Duration::from_mins(1);
     let _service = lab.actor().map_kept(&copy).sleep(life).spawn()?;
     let copy_arg = copy.display().to_string();
     let millis = life.as_millis().to_string();
