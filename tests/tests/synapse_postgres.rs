@@ -92,6 +92,15 @@ fn synapse_postgres_1_normal_life_of_the_homeserver_is_quiet() -> Result<()> {
     for (txn, text) in ["hello", "from postgres"].iter().enumerate() {
         admin.send_text(&room, &format!("t{txn}"), text)?;
     }
+    // The TLS code it maps is probed, psycopg2-binary's bundled libssl too (libpq's TLS).
+    let bundled = |line: &Value| {
+        synapse::text(line, "/event/action") == Some("tls-library-probed")
+            && synapse::pid_at(line, "/vigie/tls_probe/pid") == Some(world.homeserver.pid())
+            && synapse::text(line, "/vigie/tls_probe/path")
+                .is_some_and(|path| path.contains("/psycopg2_binary.libs/libssl-"))
+    };
+    let probed = world.sensor.expect(bundled, ALERT_TIMEOUT)?;
+    ensure!(probed.pointer("/vigie/tls_probe/error").is_none(), "attached: {probed:#}");
     // Its replies to the homeserver taint nobody: the homeserver is trusted.
     world.assert_quiet_since(start)
 }
