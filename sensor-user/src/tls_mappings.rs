@@ -119,3 +119,55 @@ fn look(pids: &[u32], skip: &HashSet<FileId>) -> Vec<Examined> {
     }
     examined
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{fs::File, os::fd::AsRawFd, path::PathBuf};
+
+    use super::*;
+
+    /// A copy of the system's libssl in a fresh directory, kept mapped by this process.
+    fn map_libssl_copy() -> Option<(PathBuf, FileId)> {
+        let system = ["/usr/lib/x86_64-linux-gnu/libssl.so.3", "/lib/x86_64-linux-gnu/libssl.so.3"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())?;
+        let dir = std::env::temp_dir().join(format!("vigie-tls-mappings-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).ok()?;
+        let copy = dir.join("libssl.so.3");
+        std::fs::copy(system, &copy).ok()?;
+        let file = File::open(&copy).ok()?;
+        let len = usize::try_from(file.metadata().ok()?.len()).ok()?;
+        // SAFETY: a private read-only mapping of a file held open, never unmapped: it stays, as
+        // a loaded library does, for the test process's life.
+        let mapped = unsafe {
+            libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_PRIVATE, file.as_raw_fd(), 0)
+        };
+        (mapped != libc::MAP_FAILED).then_some(())?;
+        Some((copy.clone(), file_id(&copy)?))
+    }
+
+    #[test]
+    fn a_look_finds_the_openssl_writes_of_a_mapped_copy_once() {
+        let (copy, id) = map_libssl_copy().expect("this host has libssl.so.3 to copy");
+        let pid = std::process::id();
+        let examined = look(&[pid, pid], &HashSet::new());
+        let found: Vec<&Examined> = examined.iter().filter(|e| e.file.id == id).collect();
+        assert_eq!(found.len(), 1, "examined once though two pids map it");
+        assert_eq!(found[0].file.path, copy);
+        let sites = found[0].sites.as_ref().expect("readable");
+        assert_eq!(symbols(sites), ["SSL_write", "SSL_write_ex"]);
+        assert!(look(&[pid], &HashSet::from([id])).iter().all(|e| e.file.id != id), "skipped once known");
+        let _ = std::fs::remove_dir_all(copy.parent().unwrap_or(&copy));
+    }
+
+    #[test]
+    fn a_trusted_process_is_followed_until_it_is_untrusted() {
+        let mut mappings = TlsMappings::new(&[] as &[PathBuf]);
+        let trust = TrustChange::Trust { pid: 7, start_ns: 1, exec_id: None, since_ns: None, label: 0 };
+        mappings.trust(&trust, Some("matrix-synapse"));
+        assert!(mappings.due);
+        assert_eq!(mappings.services.get(&7).map(String::as_str), Some("matrix-synapse"));
+        mappings.trust(&TrustChange::Untrust { pid: 7 }, None);
+        assert!(mappings.services.is_empty());
+    }
+}

@@ -259,8 +259,8 @@ fn expect_module_leak(world: &SynapseLab, via: &str) -> Result<()> {
 /// shell compares them, so that this test never reads the config (it would be tainted).
 fn prints_shared_secret(world: &SynapseLab) -> Result<bool> {
     let output = world.lab.dir().join("sensor-output.json");
-    let lines: String = world.sensor.lines().iter().map(|line| format!("{line}\n")).collect();
-    std::fs::write(&output, lines + &world.sensor.stderr())?;
+    let lines: Vec<String> = world.sensor.lines().iter().map(Value::to_string).collect();
+    std::fs::write(&output, lines.join("\n") + "\n" + &world.sensor.stderr())?;
     let script = "value=$(sed -n 's/^registration_shared_secret: *//p' \"$1\" | tr -d '\"') && \
                   [ -n \"$value\" ] || exit 3; grep -qF -- \"$value\" \"$2\"";
     let status = Command::new("sh")
