@@ -6,8 +6,7 @@ use aya_ebpf::{
 };
 use sensor_common::{
     counter, prefilter, FileId, OutboundEvent, ReadSeenKey, SendKey, SendTotal, StoreServer, Taint,
-    TrustedProcess,
-    WatchedSecret,
+    TrustedProcess, WatchedSecret,
 };
 
 /// Records for the agent. The agent resizes it at load time.

@@ -113,7 +113,12 @@ fn look(pids: &[u32], skip: &HashSet<FileId>) -> Vec<Examined> {
     for &pid in pids {
         for file in mapped_tls::mapped_files(pid, &seen) {
             seen.insert(file.id);
-            let sites = mapped_tls::tls_sites(&file.reachable).map_err(|e| format!("reading it: {e}"));
+            let sites = match mapped_tls::tls_sites(&file.reachable) {
+                Ok(sites) => Ok(sites),
+                // Gone with its process: a later look finds it again if another maps it.
+                Err(_) if !Path::new(&format!("/proc/{pid}")).exists() => continue,
+                Err(error) => Err(format!("reading it: {error}")),
+            };
             examined.push(Examined { pid, file, sites });
         }
     }

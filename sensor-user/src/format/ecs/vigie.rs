@@ -253,7 +253,7 @@ pub struct TlsProbe {
     pub pid: u32,
     /// The functions probed (`SSL_write`, `SSL_write_ex`, `gnutls_record_send`).
     pub symbols: Vec<&'static str>,
-    /// Why the probes could not be attached (then none is).
+    /// Why the file could not be read or probed (a probe attached before the failure stays).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
