@@ -236,6 +236,15 @@ fn synapse_postgres_5_a_restarted_database_server_is_found_again() -> Result<()>
     let started = sensor.expect(alert::is_sensor_started, ALERT_TIMEOUT)?;
     let pids = started.pointer("/vigie/stores/0/server_pids").cloned().unwrap_or_default();
     ensure!(pids.get(0).and_then(Value::as_u64) == Some(u64::from(first)), "{started:#}");
+    // No homeserver made its tables here: the token read says so, and is tried again later.
+    let skipped =
+        started.pointer("/vigie/recognizer/skipped").and_then(Value::as_array).cloned().unwrap_or_default();
+    let label = database_token_name(&postgres).replace("access token in ", "");
+    ensure!(
+        skipped.iter().any(|s| synapse::text(s, "/name") == Some(label.as_str())
+            && synapse::text(s, "/reason") == Some("database not read: no token tables (yet)")),
+        "{started:#}"
+    );
 
     postgres.restart()?;
     ensure!(postgres.pid() != first, "the same postmaster");
