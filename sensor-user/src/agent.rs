@@ -33,6 +33,7 @@ use crate::{
     state::secret_catalog::{Rebind, Scan, SecretCatalog},
     state::taint::TaintTable,
     state::trusted_processes::{TrustChange, TrustedProcesses},
+    store_tokens::StoreTokens,
     stores::Stores,
     system,
     tls_mappings::{self, TlsMappings},
@@ -81,7 +82,9 @@ pub async fn run(mut settings: Settings, reload: impl Fn() -> Result<Settings, E
         ..kernel_offsets::from_btf(Path::new(VMLINUX_BTF))?
     };
     let mut catalog = SecretCatalog::resolve(&settings.secret_patterns);
-    let contents = fingerprints(&catalog);
+    let mut contents = fingerprints(&catalog);
+    let mut store_tokens = StoreTokens::new(&settings.stores);
+    store_tokens.read_now(&mut contents.1).await;
     let (mut tmpfs, tmpfs_report) = TmpfsReads::start(&catalog);
     let allowed_exes = allowed_readers::resolve(&settings)?;
     let mut output = Output::open(&settings.output)?;
@@ -150,6 +153,9 @@ pub async fn run(mut settings: Settings, reload: impl Fn() -> Result<Settings, E
             looks = stores.look.finished() => {
                 tally.updates_failed += stores.found(looks, &mut sensor);
             }
+            reads = store_tokens.read.finished() => {
+                store_tokens.take(reads, pipeline.recognizer_mut());
+            }
             scan = scans.walk.finished() => {
                 let rebinds = pipeline.catalog_mut().apply(scan);
                 follow_paths(&mut sensor, &mut pipeline, &mut output, tmpfs.as_mut(), rebinds, &mut tally)?;
@@ -164,6 +170,7 @@ pub async fn run(mut settings: Settings, reload: impl Fn() -> Result<Settings, E
                 if tick.is_multiple_of(STORE_TICKS) {
                     stores.start_look();
                 }
+                store_tokens.start(pipeline.recognizer_mut(), tick.is_multiple_of(STORE_TICKS));
                 if tick.is_multiple_of(REPORT_TICKS) {
                     report_progress(&sensor, &mut pipeline, &mut output)?;
                     report_loss(&sensor, &mut pipeline, &mut output, &mut tally)?;

@@ -17,6 +17,7 @@ mod rules;
 mod sinks;
 mod state;
 mod store_servers;
+mod store_tokens;
 mod stores;
 mod system;
 mod tls_mappings;

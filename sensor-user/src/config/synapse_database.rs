@@ -3,11 +3,13 @@
 //! by where it listens. Its `args` are what Synapse hands `psycopg2.connect`: libpq's `host`
 //! (a directory: the unix socket `HOST/.s.PGSQL.PORT`; else a host name or address), `port`
 //! (default 5432), `dbname` or `database`, `user`, `password`, or a `dsn` (`key=value ...` or
-//! a `postgresql://` URI). The password is never read out of them.
+//! a `postgresql://` URI). The `user` and `password` are kept to read the token tables with
+//! the homeserver's own credentials; the password is zeroed when dropped and never shown.
 
 use std::path::PathBuf;
 
 use serde_norway::{Mapping, Value};
+use zeroize::Zeroizing;
 
 use crate::config::synapse_config::{SynapseConfigError, SynapseSettings};
 
@@ -45,6 +47,33 @@ pub struct DatabaseStore {
     pub endpoint: Endpoint,
     /// The database's name, if the config gives it.
     pub dbname: Option<String>,
+    /// The role the homeserver connects as, if the config gives it.
+    pub user: Option<String>,
+    /// Its password, if the config gives one.
+    pub password: Option<Password>,
+}
+
+/// A database password from the homeserver's config: zeroed when dropped, and no `Debug`
+/// or `Display` shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(Zeroizing<String>);
+
+impl Password {
+    /// `text`, held until dropped.
+    pub fn new(text: String) -> Self {
+        Self(Zeroizing::new(text))
+    }
+
+    /// The password, to hand the connection and nothing else.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(..)")
+    }
 }
 
 /// Every configured database (`database`, `databases.NAME`) with the setting that names it.
@@ -101,11 +130,11 @@ fn store(args: &Mapping, key: &str) -> Result<DatabaseStore, BadArg> {
         let dsn = dsn.as_str().ok_or_else(|| (field("dsn"), "a libpq connection string"))?;
         keywords = parse_dsn(dsn).ok_or_else(|| (field("dsn"), "a libpq connection string"))?;
     }
-    for name in ["host", "port", "dbname", "database"] {
+    for name in ["host", "port", "dbname", "database", "user", "password"] {
         match args.get(name) {
             None | Some(Value::Null) => {}
             Some(Value::String(text)) => keywords.push((name.to_owned(), text.clone())),
-            Some(Value::Number(number)) if name == "port" => {
+            Some(Value::Number(number)) if matches!(name, "port" | "password") => {
                 keywords.push((name.to_owned(), number.to_string()));
             }
             Some(_) => return Err((field(name), if name == "port" { "a port number" } else { "a string" })),
@@ -129,6 +158,8 @@ fn store(args: &Mapping, key: &str) -> Result<DatabaseStore, BadArg> {
         setting: key.to_owned(),
         endpoint,
         dbname: last("dbname").or_else(|| last("database")),
+        user: last("user"),
+        password: last("password").map(Password::new),
     })
 }
 
@@ -139,19 +170,22 @@ fn socket_in(dir: &str, port: u16) -> PathBuf {
 
 /// The keywords of a libpq connection string: `key=value key='quoted value' ...` or a URI
 /// `postgresql://[user[:password]@][host][:port][/dbname][?key=value&...]`. `None` if it is
-/// neither. Only `host`, `port` and `dbname` are kept.
+/// neither. Only `host`, `port`, `dbname`, `user` and `password` are kept.
 fn parse_dsn(dsn: &str) -> Option<Vec<(String, String)>> {
-    let keep = |k: &str| matches!(k, "host" | "port" | "dbname");
+    let keep = |k: &str| matches!(k, "host" | "port" | "dbname" | "user" | "password");
     let dsn = dsn.trim();
     if let Some(rest) = dsn.strip_prefix("postgresql://").or_else(|| dsn.strip_prefix("postgres://")) {
         let (main, query) = rest.split_once('?').unwrap_or((rest, ""));
         let (authority, dbname) = main.split_once('/').unwrap_or((main, ""));
-        let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        let (userinfo, host_port) = authority.rsplit_once('@').unwrap_or(("", authority));
+        let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
         let (host, port) = match host_port.rsplit_once(':') {
             Some((host, port)) if !host_port.ends_with(']') => (host, port),
             _ => (host_port, ""),
         };
-        let mut keywords: Vec<(String, String)> = [("host", host), ("port", port), ("dbname", dbname)]
+        let parts =
+            [("user", user), ("password", password), ("host", host), ("port", port), ("dbname", dbname)];
+        let mut keywords: Vec<(String, String)> = parts
             .into_iter()
             .filter(|(_, v)| !v.is_empty())
             .map(|(k, v)| (k.to_owned(), percent_decoded(v.trim_start_matches('[').trim_end_matches(']'))))
@@ -251,6 +285,9 @@ mod tests {
         assert_eq!(endpoint(&socket), &Endpoint::UnixSocket("/srv/pg/.s.PGSQL.5433".into()));
         assert_eq!(socket[0].dbname.as_deref(), Some("synapse"));
         assert_eq!(socket[0].setting, "database");
+        assert_eq!(socket[0].user.as_deref(), Some("synapse"));
+        assert_eq!(socket[0].password.as_ref().map(Password::expose), Some("hunter2"));
+        assert!(!format!("{socket:?}").contains("hunter2"), "Debug shows no password: {socket:?}");
 
         let tcp = stores_of(
             "tcp",
@@ -292,6 +329,9 @@ mod tests {
         let uri = psycopg2("uri", "{dsn: 'postgresql://u:pw@[::1]:5435/syn'}");
         assert_eq!(uri.endpoint, Endpoint::Tcp { host: "::1".into(), port: 5435 });
         assert_eq!(uri.dbname.as_deref(), Some("syn"));
+        assert_eq!(uri.user.as_deref(), Some("u"));
+        assert_eq!(uri.password.as_ref().map(Password::expose), Some("pw"));
+        assert_eq!(keywords.password.as_ref().map(Password::expose), Some("x"));
         let socket_uri = psycopg2("uri-socket", "{dsn: 'postgresql://%2Fsrv%2Fpg/syn'}");
         assert_eq!(socket_uri.endpoint, Endpoint::UnixSocket("/srv/pg/.s.PGSQL.5432".into()));
         let overridden = psycopg2("override", "{dsn: 'host=a port=1', port: 2}");

@@ -23,8 +23,15 @@ pub const ROWS_PER_REFRESH: u32 = 20_000;
 /// The tables holding tokens, and what their tokens are.
 pub const TABLES: &[(&str, &str)] = &[("access_tokens", "access token"), ("refresh_tokens", "refresh token")];
 
+/// The query for table `name`'s next rows: `id` after `$1`, `$2` rows at most. The same text
+/// for `SQLite` (where `$N` is the Nth parameter) and Postgres; the casts make either's integer
+/// column a 64-bit one.
+pub fn new_rows_query(name: &str) -> String {
+    format!("SELECT CAST(id AS BIGINT), token FROM {name} WHERE id > CAST($1 AS BIGINT) ORDER BY id LIMIT $2")
+}
+
 /// How far each table of one database has been read.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenCursor {
     /// The largest `id` read, by table (in [`TABLES`] order).
     last_ids: [i64; 2],
@@ -45,6 +52,13 @@ pub struct NewTokens {
     pub more: bool,
 }
 
+/// How many tokens, never which.
+impl std::fmt::Debug for NewTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewTokens").field("tokens", &self.tokens.len()).field("more", &self.more).finish()
+    }
+}
+
 /// Whether `err` says the database was locked by a writer (then it is worth trying again soon;
 /// any other error waits for the file to change).
 pub fn is_busy(err: &rusqlite::Error) -> bool {
@@ -55,6 +69,16 @@ pub fn is_busy(err: &rusqlite::Error) -> bool {
 }
 
 impl TokenCursor {
+    /// The largest `id` of table `table` read so far.
+    pub fn after(&self, table: usize) -> i64 {
+        self.last_ids[table]
+    }
+
+    /// Notes that the row `id` of table `table` was read.
+    pub fn saw(&mut self, table: usize, id: i64) {
+        self.last_ids[table] = self.last_ids[table].max(id);
+    }
+
     /// The tokens added to the database at `path` since the last call.
     pub fn new_tokens(&mut self, path: &Path) -> rusqlite::Result<NewTokens> {
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
@@ -63,15 +87,13 @@ impl TokenCursor {
         let mut tokens = Vec::new();
         let mut more = false;
         for (table, (name, _)) in TABLES.iter().enumerate() {
-            let mut statement =
-                db.prepare(&format!("SELECT id, token FROM {name} WHERE id > ?1 ORDER BY id LIMIT ?2"))?;
-            let mut rows = statement.query((self.last_ids[table], ROWS_PER_REFRESH))?;
+            let mut statement = db.prepare(&new_rows_query(name))?;
+            let mut rows = statement.query((self.after(table), ROWS_PER_REFRESH))?;
             let mut count = 0;
             while let Some(row) = rows.next()? {
                 count += 1;
-                let id: i64 = row.get(0)?;
                 let token = Zeroizing::new(row.get::<_, String>(1)?);
-                self.last_ids[table] = self.last_ids[table].max(id);
+                self.saw(table, row.get(0)?);
                 tokens.push((table, token));
             }
             more |= count == ROWS_PER_REFRESH;

@@ -3,7 +3,8 @@
 //! attacker would wrap them in) and for tokens recognised by their structure alone.
 //!
 //! - [`values`]: what each watched file holds (config secrets, key seeds and bodies, `.env`
-//!   and cloud credentials); [`database`]: the homeserver's access and refresh tokens.
+//!   and cloud credentials); [`database`]: the homeserver's access and refresh tokens in its
+//!   `SQLite` file, [`postgres_tokens`]: in its Postgres database.
 //! - [`encodings`]: every form a value takes in traffic; [`patterns`]: the index of those
 //!   forms, which holds keyed hashes and no value; [`streams`]: per-stream tails, so values
 //!   split across sends are found; [`token_shapes`]: Synapse and MAS tokens by checksum.
@@ -16,6 +17,7 @@
 mod database;
 pub mod encodings;
 mod patterns;
+mod postgres_tokens;
 mod recognizer;
 mod streams;
 mod token_shapes;
@@ -23,7 +25,9 @@ mod values;
 
 use std::path::PathBuf;
 
+pub use database::NewTokens;
 pub use encodings::Encoding;
+pub use postgres_tokens::PostgresTokens;
 pub use recognizer::{Recognizer, RecognizerReport};
 
 /// Which outbound stream bytes belong to: one TCP connection or UDP destination of one
@@ -51,7 +55,8 @@ pub enum Scope {
 pub enum Source {
     /// A watched file.
     File(PathBuf),
-    /// A homeserver's `SQLite` database.
+    /// A homeserver's database: its `SQLite` file, or its Postgres database's label
+    /// (`postgresql:ENDPOINT/DBNAME`).
     Database(PathBuf),
     /// Nowhere: a token recognised by its checksum.
     TokenFormat,

@@ -250,20 +250,60 @@ impl Recognizer {
 
     /// Reads the database file `index`'s new tokens.
     fn read_tokens(&mut self, index: usize) {
+        if !self.has_token_room() {
+            self.note_token_limit(index);
+            return;
+        }
         let path = self.files[index].path.clone();
+        let Outcome::Database { cursor, .. } = &mut self.files[index].outcome else { return };
+        let read = cursor.new_tokens(&path);
+        if read.as_ref().is_err_and(database::is_busy) {
+            self.files[index].stamps = None;
+        }
+        self.take_tokens(index, read.map_err(|err| format!("database not read: {err}")));
+    }
+
+    /// Whether more database tokens may be held (fewer than [`MAX_DATABASE_TOKENS`] are).
+    pub fn has_token_room(&self) -> bool {
         let held: usize = self
             .files
             .iter()
             .map(|f| if let Outcome::Database { tokens, .. } = f.outcome { tokens } else { 0 })
             .sum();
-        let Outcome::Database { cursor, error, .. } = &mut self.files[index].outcome else { return };
-        if held >= MAX_DATABASE_TOKENS {
-            *error = Some(format!("token limit reached ({MAX_DATABASE_TOKENS})"));
-            return;
+        held < MAX_DATABASE_TOKENS
+    }
+
+    /// Takes in what a read of the Postgres database named `label` gave (its tokens, or why it
+    /// failed): see [`PostgresTokens`](super::PostgresTokens), which reads it off the event loop.
+    pub fn take_postgres_tokens(&mut self, label: &str, read: Option<Result<NewTokens, String>>) {
+        let path = Path::new(label);
+        let index = self.files.iter().position(|f| f.path == path).unwrap_or_else(|| {
+            let outcome = Outcome::Database { tokens: 0, cursor: TokenCursor::default(), error: None };
+            self.files.push(WatchedFile {
+                path: path.to_owned(),
+                stamps: None,
+                outcome,
+                skipped: Vec::new(),
+            });
+            self.files.len() - 1
+        });
+        match read {
+            Some(read) => self.take_tokens(index, read),
+            None => self.note_token_limit(index),
         }
-        let result = cursor.new_tokens(&path);
+    }
+
+    fn note_token_limit(&mut self, index: usize) {
+        if let Outcome::Database { error, .. } = &mut self.files[index].outcome {
+            *error = Some(format!("token limit reached ({MAX_DATABASE_TOKENS})"));
+        }
+    }
+
+    /// Indexes the tokens a read of database `index` gave, or notes why it failed.
+    fn take_tokens(&mut self, index: usize, read: Result<NewTokens, String>) {
+        let path = self.files[index].path.clone();
         let source = Source::Database(path.clone());
-        let (added, error) = match result {
+        let (added, error) = match read {
             Ok(NewTokens { tokens, more }) => {
                 if more {
                     self.files[index].stamps = None;
@@ -275,12 +315,7 @@ impl Recognizer {
                 });
                 (found.filter(|value| self.add(value, &source, index)).count(), None)
             }
-            Err(err) => {
-                if database::is_busy(&err) {
-                    self.files[index].stamps = None;
-                }
-                (0, Some(format!("database not read: {err}")))
-            }
+            Err(reason) => (0, Some(reason)),
         };
         if let Outcome::Database { tokens, error: last_error, .. } = &mut self.files[index].outcome {
             *tokens += added;

@@ -209,6 +209,11 @@ impl Pipeline {
         self.recognizer = recognizer;
     }
 
+    /// The recognizer, to take in what a background read of a database gave.
+    pub fn recognizer_mut(&mut self) -> &mut Recognizer {
+        &mut self.recognizer
+    }
+
     /// Fingerprints again the watched files that changed and that `may_read` allows.
     pub fn refresh_fingerprints(&mut self, may_read: impl Fn(&std::path::Path) -> bool) {
         self.redactor.refresh(&self.catalog, &may_read);

@@ -20,9 +20,10 @@ use super::child;
 
 /// Where Debian installs each major version's server binaries.
 const DEBIAN_BINARIES: &str = "/usr/lib/postgresql";
-/// The role and database the homeserver uses.
+/// The role the homeserver uses.
 pub const ROLE: &str = "synapse";
-pub const DATABASE: &str = "synapse";
+/// The database the homeserver uses.
+const DATABASE: &str = "synapse";
 /// A cluster starts in well under a second here; CI machines are slower.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -43,6 +44,9 @@ pub struct Postgres {
 }
 
 impl Postgres {
+    /// The database the homeserver uses.
+    pub const DATABASE: &'static str = DATABASE;
+
     /// Makes a cluster and starts its server.
     ///
     /// The server is killed if the thread that started it ends (`PR_SET_PDEATHSIG`), so start
@@ -77,8 +81,8 @@ impl Postgres {
         let child = spawn_server(&bin, dir.path(), &data, &socket_dir, port)?;
         let mut server = Self { child, bin, data, socket_dir, port, start_time: Duration::ZERO, _dir: dir };
         server.wait_until_ready()?;
-        server.psql_as_superuser(&format!("CREATE ROLE {ROLE} LOGIN"))?;
-        server.psql_as_superuser(&format!(
+        server.psql_as_superuser("postgres", &format!("CREATE ROLE {ROLE} LOGIN"))?;
+        server.psql_as_superuser("postgres", &format!(
             "CREATE DATABASE {DATABASE} ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0 OWNER {ROLE}"
         ))?;
         server.start_time = started.elapsed();
@@ -143,14 +147,23 @@ impl Postgres {
         )
     }
 
-    /// Runs `sql` as the `postgres` superuser over the socket; its output is not read.
-    fn psql_as_superuser(&self, sql: &str) -> Result<()> {
+    /// Runs `sql` as the `postgres` superuser in the homeserver's database (an admin's
+    /// change); its output is not read.
+    ///
+    /// # Errors
+    /// When `psql` fails.
+    pub fn admin_sql(&self, sql: &str) -> Result<()> {
+        self.psql_as_superuser(DATABASE, sql)
+    }
+
+    /// Runs `sql` as the `postgres` superuser over the socket in `database`; its output is not read.
+    fn psql_as_superuser(&self, database: &str, sql: &str) -> Result<()> {
         let (uid, gid) = postgres_user()?;
         run(Command::new(self.psql()).uid(uid).gid(gid).arg("-h").arg(&self.socket_dir).args([
             "-p",
             &self.port.to_string(),
             "-d",
-            "postgres",
+            database,
             "-v",
             "ON_ERROR_STOP=1",
             "-qc",
