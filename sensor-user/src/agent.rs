@@ -7,7 +7,7 @@ use aya::maps::{MapData, RingBuf};
 use sensor_common::KernelOffsets;
 use tokio::{
     io::unix::AsyncFd,
-    signal::unix::{signal, SignalKind},
+    signal::unix::{signal, Signal, SignalKind},
     time::{interval, MissedTickBehavior},
 };
 
@@ -76,11 +76,7 @@ struct Tally {
 /// Runs the sensor until interrupted; on SIGHUP, `reload` reads the configuration again.
 pub async fn run(mut settings: Settings, reload: impl Fn() -> Result<Settings, Error>) -> Result<(), Error> {
     let window_ns = settings.taint_window.map_or(0, |w| u64::try_from(w.as_nanos()).unwrap_or(u64::MAX));
-    let offsets = KernelOffsets {
-        taint_window_ns: window_ns,
-        agent_pid: std::process::id(),
-        ..kernel_offsets::from_btf(Path::new(VMLINUX_BTF))?
-    };
+    let offsets = offsets(window_ns)?;
     let mut catalog = SecretCatalog::resolve(&settings.secret_patterns);
     let mut contents = fingerprints(&catalog);
     let mut store_tokens = StoreTokens::new(&settings.stores);
@@ -89,9 +85,7 @@ pub async fn run(mut settings: Settings, reload: impl Fn() -> Result<Settings, E
     let allowed_exes = allowed_readers::resolve(&settings)?;
     let mut output = Output::open(&settings.output)?;
     // Before anything is loaded: a SIGTERM right after `sensor-started` must stop us cleanly.
-    let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| Error::system("SIGINT handler", e))?;
-    let mut terminate = signal(SignalKind::terminate()).map_err(|e| Error::system("SIGTERM handler", e))?;
-    let mut hangup = signal(SignalKind::hangup()).map_err(|e| Error::system("SIGHUP handler", e))?;
+    let [mut interrupt, mut terminate, mut hangup] = signals()?;
     let mut sensor = Sensor::load(&SensorSpec {
         offsets,
         secrets: &catalog,
@@ -280,6 +274,25 @@ fn tend_output(output: &mut Output, pipeline: &Pipeline) {
         News::Failing(_) => Output::to_stderr(&document),
         News::Recovered(_) => output.write(&document),
     }
+}
+
+/// The kernel's struct offsets (from BTF) and the agent's own settings for the programs.
+fn offsets(window_ns: u64) -> Result<KernelOffsets, Error> {
+    Ok(KernelOffsets {
+        taint_window_ns: window_ns,
+        agent_pid: std::process::id(),
+        ..kernel_offsets::from_btf(Path::new(VMLINUX_BTF))?
+    })
+}
+
+/// SIGINT, SIGTERM (stop) and SIGHUP (reload), in that order.
+fn signals() -> Result<[Signal; 3], Error> {
+    let handler = |kind, name| signal(kind).map_err(|e| Error::system(name, e));
+    Ok([
+        handler(SignalKind::interrupt(), "SIGINT handler")?,
+        handler(SignalKind::terminate(), "SIGTERM handler")?,
+        handler(SignalKind::hangup(), "SIGHUP handler")?,
+    ])
 }
 
 /// The pipeline over the processes running now, with this host's facts, the configured
