@@ -187,6 +187,17 @@ impl SynapseLab {
         Ok(())
     }
 
+    /// Where a scenario's window of lines opens: after a barrier, so that what earlier
+    /// scenarios' processes did (a late confirmation of their alerts among it) is reported
+    /// before it.
+    ///
+    /// # Errors
+    /// When the barrier fails.
+    pub fn window_start(&self) -> Result<usize> {
+        self.lab.barrier(&self.sensor)?;
+        Ok(self.sensor.lines().len())
+    }
+
     /// Alerts among `lines`, leaving out the barrier's control actor.
     #[must_use]
     pub fn alerts_in(&self, lines: &[Value]) -> Vec<Value> {

@@ -77,7 +77,7 @@ fn executable_ends_with(line: &Value, pointer: &str, name: &str) -> bool {
 #[ignore = "needs root and BPF: run with cargo xtask test"]
 fn synapse_1_normal_life_of_the_homeserver_is_quiet() -> Result<()> {
     let world = shared()?;
-    let start = world.sensor.lines().len();
+    let start = world.window_start()?;
 
     // Start-up (seen whole: Vigie started first) and the admin's registration.
     let startup = world.alerts_in(&world.sensor.lines()[..world.startup_lines]);
@@ -204,7 +204,7 @@ fn synapse_5_a_stolen_token_used_on_loopback_is_not_exfiltration() -> Result<()>
 fn synapse_6_known_gap_the_homeserver_itself_leaking_a_secret_is_not_seen() -> Result<()> {
     let world = shared()?;
     let synapse_pid = world.homeserver.pid();
-    let start = world.sensor.lines().len();
+    let start = world.window_start()?;
     // The secret the homeserver is made to send: a fresh admin access token, in the URL it
     // fetches (what a server-side request forgery would do). Never printed.
     let token = world.login_admin()?.access_token().to_owned();

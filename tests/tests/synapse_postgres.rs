@@ -68,9 +68,7 @@ fn is_psql_read_of(sql: &str) -> impl Fn(&Value) -> bool + '_ {
 fn synapse_postgres_1_normal_life_of_the_homeserver_is_quiet() -> Result<()> {
     let world = shared()?;
     let postgres = world.postgres.as_ref().context("a Postgres lab")?;
-    // What an earlier scenario's processes did is reported before the window opens.
-    world.lab.barrier(&world.sensor)?;
-    let start = world.sensor.lines().len();
+    let start = world.window_start()?;
 
     // The sensor found the database server before the homeserver first talked to it.
     let lines = world.sensor.lines();
