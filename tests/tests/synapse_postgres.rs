@@ -51,6 +51,14 @@ fn shell(script: &str) -> Result<u32> {
     Ok(pid)
 }
 
+/// Fails, without quoting it, if `token` is anywhere in what the sensor printed.
+fn ensure_never_printed(world: &SynapseLab, token: &str) -> Result<()> {
+    let everything =
+        world.sensor.lines().iter().map(Value::to_string).collect::<String>() + &world.sensor.stderr();
+    ensure!(!everything.contains(token), "the token is in the sensor's output");
+    Ok(())
+}
+
 /// The `secret-read` of the `psql` that ran `sql`.
 fn is_psql_read_of(sql: &str) -> impl Fn(&Value) -> bool + '_ {
     move |line| {
@@ -138,9 +146,7 @@ fn expect_token_theft_through(world: &SynapseLab, host: &str, sql: &str) -> Resu
         synapse::pid_at(&found, "/vigie/origin/pid") == alert::process_pid(&read),
         "psql, which took it from the server, is the origin: {found:#}"
     );
-    let everything =
-        world.sensor.lines().iter().map(Value::to_string).collect::<String>() + &world.sensor.stderr();
-    ensure!(!everything.contains(&token), "the token is in the sensor's output");
+    ensure_never_printed(world, &token)?;
     Ok(())
 }
 
@@ -197,9 +203,7 @@ fn synapse_postgres_6_a_token_stolen_through_psql_and_sent_over_https_is_confirm
     );
     ensure!(synapse::text(&confirmed, "/vigie/secret/name") == Some(STORE), "{confirmed:#}");
     ensure!(alert::destination(&confirmed) == Some(dest), "{confirmed:#}");
-    let everything =
-        world.sensor.lines().iter().map(Value::to_string).collect::<String>() + &world.sensor.stderr();
-    ensure!(!everything.contains(&token), "the token is in the sensor's output");
+    ensure_never_printed(&world, &token)?;
     Ok(())
 }
 
@@ -317,9 +321,7 @@ fn synapse_postgres_7_a_legacy_token_from_the_token_table_is_confirmed_over_http
     let confirmed = result?;
     ensure!(alert::severity(&confirmed) == Some(99), "{confirmed:#}");
     ensure!(synapse::text(&confirmed, "/vigie/secret/name") == Some(STORE), "{confirmed:#}");
-    let everything =
-        world.sensor.lines().iter().map(Value::to_string).collect::<String>() + &world.sensor.stderr();
-    ensure!(!everything.contains(&token), "the token is in the sensor's output");
+    ensure_never_printed(&world, &token)?;
     Ok(())
 }
 
