@@ -31,13 +31,11 @@ pub use postgres_tokens::PostgresTokens;
 pub use recognizer::{Recognizer, RecognizerReport};
 
 /// Which outbound stream bytes belong to: one TCP connection or UDP destination of one
-/// process (`addr` an IPv4 address in its first 4 bytes, or IPv6).
+/// process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct StreamKey {
     pub pid: u32,
-    pub family: u16,
-    pub addr: [u8; 16],
-    pub port: u16,
+    pub destination: std::net::SocketAddr,
 }
 
 /// Which values count in a sender's traffic.

@@ -39,7 +39,7 @@ fn homeserver() -> String {
 }
 
 fn stream(port: u16) -> StreamKey {
-    StreamKey { pid: 4242, family: 2, addr: [10, 213, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], port }
+    StreamKey { pid: 4242, destination: std::net::SocketAddr::from(([10, 213, 0, 2], port)) }
 }
 
 /// The traffic forms a client would send, each with the encodings it may be reported under

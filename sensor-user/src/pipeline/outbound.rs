@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 
-use sensor_common::{family, via, FileId};
+use sensor_common::{via, FileId};
 
 use super::Pipeline;
 use crate::{
@@ -47,7 +47,7 @@ impl Pipeline {
             Sender::Tainted => Scope::Tainted,
             Sender::TrustedService => Scope::TrustedService,
         };
-        let found = self.recognizer.scan(&stream_key(piece.pid, destination), &piece.bytes, scope);
+        let found = self.recognizer.scan(&StreamKey { pid: piece.pid, destination }, &piece.bytes, scope);
         if found.is_empty() {
             return Vec::new();
         }
@@ -117,22 +117,6 @@ impl Pipeline {
 
 fn secret_ids(touches: &[Touch]) -> Vec<u32> {
     touches.iter().map(|t| t.secret_id).collect()
-}
-
-/// The recognizer's stream of `pid` to `destination`.
-fn stream_key(pid: u32, destination: SocketAddr) -> StreamKey {
-    let mut addr = [0; 16];
-    let family = match destination.ip() {
-        std::net::IpAddr::V4(v4) => {
-            addr[..4].copy_from_slice(&v4.octets());
-            family::INET
-        }
-        std::net::IpAddr::V6(v6) => {
-            addr = v6.octets();
-            family::INET6
-        }
-    };
-    StreamKey { pid, family, addr, port: destination.port() }
 }
 
 fn print_digest(piece: &OutboundBytes, tally: StreamTally) {
