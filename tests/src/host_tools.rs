@@ -72,6 +72,18 @@ pub fn is_program(executable: Option<&str>, name: &str) -> bool {
     executable.is_some_and(|exe| Path::new(exe).file_name() == Some(OsStr::new(name)))
 }
 
+/// A child process killed (and reaped) when this is dropped: a test that gives up must not leave
+/// it behind, holding the test's output open.
+#[derive(Debug)]
+pub struct KilledOnDrop(pub std::process::Child);
+
+impl Drop for KilledOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Python running `script`, and the one line it prints first (printed before it holds anything
 /// tainted, so reading it is safe).
 ///

@@ -6,14 +6,14 @@
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{ChildStdout, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 
 use crate::bpf_objects::attached_tracepoints;
-use crate::host_tools::{self, quoted};
+use crate::host_tools::{self, quoted, KilledOnDrop};
 use crate::sensor::Documents;
 use crate::{alert, Lab, Sensor, ALERT_TIMEOUT};
 
@@ -66,7 +66,8 @@ print(len(data), '%016x' % digest, flush=True)
 
 /// The remote server, its address and the pipe it reports on.
 pub struct Server {
-    child: Child,
+    /// Killed if the test gives up before [`Server::received`].
+    child: KilledOnDrop,
     pub addr: SocketAddr,
     report: BufReader<ChildStdout>,
 }
@@ -88,7 +89,11 @@ impl Server {
         let mut port = String::new();
         report.read_line(&mut port)?;
         let port = port.trim().parse().with_context(|| format!("the server's port: {port:?}"))?;
-        Ok(Self { child, addr: SocketAddr::new(lab.remote().ipv4().into(), port), report })
+        Ok(Self {
+            child: KilledOnDrop(child),
+            addr: SocketAddr::new(lab.remote().ipv4().into(), port),
+            report,
+        })
     }
 
     /// What the server received: its length and digest.
@@ -97,17 +102,9 @@ impl Server {
     pub fn received(mut self) -> Result<(u64, String)> {
         let mut line = String::new();
         self.report.read_line(&mut line)?;
-        let _ = self.child.wait();
+        let _ = self.child.0.wait();
         let (len, digest) = line.trim().split_once(' ').with_context(|| format!("server report {line:?}"))?;
         Ok((len.parse()?, digest.to_owned()))
-    }
-}
-
-/// A server the test gave up on must not outlive it (it would hold the test's output open).
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

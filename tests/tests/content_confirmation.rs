@@ -8,13 +8,13 @@
 use std::fs::{self, File};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use integration_tests::bpf_objects::map_has_u32_key;
-use integration_tests::host_tools::{python_relay, quoted};
+use integration_tests::host_tools::{python_relay, quoted, KilledOnDrop};
 use integration_tests::remote_server::{
     certificate, run_tainted, sensor_with_digests, wait_for_stream, Server,
 };
@@ -132,32 +132,16 @@ fn a_value_forwarded_by_a_loopback_relay_is_confirmed_at_the_relay() -> Result<(
         relay_addr.port(),
         quoted(lab.secret())
     );
-    let relay = KillOnDrop(relay);
+    let mut relay = KilledOnDrop(relay);
     run_tainted(&lab, &sensor, &send)?;
     let relay_pid = relay.0.id();
-    ensure!(relay.wait()?.success(), "the relay failed");
+    ensure!(relay.0.wait()?.success(), "the relay failed");
 
     let alert = expect_confirmed(&sensor, relay_pid, "raw")?;
     assert_eq!(alert::destination(&alert), Some(dest), "{alert:#}");
     assert_eq!(alert::via_kind(&alert), Some("loopback-socket"), "{alert:#}");
     assert_never_printed(&sensor, &[secret_value(&lab)?]);
     Ok(())
-}
-
-/// A child killed if the test fails before it ends.
-struct KillOnDrop(Child);
-
-impl KillOnDrop {
-    fn wait(mut self) -> std::io::Result<std::process::ExitStatus> {
-        self.0.wait()
-    }
-}
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// The same kind of upload without the value: the data-flow alert stands alone, at its own
