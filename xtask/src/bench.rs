@@ -64,6 +64,7 @@ pub fn run(plan: &Plan) -> Result<()> {
     privilege::require_root("bench", "loads BPF programs, creates a network namespace and runs auditd")?;
     let _lock = single_run()?;
     interrupt::install()?;
+    without_loader_variables();
 
     say("set-up: toolchain, mounts, bpftool, nginx, wrk, auditd");
     bootstrap::all()?;
@@ -126,6 +127,16 @@ fn build_binaries() -> Result<Binaries> {
         }
     }
     Ok(Binaries { vigie, load })
+}
+
+/// Takes the dynamic loader's variables out of the environment every process the bench starts
+/// inherits. `cargo xtask` runs this task with cargo's `LD_LIBRARY_PATH`, and the sensor rightly
+/// refuses allowance to an allowed reader started with one: workload 2's "allowed" reader would
+/// be tainted, the bench tainted by reading its result, and every later workload born tainted.
+fn without_loader_variables() {
+    for variable in ["LD_PRELOAD", "LD_AUDIT", "LD_LIBRARY_PATH"] {
+        std::env::remove_var(variable);
+    }
 }
 
 /// An exclusive lock on [`LOCK_FILE`]; refuses to run beside another bench.

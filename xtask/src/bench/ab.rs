@@ -7,9 +7,9 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 
-use super::agent::Agent;
+use super::agent::{self, Agent};
 use super::auditd::Audit;
 use super::bpf_stats;
 use super::links::Attachments;
@@ -53,6 +53,9 @@ struct Measures {
     nginx_tls: f64,
     /// Vigie arm only: workload 1 while a bystander is tainted, and the agent's links then.
     bystander: Option<(Timed, Attachments)>,
+    /// When (ns since the epoch) the first workload that taints started: the ones before ran
+    /// with nothing tainted, or their figures are not what they say.
+    untainted_until: u64,
 }
 
 /// The auditd arm's numbers in one round.
@@ -141,6 +144,15 @@ pub fn run(env: &Env<'_>, audit: &mut Audit) -> Result<Rounds> {
                     neighbours.1 = before.max(env.neighbours.count(&ours)?);
                     let transcript = agent.stop()?;
                     vigie = measured?;
+                    let early = transcript.secret_readers_before(vigie.untainted_until);
+                    if !early.is_empty() {
+                        bail!(
+                            "round {}: the sensor saw secret reads during the untainted workloads, \
+                             which makes their figures those of tainted processes: {}",
+                            round + 1,
+                            early.join("; ")
+                        );
+                    }
                     rounds.sightings.push(Sighting {
                         secret_reads: transcript.secret_reads(),
                         alerts: transcript.count("credential-exfiltration"),
@@ -244,6 +256,7 @@ fn overhead_workloads(env: &Env<'_>, agent: Option<&Agent>) -> Result<Measures> 
     interrupt::check()?;
     let nginx_tls = env.site.requests_per_second(env.plan.nginx_time, true)?;
     interrupt::check()?;
+    let untainted_until = agent::now_ns();
     let bystander = agent.map(|agent| tainted::open_read(env, agent)).transpose()?;
     interrupt::check()?;
     let open_secret_untrusted = load::open_read(env, Reader::Untrusted, &env.lab.secret)?;
@@ -259,6 +272,7 @@ fn overhead_workloads(env: &Env<'_>, agent: Option<&Agent>) -> Result<Measures> 
         tls_writes,
         nginx_tls,
         bystander,
+        untainted_until,
     })
 }
 

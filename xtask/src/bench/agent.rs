@@ -159,6 +159,19 @@ impl Transcript {
         (direct.len() as u64, derived.len() as u64)
     }
 
+    /// Who the agent said read a secret, by a line that arrived before `ns` (since the epoch):
+    /// pid, executable and how (`vigie.via.kind`, or `direct`).
+    pub fn secret_readers_before(&self, ns: u64) -> Vec<String> {
+        self.with_action("secret-read")
+            .filter(|(arrived, _)| *arrived < ns)
+            .map(|(_, doc)| {
+                let process = &doc["process"];
+                let via = doc["vigie"]["via"]["kind"].as_str().unwrap_or("direct");
+                format!("pid {} {} ({via})", process["pid"], process["executable"].as_str().unwrap_or("?"))
+            })
+            .collect()
+    }
+
     /// A counter of the final `sensor-stopped` line (`vigie.counters.<name>`).
     pub fn stopped_counter(&self, name: &str) -> Option<u64> {
         self.with_action("sensor-stopped").last().and_then(|(_, doc)| doc["vigie"]["counters"][name].as_u64())
