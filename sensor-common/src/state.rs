@@ -183,6 +183,19 @@ pub mod counter {
     pub const COUNT: u32 = 9;
 }
 
+/// Slots of the socket write copiers in `SOCKET_WRITE`, the program array `sys_enter`
+/// tail-calls into for a tainted process's sends on IP sockets.
+pub mod copier {
+    /// `write`, `send`, `sendto`: one buffer.
+    pub const PLAIN: u32 = 0;
+    /// `writev`, `sendmsg`: the call's first iovec.
+    pub const VECTORED: u32 = 1;
+    /// The next iovec of the vectored call in progress, one per run.
+    pub const VECTORED_NEXT: u32 = 2;
+    /// Number of slots.
+    pub const COUNT: u32 = 3;
+}
+
 /// Map names, as they appear in the eBPF object.
 pub mod map_name {
     pub const EVENTS: &str = "EVENTS";

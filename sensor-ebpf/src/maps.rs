@@ -1,11 +1,12 @@
 //! The kernel-side state shared between programs and with the agent.
 
+use crate::outbound::Vectored;
 use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray, ProgramArray, RingBuf},
 };
 use sensor_common::{
-    counter, prefilter, FileId, OutboundEvent, ReadSeenKey, SendKey, SendTotal, StoreServer, Taint,
+    copier, counter, prefilter, FileId, OutboundEvent, ReadSeenKey, SendKey, SendTotal, StoreServer, Taint,
     TrustedProcess, WatchedSecret,
 };
 
@@ -102,6 +103,10 @@ pub static OUTBOUND_SCRATCH: PerCpuArray<OutboundEvent> = PerCpuArray::with_max_
 #[map]
 pub static TLS_CALLS: LruHashMap<u64, u64> = LruHashMap::with_max_entries(16_384, 0);
 
-/// `sys_enter_socket_write`, which `sys_enter` tail-calls. Filled by the agent.
+/// The socket write copiers `sys_enter` tail-calls, at their `copier` slots. Filled by the agent.
 #[map]
-pub static SOCKET_WRITE: ProgramArray = ProgramArray::with_max_entries(1, 0);
+pub static SOCKET_WRITE: ProgramArray = ProgramArray::with_max_entries(copier::COUNT, 0);
+
+/// The vectored call being copied on this CPU, between the tail calls of one syscall entry.
+#[map]
+pub static VECTORED: PerCpuArray<Vectored> = PerCpuArray::with_max_entries(1, 0);

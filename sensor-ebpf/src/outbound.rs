@@ -16,7 +16,7 @@ use crate::{
     allowance,
     emit::{self, header},
     kernel::{fd_file, file_type, socket_sock, S_IFSOCK},
-    maps::{COUNTERS, EVENTS, OUTBOUND_SCRATCH},
+    maps::{COUNTERS, EVENTS, OUTBOUND_SCRATCH, VECTORED},
     network::{self, Peer},
     taint, tls,
 };
@@ -35,28 +35,132 @@ pub fn current_sender() -> Option<(u8, Taint)> {
 }
 
 /// A write on descriptor `fd` of `len` bytes at user address `buf` (`write`, `send`,
-/// `sendto`): copied if the current process is tainted and `fd` is an IP socket. A thread in
-/// a TLS write is sending that write's ciphertext: its plaintext is copied in `tls`.
+/// `sendto`): copied if the current process's socket sends are ([`socket_record`]).
 #[inline(always)]
 pub fn socket_write(fd: u32, buf: u64, len: u64) -> Result<(), i32> {
-    let Some(taint) = taint::current() else { return Ok(()) };
+    if let Some(record) = socket_record(fd, len)? {
+        copy(record, buf, len);
+    }
+    Ok(())
+}
+
+/// Iovecs of one vectored call whose bytes are copied, one program run each (tail calls, so
+/// the verifier walks the chunk loop once however many there are): enough for the gathers
+/// senders make (HTTP head and body, framing and payload); further iovecs' bytes are counted.
+const IOVECS_COPIED: u32 = 16;
+/// `UIO_MAXIOV`: the most iovecs a call may have, whose lengths make the call's length.
+const UIO_MAXIOV: u32 = 1024;
+
+/// A vectored call being copied: its iovec array, how many, the next one to copy and the
+/// call offset its bytes start at.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Vectored {
+    iov: u64,
+    count: u32,
+    next: u32,
+    /// Bytes of the call before the next iovec's.
+    offset: u64,
+    /// `struct compat_iovec` (two 32-bit words), for an ia32 caller.
+    ia32: bool,
+}
+
+/// A vectored send on descriptor `fd` (`writev`, `sendmsg`) of `count` iovecs at user address
+/// `iov`: if the current process's socket sends are copied ([`socket_record`]), remembered
+/// for [`vectored_next`], which the caller runs next. Says whether to.
+#[inline(always)]
+pub fn vectored_write(fd: u32, iov: u64, count: u64, ia32: bool) -> Result<bool, i32> {
+    let Some(record) = socket_record(fd, 0)? else { return Ok(false) };
+    let count = count.min(u64::from(UIO_MAXIOV)) as u32;
+    // A loop on the call's own count, which the compiler cannot unroll 1024 times over, and
+    // last: the verifier need not walk what follows once per way out of it.
+    let (mut len, mut index) = (0u64, 0);
+    while index < count {
+        len = len.saturating_add(iovec(iov, index, ia32)?.1);
+        index += 1;
+    }
+    record.call_len = u32::try_from(len).unwrap_or(u32::MAX);
+    let state = VECTORED.get_ptr_mut(0).ok_or(-1)?;
+    // SAFETY: a per-CPU slot, used by one program at a time on this CPU.
+    unsafe { *state = Vectored { iov, count, next: 0, offset: 0, ia32 } };
+    Ok(count > 0)
+}
+
+/// Copies the next iovec of the vectored call [`vectored_write`] started into the scratch
+/// record, its offsets following the previous iovec's; says whether another is to be copied.
+/// Bytes of the iovecs left when it stops are counted.
+#[inline(always)]
+pub fn vectored_next() -> Result<bool, i32> {
+    let state = VECTORED.get_ptr_mut(0).ok_or(-1)?;
+    // SAFETY: a per-CPU slot, used by one program at a time on this CPU.
+    let state = unsafe { &mut *state };
+    let scratch = OUTBOUND_SCRATCH.get_ptr_mut(0).ok_or(-1)?;
+    // SAFETY: the record `vectored_write` started, on this CPU, within the same syscall entry.
+    let record = unsafe { &mut *scratch };
+    let (base, len) = iovec(state.iov, state.next, state.ia32)?;
+    copy_at(record, base, len, state.offset);
+    state.offset = state.offset.saturating_add(len);
+    state.next += 1;
+    let more = state.next < state.count.min(IOVECS_COPIED) && state.offset < CALL_CAP;
+    if !more {
+        count_uncopied(u64::from(record.call_len).saturating_sub(state.offset));
+    }
+    Ok(more)
+}
+
+/// Base and length of iovec `index` of the array at user address `iov`.
+#[inline(always)]
+fn iovec(iov: u64, index: u32, ia32: bool) -> Result<(u64, u64), i32> {
+    let index = u64::from(index);
+    if ia32 {
+        let at = iov + index * 8;
+        Ok((u64::from(user::<u32>(at)?), u64::from(user::<u32>(at + 4)?)))
+    } else {
+        let at = iov + index * 16;
+        Ok((user::<u64>(at)?, user::<u64>(at + 8)?))
+    }
+}
+
+/// `msg_iov` and `msg_iovlen` of the `struct msghdr` (`struct compat_msghdr` for an ia32
+/// caller) at user address `msg`.
+#[inline(always)]
+pub fn message_iovecs(msg: u64, ia32: bool) -> Result<(u64, u64), i32> {
+    if ia32 {
+        Ok((u64::from(user::<u32>(msg + 8)?), u64::from(user::<u32>(msg + 12)?)))
+    } else {
+        Ok((user::<u64>(msg + 16)?, user::<u64>(msg + 24)?))
+    }
+}
+
+/// A `T` read from user address `at`.
+#[inline(always)]
+fn user<T>(at: u64) -> Result<T, i32> {
+    // SAFETY: the helper checks the user address and fails on a bad one.
+    unsafe { aya_ebpf::helpers::bpf_probe_read_user(at as *const T) }.map_err(|_| -1)
+}
+
+/// The scratch record for a send of `len` bytes on descriptor `fd`, destination set, if the
+/// current process is tainted and `fd` is an IP socket. A thread in a TLS write is sending
+/// that write's ciphertext: its plaintext is copied in `tls`.
+#[inline(always)]
+fn socket_record(fd: u32, len: u64) -> Result<Option<&'static mut OutboundEvent>, i32> {
+    let Some(taint) = taint::current() else { return Ok(None) };
     if tls::in_call() {
-        return Ok(());
+        return Ok(None);
     }
     let file = fd_file(fd)?;
     if file_type(file)? != S_IFSOCK {
-        return Ok(());
+        return Ok(None);
     }
     let sk = socket_sock(file)?;
-    let Some(transport) = network::ip_transport(sk)? else { return Ok(()) };
+    let Some(transport) = network::ip_transport(sk)? else { return Ok(None) };
     let record = start(sender::TAINTED, taint, send_path::SOCKET, len)?;
     record.transport = transport;
     // An unconnected UDP socket names its destination per datagram: left unknown here.
     if let Ok(peer) = network::peer(sk) {
         set_destination(record, &peer);
     }
-    copy(record, buf, len);
-    Ok(())
+    Ok(Some(record))
 }
 
 /// The scratch record for a new call of `len` bytes on `path` by `sender`, destination
@@ -104,9 +208,15 @@ pub fn emit_head(record: &OutboundEvent) {
 /// room for the records alerts are built from.
 #[inline(always)]
 pub fn copy(record: &mut OutboundEvent, buf: u64, len: u64) {
+    copy_at(record, buf, len, 0);
+}
+
+/// [`copy`] of `len` bytes at `buf` that are the call's bytes from offset `start` on.
+#[inline(always)]
+fn copy_at(record: &mut OutboundEvent, buf: u64, len: u64, start: u64) {
     let ring_filling =
         EVENTS.query(u64::from(BPF_RB_AVAIL_DATA)) * 2 > EVENTS.query(u64::from(BPF_RB_RING_SIZE));
-    let copied = if ring_filling { 0 } else { len.min(CALL_CAP) };
+    let copied = if ring_filling { 0 } else { len.min(CALL_CAP.saturating_sub(start)) };
     let mut offset = 0u64;
     for _ in 0..OUTBOUND_CHUNKS {
         if offset >= copied {
@@ -124,7 +234,7 @@ pub fn copy(record: &mut OutboundEvent, buf: u64, len: u64) {
         if read != 0 {
             break;
         }
-        record.offset = offset as u32;
+        record.offset = (start + offset) as u32;
         record.len = chunk;
         // SAFETY: the record's head and its first `chunk` data bytes, within it.
         emit::output_bytes(unsafe {
@@ -132,10 +242,17 @@ pub fn copy(record: &mut OutboundEvent, buf: u64, len: u64) {
         });
         offset += u64::from(chunk);
     }
-    if len > offset {
-        if let Some(uncopied) = COUNTERS.get_ptr_mut(counter::OUTBOUND_UNCOPIED) {
-            // SAFETY: per-CPU slot, programs do not preempt each other on one CPU.
-            unsafe { *uncopied += len - offset };
-        }
+    count_uncopied(len - offset);
+}
+
+/// Counts `bytes` of outbound data not copied (`outbound-uncopied`).
+#[inline(always)]
+fn count_uncopied(bytes: u64) {
+    if bytes == 0 {
+        return;
+    }
+    if let Some(uncopied) = COUNTERS.get_ptr_mut(counter::OUTBOUND_UNCOPIED) {
+        // SAFETY: per-CPU slot, programs do not preempt each other on one CPU.
+        unsafe { *uncopied += bytes };
     }
 }

@@ -96,6 +96,12 @@ impl Abi {
         Self { ia32: status & TS_COMPAT != 0 }
     }
 
+    /// Whether the task is in an ia32 syscall.
+    #[inline(always)]
+    pub fn is_ia32(self) -> bool {
+        self.ia32
+    }
+
     /// The x86_64 number of syscall `id` (-1 for an ia32 call with no twin listed here).
     #[inline(always)]
     pub fn native(self, id: i64) -> i64 {

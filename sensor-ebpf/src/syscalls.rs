@@ -4,6 +4,7 @@
 //! than the programs themselves on the hot open/read path.
 
 use aya_ebpf::{macros::raw_tracepoint, programs::RawTracePointContext};
+use sensor_common::copier;
 
 use crate::{
     channels,
@@ -24,12 +25,17 @@ pub fn sys_enter(ctx: RawTracePointContext) -> i32 {
     let arg = |index| abi.arg(regs, index);
     let fd_at = |index| fd(abi.arg(regs, index)?);
     let _ = match id {
-        nr::WRITE => {
+        // One arm, so that `channels::written` is inlined once.
+        nr::WRITE | nr::WRITEV | nr::PWRITE64 | nr::PWRITEV | nr::PWRITEV2 => {
             let _ = fd_at(0).and_then(channels::written);
-            socket_write(&ctx)
+            match id {
+                nr::WRITE => socket_write(&ctx, copier::PLAIN),
+                nr::WRITEV => socket_write(&ctx, copier::VECTORED),
+                _ => Ok(()),
+            }
         }
-        nr::SENDTO => socket_write(&ctx),
-        nr::WRITEV | nr::PWRITE64 | nr::PWRITEV | nr::PWRITEV2 => fd_at(0).and_then(channels::written),
+        nr::SENDTO => socket_write(&ctx, copier::PLAIN),
+        nr::SENDMSG => socket_write(&ctx, copier::VECTORED),
         nr::SENDFILE => {
             let _ = fd_at(1).and_then(channels::reading);
             fd_at(0).and_then(channels::written)
@@ -52,13 +58,13 @@ pub fn sys_enter(ctx: RawTracePointContext) -> i32 {
     0
 }
 
-/// A `write` or `sendto` (send) by a tainted process goes on in [`sys_enter_socket_write`]
-/// (a tail call, which does not return).
+/// A send while anything is tainted goes on in the copier at `slot` of `SOCKET_WRITE` (a
+/// tail call, which does not return).
 #[inline(always)]
-fn socket_write(ctx: &RawTracePointContext) -> Result<(), i32> {
+fn socket_write(ctx: &RawTracePointContext, slot: u32) -> Result<(), i32> {
     if taint::anyone_tainted() {
         // SAFETY: the context of the running program, handed on to one of the same type.
-        unsafe { SOCKET_WRITE.tail_call(ctx, 0) };
+        unsafe { SOCKET_WRITE.tail_call(ctx, slot) };
     }
     Ok(())
 }
@@ -72,6 +78,38 @@ pub fn sys_enter_socket_write(ctx: RawTracePointContext) -> i32 {
     let abi = Abi::current();
     let arg = |index| abi.arg(regs, index);
     let _ = arg(0).and_then(fd).and_then(|fd| outbound::socket_write(fd, arg(1)?, arg(2)?));
+    0
+}
+
+/// `sys_enter` of a `writev` or `sendmsg`, tail-called from [`sys_enter`]: starts copying what
+/// a tainted process sends on an IP socket (`outbound::vectored_write`), one iovec per run of
+/// [`sys_enter_vectored_next`].
+#[raw_tracepoint(tracepoint = "sys_enter")]
+pub fn sys_enter_vectored_write(ctx: RawTracePointContext) -> i32 {
+    let regs: *const u8 = ctx.arg(0);
+    let abi = Abi::current();
+    let arg = |index| abi.arg(regs, index);
+    let iovecs = match abi.native(ctx.arg(1)) {
+        nr::SENDMSG => arg(1).and_then(|msg| outbound::message_iovecs(msg, abi.is_ia32())),
+        _ => arg(1).and_then(|iov| Ok((iov, arg(2)?))),
+    };
+    let started =
+        iovecs.and_then(|(iov, count)| outbound::vectored_write(fd(arg(0)?)?, iov, count, abi.is_ia32()));
+    if started == Ok(true) {
+        // SAFETY: the context of the running program, handed on to one of the same type.
+        unsafe { SOCKET_WRITE.tail_call(&ctx, copier::VECTORED_NEXT) };
+    }
+    0
+}
+
+/// The next iovec of the vectored call [`sys_enter_vectored_write`] started; runs again for
+/// the one after (a tail call of itself).
+#[raw_tracepoint(tracepoint = "sys_enter")]
+pub fn sys_enter_vectored_next(ctx: RawTracePointContext) -> i32 {
+    if outbound::vectored_next() == Ok(true) {
+        // SAFETY: the context of the running program, handed on to one of the same type.
+        unsafe { SOCKET_WRITE.tail_call(&ctx, copier::VECTORED_NEXT) };
+    }
     0
 }
 

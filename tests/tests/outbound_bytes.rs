@@ -62,6 +62,50 @@ fn a_tainted_curls_plain_http_upload_is_copied_with_its_destination() -> Result<
     tainted_curl_upload_is_copied(false, "socket")
 }
 
+/// A tainted Python sends an HTTP request over plain TCP as one vectored call, `gather` (a
+/// Python expression on `sock` and the list `parts`): head and a body in three iovecs whose
+/// boundaries fall inside the kernel's 1 KiB chunks. The kernel copied exactly what the
+/// server received, in order, on the socket path.
+fn tainted_vectored_send_is_copied(gather: &str) -> Result<()> {
+    let lab = Lab::new(actor_exe!())?;
+    let sensor = sensor_with_digests(&lab, &[])?;
+    let server = Server::start(&lab, None)?;
+    let dest = server.addr;
+    let body = payload();
+    let client = format!(
+        "import os, socket\n\
+         sock = socket.create_connection(('{ip}', {port}), timeout=10)\n\
+         body = open({payload:?}, 'rb').read()\n\
+         head = b'POST / HTTP/1.1\\r\\nHost: vigie-test\\r\\nContent-Length: %d\\r\\n\\r\\n' % len(body)\n\
+         parts = [head, body[:700], body[700:3900], body[3900:]]\n\
+         sent = {gather}\n\
+         assert sent == sum(map(len, parts)), sent\n\
+         sock.recv(4096)\n",
+        ip = dest.ip(),
+        port = dest.port(),
+        payload = payload_file(&lab)?.display().to_string(),
+    );
+    let script = lab.dir().join("client.py");
+    std::fs::write(&script, client)?;
+    let pid = run_tainted(&lab, &sensor, &format!("python3 {}", quoted(&script)))?;
+    let received = server.received()?;
+    assert!(received.0 > body.len() as u64, "the server got head and body: {received:?}");
+    assert_eq!(wait_for_stream(&sensor, pid, "Tainted", "socket", dest, received.0)?, received);
+    Ok(())
+}
+
+#[test]
+#[ignore = "needs root and BPF: run with cargo xtask test"]
+fn a_tainted_sendmsg_of_several_buffers_is_copied_in_order() -> Result<()> {
+    tainted_vectored_send_is_copied("sock.sendmsg(parts)")
+}
+
+#[test]
+#[ignore = "needs root and BPF: run with cargo xtask test"]
+fn a_tainted_writev_on_a_socket_is_copied_in_order() -> Result<()> {
+    tainted_vectored_send_is_copied("os.writev(sock.fileno(), parts)")
+}
+
 /// Python's `ssl` sends a request head while untainted, then reads the secret and sends the
 /// body on the same connection: only the body is copied — the sensor saw the process's TLS
 /// writes, and left the untainted one alone.

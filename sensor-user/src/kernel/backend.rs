@@ -13,6 +13,7 @@
 
 use std::{fmt, path::Path};
 
+use sensor_common::copier;
 use serde::Deserialize;
 
 /// What the user asked for (`--backend`, `backend =` in the config file).
@@ -77,8 +78,13 @@ pub const CGROUP_SOCK_ADDR: [&str; 4] = ["udp_sendmsg4", "udp_sendmsg6", "udp_co
 /// The syscall programs: always attached by the syscall backend, while anything is tainted
 /// by the page cache backend.
 pub const SYSCALL_HOOKS: [(&str, &str); 2] = [("sys_enter", "sys_enter"), ("sys_exit", "sys_exit")];
-/// The program `sys_enter` tail-calls to copy a tainted process's socket writes.
-pub const SOCKET_WRITE_COPIER: &str = "sys_enter_socket_write";
+/// The programs `sys_enter` tail-calls to copy a tainted process's socket sends, with their
+/// slots in `SOCKET_WRITE`.
+pub const SOCKET_WRITE_COPIERS: [(&str, u32); copier::COUNT as usize] = [
+    ("sys_enter_socket_write", copier::PLAIN),
+    ("sys_enter_vectored_write", copier::VECTORED),
+    ("sys_enter_vectored_next", copier::VECTORED_NEXT),
+];
 /// The page cache backend's own programs.
 pub const PAGE_CACHE: [BtfProgram; 9] = [
     ("page_cache_read", "filemap", "mm_filemap_get_pages"),

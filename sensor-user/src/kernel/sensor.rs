@@ -25,7 +25,7 @@ use sensor_common::{
 
 use super::backend::{
     self, Backend, Choice, Selected, CGROUP_SOCK_ADDR, PAGE_CACHE, RAW_TRACEPOINTS, SOCKET_FOLLOWERS,
-    SOCKET_FOLLOWERS_ALWAYS, SOCKET_WRITE_COPIER, SYSCALL_HOOKS, TRACEPOINTS,
+    SOCKET_FOLLOWERS_ALWAYS, SOCKET_WRITE_COPIERS, SYSCALL_HOOKS, TRACEPOINTS,
 };
 use super::mapped_tls::Sites;
 use super::tls_libraries::{self, TLS_LIBRARIES};
@@ -530,23 +530,27 @@ fn load_btf_programs(
     Ok(())
 }
 
-/// Loads the syscall programs, and puts the socket write copier where `sys_enter` tail-calls it.
+/// Loads the syscall programs, and puts the socket write copiers where `sys_enter` tail-calls
+/// them.
 fn load_syscall_hooks(ebpf: &mut Ebpf) -> Result<(), Error> {
     for (name, _) in SYSCALL_HOOKS {
         let program: &mut RawTracePoint = program(ebpf, name)?;
         program.load().map_err(program_error(name))?;
     }
-    let name = SOCKET_WRITE_COPIER;
-    let copier: &mut RawTracePoint = program(ebpf, name)?;
-    copier.load().map_err(program_error(name))?;
-    let copier = copier
-        .fd()
-        .map_err(program_error(name))?
-        .try_clone()
-        .map_err(|e| Error::system("duplicating a program fd", e))?;
+    let mut copiers = Vec::new();
+    for (name, slot) in SOCKET_WRITE_COPIERS {
+        let copier: &mut RawTracePoint = program(ebpf, name)?;
+        copier.load().map_err(program_error(name))?;
+        let fd = copier.fd().map_err(program_error(name))?;
+        copiers.push((slot, fd.try_clone().map_err(|e| Error::system("duplicating a program fd", e))?));
+    }
     let error = map_error(map_name::SOCKET_WRITE);
     let map = ebpf.map_mut(map_name::SOCKET_WRITE).ok_or_else(|| error(missing(map_name::SOCKET_WRITE)))?;
-    ProgramArray::try_from(map).map_err(&error)?.set(0, &copier, 0).map_err(error)
+    let mut slots = ProgramArray::try_from(map).map_err(&error)?;
+    for (slot, fd) in &copiers {
+        slots.set(*slot, fd, 0).map_err(&error)?;
+    }
+    Ok(())
 }
 
 fn program_error(program: &'static str) -> impl Fn(ProgramError) -> Error {
