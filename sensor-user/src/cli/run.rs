@@ -1,25 +1,11 @@
-//! The command line: `vigie run [options]`.
+//! `vigie run [options]`: its command line.
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::Args;
 use ipnet::IpNet;
 
 use crate::{config::synapse_config::Volume, kernel::backend::Choice};
-
-/// Vigie: catches credentials leaving this host.
-#[derive(Debug, Parser)]
-#[command(name = "vigie", version, about)]
-pub struct Cli {
-    #[command(subcommand)]
-    pub command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Load the kernel programs and print alerts as ECS JSON lines until interrupted.
-    Run(RunArgs),
-}
 
 /// Options of `vigie run`; each adds to what the config file says.
 #[derive(Debug, Clone, Args, Default)]
