@@ -101,6 +101,7 @@ impl Changes {
             ("taint_window", running.taint_window != fresh.taint_window),
             ("services", running.services != fresh.services),
             ("stores", running.stores != fresh.stores),
+            ("journal", running.journal != fresh.journal),
         ];
         changes.applied.extend(live.into_iter().filter(|(_, changed)| *changed).map(|(name, _)| name));
         changes.ignored.extend(frozen.into_iter().filter(|(_, changed)| *changed).map(|(name, _)| name));
@@ -144,6 +145,7 @@ mod tests {
             services: Vec::new(),
             stores: Vec::new(),
             backend: crate::kernel::backend::Choice::default(),
+            journal: None,
         }
     }
 
