@@ -46,7 +46,10 @@ pub fn run(args: &ExplainArgs) -> Result<(), Error> {
         let chain: Vec<String> = story
             .ancestry
             .iter()
-            .map(|a| format!("{} {}", a.pid, a.executable.as_deref().unwrap_or("?")))
+            .map(|a| match a.executable.as_deref().filter(|exe| !exe.is_empty()) {
+                Some(exe) => format!("{} {exe}", a.pid),
+                None => a.pid.to_string(),
+            })
             .collect();
         let _ = writeln!(text, "ancestry  {}", chain.join(" < "));
     }
@@ -59,7 +62,7 @@ pub fn run(args: &ExplainArgs) -> Result<(), Error> {
     if !story.timeline.iter().any(|step| step.kind == "delivered") {
         rows.push(vec![
             String::new(),
-            "delivered".to_owned(),
+            "sinks".to_owned(),
             "-".to_owned(),
             "no sink recorded a delivery".to_owned(),
         ]);

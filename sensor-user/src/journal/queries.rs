@@ -313,7 +313,8 @@ fn channel(secret: &str, kind: &str, path: Option<String>, inode: Option<String>
         "file" => format!("the derived file {}", path.unwrap_or_else(|| "(path unknown)".to_owned())),
         other => format!("a {}", other.replace('-', " ")),
     };
-    let identity = inode.map(|i| format!(" ({i})")).unwrap_or_default();
+    let label = if kind == "process-memory" { "pid" } else { "inode" };
+    let identity = inode.map(|i| format!(" ({label} {i})")).unwrap_or_default();
     format!("took {secret} in through {through}{identity}")
 }
 

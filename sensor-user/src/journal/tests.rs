@@ -137,7 +137,7 @@ fn explain_tells_the_alerts_story_in_time_order() {
     let story = queries::explain(&conn, &format!("{RUN}-3")).unwrap().unwrap();
     let steps: Vec<_> = story.timeline.iter().map(|s| (s.kind, s.process.as_ref().map(|p| p.pid))).collect();
     assert_eq!(steps, [("read", Some(60)), ("channel", Some(61)), ("connect", Some(61)), ("bytes", None)]);
-    assert!(story.timeline[1].what.contains("pipe (4242)"), "{}", story.timeline[1].what);
+    assert!(story.timeline[1].what.contains("pipe (inode 4242)"), "{}", story.timeline[1].what);
     assert!(story.timeline[3].what.contains("1234 bytes"), "{}", story.timeline[3].what);
     assert_eq!(story.ancestry.iter().map(|a| a.pid).collect::<Vec<_>>(), [50, 1]);
     assert_eq!((story.destination.as_str(), story.severity), ("10.213.0.2:8080", Some(73)));
