@@ -87,7 +87,7 @@ impl Lab {
     }
 
     /// Starts `vigie run --profile none --secret <secret> --output - --service <this test>
-    /// --journal <lab>/journal.db`.
+    /// --journal <lab>/journal.db` (unless the test names a journal, or none).
     ///
     /// The test process reads every actor's stdout through a pipe, and data from a tainted
     /// process's pipe taints its reader: the test would be tainted, and with it every actor it
@@ -136,8 +136,10 @@ impl Lab {
         });
         args.push(OsStr::new("--service"));
         args.push(self.test_exe.as_os_str());
-        args.push(OsStr::new("--journal"));
-        args.push(self.journal.as_os_str());
+        if !extra.iter().any(|a| ["--journal", "--no-journal"].map(OsStr::new).contains(&a.as_ref())) {
+            args.push(OsStr::new("--journal"));
+            args.push(self.journal.as_os_str());
+        }
         args.extend(extra.iter().map(AsRef::as_ref));
         Sensor::start_with_env(&args, documents, env)
     }

@@ -1,7 +1,8 @@
 //! The journal a real run fills: `vigie history` names who read the secret and where it went,
 //! `vigie explain` tells an alert's story; a restarted agent appends to the same journal, and
 //! both runs stay queryable, also while an agent runs. A read that sent nothing off the host
-//! is in the history too. Bad queries are refused, naming what is wrong, with exit code 2.
+//! is in the history too. A journal that cannot write is reported, and detection goes on. Bad
+//! queries are refused, naming what is wrong, with exit code 2.
 
 use std::ffi::OsStr;
 use std::net::{SocketAddr, TcpListener};
@@ -9,6 +10,7 @@ use std::path::Path;
 
 use anyhow::{ensure, Context, Result};
 use integration_tests::cli::{run_vigie, Exit};
+use integration_tests::full_disk::FullDisk;
 use integration_tests::{actor_exe, alert, Lab, Sensor, ALERT_TIMEOUT};
 use serde_json::Value;
 
@@ -145,6 +147,30 @@ fn a_read_that_sent_nothing_off_the_host_is_in_the_history() -> Result<()> {
     ensure!(read.len() == 1, "one read by {}: {reads:#?}", run.pid);
     ensure!(read[0]["sent"].as_array().is_some_and(Vec::is_empty), "nothing sent: {:#}", read[0]);
     ensure!(read[0]["secret"].as_str() == lab.secret().to_str(), "{:#}", read[0]);
+    Ok(())
+}
+
+#[test]
+#[ignore = "needs root and BPF: run with cargo xtask test"]
+fn a_journal_on_a_full_disk_is_reported_and_detection_goes_on() -> Result<()> {
+    let lab = Lab::new(actor_exe!())?;
+    let disk = FullDisk::mount(&lab.dir().join("full"))?;
+    let journal = disk.dir().join("journal.db");
+    let mut sensor = lab.sensor_with(&[OsStr::new("--journal"), journal.as_os_str()])?;
+    disk.fill()?;
+    let dest = lab.remote().tcp_v4();
+
+    exfiltrate(&lab, &sensor, dest)?;
+
+    let degraded = sensor.expect(|line| alert::is_state(line, "journal-degraded"), ALERT_TIMEOUT)?;
+    let failed = degraded.pointer("/vigie/journal/writes_failed").and_then(Value::as_u64);
+    ensure!(failed.is_some_and(|n| n > 0), "{degraded:#}");
+    let error = degraded.pointer("/vigie/journal/error").and_then(Value::as_str).unwrap_or_default();
+    ensure!(error.contains("full"), "{degraded:#}");
+    ensure!(sensor.stop()?.success(), "vigie stops");
+    let stopped = sensor.expect(alert::is_sensor_stopped, ALERT_TIMEOUT)?;
+    let counted = stopped.pointer("/vigie/counters/journal_writes_failed").and_then(Value::as_u64);
+    ensure!(counted >= failed, "{stopped:#}");
     Ok(())
 }
 

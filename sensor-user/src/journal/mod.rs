@@ -21,7 +21,7 @@ use std::{
     path::{Path, PathBuf},
     sync::{
         atomic::Ordering,
-        mpsc::{sync_channel, SyncSender, TrySendError},
+        mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError},
         Arc, PoisonError,
     },
     thread::{self, JoinHandle},
@@ -41,8 +41,10 @@ use writer::{Health, Message};
 
 /// Documents that may wait for the journal's thread; past this they are dropped and counted.
 const CHANNEL_CAPACITY: usize = 8192;
-/// How long a write waits for a reader's lock.
+/// How long a write waits for a lock someone else holds.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the agent, stopping, waits for the journal to write what is queued.
+const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// Why the journal could not be opened or read.
 #[derive(Debug, thiserror::Error)]
@@ -78,9 +80,15 @@ pub enum JournalError {
 pub struct Journal {
     path: Option<PathBuf>,
     feed: Feed,
-    writer: Option<JoinHandle<()>>,
+    writer: Option<Writer>,
     /// Drops and failures already reported.
     reported: (u64, u64),
+}
+
+/// The journal's thread, and the channel that closes when it is done.
+struct Writer {
+    thread: JoinHandle<()>,
+    done: Receiver<()>,
 }
 
 /// Where documents enter the journal; cheap to clone, never blocks.
@@ -106,10 +114,15 @@ impl Journal {
         let (sender, receiver) = sync_channel(CHANNEL_CAPACITY);
         let health = Arc::new(Health::default());
         let shared = Arc::clone(&health);
-        let writer = thread::Builder::new()
+        let (finished, done) = sync_channel(0);
+        let thread = thread::Builder::new()
             .name("vigie-journal".to_owned())
-            .spawn(move || writer::run(conn, &receiver, &shared, limits))
+            .spawn(move || {
+                writer::run(conn, &receiver, &shared, limits);
+                drop(finished);
+            })
             .map_err(JournalError::Thread)?;
+        let writer = Writer { thread, done };
         Ok(Self {
             path: Some(path),
             feed: Feed { sender: Some(sender), health },
@@ -148,13 +161,19 @@ impl Journal {
 }
 
 impl Drop for Journal {
+    /// Lets the thread write what is queued, for [`STOP_GRACE`] at most: a journal stuck on a
+    /// lock or a dead disk must not keep the agent from stopping (what is committed stays).
     fn drop(&mut self) {
+        let Some(writer) = self.writer.take() else { return };
         if let Some(sender) = self.feed.sender.take() {
-            // Blocks only until the thread takes it: what is queued is written first.
-            let _ = sender.send(Message::Stop);
+            // Full, the queue is behind: the grace period is all it gets.
+            let _ = sender.try_send(Message::Stop);
         }
-        if let Some(writer) = self.writer.take() {
-            let _ = writer.join();
+        match writer.done.recv_timeout(STOP_GRACE) {
+            Err(RecvTimeoutError::Timeout) => {
+                eprintln!("vigie: the journal did not finish writing within {STOP_GRACE:?}; what it had queued is lost");
+            }
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => drop(writer.thread.join()),
         }
     }
 }

@@ -138,11 +138,19 @@ fn sent_after(conn: &Connection, read: &Read) -> rusqlite::Result<Vec<Sent>> {
                 a.pid, a.executable, a.process_entity
          FROM egress a
          WHERE a.kind = 'alert' AND a.run = ?1 AND a.secret_name = ?2 AND a.at_ns >= ?3
-           AND (a.process_entity = ?4 OR (?4 IS NULL AND a.pid = ?5) OR a.origin_pid = ?5)
+           AND (a.process_entity = ?4 OR a.pid = ?6 OR a.origin_pid = ?5)
          ORDER BY a.at_ns, a.event_id",
     )?;
     let rows = statement.query_map(
-        params![read.run, read.secret, read.at_ns, read.process.entity_id, read.process.pid],
+        params![
+            read.run,
+            read.secret,
+            read.at_ns,
+            read.process.entity_id,
+            read.process.pid,
+            // By pid only a process the agent never saw, which has no entity id.
+            read.process.entity_id.is_none().then_some(read.process.pid),
+        ],
         |row| {
             Ok(Sent {
                 alert: row.get(0)?,
@@ -272,7 +280,7 @@ fn take_ins(conn: &Connection, story: &Story, alert: &AlertRow) -> rusqlite::Res
         "SELECT event_id, at, at_ns, pid, executable, process_entity, via_kind, via_path, via_inode
          FROM reads
          WHERE run = ?1 AND secret_name = ?2 AND at_ns <= ?3
-           AND (pid = ?4 OR process_entity = ?5 OR (?5 IS NULL AND pid = ?6))
+           AND (pid = ?4 OR process_entity = ?5 OR pid = ?6)
          ORDER BY at_ns",
     )?;
     let rows = statement.query_map(
@@ -282,7 +290,8 @@ fn take_ins(conn: &Connection, story: &Story, alert: &AlertRow) -> rusqlite::Res
             alert.at_ns,
             alert.origin_pid,
             story.process.entity_id,
-            story.process.pid
+            // By pid only a sender the agent never saw, which has no entity id.
+            story.process.entity_id.is_none().then_some(story.process.pid)
         ],
         |row| {
             let via_kind: Option<String> = row.get(6)?;

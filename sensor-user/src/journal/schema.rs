@@ -8,7 +8,8 @@ use super::JournalError;
 /// The migrations, in order; migration `n` (1-based) brings the journal to version `n`.
 const MIGRATIONS: &[&str] = &[
     // 1: runs, what was read, derived and sent, the alerts' documents, the state documents
-    // and delivery state per sink. Times are the documents' `@timestamp`, and `at_ns` the same
+    // and delivery state per sink. The story's lookups (by pid, entity, origin, inode) each
+    // have an index of their own, so that SQLite can join their results (an OR of them). Times are the documents' `@timestamp`, and `at_ns` the same
     // in nanoseconds since the epoch (what queries and retention compare).
     "CREATE TABLE runs (
          agent TEXT PRIMARY KEY,
@@ -39,7 +40,8 @@ const MIGRATIONS: &[&str] = &[
      );
      CREATE INDEX reads_at ON reads (at_ns);
      CREATE INDEX reads_secret ON reads (secret_name, at_ns);
-     CREATE INDEX reads_pid ON reads (run, pid);
+     CREATE INDEX reads_pid ON reads (pid, run);
+     CREATE INDEX reads_process ON reads (process_entity);
      CREATE TABLE derived (
          event_id TEXT PRIMARY KEY,
          run TEXT NOT NULL,
@@ -54,7 +56,9 @@ const MIGRATIONS: &[&str] = &[
          inode TEXT NOT NULL
      );
      CREATE INDEX derived_at ON derived (at_ns);
-     CREATE INDEX derived_inode ON derived (run, inode);
+     CREATE INDEX derived_inode ON derived (inode, run);
+     CREATE INDEX derived_pid ON derived (pid, run);
+     CREATE INDEX derived_process ON derived (process_entity);
      CREATE TABLE egress (
          event_id TEXT PRIMARY KEY,
          run TEXT NOT NULL,
@@ -78,8 +82,9 @@ const MIGRATIONS: &[&str] = &[
          via_inode TEXT
      );
      CREATE INDEX egress_at ON egress (at_ns);
-     CREATE INDEX egress_process ON egress (run, process_entity);
-     CREATE INDEX egress_origin ON egress (run, origin_pid);
+     CREATE INDEX egress_process ON egress (process_entity);
+     CREATE INDEX egress_pid ON egress (pid, run);
+     CREATE INDEX egress_origin ON egress (origin_pid, run);
      CREATE TABLE alerts (
          event_id TEXT PRIMARY KEY,
          at_ns INTEGER NOT NULL,

@@ -232,6 +232,38 @@ fn a_write_that_fails_is_counted_with_its_error_and_the_rest_written() {
 }
 
 #[test]
+fn a_locked_journal_fails_a_batch_at_once_and_writes_the_next_once_free() {
+    let file = scratch("locked");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    let mut conn = Connection::open(&file).unwrap();
+    schema::migrate(&mut conn).unwrap();
+    let holder = Connection::open(&file).unwrap();
+    holder.execute_batch("BEGIN IMMEDIATE;").unwrap();
+    let health = Health::default();
+    let limits = Limits { retention_ns: i64::MAX, max_bytes: u64::MAX };
+    let batch = |documents: &[Value]| {
+        let (sender, receiver) = sync_channel(8);
+        for document in documents {
+            sender.send(Message::Document(serde_json::to_vec(document).unwrap())).unwrap();
+        }
+        sender.send(Message::Stop).unwrap();
+        receiver
+    };
+    // No busy timeout on this connection: the lock is found at once.
+    let impatient = Connection::open(&file).unwrap();
+    impatient.busy_timeout(Duration::ZERO).unwrap();
+    writer::run(impatient, &batch(&story()[..2]), &health, limits);
+    assert_eq!(health.failed.load(Ordering::Relaxed), 2, "the whole batch, counted");
+    assert!(health.error.lock().unwrap().contains("locked"), "{}", health.error.lock().unwrap());
+    holder.execute_batch("ROLLBACK;").unwrap();
+    writer::run(conn, &batch(&story()[..2]), &health, limits);
+    assert_eq!(health.failed.load(Ordering::Relaxed), 2, "nothing more failed");
+    let reads: i64 = holder.query_row("SELECT count(*) FROM reads", [], |row| row.get(0)).unwrap();
+    assert_eq!(reads, 1);
+    std::fs::remove_dir_all(file.parent().unwrap().parent().unwrap()).unwrap();
+}
+
+#[test]
 fn a_full_channel_drops_and_counts_and_losses_are_reported_once() {
     let (sender, _receiver) = sync_channel(1);
     let mut journal = Journal::open(None).unwrap();

@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, TransactionBehavior};
 
 use super::{
     entry::{Entry, EntryError},
@@ -78,15 +78,18 @@ pub fn run(mut conn: Connection, receiver: &Receiver<Message>, health: &Health, 
     }
 }
 
-/// One transaction for the whole batch; a document that does not fit is counted and the
-/// rest kept. A failed commit counts the whole batch.
+/// One transaction for the whole batch, taken at once (`BEGIN IMMEDIATE`: a lock held by
+/// someone else is waited for once a batch, not once a document). A document the journal does
+/// not understand is counted and the rest kept; a database error (full, locked, I/O) counts
+/// the whole batch, which is rolled back.
 fn write(conn: &mut Connection, batch: &[Message], health: &Health) {
-    if batch.iter().all(|m| matches!(m, Message::Stop)) {
+    let count = batch.iter().filter(|m| !matches!(m, Message::Stop)).count();
+    if count == 0 {
         return;
     }
-    let tx = match conn.transaction() {
+    let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
         Ok(tx) => tx,
-        Err(error) => return health.failed(batch.len(), &error),
+        Err(error) => return health.failed(count, &error),
     };
     for message in batch {
         let written = match message {
@@ -94,12 +97,14 @@ fn write(conn: &mut Connection, batch: &[Message], health: &Health) {
             Message::Delivered { event_id, sink, at_ns } => delivered(&tx, event_id, sink, *at_ns),
             Message::Stop => Ok(()),
         };
-        if let Err(error) = written {
-            health.failed(1, &error);
+        match written {
+            Err(EntryError::Sql(error)) => return health.failed(count, &error),
+            Err(error) => health.failed(1, &error),
+            Ok(()) => {}
         }
     }
     if let Err(error) = tx.commit() {
-        health.failed(batch.len(), &error);
+        health.failed(count, &error);
     }
 }
 
