@@ -162,9 +162,10 @@ mod tests {
         fresh.allow_readers.push(PathBuf::from("/usr/bin/backup"));
         fresh.output = OutputTarget::File(PathBuf::from("/var/log/vigie.jsonl"));
         fresh.taint_window = Some(Duration::from_mins(1));
+        fresh.journal = crate::config::journal::JournalSettings::merge(None, None, false);
         let changes = Changes::between(&settings(), &fresh);
         assert_eq!(changes.new_secrets, ["/srv/app/key.pem"]);
         assert_eq!(changes.applied, ["secrets", "trusted_nets", "allow_readers", "output"]);
-        assert_eq!(changes.ignored, ["secrets (removed)", "taint_window"]);
+        assert_eq!(changes.ignored, ["secrets (removed)", "taint_window", "journal"]);
     }
 }

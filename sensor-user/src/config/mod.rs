@@ -332,6 +332,20 @@ mod tests {
     }
 
     #[test]
+    fn the_journal_table_parses_and_its_bad_fields_are_named_with_their_line() {
+        let file = parse("[journal]\npath = \"/srv/j.db\"\nretention_days = 7\nmax_mb = 64\n").unwrap();
+        let journal = file.journal.unwrap();
+        assert_eq!(
+            (journal.path, journal.retention_days, journal.max_mb),
+            (Some("/srv/j.db".into()), Some(7), Some(64))
+        );
+        let err = parse("[journal]\nretention_days = \"soon\"\n").unwrap_err().to_string();
+        assert!(err.contains("line 2") && err.contains("retention_days"), "{err}");
+        let err = parse("[journal]\nsize = 3\n").unwrap_err().to_string();
+        assert!(err.contains("line 2") && err.contains("size"), "{err}");
+    }
+
+    #[test]
     fn an_unknown_field_is_named_with_its_line() {
         let err = parse("secrets = []\nsecretz = [\"/x\"]\n").unwrap_err().to_string();
         assert!(err.starts_with("config file /etc/vigie.toml: line 2, column 1:"), "{err}");

@@ -50,7 +50,7 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
     /// The journal's directory or file could not be created.
-    #[error("journal {path}: {source}")]
+    #[error("journal {path}: {source}{}", unless_permitted(source))]
     Create { path: PathBuf, source: std::io::Error },
     /// `SQLite` could not open the file, or set it up.
     #[error("journal {path}: {source}")]
@@ -73,6 +73,15 @@ pub enum JournalError {
     /// `vigie explain` was given an id no alert of the journal has.
     #[error("no alert with event.id {id} in journal {path}")]
     UnknownEvent { id: String, path: PathBuf },
+}
+
+/// What to do about a journal the agent may not create.
+fn unless_permitted(error: &std::io::Error) -> &'static str {
+    if error.kind() == std::io::ErrorKind::PermissionDenied {
+        " (run vigie as root, give --journal a path it may write, or --no-journal)"
+    } else {
+        ""
+    }
 }
 
 /// The journal the agent writes: a thread, fed through [`Feed`]s. Dropping it writes what is

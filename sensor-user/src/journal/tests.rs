@@ -295,6 +295,18 @@ fn readers_are_told_what_is_wrong_with_the_path() {
 }
 
 #[test]
+fn a_journal_that_cannot_be_created_is_named_in_the_error() {
+    let settings = JournalSettings {
+        path: PathBuf::from("/proc/vigie/journal.db"),
+        retention: Duration::from_hours(1),
+        max_bytes: 1 << 20,
+    };
+    let Err(err) = Journal::open(Some(&settings)) else { panic!("/proc takes no journal") };
+    let text = err.to_string();
+    assert!(text.starts_with("journal /proc/vigie/journal.db: "), "{text}");
+}
+
+#[test]
 fn no_journal_keeps_nothing_and_never_fails() {
     let mut journal = Journal::open(None).unwrap();
     let started = Document::new(0, SENSOR_STARTED, format!("{RUN}-0"), Host { name: "vm".into() });
