@@ -4,6 +4,7 @@
 //! is in the history too. A journal that cannot write is reported, and detection goes on. Bad
 //! queries are refused, naming what is wrong, with exit code 2.
 
+use std::collections::BTreeSet;
 use std::ffi::OsStr;
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
@@ -43,11 +44,21 @@ fn exfiltrate(lab: &Lab, sensor: &Sensor, dest: SocketAddr) -> Result<(u32, Stri
     Ok((run.pid, id))
 }
 
-/// Stops the sensor: the journal has written everything once it has exited.
-fn stop(mut sensor: Sensor) -> Result<()> {
+/// Stops the sensor (the journal has written everything once it has exited); every document
+/// it printed.
+fn stop(mut sensor: Sensor) -> Result<Vec<Value>> {
     let status = sensor.stop()?;
     ensure!(status.success(), "vigie exited with {status}");
-    Ok(())
+    Ok(sensor.lines())
+}
+
+/// The `event.id`s of the `secret-read` documents among `documents`.
+fn read_ids(documents: &[Value]) -> BTreeSet<String> {
+    documents
+        .iter()
+        .filter(|d| d.pointer("/event/action").and_then(Value::as_str) == Some("secret-read"))
+        .filter_map(|d| d.pointer("/event/id").and_then(Value::as_str).map(str::to_owned))
+        .collect()
 }
 
 /// The one read of `pid` says which secret and what it sent where, in the alert `alert_id`.
@@ -74,10 +85,13 @@ fn history_and_explain_tell_what_was_read_and_sent_across_a_restart() -> Result<
     let dest = lab.remote().tcp_v4();
     let sensor = lab.sensor()?;
     let (first, first_alert) = exfiltrate(&lab, &sensor, dest)?;
-    stop(sensor)?;
+    let printed = stop(sensor)?;
 
     let reads = history(lab.journal(), &[])?;
     assert_sent(&reads, first, &lab, dest, &first_alert)?;
+    let journaled: BTreeSet<String> =
+        reads.iter().filter_map(|r| r["event_id"].as_str().map(str::to_owned)).collect();
+    ensure!(journaled == read_ids(&printed), "the journal has the reads the output got: {journaled:?}");
     let table = query(lab.journal(), &["history"])?.stdout;
     let row = table.lines().find(|l| l.contains(&format!(" {first} "))).context(table.clone())?;
     for expected in [lab.secret().to_str().unwrap_or_default(), &dest.to_string(), &first_alert] {
