@@ -21,6 +21,7 @@ use crate::{
     content::Recognizer,
     error::Error,
     format::ecs::{self, Vigie},
+    journal::Journal,
     kernel::decode::decode,
     kernel::offsets::{self as kernel_offsets, VMLINUX_BTF},
     kernel::{Sensor, SensorSpec},
@@ -83,7 +84,7 @@ pub async fn run(mut settings: Settings, reload: impl Fn() -> Result<Settings, E
     store_tokens.read_now(&mut contents.1).await;
     let (mut tmpfs, tmpfs_report) = TmpfsReads::start(&catalog);
     let allowed_exes = allowed_readers::resolve(&settings)?;
-    let mut output = Output::open(&settings.output)?;
+    let (mut output, mut journal) = open_outputs(&settings)?;
     // Before anything is loaded: a SIGTERM right after `sensor-started` must stop us cleanly.
     let [mut interrupt, mut terminate, mut hangup] = signals()?;
     let mut sensor = Sensor::load(&SensorSpec {
@@ -156,7 +157,7 @@ pub async fn run(mut settings: Settings, reload: impl Fn() -> Result<Settings, E
             }
             _ = ticks.tick() => {
                 tick += 1;
-                tend_output(&mut output, &pipeline);
+                tend_output(&mut output, &pipeline, &mut journal);
                 tend_fingerprints(&mut pipeline, tmpfs.is_some());
                 scans.start(pipeline.catalog_mut(), tick.is_multiple_of(DEEP_SCAN_TICKS));
                 channel_hooks.follow(&mut sensor, &pipeline)?;
@@ -179,7 +180,7 @@ pub async fn run(mut settings: Settings, reload: impl Fn() -> Result<Settings, E
         }
     }
     drain(ring.get_mut(), &mut pipeline, &mut output, &mut tally, &mut sensor, &mut channel_hooks, &mut tls)?;
-    stop(sensor, &mut pipeline, &mut output, &mut tally)
+    stop(sensor, &mut pipeline, &mut output, &mut tally, &mut journal)
 }
 
 /// The last reports, then every program detached.
@@ -188,19 +189,21 @@ fn stop(
     pipeline: &mut Pipeline,
     output: &mut Output,
     tally: &mut Tally,
+    journal: &mut Journal,
 ) -> Result<(), Error> {
     report_progress(&sensor, pipeline, output)?;
     report_loss(&sensor, pipeline, output, tally)?;
-    tend_output(output, pipeline);
-    let stopped = Vigie { counters: Some(counters(tally, pipeline, output)), ..Vigie::default() };
+    tend_output(output, pipeline, journal);
+    let stopped = Vigie { counters: Some(counters(tally, pipeline, output, journal)), ..Vigie::default() };
     output.write(&pipeline.state(ecs::SENSOR_STOPPED, stopped));
     drop(sensor);
     Ok(())
 }
 
 /// What `sensor-stopped` reports.
-fn counters(tally: &Tally, pipeline: &Pipeline, output: &Output) -> ecs::Counters {
+fn counters(tally: &Tally, pipeline: &Pipeline, output: &Output, journal: &Journal) -> ecs::Counters {
     let (dropped, waiting) = output.undelivered();
+    let (journal_dropped, journal_failed) = journal.losses();
     ecs::Counters {
         records: tally.records,
         records_malformed: tally.malformed,
@@ -211,6 +214,8 @@ fn counters(tally: &Tally, pipeline: &Pipeline, output: &Output) -> ecs::Counter
         processes_forgotten: pipeline.processes_forgotten(),
         documents_dropped: dropped,
         documents_undelivered: u64::try_from(waiting).unwrap_or(u64::MAX),
+        journal_documents_dropped: journal_dropped,
+        journal_writes_failed: journal_failed,
     }
 }
 
@@ -264,8 +269,14 @@ fn drain(
 }
 
 /// Retries a failing output and reports its failure (on stderr, which may still be read) or
-/// its recovery (`output-degraded`, in the output itself).
-fn tend_output(output: &mut Output, pipeline: &Pipeline) {
+/// its recovery (`output-degraded`, in the output itself); reports what the journal lost since
+/// the last report (`journal-degraded`).
+fn tend_output(output: &mut Output, pipeline: &Pipeline, journal: &mut Journal) {
+    if let Some(health) = journal.take_news() {
+        output.write(
+            &pipeline.state(ecs::JOURNAL_DEGRADED, Vigie { journal: Some(health), ..Vigie::default() }),
+        );
+    }
     output.retry();
     let Some(news) = output.take_news() else { return };
     let document = pipeline
@@ -274,6 +285,15 @@ fn tend_output(output: &mut Output, pipeline: &Pipeline) {
         News::Failing(_) => Output::to_stderr(&document),
         News::Recovered(_) => output.write(&document),
     }
+}
+
+/// The output and the journal of `settings`; the journal gets every document the output is
+/// given.
+fn open_outputs(settings: &Settings) -> Result<(Output, Journal), Error> {
+    let mut output = Output::open(&settings.output)?;
+    let journal = Journal::open(settings.journal.as_ref())?;
+    output.journal_to(journal.feed());
+    Ok((output, journal))
 }
 
 /// The kernel's struct offsets (from BTF) and the agent's own settings for the programs.

@@ -67,6 +67,10 @@ pub enum Error {
     #[error(transparent)]
     Synapse(#[from] crate::config::synapse_config::SynapseConfigError),
 
+    /// The journal could not be opened, or a command could not read it.
+    #[error(transparent)]
+    Journal(#[from] crate::journal::JournalError),
+
     /// The output sink could not be opened or written.
     #[error("output {path}: {source}")]
     Output { path: String, source: io::Error },

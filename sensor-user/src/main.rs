@@ -9,6 +9,7 @@ mod config;
 mod content;
 mod error;
 mod format;
+mod journal;
 mod kernel;
 mod local_addresses;
 mod pipeline;
@@ -37,8 +38,12 @@ const EXIT_ERROR: u8 = 2;
 
 fn main() -> ExitCode {
     let Cli { command } = Cli::parse();
-    let Command::Run(args) = command;
-    match run(args) {
+    let result = match command {
+        Command::Run(args) => run(args),
+        Command::History(args) => cli::history::run(args),
+        Command::Explain(args) => cli::explain::run(&args),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("vigie: {}", describe(&err));

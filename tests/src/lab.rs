@@ -26,6 +26,7 @@ pub struct Lab {
     actor_exe: PathBuf,
     control_exe: PathBuf,
     test_exe: PathBuf,
+    journal: PathBuf,
     remote: RemoteHost,
 }
 
@@ -46,7 +47,8 @@ impl Lab {
         fs::copy(&actor_exe, &control_exe).context("copy vigie-actor")?;
         let test_exe = std::env::current_exe().and_then(fs::canonicalize).context("find the test binary")?;
         let remote = RemoteHost::start(&actor_exe)?;
-        Ok(Lab { _dir: dir, root, secret, actor_exe, control_exe, test_exe, remote })
+        let journal = root.join("journal.db");
+        Ok(Lab { _dir: dir, root, secret, actor_exe, control_exe, test_exe, journal, remote })
     }
 
     /// The watched secret's path, exactly as given to the sensor.
@@ -59,6 +61,12 @@ impl Lab {
     #[must_use]
     pub fn dir(&self) -> &Path {
         &self.root
+    }
+
+    /// The journal every sensor of this lab keeps (`--journal`): one file across restarts.
+    #[must_use]
+    pub fn journal(&self) -> &Path {
+        &self.journal
     }
 
     /// The remote host the actor may send to.
@@ -78,7 +86,8 @@ impl Lab {
         Actor::new(&self.actor_exe)
     }
 
-    /// Starts `vigie run --profile none --secret <secret> --output - --service <this test>`.
+    /// Starts `vigie run --profile none --secret <secret> --output - --service <this test>
+    /// --journal <lab>/journal.db` (unless the test names a journal, or none).
     ///
     /// The test process reads every actor's stdout through a pipe, and data from a tainted
     /// process's pipe taints its reader: the test would be tainted, and with it every actor it
@@ -127,6 +136,10 @@ impl Lab {
         });
         args.push(OsStr::new("--service"));
         args.push(self.test_exe.as_os_str());
+        if !extra.iter().any(|a| ["--journal", "--no-journal"].map(OsStr::new).contains(&a.as_ref())) {
+            args.push(OsStr::new("--journal"));
+            args.push(self.journal.as_os_str());
+        }
         args.extend(extra.iter().map(AsRef::as_ref));
         Sensor::start_with_env(&args, documents, env)
     }

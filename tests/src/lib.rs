@@ -22,6 +22,7 @@ pub mod alert;
 pub mod bpf_objects;
 pub mod cli;
 pub mod ecs_schema;
+pub mod full_disk;
 pub mod host_tools;
 mod lab;
 mod line_reader;

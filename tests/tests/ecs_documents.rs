@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use integration_tests::ecs_schema::{self, Definitions, FieldsTable};
+use integration_tests::full_disk::FullDisk;
 use integration_tests::host_tools::{self, quoted};
 use integration_tests::remote_server::{certificate, Server};
 use integration_tests::sensor::Documents;
@@ -24,9 +25,10 @@ const PROCESSES: u32 = 200;
 const SERVICE: &str = "test-homeserver";
 
 /// Every `event.action` the agent has.
-const KINDS: [&str; 12] = [
+const KINDS: [&str; 13] = [
     "sensor-started",
     "output-degraded",
+    "journal-degraded",
     "config-reloaded",
     "config-reload-failed",
     "secret-read",
@@ -156,6 +158,19 @@ fn config_documents() -> Result<Vec<Value>> {
     stopped_lines(&mut sensor)
 }
 
+/// A journal on a full disk: `journal-degraded` once a secret's read fails to be written.
+fn journal_documents() -> Result<Vec<Value>> {
+    let lab = Lab::new(actor_exe!())?;
+    let disk = FullDisk::mount(&lab.dir().join("full"))?;
+    let journal = disk.dir().join("journal.db");
+    let mut sensor = lab.sensor_with(&["--journal".as_ref(), journal.as_os_str()])?;
+    disk.fill()?;
+    let run = lab.actor().read(lab.secret()).run()?;
+    sensor.expect(alert::is_secret_read_by(run.pid), ALERT_TIMEOUT)?;
+    sensor.expect(|line| action(line) == Some("journal-degraded"), ALERT_TIMEOUT)?;
+    stopped_lines(&mut sensor)
+}
+
 /// A stdout whose reader went away after 100 bytes: `output-degraded`, on stderr.
 fn output_documents() -> Result<Vec<Value>> {
     let lab = Lab::new(actor_exe!())?;
@@ -191,6 +206,7 @@ fn every_document_kind_is_valid_ecs_and_documented() -> Result<()> {
     documents.extend(events_lost_documents().context("events lost scenario")?);
     documents.extend(config_documents().context("configuration reload scenario")?);
     documents.extend(output_documents().context("closed output scenario")?);
+    documents.extend(journal_documents().context("full journal disk scenario")?);
 
     let mut by_kind: BTreeMap<&str, usize> = BTreeMap::new();
     for document in &documents {

@@ -17,13 +17,14 @@ use crate::{bootstrap, privilege};
 const BACKEND_ENV: &str = "VIGIE_TEST_BACKEND";
 /// The suites about what is detected and how it is reported, run a second time against the
 /// syscall backend.
-const DETECTION_SUITES: [&str; 20] = [
+const DETECTION_SUITES: [&str; 21] = [
     "allowance",
     "content_confirmation",
     "data_paths",
     "derived_files",
     "detects_exfiltration",
     "ecs_documents",
+    "journal",
     "lineage",
     "local_destinations",
     "lost_records",

@@ -1,6 +1,7 @@
 //! What to watch: the config file and the command line merged into one [`Settings`].
 
 pub mod allowed_readers;
+pub mod journal;
 pub mod profiles;
 pub mod services;
 pub mod synapse_config;
@@ -18,6 +19,7 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::Deserialize;
 
 use crate::{alert::redact, cli::RunArgs, error::Error, kernel::backend::Choice};
+use journal::{JournalFile, JournalSettings};
 use services::ServiceSpec;
 use synapse_config::{SynapseConfigError, Volume};
 use synapse_database::DatabaseStore;
@@ -50,6 +52,8 @@ pub struct ConfigFile {
     /// The homeserver container's volumes, `HOST_DIR:CONTAINER_DIR`.
     #[serde(default)]
     pub synapse_volumes: Vec<Volume>,
+    /// The agent's history (`[journal]`).
+    pub journal: Option<JournalFile>,
 }
 
 /// A setting that is one value or a list of them.
@@ -136,6 +140,8 @@ pub struct Settings {
     /// Database servers whose replies carry a secret store (the homeserver's Postgres).
     pub stores: Vec<DatabaseStore>,
     pub backend: Choice,
+    /// The journal kept, if any.
+    pub journal: Option<JournalSettings>,
 }
 
 /// Loopback, always trusted: traffic there does not leave the machine.
@@ -219,6 +225,7 @@ impl Settings {
             services,
             stores,
             backend: args.backend.or(file.backend).unwrap_or_default(),
+            journal: JournalSettings::merge(file.journal, args.journal, args.no_journal),
         })
     }
 }
@@ -322,6 +329,20 @@ mod tests {
         assert_eq!(settings.secret_patterns[0], config.display().to_string());
         assert_eq!(settings.services[0].configs, [config.display().to_string()]);
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_journal_table_parses_and_its_bad_fields_are_named_with_their_line() {
+        let file = parse("[journal]\npath = \"/srv/j.db\"\nretention_days = 7\nmax_mb = 64\n").unwrap();
+        let journal = file.journal.unwrap();
+        assert_eq!(
+            (journal.path, journal.retention_days, journal.max_mb),
+            (Some("/srv/j.db".into()), Some(7), Some(64))
+        );
+        let err = parse("[journal]\nretention_days = \"soon\"\n").unwrap_err().to_string();
+        assert!(err.contains("line 2") && err.contains("retention_days"), "{err}");
+        let err = parse("[journal]\nsize = 3\n").unwrap_err().to_string();
+        assert!(err.contains("line 2") && err.contains("size"), "{err}");
     }
 
     #[test]

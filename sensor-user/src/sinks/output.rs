@@ -18,6 +18,7 @@ use crate::{
     config::OutputTarget,
     error::Error,
     format::ecs::{Document, OutputHealth},
+    journal::Feed,
 };
 
 /// Most lines kept while the sink fails: a few MiB of documents.
@@ -105,6 +106,8 @@ pub struct Output {
     retry_at: Instant,
     /// Documents never delivered since start, for `sensor-stopped`.
     dropped_total: u64,
+    /// The journal, which keeps every document written.
+    journal: Feed,
 }
 
 impl Output {
@@ -123,6 +126,7 @@ impl Output {
             backoff: FIRST_BACKOFF,
             retry_at: Instant::now(),
             dropped_total: 0,
+            journal: Feed::default(),
         })
     }
 
@@ -143,6 +147,7 @@ impl Output {
             return;
         };
         line.push(b'\n');
+        self.journal.record(document, &line);
         if self.queue.len() == QUEUE_LIMIT {
             // A line written in part is finished first, or the file would hold half a line.
             self.queue.remove(usize::from(self.written > 0));
@@ -160,6 +165,11 @@ impl Output {
                 reported.clone_from(degradation);
             }
         }
+    }
+
+    /// Hands every document written from now on to the journal too.
+    pub fn journal_to(&mut self, feed: Feed) {
+        self.journal = feed;
     }
 
     /// Writes every document of `documents`, in order.

@@ -11,6 +11,8 @@ pub const SENSOR_STOPPED: Event = of("state", "sensor-stopped", &["host"], &["en
 pub const EVENTS_LOST: Event = of("state", "events-lost", &["host"], &["info"]);
 /// The output failed, or works again.
 pub const OUTPUT_DEGRADED: Event = of("state", "output-degraded", &["host"], &["info"]);
+/// The journal dropped documents (its channel was full) or failed to write them.
+pub const JOURNAL_DEGRADED: Event = of("state", "journal-degraded", &["host"], &["info"]);
 /// SIGHUP: the configuration was read again and applied.
 pub const CONFIG_RELOADED: Event = of("state", "config-reloaded", &["configuration"], &["change"]);
 /// SIGHUP: the configuration did not load; the running one stays.

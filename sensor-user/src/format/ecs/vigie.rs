@@ -40,6 +40,8 @@ pub struct Vigie {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub output: Option<OutputHealth>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub journal: Option<JournalHealth>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub config: Option<ConfigReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_probe: Option<TlsProbe>,
@@ -174,6 +176,10 @@ pub struct Counters {
     pub documents_dropped: u64,
     /// Documents still waiting for the output at stop.
     pub documents_undelivered: u64,
+    /// Documents the journal dropped (its channel was full).
+    pub journal_documents_dropped: u64,
+    /// Documents (or deliveries) the journal failed to write.
+    pub journal_writes_failed: u64,
 }
 
 /// `vigie.output` of an `output-degraded` document: the output's health.
@@ -189,6 +195,19 @@ pub struct OutputHealth {
     pub alerts_failed: u64,
     pub documents_dropped: u64,
     /// The last error.
+    pub error: String,
+}
+
+/// `vigie.journal` of a `journal-degraded` document: what the journal lost since the last one.
+#[derive(Debug, Serialize)]
+pub struct JournalHealth {
+    /// The journal's file.
+    pub path: String,
+    /// Documents dropped: the journal's channel was full.
+    pub documents_dropped: u64,
+    /// Documents (or deliveries) whose write failed.
+    pub writes_failed: u64,
+    /// The last write error; empty when only drops happened.
     pub error: String,
 }
 

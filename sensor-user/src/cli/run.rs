@@ -1,25 +1,11 @@
-//! The command line: `vigie run [options]`.
+//! `vigie run [options]`: its command line.
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::Args;
 use ipnet::IpNet;
 
 use crate::{config::synapse_config::Volume, kernel::backend::Choice};
-
-/// Vigie: catches credentials leaving this host.
-#[derive(Debug, Parser)]
-#[command(name = "vigie", version, about)]
-pub struct Cli {
-    #[command(subcommand)]
-    pub command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Load the kernel programs and print alerts as ECS JSON lines until interrupted.
-    Run(RunArgs),
-}
 
 /// Options of `vigie run`; each adds to what the config file says.
 #[derive(Debug, Clone, Args, Default)]
@@ -80,6 +66,15 @@ pub struct RunArgs {
     /// Size of the kernel ring buffer in bytes (a power of two, at least 4096).
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 20, value_parser = parse_ring_size)]
     pub ring_buffer_bytes: u32,
+
+    /// The journal (an `SQLite` database) that `vigie history` and `vigie explain` read. Default:
+    /// `/var/lib/vigie/journal.db`.
+    #[arg(long, value_name = "PATH")]
+    pub journal: Option<PathBuf>,
+
+    /// Keep no journal.
+    #[arg(long, conflicts_with = "journal")]
+    pub no_journal: bool,
 }
 
 /// A CIDR (`10.0.0.0/8`) or a single address (`192.0.2.7`, a /32 or /128).
