@@ -77,6 +77,10 @@ pub struct RunArgs {
     #[arg(long, value_enum, value_name = "BACKEND")]
     pub backend: Option<Choice>,
 
+    /// Serve Prometheus metrics at `http://ADDR/metrics` (e.g. `127.0.0.1:9717`). Default: off.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<std::net::SocketAddr>,
+
     /// Size of the kernel ring buffer in bytes (a power of two, at least 4096).
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 20, value_parser = parse_ring_size)]
     pub ring_buffer_bytes: u32,

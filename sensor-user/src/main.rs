@@ -11,6 +11,7 @@ mod error;
 mod format;
 mod kernel;
 mod local_addresses;
+mod metrics;
 mod pipeline;
 mod reload;
 mod rules;

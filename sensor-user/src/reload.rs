@@ -101,6 +101,7 @@ impl Changes {
             ("taint_window", running.taint_window != fresh.taint_window),
             ("services", running.services != fresh.services),
             ("stores", running.stores != fresh.stores),
+            ("metrics", running.metrics != fresh.metrics),
         ];
         changes.applied.extend(live.into_iter().filter(|(_, changed)| *changed).map(|(name, _)| name));
         changes.ignored.extend(frozen.into_iter().filter(|(_, changed)| *changed).map(|(name, _)| name));
@@ -144,6 +145,7 @@ mod tests {
             services: Vec::new(),
             stores: Vec::new(),
             backend: crate::kernel::backend::Choice::default(),
+            metrics: None,
         }
     }
 
@@ -160,9 +162,10 @@ mod tests {
         fresh.allow_readers.push(PathBuf::from("/usr/bin/backup"));
         fresh.output = OutputTarget::File(PathBuf::from("/var/log/vigie.jsonl"));
         fresh.taint_window = Some(Duration::from_mins(1));
+        fresh.metrics = Some("127.0.0.1:9717".parse().unwrap());
         let changes = Changes::between(&settings(), &fresh);
         assert_eq!(changes.new_secrets, ["/srv/app/key.pem"]);
         assert_eq!(changes.applied, ["secrets", "trusted_nets", "allow_readers", "output"]);
-        assert_eq!(changes.ignored, ["secrets (removed)", "taint_window"]);
+        assert_eq!(changes.ignored, ["secrets (removed)", "taint_window", "metrics"]);
     }
 }

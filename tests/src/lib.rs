@@ -27,6 +27,7 @@ mod lab;
 mod line_reader;
 pub mod local_interface;
 pub mod netns;
+pub mod prometheus;
 pub mod remote_server;
 pub mod sensor;
 pub mod synapse;

@@ -9,7 +9,7 @@ pub mod synapse_profile;
 
 use std::{
     fs,
-    net::{Ipv4Addr, Ipv6Addr},
+    net::{Ipv4Addr, Ipv6Addr, SocketAddr},
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -50,6 +50,16 @@ pub struct ConfigFile {
     /// The homeserver container's volumes, `HOST_DIR:CONTAINER_DIR`.
     #[serde(default)]
     pub synapse_volumes: Vec<Volume>,
+    /// `[metrics]`: where Prometheus scrapes the agent.
+    pub metrics: Option<MetricsSection>,
+}
+
+/// The `[metrics]` table.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    /// The address `GET /metrics` is served on (`127.0.0.1:9717`).
+    pub listen: SocketAddr,
 }
 
 /// A setting that is one value or a list of them.
@@ -136,6 +146,8 @@ pub struct Settings {
     /// Database servers whose replies carry a secret store (the homeserver's Postgres).
     pub stores: Vec<DatabaseStore>,
     pub backend: Choice,
+    /// Where the Prometheus metrics are served; `None`: not at all.
+    pub metrics: Option<SocketAddr>,
 }
 
 /// Loopback, always trusted: traffic there does not leave the machine.
@@ -219,6 +231,7 @@ impl Settings {
             services,
             stores,
             backend: args.backend.or(file.backend).unwrap_or_default(),
+            metrics: args.metrics.or(file.metrics.map(|section| section.listen)),
         })
     }
 }

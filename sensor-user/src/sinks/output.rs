@@ -18,6 +18,7 @@ use crate::{
     config::OutputTarget,
     error::Error,
     format::ecs::{Document, OutputHealth},
+    metrics::{Metrics, SinkStats},
 };
 
 /// Most lines kept while the sink fails: a few MiB of documents.
@@ -105,6 +106,10 @@ pub struct Output {
     retry_at: Instant,
     /// Documents never delivered since start, for `sensor-stopped`.
     dropped_total: u64,
+    /// Retries of the failing sink since start.
+    retries: u64,
+    /// Where each document written and the sink's state are counted, if metrics are served.
+    metrics: Option<Metrics>,
 }
 
 impl Output {
@@ -123,6 +128,8 @@ impl Output {
             backoff: FIRST_BACKOFF,
             retry_at: Instant::now(),
             dropped_total: 0,
+            retries: 0,
+            metrics: None,
         })
     }
 
@@ -135,8 +142,16 @@ impl Output {
         }
     }
 
+    /// Counts every document written, and the sink's state, in `metrics` from now on.
+    pub fn count_in(&mut self, metrics: Option<Metrics>) {
+        self.metrics = metrics;
+    }
+
     /// Writes one document as a line, or queues it if the sink is failing.
     pub fn write(&mut self, document: &Document) {
+        if let Some(metrics) = &self.metrics {
+            metrics.observe(document);
+        }
         // Our own documents always serialize; one that did not would be counted as dropped.
         let Ok(mut line) = serde_json::to_vec(document) else {
             self.dropped_total += 1;
@@ -160,6 +175,7 @@ impl Output {
                 reported.clone_from(degradation);
             }
         }
+        self.publish();
     }
 
     /// Writes every document of `documents`, in order.
@@ -177,7 +193,9 @@ impl Output {
                 *file = reopened;
             }
         }
+        self.retries += 1;
         self.flush();
+        self.publish();
     }
 
     /// Opens the file at its path again (logrotate moved it); stdout stays as it is.
@@ -203,6 +221,23 @@ impl Output {
     /// Documents dropped undelivered since start, and those still waiting.
     pub fn undelivered(&self) -> (u64, usize) {
         (self.dropped_total, self.queue.len())
+    }
+
+    /// The sink's queue, drops and retries, for the metrics.
+    pub fn stats(&self) -> SinkStats {
+        SinkStats {
+            name: self.name(),
+            queued: u64::try_from(self.queue.len()).unwrap_or(u64::MAX),
+            dropped: self.dropped_total,
+            retries: self.retries,
+        }
+    }
+
+    /// Tells the metrics, if any, the sink's state.
+    fn publish(&self) {
+        if let Some(metrics) = &self.metrics {
+            metrics.sink(&self.stats());
+        }
     }
 
     /// Writes `document` to stderr, for when the sink itself is unusable.
