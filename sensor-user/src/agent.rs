@@ -84,7 +84,7 @@ pub async fn run(mut settings: Settings, reload: impl Fn() -> Result<Settings, E
     store_tokens.read_now(&mut contents.1).await;
     let (mut tmpfs, tmpfs_report) = TmpfsReads::start(&catalog);
     let allowed_exes = allowed_readers::resolve(&settings)?;
-    let mut output = Output::open(&settings.output)?;
+    let mut output = Output::open(&settings.output, settings.schema)?;
     // Before anything is loaded: a SIGTERM right after `sensor-started` must stop us cleanly.
     let [mut interrupt, mut terminate, mut hangup] = signals()?;
     let mut sensor = Sensor::load(&SensorSpec {
@@ -272,7 +272,7 @@ fn tend_output(output: &mut Output, pipeline: &Pipeline) {
     let document = pipeline
         .state(ecs::OUTPUT_DEGRADED, Vigie { output: Some(news.report(&output.name())), ..Vigie::default() });
     match news {
-        News::Failing(_) => Output::to_stderr(&document),
+        News::Failing(_) => output.to_stderr(&document),
         News::Recovered(_) => output.write(&document),
     }
 }

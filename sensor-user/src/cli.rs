@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use ipnet::IpNet;
 
-use crate::{config::synapse_config::Volume, kernel::backend::Choice};
+use crate::{config::synapse_config::Volume, format::Schema, kernel::backend::Choice};
 
 /// Vigie: catches credentials leaving this host.
 #[derive(Debug, Parser)]
@@ -53,6 +53,10 @@ pub struct RunArgs {
     /// Where JSON lines go: a file (appended) or `-` for stdout. Default: stdout.
     #[arg(long, value_name = "PATH")]
     pub output: Option<String>,
+
+    /// The schema of the documents written: `ecs` (default) or `ocsf`.
+    #[arg(long = "format", value_enum, value_name = "SCHEMA")]
+    pub schema: Option<Schema>,
 
     /// Taint older than this many seconds no longer alerts. Default: a process's lifetime.
     #[arg(long, value_name = "SECS")]

@@ -102,6 +102,7 @@ impl Changes {
             ("services", running.services != fresh.services),
             ("stores", running.stores != fresh.stores),
             ("metrics", running.metrics != fresh.metrics),
+            ("format", running.schema != fresh.schema),
         ];
         changes.applied.extend(live.into_iter().filter(|(_, changed)| *changed).map(|(name, _)| name));
         changes.ignored.extend(frozen.into_iter().filter(|(_, changed)| *changed).map(|(name, _)| name));
@@ -140,6 +141,7 @@ mod tests {
             allow_readers: Vec::new(),
             profile_allow_readers: Vec::new(),
             output: OutputTarget::Stdout,
+            schema: crate::format::Schema::Ecs,
             ring_buffer_bytes: 1 << 20,
             taint_window: None,
             services: Vec::new(),

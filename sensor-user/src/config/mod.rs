@@ -17,7 +17,7 @@ use std::{
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::Deserialize;
 
-use crate::{alert::redact, cli::RunArgs, error::Error, kernel::backend::Choice};
+use crate::{alert::redact, cli::RunArgs, error::Error, format::Schema, kernel::backend::Choice};
 use services::ServiceSpec;
 use synapse_config::{SynapseConfigError, Volume};
 use synapse_database::DatabaseStore;
@@ -36,6 +36,9 @@ pub struct ConfigFile {
     #[serde(default)]
     pub allow_readers: Vec<PathBuf>,
     pub output: Option<String>,
+    /// The schema of the documents written: `ecs` (default) or `ocsf`.
+    #[serde(rename = "format")]
+    pub schema: Option<Schema>,
     /// Taint older than this many seconds no longer alerts.
     pub taint_window_secs: Option<u64>,
     /// The kernel hook set: `auto` (default), `page-cache` or `syscalls`.
@@ -138,6 +141,8 @@ pub struct Settings {
     /// Allowed readers from profiles: those not installed on this host are skipped.
     pub profile_allow_readers: Vec<PathBuf>,
     pub output: OutputTarget,
+    /// The schema documents are written in.
+    pub schema: Schema,
     pub ring_buffer_bytes: u32,
     /// How long taint lasts; `None`: a process's lifetime.
     pub taint_window: Option<Duration>,
@@ -222,6 +227,7 @@ impl Settings {
             allow_readers,
             profile_allow_readers,
             output,
+            schema: args.schema.or(file.schema).unwrap_or_default(),
             ring_buffer_bytes: args.ring_buffer_bytes,
             taint_window: args
                 .taint_window

@@ -8,7 +8,7 @@
 
 pub mod server;
 
-use std::{net::SocketAddr, sync::Arc, time::UNIX_EPOCH};
+use std::{net::SocketAddr, sync::Arc};
 
 use prometheus_client::{
     encoding::EncodeLabelSet,
@@ -181,8 +181,7 @@ impl Metrics {
     /// event's monotonic time) to now, on the monotonic clock: a wall-clock step after start
     /// does not skew it.
     fn latency(&self, timestamp: &str) -> Option<f64> {
-        let epoch_ns = humantime::parse_rfc3339(timestamp).ok()?.duration_since(UNIX_EPOCH).ok()?.as_nanos();
-        let event_ns = u64::try_from(epoch_ns).ok()?.checked_sub(self.families.boot_wall_ns)?;
+        let event_ns = ecs::epoch_ns(timestamp)?.checked_sub(self.families.boot_wall_ns)?;
         let elapsed_ns = system::monotonic_ns().saturating_sub(event_ns);
         #[expect(clippy::cast_precision_loss, reason = "a latency in seconds needs no 53-bit precision")]
         Some(elapsed_ns as f64 / 1e9)

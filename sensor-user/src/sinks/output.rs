@@ -17,7 +17,10 @@ use std::{
 use crate::{
     config::OutputTarget,
     error::Error,
-    format::ecs::{Document, OutputHealth},
+    format::{
+        ecs::{Document, OutputHealth},
+        Schema,
+    },
     metrics::{Metrics, SinkStats},
 };
 
@@ -96,6 +99,8 @@ impl News {
 /// An open sink, with the lines it has not taken yet.
 pub struct Output {
     sink: Sink,
+    /// The schema lines are written in.
+    schema: Schema,
     /// Lines not yet written, oldest first; the first may be written in part.
     queue: VecDeque<Vec<u8>>,
     /// Bytes of the queue's first line already written.
@@ -113,14 +118,16 @@ pub struct Output {
 }
 
 impl Output {
-    /// Opens stdout, or the file in append mode (created if missing, mode 0600).
-    pub fn open(target: &OutputTarget) -> Result<Self, Error> {
+    /// Opens stdout, or the file in append mode (created if missing, mode 0600), for lines in
+    /// `schema`.
+    pub fn open(target: &OutputTarget, schema: Schema) -> Result<Self, Error> {
         let sink = match target {
             OutputTarget::Stdout => Sink::Stdout,
             OutputTarget::File(path) => Sink::File { path: path.clone(), file: open_file(path)? },
         };
         Ok(Self {
             sink,
+            schema,
             queue: VecDeque::new(),
             written: 0,
             degradation: None,
@@ -153,7 +160,7 @@ impl Output {
             metrics.observe(document);
         }
         // Our own documents always serialize; one that did not would be counted as dropped.
-        let Ok(mut line) = serde_json::to_vec(document) else {
+        let Ok(mut line) = self.schema.json(document) else {
             self.dropped_total += 1;
             return;
         };
@@ -208,7 +215,7 @@ impl Output {
 
     /// Writes to `target` from now on (what waits in the queue included).
     pub fn retarget(&mut self, target: &OutputTarget) -> Result<(), Error> {
-        self.sink = Self::open(target)?.sink;
+        self.sink = Self::open(target, self.schema)?.sink;
         self.written = 0;
         Ok(())
     }
@@ -241,8 +248,8 @@ impl Output {
     }
 
     /// Writes `document` to stderr, for when the sink itself is unusable.
-    pub fn to_stderr(document: &Document) {
-        if let Ok(mut line) = serde_json::to_vec(document) {
+    pub fn to_stderr(&self, document: &Document) {
+        if let Ok(mut line) = self.schema.json(document) {
             line.push(b'\n');
             let _ = io::stderr().write_all(&line);
         }
@@ -321,7 +328,7 @@ mod tests {
     /// An output whose file is `/dev/full` (every write fails with ENOSPC) until it is
     /// reopened at `path`.
     fn full_until_reopened(path: &Path) -> Output {
-        let mut output = Output::open(&OutputTarget::File(path.to_owned())).unwrap();
+        let mut output = Output::open(&OutputTarget::File(path.to_owned()), Schema::Ecs).unwrap();
         output.sink = Sink::File { path: path.to_owned(), file: open_file(Path::new("/dev/full")).unwrap() };
         output
     }
