@@ -187,6 +187,14 @@ impl Metrics {
         Some(elapsed_ns as f64 / 1e9)
     }
 
+    /// The text exposition, as `GET /metrics` answers it (for tests).
+    #[cfg(test)]
+    pub fn exposition(&self) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::prometheus_text::encode(&mut text, &self.registry()).unwrap();
+        text
+    }
+
     /// Every family, named and described, for encoding.
     fn registry(&self) -> Registry {
         let families = &*self.families;
@@ -240,4 +248,4 @@ fn raise(counter: &Counter, total: u64) {
 }
 
 #[cfg(test)]
-mod tests;
+pub mod tests;

@@ -1,17 +1,8 @@
-use prometheus_client::encoding::prometheus_text;
-
 use super::*;
 use crate::format::ecs::{self, Host, Loss, Vigie};
 
-/// The text exposition of `metrics`, as `GET /metrics` answers it.
-fn exposition(metrics: &Metrics) -> String {
-    let mut text = String::new();
-    prometheus_text::encode(&mut text, &metrics.registry()).unwrap();
-    text
-}
-
 /// The value of the series `series` (name and labels, as written) in `text`.
-fn value(text: &str, series: &str) -> Option<f64> {
+pub fn value(text: &str, series: &str) -> Option<f64> {
     text.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
@@ -31,12 +22,12 @@ fn alert(metrics: &Metrics, ago_ns: u64) -> Document {
 #[test]
 fn documents_are_counted_by_kind_and_action_and_alerts_by_rule() {
     let metrics = Metrics::default();
-    let text = exposition(&metrics);
+    let text = metrics.exposition();
     assert_eq!(value(&text, r#"vigie_alerts_total{rule="secret-read-then-egress"}"#), Some(0.0), "{text}");
     metrics.observe(&document(ecs::SENSOR_STARTED, 0));
     metrics.observe(&alert(&metrics, 0));
     metrics.observe(&alert(&metrics, 0));
-    let text = exposition(&metrics);
+    let text = metrics.exposition();
     assert_eq!(
         value(&text, r#"vigie_documents_total{kind="state",action="sensor-started"}"#),
         Some(1.0),
@@ -54,7 +45,7 @@ fn documents_are_counted_by_kind_and_action_and_alerts_by_rule() {
 #[test]
 fn every_loss_reason_is_a_series_from_the_start_and_grows_by_what_events_lost_reports() {
     let metrics = Metrics::default();
-    let text = exposition(&metrics);
+    let text = metrics.exposition();
     for reason in LOSS_REASONS {
         assert_eq!(
             value(&text, &format!(r#"vigie_events_lost_total{{reason="{reason}"}}"#)),
@@ -67,7 +58,7 @@ fn every_loss_reason_is_a_series_from_the_start_and_grows_by_what_events_lost_re
         let vigie = Vigie { events_lost: Some(loss), ..Vigie::default() };
         metrics.observe(&Document { vigie: Some(vigie), ..document(ecs::EVENTS_LOST, 0) });
     }
-    let text = exposition(&metrics);
+    let text = metrics.exposition();
     assert_eq!(value(&text, r#"vigie_events_lost_total{reason="taint-map-full"}"#), Some(5.0), "{text}");
     assert_eq!(value(&text, r#"vigie_events_lost_total{reason="ring-buffer-full"}"#), Some(0.0), "{text}");
 }
@@ -78,7 +69,7 @@ fn alert_latency_runs_from_the_kernel_event_to_the_write() {
     metrics.observe(&alert(&metrics, 2_000_000));
     // Not an alert: no latency.
     metrics.observe(&document(ecs::SECRET_READ, 0));
-    let text = exposition(&metrics);
+    let text = metrics.exposition();
     assert_eq!(value(&text, "vigie_alert_latency_seconds_count"), Some(1.0), "{text}");
     let sum = value(&text, "vigie_alert_latency_seconds_sum").unwrap();
     assert!((0.002..1.0).contains(&sum), "latency {sum}: {text}");
@@ -91,7 +82,7 @@ fn sinks_report_their_queue_and_their_growing_totals() {
     let metrics = Metrics::default();
     metrics.sink(&SinkStats { name: "stdout".to_owned(), queued: 7, dropped: 1, retries: 4 });
     metrics.sink(&SinkStats { name: "stdout".to_owned(), queued: 0, dropped: 5, retries: 4 });
-    let text = exposition(&metrics);
+    let text = metrics.exposition();
     assert_eq!(value(&text, r#"vigie_sink_queue_depth{sink="stdout"}"#), Some(0.0), "{text}");
     assert_eq!(value(&text, r#"vigie_sink_dropped_total{sink="stdout"}"#), Some(5.0), "{text}");
     assert_eq!(value(&text, r#"vigie_sink_retries_total{sink="stdout"}"#), Some(4.0), "{text}");

@@ -320,6 +320,7 @@ mod tests {
 
     use super::*;
     use crate::format::ecs::{Host, SENSOR_STARTED};
+    use crate::metrics::tests::value;
 
     fn document() -> Document {
         Document::new(0, SENSOR_STARTED, "e-0".to_owned(), Host { name: "test".to_owned() })
@@ -365,6 +366,29 @@ mod tests {
         assert_eq!(output.undelivered(), (3, QUEUE_LIMIT));
         let degradation = output.degradation.clone().unwrap();
         assert_eq!((degradation.failed, degradation.dropped), (u64::try_from(QUEUE_LIMIT).unwrap() + 3, 3));
+    }
+
+    #[test]
+    fn the_metrics_count_each_document_and_see_the_queue_drops_and_retries() {
+        let metrics = Metrics::default();
+        let mut output = full_until_reopened(Path::new("/dev/full"));
+        output.count_in(Some(metrics.clone()));
+        for _ in 0..QUEUE_LIMIT + 2 {
+            output.write(&document());
+        }
+        output.retry_at = Instant::now();
+        output.retry();
+        let text = metrics.exposition();
+        let series = |name: &str| value(&text, &format!("{name}{{sink=\"/dev/full\"}}"));
+        assert_eq!(
+            series("vigie_sink_queue_depth"),
+            Some(f64::from(u32::try_from(QUEUE_LIMIT).unwrap())),
+            "{text}"
+        );
+        assert_eq!(series("vigie_sink_dropped_total"), Some(2.0), "{text}");
+        assert_eq!(series("vigie_sink_retries_total"), Some(1.0), "{text}");
+        let documents = value(&text, r#"vigie_documents_total{kind="state",action="sensor-started"}"#);
+        assert_eq!(documents, Some(f64::from(u32::try_from(QUEUE_LIMIT).unwrap() + 2)), "{text}");
     }
 
     #[test]
