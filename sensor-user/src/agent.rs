@@ -26,6 +26,7 @@ use crate::{
     kernel::offsets::{self as kernel_offsets, VMLINUX_BTF},
     kernel::{Sensor, SensorSpec},
     local_addresses::LocalAddresses,
+    metrics::Metrics,
     pipeline::{HostFacts, Pipeline},
     reload,
     rules::exfiltration::Correlator,
@@ -94,7 +95,7 @@ pub async fn run(mut settings: Settings, reload: impl Fn() -> Result<Settings, E
         ring_buffer_bytes: settings.ring_buffer_bytes,
         backend: settings.backend,
     })?;
-    let events = sensor.take_events()?;
+    output.count_in(Metrics::serve(settings.metrics, &sensor)?);
     // Labels after the kernel's watch list is filled: they are no files.
     let mut stores = Stores::new(&settings.stores, &mut catalog, system::ns_per_tick());
     let store_updates_failed = stores.look_now(&mut sensor);
@@ -116,7 +117,7 @@ pub async fn run(mut settings: Settings, reload: impl Fn() -> Result<Settings, E
     output.write(&pipeline.state(ecs::SENSOR_STARTED, Vigie { started: Some(started), ..Vigie::default() }));
 
     // SAFETY: the ring buffer owns its fd and keeps it open for as long as the AsyncFd lives.
-    let mut ring = unsafe { AsyncFd::register(events) }
+    let mut ring = unsafe { AsyncFd::register(sensor.take_events()?) }
         .map_err(|e| Error::system("polling the ring buffer", e.into()))?;
     let mut ticks = interval(TICK);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -282,7 +283,7 @@ fn tend_output(output: &mut Output, pipeline: &Pipeline, journal: &mut Journal) 
     let document = pipeline
         .state(ecs::OUTPUT_DEGRADED, Vigie { output: Some(news.report(&output.name())), ..Vigie::default() });
     match news {
-        News::Failing(_) => Output::to_stderr(&document),
+        News::Failing(_) => output.to_stderr(&document),
         News::Recovered(_) => output.write(&document),
     }
 }
@@ -290,7 +291,7 @@ fn tend_output(output: &mut Output, pipeline: &Pipeline, journal: &mut Journal) 
 /// The output and the journal of `settings`; the journal gets every document the output is
 /// given.
 fn open_outputs(settings: &Settings) -> Result<(Output, Journal), Error> {
-    let mut output = Output::open(&settings.output)?;
+    let mut output = Output::open(&settings.output, settings.schema)?;
     let journal = Journal::open(settings.journal.as_ref())?;
     output.journal_to(journal.feed());
     Ok((output, journal))

@@ -74,6 +74,10 @@ pub enum Error {
     /// The output sink could not be opened or written.
     #[error("output {path}: {source}")]
     Output { path: String, source: io::Error },
+
+    /// The metrics address (`[metrics] listen`, `--metrics`) could not be listened on.
+    #[error("metrics listen address {address}: {source}")]
+    MetricsListen { address: std::net::SocketAddr, source: io::Error },
 }
 
 impl Error {

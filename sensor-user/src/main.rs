@@ -12,6 +12,7 @@ mod format;
 mod journal;
 mod kernel;
 mod local_addresses;
+mod metrics;
 mod pipeline;
 mod reload;
 mod rules;

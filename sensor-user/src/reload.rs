@@ -102,6 +102,8 @@ impl Changes {
             ("services", running.services != fresh.services),
             ("stores", running.stores != fresh.stores),
             ("journal", running.journal != fresh.journal),
+            ("metrics", running.metrics != fresh.metrics),
+            ("format", running.schema != fresh.schema),
         ];
         changes.applied.extend(live.into_iter().filter(|(_, changed)| *changed).map(|(name, _)| name));
         changes.ignored.extend(frozen.into_iter().filter(|(_, changed)| *changed).map(|(name, _)| name));
@@ -140,12 +142,14 @@ mod tests {
             allow_readers: Vec::new(),
             profile_allow_readers: Vec::new(),
             output: OutputTarget::Stdout,
+            schema: crate::format::Schema::Ecs,
             ring_buffer_bytes: 1 << 20,
             taint_window: None,
             services: Vec::new(),
             stores: Vec::new(),
             backend: crate::kernel::backend::Choice::default(),
             journal: None,
+            metrics: None,
         }
     }
 
@@ -163,9 +167,10 @@ mod tests {
         fresh.output = OutputTarget::File(PathBuf::from("/var/log/vigie.jsonl"));
         fresh.taint_window = Some(Duration::from_mins(1));
         fresh.journal = crate::config::journal::JournalSettings::merge(None, None, false);
+        fresh.metrics = Some("127.0.0.1:9717".parse().unwrap());
         let changes = Changes::between(&settings(), &fresh);
         assert_eq!(changes.new_secrets, ["/srv/app/key.pem"]);
         assert_eq!(changes.applied, ["secrets", "trusted_nets", "allow_readers", "output"]);
-        assert_eq!(changes.ignored, ["secrets (removed)", "taint_window", "journal"]);
+        assert_eq!(changes.ignored, ["secrets (removed)", "taint_window", "journal", "metrics"]);
     }
 }

@@ -10,10 +10,11 @@ pub const EXFILTRATION: &str = "credential-exfiltration";
 /// `event.action` of the updates to an alert's byte count while the transfer goes on.
 pub const PROGRESS: &str = "exfiltration-progress";
 
-/// `event.kind == "state"` and `event.action == "sensor-started"`.
+/// `event.kind == "state"` and `event.action == "sensor-started"`; in OCSF (`--format ocsf`),
+/// Vigie's Application Lifecycle Start.
 #[must_use]
 pub fn is_sensor_started(line: &Value) -> bool {
-    is_state(line, "sensor-started")
+    is_state(line, "sensor-started") || (line["type_uid"] == 600_203 && line["app"]["name"] == "Vigie")
 }
 
 /// The state line the sensor prints last, on SIGTERM or SIGINT.

@@ -28,9 +28,12 @@ mod lab;
 mod line_reader;
 pub mod local_interface;
 pub mod netns;
+pub mod ocsf_schema;
+pub mod prometheus;
 pub mod remote_server;
 pub mod sensor;
 pub mod synapse;
+pub mod venv;
 
 use std::time::Duration;
 

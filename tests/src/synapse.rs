@@ -14,7 +14,6 @@ mod client;
 mod homeserver;
 mod postgres;
 mod preview_site;
-mod venv;
 
 use std::fs;
 use std::io::Write as _;
@@ -27,13 +26,20 @@ use std::thread;
 use anyhow::{anyhow, ensure, Context, Result};
 use serde_json::Value;
 
+pub use crate::venv::Venv;
 pub use client::{Client, Response};
 pub use homeserver::{Homeserver, HomeserverFiles, LEAK_PATH, SERVER_NAME};
 pub use postgres::Postgres;
 pub use preview_site::{PreviewSite, INDEX_TITLE, KNOWN_GAP_TITLE};
-pub use venv::{Venv, SYNAPSE_REQUIREMENT};
 
 use crate::{alert, Lab, Sensor};
+
+/// What the Synapse virtualenv holds; a change here makes a new one. `url-preview` brings lxml.
+pub const SYNAPSE_REQUIREMENT: &str = "matrix-synapse[url-preview]==1.163.2";
+/// The virtualenv's folder under the build folder.
+const SYNAPSE_VENV: &str = "synapse-venv";
+/// The Postgres driver Synapse's `psycopg2` database uses; installed on first use.
+const PSYCOPG2_REQUIREMENT: &str = "psycopg2-binary==2.9.10";
 
 /// The admin the fixture registers.
 pub const ADMIN: &str = "admin";
@@ -117,7 +123,7 @@ impl SynapseLab {
     }
 
     fn start(actor_exe: &Path, database: Database) -> Result<Self> {
-        let venv = Venv::ensure()?;
+        let venv = Venv::ensure(SYNAPSE_VENV, &[SYNAPSE_REQUIREMENT])?;
         let lab = Lab::new(actor_exe)?;
         let files = HomeserverFiles::generate(&venv, &lab.dir().join("synapse"), lab.remote().ipv4())?;
         // Before the sensor, which finds the server's processes at start.
@@ -214,7 +220,7 @@ impl SynapseLab {
 /// A Postgres server for the homeserver of `files`, which `conf.d` points at it, and the
 /// driver in its virtualenv.
 fn start_postgres(venv: &Venv, files: &HomeserverFiles) -> Result<Postgres> {
-    venv.ensure_postgres_driver()?;
+    venv.ensure_also(PSYCOPG2_REQUIREMENT)?;
     let postgres = Postgres::start()?;
     let mut overrides = fs::OpenOptions::new().append(true).open(&files.overrides)?;
     overrides.write_all(postgres.homeserver_setting().as_bytes())?;

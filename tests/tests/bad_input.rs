@@ -100,6 +100,15 @@ fn mistyped_config_field_is_named_with_its_line() -> Result<()> {
 }
 
 #[test]
+fn malformed_metrics_address_is_named_on_the_command_line_and_in_the_config() -> Result<()> {
+    let (_dir, secret) = workdir()?;
+    let exit =
+        run_vigie(&["run", "--profile", "none", "--secret", &secret, "--metrics", "localhost:nine"], None)?;
+    assert_refused(&exit, &["--metrics", "localhost:nine"]);
+    assert_config_line_refused("metrics = { listen = \"localhost:nine\" }", "metrics")
+}
+
+#[test]
 #[ignore = "needs root (to drop to an unprivileged uid): run with cargo xtask test"]
 fn unprivileged_user_is_told_about_permissions() -> Result<()> {
     let (dir, secret) = workdir()?;

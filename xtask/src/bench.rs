@@ -105,9 +105,12 @@ pub struct Env<'a> {
 }
 
 impl Env<'_> {
-    /// `vigie run` arguments watching the lab's secret, with the lab's allowed reader.
+    /// `vigie run` arguments watching the lab's secret, with the lab's allowed reader, keeping
+    /// its journal in the lab (as a deployed agent keeps one, not in the host's own).
     pub fn agent_args(&self) -> Vec<String> {
-        ["--profile", "none", "--secret", &self.lab.secret_arg(), "--allow-reader", &self.lab.allowed_arg()]
+        let (secret, allowed, journal) =
+            (self.lab.secret_arg(), self.lab.allowed_arg(), self.lab.journal_arg());
+        ["--profile", "none", "--secret", &secret, "--allow-reader", &allowed, "--journal", &journal]
             .map(str::to_owned)
             .to_vec()
     }

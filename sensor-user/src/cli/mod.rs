@@ -21,6 +21,7 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+#[expect(clippy::large_enum_variant, reason = "one command, parsed once at start")]
 pub enum Command {
     /// Load the kernel programs and print alerts as ECS JSON lines until interrupted.
     Run(RunArgs),

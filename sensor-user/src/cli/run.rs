@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 use ipnet::IpNet;
 
-use crate::{config::synapse_config::Volume, kernel::backend::Choice};
+use crate::{config::synapse_config::Volume, format::Schema, kernel::backend::Choice};
 
 /// Options of `vigie run`; each adds to what the config file says.
 #[derive(Debug, Clone, Args, Default)]
@@ -40,6 +40,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "PATH")]
     pub output: Option<String>,
 
+    /// The schema of the documents written: `ecs` (default) or `ocsf`.
+    #[arg(long = "format", value_enum, value_name = "SCHEMA")]
+    pub schema: Option<Schema>,
+
     /// Taint older than this many seconds no longer alerts. Default: a process's lifetime.
     #[arg(long, value_name = "SECS")]
     pub taint_window: Option<u64>,
@@ -62,6 +66,10 @@ pub struct RunArgs {
     /// (Linux 6.11+) and `syscalls` elsewhere.
     #[arg(long, value_enum, value_name = "BACKEND")]
     pub backend: Option<Choice>,
+
+    /// Serve Prometheus metrics at `http://ADDR/metrics` (e.g. `127.0.0.1:9717`). Default: off.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<std::net::SocketAddr>,
 
     /// Size of the kernel ring buffer in bytes (a power of two, at least 4096).
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 20, value_parser = parse_ring_size)]

@@ -10,7 +10,7 @@ pub mod synapse_profile;
 
 use std::{
     fs,
-    net::{Ipv4Addr, Ipv6Addr},
+    net::{Ipv4Addr, Ipv6Addr, SocketAddr},
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -18,7 +18,7 @@ use std::{
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::Deserialize;
 
-use crate::{alert::redact, cli::RunArgs, error::Error, kernel::backend::Choice};
+use crate::{alert::redact, cli::RunArgs, error::Error, format::Schema, kernel::backend::Choice};
 use journal::{JournalFile, JournalSettings};
 use services::ServiceSpec;
 use synapse_config::{SynapseConfigError, Volume};
@@ -38,6 +38,9 @@ pub struct ConfigFile {
     #[serde(default)]
     pub allow_readers: Vec<PathBuf>,
     pub output: Option<String>,
+    /// The schema of the documents written: `ecs` (default) or `ocsf`.
+    #[serde(rename = "format")]
+    pub schema: Option<Schema>,
     /// Taint older than this many seconds no longer alerts.
     pub taint_window_secs: Option<u64>,
     /// The kernel hook set: `auto` (default), `page-cache` or `syscalls`.
@@ -54,6 +57,16 @@ pub struct ConfigFile {
     pub synapse_volumes: Vec<Volume>,
     /// The agent's history (`[journal]`).
     pub journal: Option<JournalFile>,
+    /// `[metrics]`: where Prometheus scrapes the agent.
+    pub metrics: Option<MetricsSection>,
+}
+
+/// The `[metrics]` table.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    /// The address `GET /metrics` is served on (`127.0.0.1:9717`).
+    pub listen: SocketAddr,
 }
 
 /// A setting that is one value or a list of them.
@@ -132,6 +145,8 @@ pub struct Settings {
     /// Allowed readers from profiles: those not installed on this host are skipped.
     pub profile_allow_readers: Vec<PathBuf>,
     pub output: OutputTarget,
+    /// The schema documents are written in.
+    pub schema: Schema,
     pub ring_buffer_bytes: u32,
     /// How long taint lasts; `None`: a process's lifetime.
     pub taint_window: Option<Duration>,
@@ -142,6 +157,8 @@ pub struct Settings {
     pub backend: Choice,
     /// The journal kept, if any.
     pub journal: Option<JournalSettings>,
+    /// Where the Prometheus metrics are served; `None`: not at all.
+    pub metrics: Option<SocketAddr>,
 }
 
 /// Loopback, always trusted: traffic there does not leave the machine.
@@ -216,6 +233,7 @@ impl Settings {
             allow_readers,
             profile_allow_readers,
             output,
+            schema: args.schema.or(file.schema).unwrap_or_default(),
             ring_buffer_bytes: args.ring_buffer_bytes,
             taint_window: args
                 .taint_window
@@ -226,6 +244,7 @@ impl Settings {
             stores,
             backend: args.backend.or(file.backend).unwrap_or_default(),
             journal: JournalSettings::merge(file.journal, args.journal, args.no_journal),
+            metrics: args.metrics.or(file.metrics.map(|section| section.listen)),
         })
     }
 }
@@ -268,6 +287,24 @@ mod tests {
         assert_eq!(file.trusted_nets, ["10.0.0.0/8".parse::<IpNet>().unwrap()]);
         assert_eq!(file.allow_readers, [PathBuf::from("/usr/bin/backup")]);
         assert_eq!(file.output.as_deref(), Some("/var/log/vigie.jsonl"));
+    }
+
+    #[test]
+    fn metrics_and_format_come_from_the_file_unless_the_command_line_says() {
+        let file = parse("format = \"ocsf\"\n[metrics]\nlisten = \"127.0.0.1:9717\"\n").unwrap();
+        let settings = Settings::merge(file, RunArgs::default()).unwrap();
+        assert_eq!(settings.metrics, Some("127.0.0.1:9717".parse().unwrap()));
+        assert_eq!(settings.schema, Schema::Ocsf);
+        let file = parse("[metrics]\nlisten = \"127.0.0.1:9717\"\n").unwrap();
+        let args = RunArgs { metrics: Some("[::1]:9000".parse().unwrap()), ..RunArgs::default() };
+        assert_eq!(Settings::merge(file, args).unwrap().metrics, Some("[::1]:9000".parse().unwrap()));
+        assert_eq!(
+            Settings::merge(ConfigFile::default(), RunArgs::default()).unwrap().metrics,
+            None,
+            "off by default"
+        );
+        let err = parse("[metrics]\nlisten = \"127.0.0.1:9717\"\nport = 1\n").unwrap_err().to_string();
+        assert!(err.contains("line 3") && err.contains("port"), "{err}");
     }
 
     #[test]

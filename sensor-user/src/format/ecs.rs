@@ -281,6 +281,12 @@ pub fn timestamp(epoch_ns: u64) -> String {
     humantime::format_rfc3339_micros(time).to_string()
 }
 
+/// Nanoseconds since the epoch of a [`timestamp`] (to the microsecond it keeps).
+pub fn epoch_ns(timestamp: &str) -> Option<u64> {
+    let since_epoch = humantime::parse_rfc3339(timestamp).ok()?.duration_since(std::time::UNIX_EPOCH).ok()?;
+    u64::try_from(since_epoch.as_nanos()).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -302,6 +308,8 @@ mod tests {
     #[test]
     fn timestamps_are_rfc3339_utc() {
         assert_eq!(timestamp(1_795_000_000_123_456_789), "2026-11-18T11:06:40.123456Z");
+        assert_eq!(epoch_ns("2026-11-18T11:06:40.123456Z"), Some(1_795_000_000_123_456_000));
+        assert_eq!(epoch_ns("yesterday"), None);
     }
 
     #[test]

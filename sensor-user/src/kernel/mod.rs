@@ -15,4 +15,4 @@ pub mod tls_libraries;
 pub mod tmpfs;
 pub mod uprobe_site;
 
-pub use sensor::{Sensor, SensorSpec};
+pub use sensor::{KernelGauges, Sensor, SensorSpec};

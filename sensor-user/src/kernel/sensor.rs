@@ -37,7 +37,10 @@ use crate::{
     system,
 };
 
+mod gauges;
 mod store_servers;
+
+pub use gauges::KernelGauges;
 
 /// The eBPF object built by `build.rs` (empty when bpf-linker was missing).
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/vigie"));

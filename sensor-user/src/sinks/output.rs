@@ -17,8 +17,12 @@ use std::{
 use crate::{
     config::OutputTarget,
     error::Error,
-    format::ecs::{Document, OutputHealth},
+    format::{
+        ecs::{Document, OutputHealth},
+        Schema,
+    },
     journal::Feed,
+    metrics::{Metrics, SinkStats},
 };
 
 /// Most lines kept while the sink fails: a few MiB of documents.
@@ -96,6 +100,8 @@ impl News {
 /// An open sink, with the lines it has not taken yet.
 pub struct Output {
     sink: Sink,
+    /// The schema lines are written in.
+    schema: Schema,
     /// Lines not yet written, oldest first; the first may be written in part.
     queue: VecDeque<Vec<u8>>,
     /// Bytes of the queue's first line already written.
@@ -108,17 +114,23 @@ pub struct Output {
     dropped_total: u64,
     /// The journal, which keeps every document written.
     journal: Feed,
+    /// Retries of the failing sink since start.
+    retries: u64,
+    /// Where each document written and the sink's state are counted, if metrics are served.
+    metrics: Option<Metrics>,
 }
 
 impl Output {
-    /// Opens stdout, or the file in append mode (created if missing, mode 0600).
-    pub fn open(target: &OutputTarget) -> Result<Self, Error> {
+    /// Opens stdout, or the file in append mode (created if missing, mode 0600), for lines in
+    /// `schema`.
+    pub fn open(target: &OutputTarget, schema: Schema) -> Result<Self, Error> {
         let sink = match target {
             OutputTarget::Stdout => Sink::Stdout,
             OutputTarget::File(path) => Sink::File { path: path.clone(), file: open_file(path)? },
         };
         Ok(Self {
             sink,
+            schema,
             queue: VecDeque::new(),
             written: 0,
             degradation: None,
@@ -127,6 +139,8 @@ impl Output {
             retry_at: Instant::now(),
             dropped_total: 0,
             journal: Feed::default(),
+            retries: 0,
+            metrics: None,
         })
     }
 
@@ -139,10 +153,18 @@ impl Output {
         }
     }
 
+    /// Counts every document written, and the sink's state, in `metrics` from now on.
+    pub fn count_in(&mut self, metrics: Option<Metrics>) {
+        self.metrics = metrics;
+    }
+
     /// Writes one document as a line, or queues it if the sink is failing.
     pub fn write(&mut self, document: &Document) {
+        if let Some(metrics) = &self.metrics {
+            metrics.observe(document);
+        }
         // Our own documents always serialize; one that did not would be counted as dropped.
-        let Ok(mut line) = serde_json::to_vec(document) else {
+        let Ok(mut line) = self.schema.json(document) else {
             self.dropped_total += 1;
             return;
         };
@@ -165,6 +187,7 @@ impl Output {
                 reported.clone_from(degradation);
             }
         }
+        self.publish();
     }
 
     /// Hands every document written from now on to the journal too.
@@ -187,7 +210,9 @@ impl Output {
                 *file = reopened;
             }
         }
+        self.retries += 1;
         self.flush();
+        self.publish();
     }
 
     /// Opens the file at its path again (logrotate moved it); stdout stays as it is.
@@ -200,7 +225,7 @@ impl Output {
 
     /// Writes to `target` from now on (what waits in the queue included).
     pub fn retarget(&mut self, target: &OutputTarget) -> Result<(), Error> {
-        self.sink = Self::open(target)?.sink;
+        self.sink = Self::open(target, self.schema)?.sink;
         self.written = 0;
         Ok(())
     }
@@ -215,9 +240,26 @@ impl Output {
         (self.dropped_total, self.queue.len())
     }
 
+    /// The sink's queue, drops and retries, for the metrics.
+    pub fn stats(&self) -> SinkStats {
+        SinkStats {
+            name: self.name(),
+            queued: u64::try_from(self.queue.len()).unwrap_or(u64::MAX),
+            dropped: self.dropped_total,
+            retries: self.retries,
+        }
+    }
+
+    /// Tells the metrics, if any, the sink's state.
+    fn publish(&self) {
+        if let Some(metrics) = &self.metrics {
+            metrics.sink(&self.stats());
+        }
+    }
+
     /// Writes `document` to stderr, for when the sink itself is unusable.
-    pub fn to_stderr(document: &Document) {
-        if let Ok(mut line) = serde_json::to_vec(document) {
+    pub fn to_stderr(&self, document: &Document) {
+        if let Ok(mut line) = self.schema.json(document) {
             line.push(b'\n');
             let _ = io::stderr().write_all(&line);
         }
@@ -288,6 +330,7 @@ mod tests {
 
     use super::*;
     use crate::format::ecs::{Host, SENSOR_STARTED};
+    use crate::metrics::tests::value;
 
     fn document() -> Document {
         Document::new(0, SENSOR_STARTED, "e-0".to_owned(), Host { name: "test".to_owned() })
@@ -296,7 +339,7 @@ mod tests {
     /// An output whose file is `/dev/full` (every write fails with ENOSPC) until it is
     /// reopened at `path`.
     fn full_until_reopened(path: &Path) -> Output {
-        let mut output = Output::open(&OutputTarget::File(path.to_owned())).unwrap();
+        let mut output = Output::open(&OutputTarget::File(path.to_owned()), Schema::Ecs).unwrap();
         output.sink = Sink::File { path: path.to_owned(), file: open_file(Path::new("/dev/full")).unwrap() };
         output
     }
@@ -333,6 +376,29 @@ mod tests {
         assert_eq!(output.undelivered(), (3, QUEUE_LIMIT));
         let degradation = output.degradation.clone().unwrap();
         assert_eq!((degradation.failed, degradation.dropped), (u64::try_from(QUEUE_LIMIT).unwrap() + 3, 3));
+    }
+
+    #[test]
+    fn the_metrics_count_each_document_and_see_the_queue_drops_and_retries() {
+        let metrics = Metrics::default();
+        let mut output = full_until_reopened(Path::new("/dev/full"));
+        output.count_in(Some(metrics.clone()));
+        for _ in 0..QUEUE_LIMIT + 2 {
+            output.write(&document());
+        }
+        output.retry_at = Instant::now();
+        output.retry();
+        let text = metrics.exposition();
+        let series = |name: &str| value(&text, &format!("{name}{{sink=\"/dev/full\"}}"));
+        assert_eq!(
+            series("vigie_sink_queue_depth"),
+            Some(f64::from(u32::try_from(QUEUE_LIMIT).unwrap())),
+            "{text}"
+        );
+        assert_eq!(series("vigie_sink_dropped_total"), Some(2.0), "{text}");
+        assert_eq!(series("vigie_sink_retries_total"), Some(1.0), "{text}");
+        let documents = value(&text, r#"vigie_documents_total{kind="state",action="sensor-started"}"#);
+        assert_eq!(documents, Some(f64::from(u32::try_from(QUEUE_LIMIT).unwrap() + 2)), "{text}");
     }
 
     #[test]

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 
-use super::venv::Venv;
 use super::{child, client};
+use crate::venv::Venv;
 
 /// The homeserver's name; nothing resolves it, federation is off.
 pub const SERVER_NAME: &str = "vigie.test";

@@ -53,6 +53,11 @@ impl Lab {
     pub fn allowed_arg(&self) -> String {
         self.allowed_load.display().to_string()
     }
+
+    /// Where the agents of the bench keep their journal.
+    pub fn journal_arg(&self) -> String {
+        self.dir.join("journal.db").display().to_string()
+    }
 }
 
 impl Drop for Lab {

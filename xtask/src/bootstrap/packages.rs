@@ -35,6 +35,8 @@ const REQUIRED_COMMANDS: &[(&str, &str)] = &[
     ("taskset", "util-linux"),
     // An allowed reader under ptrace is not allowed.
     ("strace", "strace"),
+    // The metrics suite: Prometheus scrapes the agent on loopback.
+    ("prometheus", "prometheus"),
 ];
 
 /// Reports each required command; as root, apt-installs the packages of missing ones.
