@@ -77,6 +77,12 @@ pub struct KernelOffsets {
     pub task_struct_self_exec_id: u32,
     pub sock_sk_socket: u32,
     pub socket_file: u32,
+    pub msghdr_msg_iter: u32,
+    pub iov_iter_iter_type: u32,
+    pub iov_iter_iov_offset: u32,
+    /// `ubuf` and `__iov` share this offset (a union).
+    pub iov_iter_ubuf: u32,
+    pub iov_iter_count: u32,
     /// Not an offset: taint older than this stops counting (0: the process's lifetime).
     pub taint_window_ns: u64,
 }

@@ -179,8 +179,11 @@ pub mod counter {
     /// Whether the agent found store servers (`STORE_SERVERS`): zero lets socket deliveries
     /// skip looking their sender up (a gate in `GATES`).
     pub const STORE_SERVERS: u32 = 8;
+    /// Whether the agent has trusted a service's process (`TRUSTED_PIDS`): zero lets every
+    /// TCP send skip looking its sender up (a gate in `GATES`, opened for good by the first).
+    pub const TRUSTED_SERVICES: u32 = 9;
     /// Number of counters.
-    pub const COUNT: u32 = 9;
+    pub const COUNT: u32 = 10;
 }
 
 /// Slots of the socket write copiers in `SOCKET_WRITE`, the program array `sys_enter`

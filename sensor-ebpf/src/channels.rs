@@ -464,7 +464,7 @@ fn is_read(id: i64) -> bool {
 /// destinations by). Both ends are asked: a socket in another network namespace (a container,
 /// a test's remote host) whose peer is this host's address is not a local channel.
 #[inline(always)]
-fn peer_is_local(sk: *const u8, family: u16) -> bool {
+pub fn peer_is_local(sk: *const u8, family: u16) -> bool {
     let Some(peer) = address(sk, family, Side::Peer) else { return false };
     let v4_mapped = peer[..10].iter().all(|&b| b == 0) && peer[10] == 0xff && peer[11] == 0xff;
     if peer == LOOPBACK6 || (v4_mapped && peer[12] == 127) {

@@ -76,6 +76,11 @@ pub(crate) static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     task_struct_self_exec_id: 0,
     sock_sk_socket: 0,
     socket_file: 0,
+    msghdr_msg_iter: 0,
+    iov_iter_iter_type: 0,
+    iov_iter_iov_offset: 0,
+    iov_iter_ubuf: 0,
+    iov_iter_count: 0,
     taint_window_ns: 0,
 };
 

@@ -107,6 +107,12 @@ pub static TLS_CALLS: LruHashMap<u64, u64> = LruHashMap::with_max_entries(16_384
 #[map]
 pub static SOCKET_WRITE: ProgramArray = ProgramArray::with_max_entries(copier::COUNT, 0);
 
+/// Trusted services' TCP sends under way: by pid_tgid, the `struct msghdr` of the thread's
+/// call whose first pass was copied; removed when the call returns. LRU: an entry whose call
+/// never returned through `sock_sendmsg` is evicted.
+#[map]
+pub static SERVICE_SENDS: LruHashMap<u64, u64> = LruHashMap::with_max_entries(16_384, 0);
+
 /// The vectored call being copied on this CPU, between the tail calls of one syscall entry.
 #[map]
 pub static VECTORED: PerCpuArray<Vectored> = PerCpuArray::with_max_entries(1, 0);

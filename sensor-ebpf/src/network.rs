@@ -15,8 +15,8 @@ use crate::{
     channels,
     emit::{self, header},
     kernel::{offsets, read},
-    maps::SEND_TOTALS,
-    stores, taint, tls,
+    maps::{GATES, SEND_TOTALS},
+    outbound, stores, taint, tls,
 };
 
 const TCP_SYN_SENT: i32 = 2;
@@ -206,6 +206,23 @@ pub fn socket_received(ctx: BtfTracePointContext) -> i32 {
     0
 }
 
+/// `tcp_sendmsg_locked(sk, msg, skb, size_goal)`: every pass of a TCP send's copy loop, in the
+/// sender's context, with the sender's buffer: a trusted service's sends off the host are copied
+/// here (`outbound::service_tcp_send`). Until a service is trusted it stops at an array read.
+#[btf_tracepoint(function = "tcp_sendmsg_locked")]
+pub fn service_send(ctx: BtfTracePointContext) -> i32 {
+    if services_trusted() {
+        let _ = outbound::service_tcp_send(ctx.arg(0), ctx.arg(1));
+    }
+    0
+}
+
+/// Whether the agent has trusted any service's process (an array read).
+#[inline(always)]
+fn services_trusted() -> bool {
+    GATES.get(counter::TRUSTED_SERVICES).copied().unwrap_or(0) != 0
+}
+
 /// `sock_send_length(sk, ret, flags)` as a raw tracepoint: every `sock_sendmsg` (write,
 /// send*, sendfile and splice into a socket, io_uring sends) in the sender's context. What a
 /// tainted process sends on a unix socket taints its peer; on an IP socket its bytes are
@@ -215,6 +232,9 @@ pub fn socket_received(ctx: BtfTracePointContext) -> i32 {
 pub fn sock_send_length(ctx: RawTracePointContext) -> i32 {
     if tls::calls_pending() {
         let _ = tls::sent_within_call(ctx.arg(0));
+    }
+    if services_trusted() {
+        outbound::service_send_done();
     }
     let sent: i32 = ctx.arg(1);
     if sent > 0 {

@@ -8,15 +8,15 @@ use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, generated::bpf_probe_read_user},
 };
 use sensor_common::{
-    counter, send_path, sender, EventKind, OutboundEvent, Taint, OUTBOUND_CHUNK, OUTBOUND_CHUNKS,
+    counter, send_path, sender, transport, EventKind, OutboundEvent, Taint, OUTBOUND_CHUNK, OUTBOUND_CHUNKS,
     OUTBOUND_HEADER_LEN,
 };
 
 use crate::{
-    allowance,
+    allowance, channels,
     emit::{self, header},
-    kernel::{fd_file, file_type, socket_sock, S_IFSOCK},
-    maps::{COUNTERS, EVENTS, OUTBOUND_SCRATCH, VECTORED},
+    kernel::{fd_file, file_type, offsets, read, socket_sock, S_IFSOCK},
+    maps::{COUNTERS, EVENTS, OUTBOUND_SCRATCH, SERVICE_SENDS, VECTORED},
     network::{self, Peer},
     taint, tls,
 };
@@ -42,6 +42,73 @@ pub fn socket_write(fd: u32, buf: u64, len: u64) -> Result<(), i32> {
         copy(record, buf, len);
     }
     Ok(())
+}
+
+/// `iov_iter.iter_type` of one user buffer (`write`, `send`, `sendto`).
+const ITER_UBUF: u8 = 0;
+/// `iov_iter.iter_type` of user iovecs (`writev`, `sendmsg`), the array being the kernel's copy.
+const ITER_IOVEC: u8 = 1;
+
+/// A TCP send of `msg` on `sk` (`tcp_sendmsg_locked`, once per pass of the kernel's copy loop),
+/// copied if the sender is a trusted service's process, at the call's first pass: the syscall
+/// programs that copy tainted processes' sends are not attached for services. Left alone:
+/// sends inside a TLS write and TLS records (their plaintext was copied at the TLS write), and
+/// sends to this host (the homeserver answering its reverse proxy is its job). Of user iovecs
+/// the current one is copied, the bytes of the others counted.
+#[inline(always)]
+pub fn service_tcp_send(sk: *const u8, msg: *const u8) -> Result<(), i32> {
+    if !allowance::current_is_trusted_service() || tls::in_call() {
+        return Ok(());
+    }
+    let thread = bpf_get_current_pid_tgid();
+    // SAFETY: the value is compared at once.
+    if unsafe { SERVICE_SENDS.get(thread) }.is_some_and(|&pass| pass == msg as u64) {
+        return Ok(());
+    }
+    taint::counted(SERVICE_SENDS.insert(thread, msg as u64, 0))?;
+    let peer = network::peer(sk)?;
+    if channels::peer_is_local(sk, peer.family) {
+        return Ok(());
+    }
+    let off = offsets();
+    let iter = msg.wrapping_add(off.msghdr_msg_iter as usize);
+    let left: u64 = read(iter, off.iov_iter_count)?;
+    let skipped: u64 = read(iter, off.iov_iter_iov_offset)?;
+    let (buf, len) = match read::<u8>(iter, off.iov_iter_iter_type)? {
+        ITER_UBUF => (read::<u64>(iter, off.iov_iter_ubuf)? + skipped, left),
+        ITER_IOVEC => {
+            let iov: *const u8 = read(iter, off.iov_iter_ubuf)?;
+            let (base, segment): (u64, u64) = (read(iov, 0)?, read(iov, 8)?);
+            (base + skipped, segment.saturating_sub(skipped).min(left))
+        }
+        _ => return Ok(()),
+    };
+    if is_tls_record(buf) {
+        return Ok(());
+    }
+    let record = start(sender::TRUSTED, Taint::default(), send_path::SOCKET, left)?;
+    record.transport = transport::TCP;
+    set_destination(record, &peer);
+    copy(record, buf, len);
+    count_uncopied(left - len);
+    Ok(())
+}
+
+/// A thread's TCP send is over (`sock_send_length`): its next pass of `tcp_sendmsg_locked`
+/// starts a new call.
+#[inline(always)]
+pub fn service_send_done() {
+    let thread = bpf_get_current_pid_tgid();
+    if SERVICE_SENDS.get_ptr(thread).is_some() {
+        let _ = SERVICE_SENDS.remove(thread);
+    }
+}
+
+/// Whether the bytes at user address `buf` start a TLS record: a content type (change cipher
+/// spec, alert, handshake, application data) and major version 3.
+#[inline(always)]
+fn is_tls_record(buf: u64) -> bool {
+    user::<[u8; 2]>(buf).is_ok_and(|[kind, major]| (20..=23).contains(&kind) && major == 3)
 }
 
 /// Iovecs of one vectored call whose bytes are copied, one program run each (tail calls, so

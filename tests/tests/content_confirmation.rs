@@ -191,16 +191,17 @@ fn gate(dir: &Path) -> Result<std::path::PathBuf> {
     Ok(path)
 }
 
-/// curl, trusted as a service, may read the secret; it sends the value off the host over TLS.
-/// It carries no taint, so only the value tells: one alert, critical, its own origin.
-#[test]
-#[ignore = "needs root and BPF: run with cargo xtask test"]
-fn a_trusted_service_sending_its_secret_value_off_the_host_is_alerted() -> Result<()> {
+/// curl, trusted as a service, may read the secret; it sends the value off the host over TLS
+/// (`tls`: its plaintext seen at the TLS write) or plain HTTP (seen where the kernel takes the
+/// bytes of a TCP send). It carries no taint, so only the value tells: one alert, critical,
+/// its own origin.
+fn trusted_service_sending_its_secret_value_is_alerted(tls: bool, path: &str) -> Result<()> {
     let lab = Lab::new(actor_exe!())?;
-    let cert = certificate(lab.dir())?;
+    let cert = if tls { Some(certificate(lab.dir())?) } else { None };
     let sensor = sensor_with_digests(&lab, &["--service", "/usr/bin/curl"])?;
-    let server = Server::start(&lab, Some(&cert))?;
+    let server = Server::start(&lab, cert.as_ref())?;
     let dest = server.addr;
+    let url = format!("{}://{dest}/", if tls { "https" } else { "http" });
     let gate = gate(lab.dir())?;
     // The first transfer waits on the gate, so the upload starts once the kernel trusts curl.
     let mut curl = Command::new("curl")
@@ -208,7 +209,7 @@ fn a_trusted_service_sending_its_secret_value_off_the_host_is_alerted() -> Resul
         .arg(format!("file://{}", gate.display()))
         .args(["--next", "-sSk", "-o", "/dev/null", "--max-time", "10", "-H", "Expect:", "-T"])
         .arg(lab.secret())
-        .arg(format!("https://{dest}/"))
+        .arg(url)
         .stdin(Stdio::null())
         .spawn()?;
     let pid = curl.id();
@@ -220,9 +221,21 @@ fn a_trusted_service_sending_its_secret_value_off_the_host_is_alerted() -> Resul
     let alert = expect_confirmed(&sensor, pid, "raw")?;
     assert_eq!(alert::origin_pid(&alert), Some(pid), "the service holds it by right: {alert:#}");
     assert_eq!(alert::file_path(&alert), lab.secret().to_str(), "{alert:#}");
-    wait_for_stream(&sensor, pid, "TrustedService", "openssl", dest, received)?;
+    wait_for_stream(&sensor, pid, "TrustedService", path, dest, received)?;
     let by_curl = sensor.lines_matching(alert::is_exfiltration_by(pid));
     assert_eq!(by_curl.len(), 1, "no data-flow alert for a trusted reader: {by_curl:#?}");
     assert_never_printed(&sensor, &[secret_value(&lab)?]);
     Ok(())
+}
+
+#[test]
+#[ignore = "needs root and BPF: run with cargo xtask test"]
+fn a_trusted_service_sending_its_secret_value_off_the_host_is_alerted() -> Result<()> {
+    trusted_service_sending_its_secret_value_is_alerted(true, "openssl")
+}
+
+#[test]
+#[ignore = "needs root and BPF: run with cargo xtask test"]
+fn a_trusted_service_sending_its_secret_value_over_plain_http_is_alerted() -> Result<()> {
+    trusted_service_sending_its_secret_value_is_alerted(false, "socket")
 }

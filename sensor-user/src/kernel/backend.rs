@@ -103,6 +103,10 @@ pub const PAGE_CACHE: [BtfProgram; 9] = [
 /// channel programs (a reader that sends first is caught holding the marked socket).
 pub const SOCKET_FOLLOWERS: [BtfProgram; 2] =
     [("socket_fed", "sock", "sk_data_ready"), ("socket_received", "sock", "sock_recv_length")];
+/// A trusted service's TCP sends, with their buffer, where the kernel has the tracepoint
+/// (`tcp_sendmsg_locked` appeared in Linux 6.7): attached always, in both backends; until a
+/// service is trusted it returns at a gate.
+pub const SERVICE_SENDS: BtfProgram = ("service_send", "tcp", "tcp_sendmsg_locked");
 /// How many of [`SOCKET_FOLLOWERS`], from the first, stay attached in the steady state.
 pub const SOCKET_FOLLOWERS_ALWAYS: usize = 1;
 

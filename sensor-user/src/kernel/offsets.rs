@@ -88,6 +88,11 @@ pub fn from_btf(path: &Path) -> Result<KernelOffsets, Error> {
         task_struct_self_exec_id: field("task_struct", "self_exec_id")?,
         sock_sk_socket: field("sock", "sk_socket")?,
         socket_file: field("socket", "file")?,
+        msghdr_msg_iter: field("msghdr", "msg_iter")?,
+        iov_iter_iter_type: field("iov_iter", "iter_type")?,
+        iov_iter_iov_offset: field("iov_iter", "iov_offset")?,
+        iov_iter_ubuf: field("iov_iter", "ubuf")?,
+        iov_iter_count: field("iov_iter", "count")?,
         taint_window_ns: 0,
     })
 }

@@ -24,8 +24,8 @@ use sensor_common::{
 };
 
 use super::backend::{
-    self, Backend, Choice, Selected, CGROUP_SOCK_ADDR, PAGE_CACHE, RAW_TRACEPOINTS, SOCKET_FOLLOWERS,
-    SOCKET_FOLLOWERS_ALWAYS, SOCKET_WRITE_COPIERS, SYSCALL_HOOKS, TRACEPOINTS,
+    self, Backend, Choice, Selected, CGROUP_SOCK_ADDR, PAGE_CACHE, RAW_TRACEPOINTS, SERVICE_SENDS,
+    SOCKET_FOLLOWERS, SOCKET_FOLLOWERS_ALWAYS, SOCKET_WRITE_COPIERS, SYSCALL_HOOKS, TRACEPOINTS,
 };
 use super::mapped_tls::Sites;
 use super::tls_libraries::{self, TLS_LIBRARIES};
@@ -267,6 +267,7 @@ impl Sensor {
                 let exec_id = exec_id.unwrap_or(ANY_EXEC);
                 let value = TrustedProcess { label, _pad: 0, start_tick, exec_id };
                 trusted.insert(pid, value, 0).map_err(trusted_error)?;
+                self.set_gate(counter::TRUSTED_SERVICES, 1)?;
                 let tainted_error = map_error(map_name::TAINTED);
                 let mut tainted = hash_map_mut::<u32, Taint>(&mut self.ebpf, map_name::TAINTED)?;
                 match tainted.get(&pid, 0) {
@@ -512,6 +513,14 @@ fn attach_backend(ebpf: &mut Ebpf, choice: Choice) -> Result<(Selected, bool), E
     if let Err(why) = sockets {
         selected.reason =
             format!("{}; unix datagrams to a path and loopback relays not followed: {why}", selected.reason);
+    }
+    let service_sends = match (backend::missing_tracepoint(tracefs, &[SERVICE_SENDS]), &btf) {
+        (Some(missing), _) => Err(missing),
+        (None, Err(err)) => Err(err.to_string()),
+        (None, Ok(btf)) => load_btf_programs(ebpf, btf, &[SERVICE_SENDS], true).map_err(|e| e.to_string()),
+    };
+    if let Err(why) = service_sends {
+        selected.reason = format!("{}; trusted services' plain TCP sends not copied: {why}", selected.reason);
     }
     Ok((selected, socket_followers))
 }

