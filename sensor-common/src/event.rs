@@ -23,6 +23,9 @@ pub enum EventKind {
     Connect = 5,
     Derived = 6,
     Outbound = 7,
+    /// A [`TaintEvent`] of a process that may open the secret (an allowed reader or a trusted
+    /// service): reported once per process and secret, not tainting.
+    AllowedRead = 8,
 }
 
 impl EventKind {
@@ -37,6 +40,7 @@ impl EventKind {
             5 => Some(Self::Connect),
             6 => Some(Self::Derived),
             7 => Some(Self::Outbound),
+            8 => Some(Self::AllowedRead),
             _ => None,
         }
     }

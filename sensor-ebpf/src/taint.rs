@@ -152,6 +152,23 @@ pub fn acquire_by(
     Ok(())
 }
 
+/// The current process, which may open secrets, took in `source`'s secret through `fd` from
+/// `file`: reported once per process (by its start time) and secret, for the record of who
+/// reads the secrets; it taints nothing.
+#[inline(always)]
+pub fn allowed_read(source: Taint, fd: u32, file: FileId) -> Result<(), i32> {
+    let header = header(EventKind::AllowedRead);
+    let seen = ReadSeenKey { pid: header.pid, secret_id: source.secret_id };
+    let process = source.origin_start_ns;
+    // SAFETY: the value is copied out at once.
+    if unsafe { READ_SEEN.get(seen) }.copied() == Some(process) {
+        return Ok(());
+    }
+    counted(READ_SEEN.insert(seen, process, 0))?;
+    emit::output(TaintEvent { header, taint: source, fd, _pad: 0, file });
+    Ok(())
+}
+
 /// Records that process `pid` is tainted with `taint`, and opens the gate of every hook that
 /// looks for tainted processes.
 #[inline(always)]

@@ -62,6 +62,11 @@ pub fn is_secret_read_by(pid: u32) -> impl Fn(&Value) -> bool {
     move |line| text(line, "/event/action") == Some("secret-read") && process_pid(line) == Some(pid)
 }
 
+/// A `secret-read-allowed` line of process `pid`: it may open secrets, and did.
+pub fn is_allowed_read_by(pid: u32) -> impl Fn(&Value) -> bool {
+    move |line| text(line, "/event/action") == Some("secret-read-allowed") && process_pid(line) == Some(pid)
+}
+
 /// An exfiltration alert whose bytes carried a secret's value (`vigie.content`).
 #[must_use]
 pub fn is_confirmed(line: &Value) -> bool {

@@ -170,8 +170,9 @@ impl SynapseLab {
     }
 
     /// Passes a barrier, then fails if an alert came since line `start` of the sensor's output,
-    /// or a line of the start-up or since `start` is about the homeserver: trusted, its reads
-    /// are not even reported (the probes put on its TLS code are no event of its).
+    /// or a line of the start-up or since `start` is about the homeserver other than its
+    /// allowed reads (`secret-read-allowed`, once per secret): trusted, it takes in nothing
+    /// (the probes put on its TLS code are no event of its).
     ///
     /// # Errors
     /// When the barrier fails, or either was printed.
@@ -181,15 +182,18 @@ impl SynapseLab {
         let alerts = self.alerts_in(&lines[start..]);
         ensure!(alerts.is_empty(), "alerts during normal operation: {alerts:#?}");
         let synapse_pid = self.homeserver.pid();
-        let about_synapse: Vec<&Value> = lines[..self.startup_lines.min(start)]
+        let (allowed, about_synapse): (Vec<&Value>, Vec<&Value>) = lines[..self.startup_lines.min(start)]
             .iter()
             .chain(&lines[start..])
             .filter(|l| involves(l, synapse_pid))
-            .collect();
+            .partition(|l| alert::is_allowed_read_by(synapse_pid)(l));
         ensure!(
             about_synapse.is_empty(),
             "lines about the homeserver (pid {synapse_pid}): {about_synapse:#?}"
         );
+        let secrets: Vec<Option<&str>> = allowed.iter().map(|l| text(l, "/vigie/secret/name")).collect();
+        let distinct: std::collections::BTreeSet<_> = secrets.iter().collect();
+        ensure!(distinct.len() == secrets.len(), "allowed reads reported more than once: {allowed:#?}");
         Ok(())
     }
 

@@ -4,6 +4,7 @@
 //! documented types, one field has one type across all documents, and `event.id` is unique.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsStr;
 use std::fs;
 use std::time::Duration;
 
@@ -25,13 +26,14 @@ const PROCESSES: u32 = 200;
 const SERVICE: &str = "test-homeserver";
 
 /// Every `event.action` the agent has.
-const KINDS: [&str; 13] = [
+const KINDS: [&str; 14] = [
     "sensor-started",
     "output-degraded",
     "journal-degraded",
     "config-reloaded",
     "config-reload-failed",
     "secret-read",
+    "secret-read-allowed",
     "secret-derived",
     "credential-exfiltration",
     "exfiltration-progress",
@@ -91,6 +93,15 @@ fn process_memory_documents() -> Result<Vec<Value>> {
     let run = lab.actor().read(&environ).tcp(lab.remote().tcp_v4()).run()?;
     let alert = sensor.expect(alert::is_exfiltration_by(run.pid), ALERT_TIMEOUT)?;
     ensure!(alert::secret_kind(&alert) == Some("process-memory"), "{alert:#}");
+    stopped_lines(&mut sensor)
+}
+
+/// An allowed reader opens the secret: `secret-read-allowed`.
+fn allowed_read_documents() -> Result<Vec<Value>> {
+    let lab = Lab::new(actor_exe!())?;
+    let mut sensor = lab.sensor_with(&[OsStr::new("--allow-reader"), lab.actor_exe().as_os_str()])?;
+    let run = lab.actor().read(lab.secret()).run()?;
+    sensor.expect(alert::is_allowed_read_by(run.pid), ALERT_TIMEOUT)?;
     stopped_lines(&mut sensor)
 }
 
@@ -202,6 +213,7 @@ fn every_document_kind_is_valid_ecs_and_documented() -> Result<()> {
     let table = FieldsTable::load()?;
     let mut documents = file_secret_documents().context("file secret scenario")?;
     documents.extend(process_memory_documents().context("process memory scenario")?);
+    documents.extend(allowed_read_documents().context("allowed reader scenario")?);
     documents.extend(tls_probe_documents().context("mapped TLS library scenario")?);
     documents.extend(events_lost_documents().context("events lost scenario")?);
     documents.extend(config_documents().context("configuration reload scenario")?);

@@ -164,6 +164,27 @@ fn a_read_that_sent_nothing_off_the_host_is_in_the_history() -> Result<()> {
     Ok(())
 }
 
+/// An allowed reader's read taints nothing and raises nothing, and is in the history all the
+/// same, its way in named `allowed`: who read a secret, whether or not it was allowed to.
+#[test]
+#[ignore = "needs root and BPF: run with cargo xtask test"]
+fn an_allowed_readers_read_is_in_the_history() -> Result<()> {
+    let lab = Lab::new(actor_exe!())?;
+    let sensor = lab.sensor_with(&[OsStr::new("--allow-reader"), lab.actor_exe().as_os_str()])?;
+
+    let run = lab.actor().read(lab.secret()).tcp(lab.remote().tcp_v4()).run()?;
+
+    sensor.expect(alert::is_allowed_read_by(run.pid), ALERT_TIMEOUT)?;
+    lab.assert_no_alert_for(&sensor, run.pid)?;
+    stop(sensor)?;
+    let reads = history(lab.journal(), &["--secret", lab.secret().to_str().context("path")?])?;
+    let read = reads_by(&reads, run.pid);
+    ensure!(read.len() == 1, "one read by {}: {reads:#?}", run.pid);
+    ensure!(read[0].pointer("/via/kind").and_then(Value::as_str) == Some("allowed"), "{:#}", read[0]);
+    ensure!(read[0]["sent"].as_array().is_some_and(Vec::is_empty), "no alert: {:#}", read[0]);
+    Ok(())
+}
+
 #[test]
 #[ignore = "needs root and BPF: run with cargo xtask test"]
 fn a_journal_on_a_full_disk_is_reported_and_detection_goes_on() -> Result<()> {

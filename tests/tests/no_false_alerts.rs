@@ -6,7 +6,7 @@ use std::net::TcpListener;
 
 use anyhow::{ensure, Result};
 use integration_tests::host_tools::{self, quoted};
-use integration_tests::{actor_exe, Lab};
+use integration_tests::{actor_exe, alert, Lab, ALERT_TIMEOUT};
 
 #[test]
 #[ignore = "needs root and BPF: run with cargo xtask test"]
@@ -40,7 +40,13 @@ fn allowed_reader_raises_no_alert() -> Result<()> {
 
     let run = lab.actor().read(lab.secret()).tcp(lab.remote().tcp_v4()).run()?;
 
-    // The barrier's control actor is a copy at another path, so it is not allowed.
+    // The sensor saw the allowed read; the barrier's control actor is a copy at another path,
+    // so it is not allowed.
+    sensor.expect(alert::is_allowed_read_by(run.pid), ALERT_TIMEOUT)?;
+    ensure!(
+        sensor.lines_matching(alert::is_secret_read_by(run.pid)).is_empty(),
+        "the allowed reader was tainted"
+    );
     lab.assert_no_alert_for(&sensor, run.pid)
 }
 

@@ -24,7 +24,9 @@ use crate::{
 pub fn took_in(file: FileId, generation: impl Fn() -> Result<u32, i32>, fd: u32) -> Result<(), i32> {
     // SAFETY: values are copied out at once.
     let source = match unsafe { SECRETS.get(file) }.copied() {
-        Some(_) if allowance::current_may_open_secrets() => return Ok(()),
+        Some(watched) if allowance::current_may_open_secrets() => {
+            return taint::allowed_read(direct(watched.secret_id), fd, file)
+        }
         // A watched secret of the same generation; another one is a new file that got a
         // deleted secret's inode number, which may be a derived file.
         Some(watched) if watched.generation_known == 0 || watched.generation == generation()? => {

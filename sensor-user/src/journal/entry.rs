@@ -160,7 +160,7 @@ impl Entry {
                     params![run, self.timestamp, at_ns],
                 )?;
             }
-            "secret-read" => self.insert_read(tx, run, at_ns)?,
+            "secret-read" | "secret-read-allowed" => self.insert_read(tx, run, at_ns)?,
             "secret-derived" => self.insert_derived(tx, run, at_ns)?,
             "credential-exfiltration" | "exfiltration-progress" => {
                 self.insert_egress(tx, run, at_ns)?;
@@ -186,6 +186,12 @@ impl Entry {
     fn insert_read(&self, tx: &Transaction<'_>, run: &str, at_ns: i64) -> Result<(), EntryError> {
         let (process, secret) = (self.process()?, self.secret()?);
         let via = self.vigie.as_ref().and_then(|v| v.via.as_ref());
+        // An allowed read took in nothing through a channel: its way in is its allowance.
+        let via_kind = if self.event.action == "secret-read-allowed" {
+            Some("allowed")
+        } else {
+            via.map(|v| v.kind.as_str())
+        };
         self.insert_act(
             tx,
             "reads",
@@ -195,7 +201,7 @@ impl Entry {
                 ("ancestry", &self.ancestry(process)),
                 ("secret_kind", &secret.kind),
                 ("file_path", &self.file.as_ref().map(|f| &f.path)),
-                ("via_kind", &via.map(|v| &v.kind)),
+                ("via_kind", &via_kind),
                 ("via_path", &via.and_then(|v| v.path.as_ref())),
                 ("via_inode", &via.and_then(via_identity)),
             ],

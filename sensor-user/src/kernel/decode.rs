@@ -17,6 +17,8 @@ pub enum KernelEvent {
     Fork(ForkEvent),
     Exit(ExitEvent),
     Taint(TaintEvent),
+    /// A secret opened by a process that may open it: the record of who reads it, no taint.
+    AllowedRead(TaintEvent),
     Connect(ConnectEvent),
     Derived(Derived),
     Outbound(Outbound),
@@ -67,6 +69,7 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
         Some(EventKind::Fork) => read(bytes, "fork").map(KernelEvent::Fork),
         Some(EventKind::Exit) => read(bytes, "exit").map(KernelEvent::Exit),
         Some(EventKind::Taint) => read(bytes, "taint").map(KernelEvent::Taint),
+        Some(EventKind::AllowedRead) => read(bytes, "allowed read").map(KernelEvent::AllowedRead),
         Some(EventKind::Connect) => read(bytes, "connect").map(KernelEvent::Connect),
         Some(EventKind::Derived) => Ok(KernelEvent::Derived(derived(&read(bytes, "derived")?))),
         Some(EventKind::Outbound) => super::outbound::decode(bytes).map(KernelEvent::Outbound),

@@ -125,6 +125,7 @@ impl Pipeline {
                 self.taint.acquire(taint.header.pid, Touch::from(&taint.taint));
                 return self.secret_read(taint).into_iter().collect();
             }
+            KernelEvent::AllowedRead(read) => return self.allowed_read(read).into_iter().collect(),
             KernelEvent::Derived(derived) => return self.derived(derived).into_iter().collect(),
             KernelEvent::Connect(connect) => return self.connect(connect),
             KernelEvent::Outbound(outbound) => return self.outbound(outbound),
@@ -239,6 +240,21 @@ impl Pipeline {
             file: file_fields(secret),
             vigie: Some(vigie),
             ..self.document(self.kernel_time(event.header.ktime_ns), kind)
+        })
+    }
+
+    /// `secret-read-allowed`: an allowed reader or a trusted service opened a secret file.
+    fn allowed_read(&self, event: &TaintEvent) -> Option<Document> {
+        let secret = self.catalog.get(event.taint.secret_id)?;
+        let process = self.processes.get(event.header.pid);
+        let vigie =
+            Vigie { incomplete: process.is_none().then(|| vec![Missing::Process]), ..secret_vigie(secret) };
+        Some(Document {
+            process: Some(self.process_fields(event.header.pid, process)),
+            user: Some(ecs::User { id: event.header.uid.to_string() }),
+            file: file_fields(secret),
+            vigie: Some(vigie),
+            ..self.document(self.kernel_time(event.header.ktime_ns), ecs::SECRET_READ_ALLOWED)
         })
     }
 

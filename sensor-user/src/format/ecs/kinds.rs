@@ -24,6 +24,8 @@ pub const TLS_LIBRARY_PROBED: Event = of("state", "tls-library-probed", &["host"
 
 /// A process took in a secret that is a file.
 pub const SECRET_READ: Event = of("event", "secret-read", &["file"], &["access"]);
+/// An allowed reader or a trusted service opened a secret file (once per process and secret).
+pub const SECRET_READ_ALLOWED: Event = of("event", "secret-read-allowed", &["file"], &["access"]);
 /// A process took in a secret that is a trusted process's memory.
 pub const SECRET_MEMORY_READ: Event = of("event", "secret-read", &["process"], &["access"]);
 /// A process took in a secret store's data from its database server.
