@@ -28,7 +28,7 @@ use crate::{
     pipeline::{HostFacts, Pipeline},
     reload,
     rules::exfiltration::Correlator,
-    sinks::output::{News, Output},
+    sinks::output::Output,
     state::process_table::ProcessTable,
     state::secret_catalog::{Rebind, Scan, SecretCatalog},
     state::taint::TaintTable,
@@ -83,7 +83,7 @@ pub async fn run(mut settings: Settings, reload: impl Fn() -> Result<Settings, E
     store_tokens.read_now(&mut contents.1).await;
     let (mut tmpfs, tmpfs_report) = TmpfsReads::start(&catalog);
     let allowed_exes = allowed_readers::resolve(&settings)?;
-    let mut output = Output::open(&settings.output)?;
+    let mut output = Output::open(settings.output.as_ref(), &settings.sinks)?;
     // Before anything is loaded: a SIGTERM right after `sensor-started` must stop us cleanly.
     let [mut interrupt, mut terminate, mut hangup] = signals()?;
     let mut sensor = Sensor::load(&SensorSpec {
@@ -211,6 +211,7 @@ fn counters(tally: &Tally, pipeline: &Pipeline, output: &Output) -> ecs::Counter
         processes_forgotten: pipeline.processes_forgotten(),
         documents_dropped: dropped,
         documents_undelivered: u64::try_from(waiting).unwrap_or(u64::MAX),
+        sinks: output.stats(),
     }
 }
 
@@ -263,16 +264,18 @@ fn drain(
     channel_hooks.follow(sensor, pipeline)
 }
 
-/// Retries a failing output and reports its failure (on stderr, which may still be read) or
-/// its recovery (`output-degraded`, in the output itself).
+/// Retries failing sinks and reports each failure (on stderr, which may still be read) or
+/// recovery (`output-degraded`, in the output and sinks themselves).
 fn tend_output(output: &mut Output, pipeline: &Pipeline) {
     output.retry();
-    let Some(news) = output.take_news() else { return };
-    let document = pipeline
-        .state(ecs::OUTPUT_DEGRADED, Vigie { output: Some(news.report(&output.name())), ..Vigie::default() });
-    match news {
-        News::Failing(_) => Output::to_stderr(&document),
-        News::Recovered(_) => output.write(&document),
+    while let Some(news) = output.take_news() {
+        let document =
+            pipeline.state(ecs::OUTPUT_DEGRADED, Vigie { output: Some(news.report()), ..Vigie::default() });
+        if news.failing {
+            Output::to_stderr(&document);
+        } else {
+            output.write(&document);
+        }
     }
 }
 

@@ -5,7 +5,13 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use ipnet::IpNet;
 
-use crate::{config::synapse_config::Volume, kernel::backend::Choice};
+use crate::{
+    config::{
+        sink_specs::{parse_sink_url, SinkSpec},
+        synapse_config::Volume,
+    },
+    kernel::backend::Choice,
+};
 
 /// Vigie: catches credentials leaving this host.
 #[derive(Debug, Parser)]
@@ -53,6 +59,12 @@ pub struct RunArgs {
     /// Where JSON lines go: a file (appended) or `-` for stdout. Default: stdout.
     #[arg(long, value_name = "PATH")]
     pub output: Option<String>,
+
+    /// Another place documents go, as a URL: `-`, `file:///PATH`, `syslog+udp://HOST:PORT`,
+    /// `syslog+tcp://HOST:PORT`, `syslog+unix:///dev/log`, `https://…` (a webhook);
+    /// repeatable. With sinks and no `--output`, stdout is not written.
+    #[arg(long = "sink", value_name = "URL", value_parser = parse_sink_url)]
+    pub sinks: Vec<SinkSpec>,
 
     /// Taint older than this many seconds no longer alerts. Default: a process's lifetime.
     #[arg(long, value_name = "SECS")]

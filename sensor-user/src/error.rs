@@ -70,6 +70,10 @@ pub enum Error {
     /// The output sink could not be opened or written.
     #[error("output {path}: {source}")]
     Output { path: String, source: io::Error },
+
+    /// A sink could not start: its spool or its token file is unusable.
+    #[error("sink {sink}: {what}: {source}")]
+    Sink { sink: String, what: String, source: io::Error },
 }
 
 impl Error {

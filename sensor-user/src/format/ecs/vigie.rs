@@ -174,6 +174,8 @@ pub struct Counters {
     pub documents_dropped: u64,
     /// Documents still waiting for the output at stop.
     pub documents_undelivered: u64,
+    /// Each sink's counters, the output first.
+    pub sinks: Vec<crate::sinks::SinkStats>,
 }
 
 /// `vigie.output` of an `output-degraded` document: the output's health.
