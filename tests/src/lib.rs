@@ -21,6 +21,7 @@ pub mod actor;
 pub mod alert;
 pub mod bpf_objects;
 pub mod cli;
+pub mod collector;
 pub mod ecs_schema;
 pub mod host_tools;
 mod lab;
@@ -28,6 +29,7 @@ mod line_reader;
 pub mod local_interface;
 pub mod netns;
 pub mod remote_server;
+pub mod rsyslog;
 pub mod sensor;
 pub mod synapse;
 

@@ -35,6 +35,8 @@ const REQUIRED_COMMANDS: &[(&str, &str)] = &[
     ("taskset", "util-linux"),
     // An allowed reader under ptrace is not allowed.
     ("strace", "strace"),
+    // The syslog sink's daemon, started by the sinks suite on loopback.
+    ("rsyslogd", "rsyslog"),
 ];
 
 /// Reports each required command; as root, apt-installs the packages of missing ones.
