@@ -151,8 +151,9 @@ impl TryFrom<SinkTable> for SinkSpec {
                 let homeserver = required("homeserver", "matrix", table.homeserver)?;
                 check_http_url(&homeserver).map_err(|e| format!("field `homeserver`: {e}"))?;
                 let room_id = required("room_id", "matrix", table.room_id)?;
-                if !room_id.starts_with('!') || !room_id.contains(':') {
-                    return Err("field `room_id`: a room id is `!opaque:server`".to_owned());
+                // Room version 12 dropped the `:server` part: only the sigil is common to all.
+                if !room_id.starts_with('!') || room_id.len() < 2 {
+                    return Err("field `room_id`: a room id starts with `!` (not a `#` alias)".to_owned());
                 }
                 let rate_per_minute = table.rate_per_minute.unwrap_or(DEFAULT_MATRIX_RATE);
                 if rate_per_minute == 0 {
