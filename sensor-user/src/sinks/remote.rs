@@ -309,3 +309,69 @@ impl Pending {
 fn lock(health: &Mutex<Health>) -> std::sync::MutexGuard<'_, Health> {
     health.lock().unwrap_or_else(PoisonError::into_inner)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+
+    use super::*;
+    use crate::format::ecs::{Host, SENSOR_STARTED};
+
+    /// A destination that fails while `down` is set.
+    struct Flaky {
+        down: Arc<AtomicBool>,
+        pending: Pending,
+    }
+
+    impl Destination for Flaky {
+        fn keep(&mut self, item: Outgoing) -> Result<u64, SinkError> {
+            Ok(self.pending.push(item))
+        }
+
+        fn deliver(&mut self) -> Result<u64, SinkError> {
+            let down = self.down.load(Ordering::Relaxed);
+            self.pending.deliver(|_| if down { Err(std::io::Error::other("down").into()) } else { Ok(true) })
+        }
+
+        fn pending(&self) -> usize {
+            self.pending.len()
+        }
+    }
+
+    /// Looks at the sink until it has news, for at most ten seconds.
+    fn news(sink: &mut RemoteSink) -> News {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            sink.look();
+            if let Some(news) = sink.take_news() {
+                return news;
+            }
+            assert!(Instant::now() < deadline, "no news");
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    #[test]
+    fn a_failing_destination_is_news_and_its_recovery_delivers_everything_kept() {
+        let down = Arc::new(AtomicBool::new(true));
+        let flaky = Flaky { down: Arc::clone(&down), pending: Pending::default() };
+        let mut sink = RemoteSink::start("flaky".to_owned(), Format::Ecs, |_| true, flaky);
+        let document = Document::new(0, SENSOR_STARTED, "e-0".to_owned(), Host { name: "h".to_owned() });
+        sink.write(&document);
+        let failing = news(&mut sink);
+        assert!(failing.failing, "{failing:?}");
+        assert_eq!(
+            (failing.degradation.sink.as_str(), failing.degradation.error.as_str()),
+            ("flaky", "down")
+        );
+        sink.write(&document);
+
+        down.store(false, Ordering::Relaxed);
+        let recovered = news(&mut sink);
+        assert!(!recovered.failing, "{recovered:?}");
+        assert_eq!(recovered.degradation.failed, 1, "the document written while it failed");
+        let stats = sink.stats();
+        assert_eq!((stats.delivered, stats.dropped, stats.queue_depth), (2, 0, 0));
+        assert!(stats.retried >= 1, "{stats:?}");
+    }
+}

@@ -25,6 +25,9 @@ const FACILITY: u8 = 10;
 /// SD-ID of the structured data: ours, under the enterprise number RFC 5612 reserves for
 /// documentation and examples.
 const SD_ID: &str = "vigie@32473";
+/// Most bytes of one datagram (UDP's limit, less headers): a longer message is cut, its
+/// header and structured data whole, rather than refused for ever.
+const MAX_DATAGRAM: usize = 65_000;
 /// How long a TCP connect or write may take before the daemon counts as down.
 const TCP_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -82,8 +85,8 @@ fn send(connection: &mut Option<Connection>, address: &SyslogAddress, message: &
         *connection = Some(connect(address)?);
     }
     let sent = match connection {
-        Some(Connection::Udp(socket)) => socket.send(message).map(drop),
-        Some(Connection::Unix(socket)) => socket.send(message).map(drop),
+        Some(Connection::Udp(socket)) => socket.send(datagram(message)).map(drop),
+        Some(Connection::Unix(socket)) => socket.send(datagram(message)).map(drop),
         Some(Connection::Tcp(stream)) => stream.write_all(&octet_counted(message)),
         None => Ok(()),
     };
@@ -119,6 +122,15 @@ fn connect(address: &SyslogAddress) -> io::Result<Connection> {
             Connection::Unix(socket)
         }
     })
+}
+
+/// `message` cut to [`MAX_DATAGRAM`] bytes, on a character boundary.
+fn datagram(message: &[u8]) -> &[u8] {
+    if message.len() <= MAX_DATAGRAM {
+        return message;
+    }
+    let cut = (0..=MAX_DATAGRAM).rev().find(|&i| std::str::from_utf8(&message[..i]).is_ok()).unwrap_or(0);
+    &message[..cut]
 }
 
 /// RFC 6587 octet counting: the message's length in bytes, a space, the message.
@@ -235,6 +247,40 @@ mod tests {
         assert_eq!(header_field("my host\u{e9}", 255), "my_host_");
         assert_eq!(header_field("", 32), "-");
         assert_eq!(header_field(&"a".repeat(40), 32).len(), 32);
+    }
+
+    #[test]
+    fn a_long_datagram_is_cut_on_a_character_boundary() {
+        let long = format!("{}é", "a".repeat(MAX_DATAGRAM - 1));
+        assert_eq!(datagram(long.as_bytes()).len(), MAX_DATAGRAM - 1, "é does not fit whole");
+        assert_eq!(datagram(b"short"), b"short");
+    }
+
+    #[test]
+    fn a_unix_datagram_socket_receives_each_message() {
+        let path = std::env::temp_dir().join(format!("vigie-syslog-{}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let daemon = UnixDatagram::bind(&path).unwrap();
+        daemon.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut sink = start(&SyslogAddress::Unix(path.clone()), Format::Ecs);
+        let document = crate::format::ecs::Document::new(
+            0,
+            crate::format::ecs::SENSOR_STARTED,
+            "e-9".to_owned(),
+            crate::format::ecs::Host { name: "h".to_owned() },
+        );
+        sink.write(&document);
+        let mut buffer = [0; 4096];
+        let length = daemon.recv(&mut buffer).unwrap();
+        let received = std::str::from_utf8(&buffer[..length]).unwrap().to_owned();
+        assert!(received.starts_with("<86>1 1970-01-01T00:00:00.000000Z h vigie "), "{received}");
+        assert!(
+            received.contains(" sensor-started [vigie@32473 event.id=\"e-9\" event.kind=\"state\"] {"),
+            "{received}"
+        );
+        sink.close(std::time::Instant::now() + Duration::from_secs(5));
+        assert_eq!(sink.stats().delivered, 1);
+        std::fs::remove_file(&path).unwrap();
     }
 
     #[test]
