@@ -1,7 +1,9 @@
 //! Sinks against real receivers on loopback: rsyslog takes alerts over UDP and TCP as RFC 5424
 //! messages with the alert in structured data; a webhook collector that was down through three
 //! exfiltrations and an agent restart gets every alert once it is up, in order; a spool past
-//! its limit drops its oldest documents and the agent says how many.
+//! its limit drops its oldest documents and the agent says how many; a collector that never
+//! answers holds up neither alerts nor the agent's stop; a file sink rotates by size and is
+//! reopened on SIGHUP without losing a line.
 
 use std::fs;
 use std::path::Path;
@@ -179,5 +181,85 @@ fn a_full_spool_drops_its_oldest_documents_and_the_agent_says_how_many() -> Resu
     );
     let failing = sensor.stderr();
     ensure!(failing.contains("\"state\":\"failing\"") && failing.contains("Connection refused"), "{failing}");
+    Ok(())
+}
+
+/// The `event.id`s of the JSON lines of `path`, and whether every line is JSON.
+fn ids_in(path: &Path) -> Result<Vec<String>> {
+    let text = fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
+    text.lines()
+        .map(|line| id(&serde_json::from_str(line).with_context(|| format!("not JSON: {line}"))?))
+        .collect()
+}
+
+#[test]
+#[ignore = "needs root and BPF: run with cargo xtask test"]
+fn a_file_sink_rotates_by_size_and_reopens_on_a_hangup_losing_no_line() -> Result<()> {
+    let lab = Lab::new(actor_exe!())?;
+    let path = lab.dir().join("alerts.jsonl");
+    let max_bytes = 8_000;
+    let toml = format!(
+        "[[sink]]\ntype = \"file\"\npath = \"{}\"\nmax_bytes = {max_bytes}\nkeep = 20\n",
+        path.display()
+    );
+    let mut sensor = lab.sensor_with(&config(&lab, "file.toml", &toml)?)?;
+    exfiltrate(&lab, &sensor)?;
+    exfiltrate(&lab, &sensor)?;
+    let moved = lab.dir().join("alerts.jsonl.moved");
+    fs::rename(&path, &moved)?;
+    sensor.signal(libc::SIGHUP)?;
+    sensor.expect(|l| alert::is_state(l, "config-reloaded"), ALERT_TIMEOUT)?;
+    let last = exfiltrate(&lab, &sensor)?;
+    // Stopped, so that no document comes between reading the files and the output.
+    sensor.stop()?;
+    sensor.expect(alert::is_sensor_stopped, ALERT_TIMEOUT)?;
+
+    let numbered = |n: usize| lab.dir().join(format!("alerts.jsonl.{n}"));
+    let rotated = (1..=20).take_while(|&n| numbered(n).exists()).count();
+    ensure!(rotated >= 1, "{max_bytes} bytes hold fewer documents than two alerts and their reads");
+    let files: Vec<_> = (1..=rotated).map(numbered).chain([moved.clone(), path.clone()]).collect();
+    let sequence = |id: &String| id.rsplit('-').next().and_then(|n| n.parse::<u64>().ok());
+    let mut in_files = Vec::new();
+    for file in &files {
+        let mode = std::os::unix::fs::PermissionsExt::mode(&fs::metadata(file)?.permissions());
+        assert_eq!(mode & 0o777, 0o600, "{}", file.display());
+        let ids = ids_in(file)?;
+        ensure!(
+            ids.len() == 1 || fs::metadata(file)?.len() <= max_bytes,
+            "{} is over its limit",
+            file.display()
+        );
+        ensure!(ids.is_sorted_by_key(sequence), "{} holds its lines in order: {ids:?}", file.display());
+        in_files.extend(ids);
+    }
+    let mut written: Vec<String> = sensor.lines().iter().filter_map(event_id).map(str::to_owned).collect();
+    in_files.sort_by_key(sequence);
+    written.sort_by_key(sequence);
+    assert_eq!(in_files, written, "every document once, across rotations and the hangup");
+    ensure!(!ids_in(&moved)?.contains(&id(&last)?), "the alert after the hangup is not in the moved file");
+    Ok(())
+}
+
+#[test]
+#[ignore = "needs root and BPF: run with cargo xtask test"]
+fn a_collector_that_never_answers_holds_up_neither_alerts_nor_the_stop() -> Result<()> {
+    let lab = Lab::new(actor_exe!())?;
+    // Connections are taken into its backlog and never answered: each POST waits its timeout.
+    let black_hole = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = black_hole.local_addr()?.port();
+    let args = config(&lab, "webhook.toml", &webhook_config(port, &lab.dir().join("spool"), 64.0))?;
+    let mut sensor = lab.sensor_with(&args)?;
+    exfiltrate(&lab, &sensor)?;
+    exfiltrate(&lab, &sensor)?;
+
+    let status = sensor.stop()?;
+    ensure!(status.success(), "vigie stopped on SIGTERM, its sink still waiting: {status}");
+    let stopped = sensor.expect(alert::is_sensor_stopped, ALERT_TIMEOUT)?;
+    let sinks =
+        stopped.pointer("/vigie/counters/sinks").and_then(Value::as_array).context("sink counters")?;
+    let webhook =
+        sinks.iter().find(|s| s["name"] == Collector::url(port)).context("the webhook's counters")?;
+    assert_eq!(webhook["delivered"], 0, "the collector took nothing: {webhook}");
+    ensure!(webhook["queue_depth"].as_u64() >= Some(3), "the alerts wait in its spool: {webhook}");
     Ok(())
 }

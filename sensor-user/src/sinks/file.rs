@@ -265,7 +265,11 @@ fn rotate(path: &Path, keep: u32) -> io::Result<()> {
             _ => {}
         }
     }
-    fs::rename(path, numbered(1))
+    match fs::rename(path, numbered(1)) {
+        // Moved away already (logrotate): the file opened next at the path is new anyway.
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
+        moved => moved,
+    }
 }
 
 /// [`Target::write_from`] on any writer.
