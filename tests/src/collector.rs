@@ -122,10 +122,8 @@ impl Collector {
                 return Ok(documents);
             }
             if Instant::now() > deadline {
-                bail!(
-                    "the collector did not get what was expected in {timeout:?}; it got {} documents",
-                    documents.len()
-                );
+                let ids: Vec<_> = documents.iter().filter_map(event_id).collect();
+                bail!("the collector did not get what was expected in {timeout:?}; it got {ids:?}");
             }
             std::thread::sleep(POLL);
         }

@@ -141,10 +141,13 @@ fn a_full_spool_drops_its_oldest_documents_and_the_agent_says_how_many() -> Resu
     let reserved = ReservedPort::new()?;
     let port = reserved.port()?;
     let spool = lab.dir().join("spool");
-    // Less than two documents' worth: each one spooled drops the one before.
-    let args = config(&lab, "webhook.toml", &webhook_config(port, &spool, 0.001))?;
+    // About two alerts' worth: three exfiltrations do not fit, what comes once the collector
+    // is up and takes each document as it comes does.
+    let args = config(&lab, "webhook.toml", &webhook_config(port, &spool, 0.008))?;
     let sensor = lab.sensor_with(&args)?;
-    exfiltrate(&lab, &sensor)?;
+    for _ in 0..3 {
+        exfiltrate(&lab, &sensor)?;
+    }
     let started = sensor.expect(alert::is_sensor_started, ALERT_TIMEOUT)?;
 
     let collector = Collector::start(reserved, &lab.dir().join("received.jsonl"))?;
@@ -161,8 +164,9 @@ fn a_full_spool_drops_its_oldest_documents_and_the_agent_says_how_many() -> Resu
     let dropped =
         recovered.pointer("/vigie/output/documents_dropped").and_then(Value::as_u64).context("dropped")?;
     let recovered_id = id(&recovered)?;
-    let received =
-        collector.wait_for(|d| d.iter().any(|d| event_id(d) == Some(&recovered_id)), DELIVERY_TIMEOUT)?;
+    let received = collector
+        .wait_for(|d| d.iter().any(|d| event_id(d) == Some(&recovered_id)), DELIVERY_TIMEOUT)
+        .with_context(|| format!("waiting for {recovered_id}; stderr {}", sensor.stderr()))?;
 
     let received: Vec<&str> = received.iter().filter_map(event_id).collect();
     let written: Vec<Value> =

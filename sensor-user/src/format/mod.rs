@@ -15,10 +15,10 @@ pub enum Format {
     Ecs,
 }
 
-/// `document` as `format` renders it: what every sink serializes.
-pub fn render(format: Format, document: &Document) -> serde_json::Value {
+/// `document` as `format` renders it, one line of JSON: what every sink writes.
+pub fn render(format: Format, document: &Document) -> String {
     match format {
         // Our own documents always serialize (no map with non-string keys, no failing impl).
-        Format::Ecs => serde_json::to_value(document).unwrap_or_default(),
+        Format::Ecs => serde_json::to_string(document).unwrap_or_default(),
     }
 }

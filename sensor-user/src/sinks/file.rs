@@ -18,8 +18,9 @@ use std::{
 use crate::{
     config::sink_specs::Rotation,
     error::Error,
-    format::{self, ecs::Document, Format},
+    format::Format,
     sinks::{
+        outgoing::Outgoing,
         output::{Degradation, News},
         Backoff, SinkStats,
     },
@@ -119,13 +120,15 @@ impl FileSink {
         }
     }
 
+    /// The format its documents are rendered in.
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
     /// Writes one document as a line, or queues it if the sink is failing.
-    pub fn write(&mut self, document: &Document) {
-        // Our own documents always serialize; one that did not would be counted as dropped.
-        let Ok(mut line) = serde_json::to_vec(&format::render(self.format, document)) else {
-            self.dropped_total += 1;
-            return;
-        };
+    pub fn write(&mut self, item: &Outgoing) {
+        let mut line = Vec::with_capacity(item.json.len() + 1);
+        line.extend_from_slice(item.json.as_bytes());
         line.push(b'\n');
         if self.queue.len() == QUEUE_LIMIT {
             // A line written in part is finished first, or the file would hold half a line.
@@ -138,7 +141,7 @@ impl FileSink {
             self.flush();
         }
         if let Some(degradation) = &mut self.degradation {
-            degradation.note(document);
+            degradation.note(item);
             if let Some(reported) = self.news.as_mut().filter(|news| news.failing) {
                 reported.degradation.clone_from(degradation);
             }
@@ -303,10 +306,11 @@ mod tests {
     use serde_json::Value;
 
     use super::*;
-    use crate::format::ecs::{Host, SENSOR_STARTED};
+    use crate::format::ecs::{Document, Host, SENSOR_STARTED};
 
-    fn document() -> Document {
-        Document::new(0, SENSOR_STARTED, "e-0".to_owned(), Host { name: "test".to_owned() })
+    fn document() -> Outgoing {
+        let document = Document::new(0, SENSOR_STARTED, "e-0".to_owned(), Host { name: "test".to_owned() });
+        Outgoing::new(&document, Format::Ecs)
     }
 
     /// A sink whose file is `/dev/full` (every write fails with ENOSPC) until it is reopened
@@ -355,8 +359,7 @@ mod tests {
     #[test]
     fn a_file_past_its_limit_is_rotated_between_lines_keeping_the_newest() {
         let path = temp_path("rotated");
-        let line_len =
-            serde_json::to_vec(&format::render(Format::Ecs, &document())).unwrap().len() as u64 + 1;
+        let line_len = document().json.len() as u64 + 1;
         let rotation = Rotation { max_bytes: line_len * 2, keep: 2 };
         let mut output = FileSink::file(&path, Some(rotation), Format::Ecs).unwrap();
         for _ in 0..7 {

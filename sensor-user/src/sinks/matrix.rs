@@ -11,7 +11,7 @@ use zeroize::Zeroizing;
 use crate::{
     config::sink_specs::MatrixSpec,
     error::Error,
-    format::{ecs::Document, Format},
+    format::Format,
     sinks::{
         outgoing::Outgoing,
         remote::{Destination, Pending, RemoteSink},
@@ -50,8 +50,8 @@ pub fn start(spec: &MatrixSpec, format: Format) -> Result<RemoteSink, Error> {
     Ok(RemoteSink::start(name, format, is_alert, matrix))
 }
 
-fn is_alert(document: &Document) -> bool {
-    document.event.class.kind == "alert"
+fn is_alert(item: &Outgoing) -> bool {
+    item.kind == "alert"
 }
 
 struct Matrix {

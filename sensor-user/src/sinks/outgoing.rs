@@ -4,7 +4,7 @@
 
 use crate::format::{self, ecs::Document, Format};
 
-/// One document, ready to deliver.
+/// One document, ready to deliver (rendered once per format, whatever the number of sinks).
 #[derive(Debug, Clone)]
 pub struct Outgoing {
     /// `event.id`: stable, so a receiver can deduplicate what is delivered twice.
@@ -20,6 +20,8 @@ pub struct Outgoing {
     pub host: String,
     /// The alert's key fields, by their ECS names, those the document has.
     pub fields: Vec<(&'static str, String)>,
+    /// The format it is rendered in.
+    pub format: Format,
     /// The document rendered in the sink's format, as one line of JSON.
     pub json: String,
 }
@@ -47,7 +49,8 @@ impl Outgoing {
             timestamp: document.timestamp.clone(),
             host: document.host.name.clone(),
             fields,
-            json: format::render(format, document).to_string(),
+            format,
+            json: format::render(format, document),
         }
     }
 }

@@ -15,7 +15,7 @@ use crate::{
     },
     error::Error,
     format::{ecs::Document, ecs::OutputHealth, Format},
-    sinks::{file::FileSink, matrix, remote::RemoteSink, syslog, webhook, SinkStats},
+    sinks::{file::FileSink, matrix, outgoing::Outgoing, remote::RemoteSink, syslog, webhook, SinkStats},
 };
 
 /// How long the network sinks may take, when the agent stops, to deliver what they hold
@@ -38,10 +38,10 @@ pub struct Degradation {
 }
 
 impl Degradation {
-    /// Counts `document` as one the sink could not take at once.
-    pub fn note(&mut self, document: &Document) {
+    /// Counts `item` as one the sink could not take at once.
+    pub fn note(&mut self, item: &Outgoing) {
         self.failed += 1;
-        self.alerts_failed += u64::from(document.event.class.kind == "alert");
+        self.alerts_failed += u64::from(item.kind == "alert");
     }
 }
 
@@ -101,10 +101,15 @@ impl Output {
         Ok(output)
     }
 
-    /// Writes one document to every sink (a failing one queues it).
+    /// Writes one document to every sink (a failing one queues it), rendered once per format.
     pub fn write(&mut self, document: &Document) {
-        self.primary.iter_mut().chain(&mut self.files).for_each(|file| file.write(document));
-        self.remotes.iter_mut().for_each(|remote| remote.write(document));
+        let mut rendered = Vec::with_capacity(1);
+        for file in self.primary.iter_mut().chain(&mut self.files) {
+            file.write(rendered_in(&mut rendered, document, file.format()));
+        }
+        for remote in &mut self.remotes {
+            remote.write(rendered_in(&mut rendered, document, remote.format()));
+        }
     }
 
     /// Writes every document of `documents`, in order.
@@ -173,6 +178,15 @@ impl Drop for Output {
         let deadline = Instant::now() + CLOSE_GRACE;
         self.remotes.iter_mut().for_each(|remote| remote.close(deadline));
     }
+}
+
+/// `document` rendered in `format`, from `rendered` if it was already.
+fn rendered_in<'a>(rendered: &'a mut Vec<Outgoing>, document: &Document, format: Format) -> &'a Outgoing {
+    let index = rendered.iter().position(|item| item.format == format).unwrap_or_else(|| {
+        rendered.push(Outgoing::new(document, format));
+        rendered.len() - 1
+    });
+    &rendered[index]
 }
 
 fn open_primary(target: &OutputTarget) -> Result<FileSink, Error> {

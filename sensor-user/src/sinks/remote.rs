@@ -15,7 +15,7 @@ use std::{
 };
 
 use crate::{
-    format::{ecs::Document, Format},
+    format::Format,
     sinks::{
         outgoing::Outgoing,
         output::{Degradation, News},
@@ -49,7 +49,7 @@ pub trait Destination: Send + 'static {
 }
 
 /// Which documents a sink takes.
-pub type Filter = fn(&Document) -> bool;
+pub type Filter = fn(&Outgoing) -> bool;
 
 /// What the thread has done, as the event loop sees it.
 #[derive(Debug, Clone, Default)]
@@ -60,6 +60,8 @@ struct Health {
     pending: usize,
     /// The last failure, until a delivery works again.
     error: Option<String>,
+    /// The last failure, kept after a recovery: one between two looks is still reported.
+    last_error: String,
 }
 
 /// The event loop's end of a network sink.
@@ -77,7 +79,7 @@ pub struct RemoteSink {
     /// The health last looked at, to tell what changed.
     seen: Health,
     degradation: Option<Degradation>,
-    news: Option<News>,
+    news: VecDeque<News>,
 }
 
 impl RemoteSink {
@@ -96,7 +98,11 @@ impl RemoteSink {
                 let _ = done.send(());
             })
             // Without a thread the sink delivers nothing: it reads as a failing one.
-            .map_err(|error| lock(&health).error = Some(error.to_string()))
+            .map_err(|error| {
+                let mut health = lock(&health);
+                health.last_error = error.to_string();
+                health.error = Some(health.last_error.clone());
+            })
             .ok();
         Self {
             name,
@@ -109,23 +115,26 @@ impl RemoteSink {
             queue_dropped: 0,
             seen: Health::default(),
             degradation: None,
-            news: None,
+            news: VecDeque::new(),
         }
     }
 
-    /// Hands `document` to the thread, if the sink takes it; never waits.
-    pub fn write(&mut self, document: &Document) {
-        if !(self.takes)(document) {
+    /// The format its documents are rendered in.
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    /// Hands `item` to the thread, if the sink takes it; never waits.
+    pub fn write(&mut self, item: &Outgoing) {
+        if !(self.takes)(item) {
             return;
         }
         if let Some(degradation) = &mut self.degradation {
-            degradation.note(document);
+            degradation.note(item);
         }
         let Some(sender) = &self.sender else { return };
         self.queued.fetch_add(1, Ordering::Relaxed);
-        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
-            sender.try_send(Outgoing::new(document, self.format))
-        {
+        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = sender.try_send(item.clone()) {
             self.queued.fetch_sub(1, Ordering::Relaxed);
             self.queue_dropped += 1;
             let sink = self.name.clone();
@@ -136,32 +145,34 @@ impl RemoteSink {
     }
 
     /// Turns what the thread did since the last look into news: a failure (again), or the
-    /// recovery from one.
+    /// recovery from one; a failure that came and went between two looks is both.
     pub fn look(&mut self) {
         let health = lock(&self.health).clone();
-        let sink = self.name.clone();
-        if let Some(error) = &health.error {
-            if health.retried != self.seen.retried
-                || health.dropped != self.seen.dropped
-                || self.degradation.is_none()
-            {
-                let degradation =
-                    self.degradation.get_or_insert_with(|| Degradation { sink, ..Degradation::default() });
-                degradation.error.clone_from(error);
-                degradation.dropped += health.dropped - self.seen.dropped;
-                self.news =
-                    Some(News { failing: true, degradation: degradation.clone(), name: self.name.clone() });
+        let dropped = health.dropped - self.seen.dropped;
+        let failed_again = health.retried != self.seen.retried || dropped > 0;
+        if failed_again || (health.error.is_some() && self.degradation.is_none()) {
+            let sink = self.name.clone();
+            let degradation =
+                self.degradation.get_or_insert_with(|| Degradation { sink, ..Degradation::default() });
+            degradation.error.clone_from(&health.last_error);
+            degradation.dropped += dropped;
+            self.news.push_back(News {
+                failing: true,
+                degradation: degradation.clone(),
+                name: self.name.clone(),
+            });
+        }
+        if health.error.is_none() {
+            if let Some(degradation) = self.degradation.take() {
+                self.news.push_back(News { failing: false, degradation, name: self.name.clone() });
             }
-        } else if let Some(mut degradation) = self.degradation.take() {
-            degradation.dropped += health.dropped - self.seen.dropped;
-            self.news = Some(News { failing: false, degradation, name: self.name.clone() });
         }
         self.seen = health;
     }
 
-    /// The last failure or recovery not yet reported.
+    /// The oldest failure or recovery not yet reported.
     pub fn take_news(&mut self) -> Option<News> {
-        self.news.take()
+        self.news.pop_front()
     }
 
     /// The counters since start.
@@ -229,10 +240,16 @@ impl<D: Destination> Worker<D> {
         let kept = self.destination.keep(item);
         let mut health = lock(&self.health);
         match kept {
-            Ok(dropped) => health.dropped += dropped,
+            Ok(0) => {}
+            Ok(dropped) => {
+                health.dropped += dropped;
+                // Said as the failure even if the destination works: it did not keep up.
+                "no room left: the oldest documents were dropped".clone_into(&mut health.last_error);
+            }
             Err(error) => {
                 health.dropped += 1;
-                health.error = Some(error.to_string());
+                health.last_error = error.to_string();
+                health.error = Some(health.last_error.clone());
             }
         }
     }
@@ -254,7 +271,8 @@ impl<D: Destination> Worker<D> {
             }
             Err(error) => {
                 health.retried += 1;
-                health.error = Some(error.to_string());
+                health.last_error = error.to_string();
+                health.error = Some(health.last_error.clone());
                 backoff.failed()
             }
         }
@@ -315,7 +333,7 @@ mod tests {
     use std::sync::atomic::AtomicBool;
 
     use super::*;
-    use crate::format::ecs::{Host, SENSOR_STARTED};
+    use crate::format::ecs::{Document, Host, SENSOR_STARTED};
 
     /// A destination that fails while `down` is set.
     struct Flaky {
@@ -338,12 +356,13 @@ mod tests {
         }
     }
 
-    /// Looks at the sink until it has news, for at most ten seconds.
-    fn news(sink: &mut RemoteSink) -> News {
+    /// Looks at the sink until it has news of a failure (`failing`) or a recovery, for at most
+    /// ten seconds.
+    fn news(sink: &mut RemoteSink, failing: bool) -> News {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             sink.look();
-            if let Some(news) = sink.take_news() {
+            if let Some(news) = std::iter::from_fn(|| sink.take_news()).find(|news| news.failing == failing) {
                 return news;
             }
             assert!(Instant::now() < deadline, "no news");
@@ -357,8 +376,9 @@ mod tests {
         let flaky = Flaky { down: Arc::clone(&down), pending: Pending::default() };
         let mut sink = RemoteSink::start("flaky".to_owned(), Format::Ecs, |_| true, flaky);
         let document = Document::new(0, SENSOR_STARTED, "e-0".to_owned(), Host { name: "h".to_owned() });
+        let document = Outgoing::new(&document, Format::Ecs);
         sink.write(&document);
-        let failing = news(&mut sink);
+        let failing = news(&mut sink, true);
         assert!(failing.failing, "{failing:?}");
         assert_eq!(
             (failing.degradation.sink.as_str(), failing.degradation.error.as_str()),
@@ -367,11 +387,34 @@ mod tests {
         sink.write(&document);
 
         down.store(false, Ordering::Relaxed);
-        let recovered = news(&mut sink);
+        let recovered = news(&mut sink, false);
         assert!(!recovered.failing, "{recovered:?}");
         assert_eq!(recovered.degradation.failed, 1, "the document written while it failed");
         let stats = sink.stats();
         assert_eq!((stats.delivered, stats.dropped, stats.queue_depth), (2, 0, 0));
         assert!(stats.retried >= 1, "{stats:?}");
+    }
+
+    #[test]
+    fn a_failure_over_before_the_next_look_is_still_reported_and_its_recovery_too() {
+        let down = Arc::new(AtomicBool::new(true));
+        let flaky = Flaky { down: Arc::clone(&down), pending: Pending::default() };
+        let mut sink = RemoteSink::start("brief".to_owned(), Format::Ecs, |_| true, flaky);
+        let document = Document::new(0, SENSOR_STARTED, "e-0".to_owned(), Host { name: "h".to_owned() });
+        sink.write(&Outgoing::new(&document, Format::Ecs));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while sink.stats().retried == 0 {
+            assert!(Instant::now() < deadline, "never tried");
+            thread::sleep(Duration::from_millis(5));
+        }
+        down.store(false, Ordering::Relaxed);
+        while sink.stats().delivered == 0 {
+            assert!(Instant::now() < deadline, "never delivered");
+            thread::sleep(Duration::from_millis(5));
+        }
+        sink.look();
+        let (failing, recovered) = (sink.take_news().unwrap(), sink.take_news().unwrap());
+        assert!(failing.failing && !recovered.failing, "{failing:?} {recovered:?}");
+        assert_eq!(recovered.degradation.error, "down");
     }
 }

@@ -220,6 +220,7 @@ mod tests {
             timestamp: "2026-12-01T11:52:24.481857Z".to_owned(),
             host: "vm".to_owned(),
             fields: vec![("process.pid", "1095".to_owned()), ("file.path", r#"/srv/a "b"\c]d"#.to_owned())],
+            format: Format::Ecs,
             json: r#"{"event":{"id":"b-42-123-7"}}"#.to_owned(),
         }
     }
@@ -269,7 +270,7 @@ mod tests {
             "e-9".to_owned(),
             crate::format::ecs::Host { name: "h".to_owned() },
         );
-        sink.write(&document);
+        sink.write(&Outgoing::new(&document, Format::Ecs));
         let mut buffer = [0; 4096];
         let length = daemon.recv(&mut buffer).unwrap();
         let received = std::str::from_utf8(&buffer[..length]).unwrap().to_owned();
