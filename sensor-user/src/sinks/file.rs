@@ -193,9 +193,9 @@ impl FileSink {
         SinkStats {
             name: self.name(),
             delivered: self.delivered,
-            retried: self.retried,
+            retries: self.retried,
             dropped: self.dropped_total,
-            queue_depth: self.queue.len() as u64,
+            queued: self.queue.len() as u64,
         }
     }
 
@@ -353,7 +353,7 @@ mod tests {
         assert!(lines.lines().all(|l| serde_json::from_str::<Value>(l).is_ok()), "{lines}");
         std::fs::remove_file(&path).unwrap();
         assert_eq!(output.stats().delivered, 2);
-        assert_eq!(output.stats().retried, 1);
+        assert_eq!(output.stats().retries, 1);
     }
 
     #[test]
@@ -398,7 +398,7 @@ mod tests {
         for _ in 0..QUEUE_LIMIT + 3 {
             output.write(&document());
         }
-        assert_eq!((output.stats().dropped, output.stats().queue_depth), (3, QUEUE_LIMIT as u64));
+        assert_eq!((output.stats().dropped, output.stats().queued), (3, QUEUE_LIMIT as u64));
         let degradation = output.degradation.clone().unwrap();
         assert_eq!((degradation.failed, degradation.dropped), (u64::try_from(QUEUE_LIMIT).unwrap() + 3, 3));
     }

@@ -24,11 +24,11 @@ pub struct SinkStats {
     /// Documents it took.
     pub delivered: u64,
     /// Failed attempts, each retried after a backoff.
-    pub retried: u64,
+    pub retries: u64,
     /// Documents dropped undelivered: the oldest, from a full queue or spool.
     pub dropped: u64,
     /// Documents waiting now.
-    pub queue_depth: u64,
+    pub queued: u64,
 }
 
 /// Why a network sink could not deliver.

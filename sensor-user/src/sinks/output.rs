@@ -154,7 +154,7 @@ impl Output {
     /// Documents dropped undelivered since start, and those still waiting, over every sink.
     pub fn undelivered(&self) -> (u64, usize) {
         self.stats().iter().fold((0, 0), |(dropped, waiting), stats| {
-            (dropped + stats.dropped, waiting + usize::try_from(stats.queue_depth).unwrap_or(usize::MAX))
+            (dropped + stats.dropped, waiting + usize::try_from(stats.queued).unwrap_or(usize::MAX))
         })
     }
 

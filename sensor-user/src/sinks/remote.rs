@@ -181,9 +181,9 @@ impl RemoteSink {
         SinkStats {
             name: self.name.clone(),
             delivered: health.delivered,
-            retried: health.retried,
+            retries: health.retried,
             dropped: health.dropped + self.queue_dropped,
-            queue_depth: (health.pending + self.queued.load(Ordering::Relaxed)) as u64,
+            queued: (health.pending + self.queued.load(Ordering::Relaxed)) as u64,
         }
     }
 
@@ -243,8 +243,10 @@ impl<D: Destination> Worker<D> {
             Ok(0) => {}
             Ok(dropped) => {
                 health.dropped += dropped;
-                // Said as the failure even if the destination works: it did not keep up.
-                "no room left: the oldest documents were dropped".clone_into(&mut health.last_error);
+                // A destination that works did not keep up: that is the failure to report.
+                if health.error.is_none() {
+                    "no room left: the oldest documents were dropped".clone_into(&mut health.last_error);
+                }
             }
             Err(error) => {
                 health.dropped += 1;
@@ -391,8 +393,8 @@ mod tests {
         assert!(!recovered.failing, "{recovered:?}");
         assert_eq!(recovered.degradation.failed, 1, "the document written while it failed");
         let stats = sink.stats();
-        assert_eq!((stats.delivered, stats.dropped, stats.queue_depth), (2, 0, 0));
-        assert!(stats.retried >= 1, "{stats:?}");
+        assert_eq!((stats.delivered, stats.dropped, stats.queued), (2, 0, 0));
+        assert!(stats.retries >= 1, "{stats:?}");
     }
 
     #[test]
@@ -403,7 +405,7 @@ mod tests {
         let document = Document::new(0, SENSOR_STARTED, "e-0".to_owned(), Host { name: "h".to_owned() });
         sink.write(&Outgoing::new(&document, Format::Ecs));
         let deadline = Instant::now() + Duration::from_secs(10);
-        while sink.stats().retried == 0 {
+        while sink.stats().retries == 0 {
             assert!(Instant::now() < deadline, "never tried");
             thread::sleep(Duration::from_millis(5));
         }
