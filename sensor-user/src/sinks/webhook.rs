@@ -126,6 +126,73 @@ mod tests {
         assert_eq!(shown_url("http://127.0.0.1/"), "http://127.0.0.1/");
     }
 
+    /// A collector on loopback answering each request with the next of `statuses`, and the
+    /// bodies it was sent.
+    fn collector(statuses: &'static [u16]) -> (String, std::thread::JoinHandle<Vec<String>>) {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/ingest", listener.local_addr().unwrap());
+        let server = std::thread::spawn(move || {
+            let mut bodies = Vec::new();
+            for status in statuses {
+                let (stream, _) = listener.accept().unwrap();
+                let mut reader = BufReader::new(stream);
+                let mut length = 0;
+                loop {
+                    let mut line = String::new();
+                    reader.read_line(&mut line).unwrap();
+                    if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = value.trim().parse().unwrap();
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                }
+                let mut body = vec![0; length];
+                reader.read_exact(&mut body).unwrap();
+                bodies.push(String::from_utf8(body).unwrap());
+                let answer = format!("HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                reader.get_mut().write_all(answer.as_bytes()).unwrap();
+            }
+            bodies
+        });
+        (url, server)
+    }
+
+    fn outgoing(id: &str) -> Outgoing {
+        let document = crate::format::ecs::Document::new(
+            0,
+            crate::format::ecs::SENSOR_STARTED,
+            id.to_owned(),
+            crate::format::ecs::Host { name: "h".to_owned() },
+        );
+        Outgoing::new(&document, Format::Ecs)
+    }
+
+    #[test]
+    fn an_error_status_keeps_the_batch_spooled_for_the_next_try() {
+        let dir = std::env::temp_dir().join(format!("vigie-webhook-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (url, server) = collector(&[503, 200]);
+        let mut webhook = Webhook { url, agent: http_agent(), spool: Spool::open(&dir, 1 << 20).unwrap() };
+        for id in ["e-1", "e-2"] {
+            webhook.keep(outgoing(id)).unwrap();
+        }
+        assert!(matches!(webhook.deliver(), Err(SinkError::Status(503))));
+        assert_eq!(webhook.pending(), 2, "nothing removed on an error status");
+        assert_eq!(webhook.deliver().unwrap(), 2);
+        assert_eq!(webhook.pending(), 0);
+        let bodies = server.join().unwrap();
+        assert_eq!(bodies[0], bodies[1], "the same batch sent again");
+        let ids: Vec<serde_json::Value> = serde_json::from_str::<Vec<serde_json::Value>>(&bodies[1])
+            .unwrap()
+            .into_iter()
+            .map(|document| document["event"]["id"].clone())
+            .collect();
+        assert_eq!(ids, ["e-1", "e-2"]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn a_batch_is_a_json_array_of_the_documents_in_order() {
         let body = batch(&[br#"{"a":1}"#.to_vec(), br#"{"b":2}"#.to_vec()]);
