@@ -30,7 +30,7 @@ use crate::{
     pipeline::{HostFacts, Pipeline},
     reload,
     rules::exfiltration::Correlator,
-    sinks::output::{News, Output},
+    sinks::output::Output,
     state::process_table::ProcessTable,
     state::secret_catalog::{Rebind, Scan, SecretCatalog},
     state::taint::TaintTable,
@@ -217,6 +217,7 @@ fn counters(tally: &Tally, pipeline: &Pipeline, output: &Output, journal: &Journ
         documents_undelivered: u64::try_from(waiting).unwrap_or(u64::MAX),
         journal_documents_dropped: journal_dropped,
         journal_writes_failed: journal_failed,
+        sinks: output.stats(),
     }
 }
 
@@ -269,9 +270,9 @@ fn drain(
     channel_hooks.follow(sensor, pipeline)
 }
 
-/// Retries a failing output and reports its failure (on stderr, which may still be read) or
-/// its recovery (`output-degraded`, in the output itself); reports what the journal lost since
-/// the last report (`journal-degraded`).
+/// Retries failing sinks and reports each failure (on stderr, which may still be read) or
+/// recovery (`output-degraded`, in the output and sinks themselves); reports what the journal
+/// lost since the last report (`journal-degraded`).
 fn tend_output(output: &mut Output, pipeline: &Pipeline, journal: &mut Journal) {
     if let Some(health) = journal.take_news() {
         output.write(
@@ -279,19 +280,21 @@ fn tend_output(output: &mut Output, pipeline: &Pipeline, journal: &mut Journal) 
         );
     }
     output.retry();
-    let Some(news) = output.take_news() else { return };
-    let document = pipeline
-        .state(ecs::OUTPUT_DEGRADED, Vigie { output: Some(news.report(&output.name())), ..Vigie::default() });
-    match news {
-        News::Failing(_) => output.to_stderr(&document),
-        News::Recovered(_) => output.write(&document),
+    while let Some(news) = output.take_news() {
+        let document =
+            pipeline.state(ecs::OUTPUT_DEGRADED, Vigie { output: Some(news.report()), ..Vigie::default() });
+        if news.failing {
+            output.to_stderr(&document);
+        } else {
+            output.write(&document);
+        }
     }
 }
 
 /// The output and the journal of `settings`; the journal gets every document the output is
 /// given.
 fn open_outputs(settings: &Settings) -> Result<(Output, Journal), Error> {
-    let mut output = Output::open(&settings.output, settings.schema)?;
+    let mut output = Output::open(settings.output.as_ref(), settings.schema, &settings.sinks)?;
     let journal = Journal::open(settings.journal.as_ref())?;
     output.journal_to(journal.feed());
     Ok((output, journal))

@@ -78,6 +78,9 @@ pub enum Error {
     /// The metrics address (`[metrics] listen`, `--metrics`) could not be listened on.
     #[error("metrics listen address {address}: {source}")]
     MetricsListen { address: std::net::SocketAddr, source: io::Error },
+    /// A sink could not start: its spool or its token file is unusable.
+    #[error("sink {sink}: {what}: {source}")]
+    Sink { sink: String, what: String, source: io::Error },
 }
 
 impl Error {

@@ -3,8 +3,8 @@
 //! What the agent holds in user space or in maps it can update (new secrets, allowed
 //! readers, trusted networks, the output) changes live; what is frozen into the loaded
 //! programs or was read once at start (backend, ring size, taint window, services, stores,
-//! removed secrets) is named as ignored until a restart. A configuration that does not load leaves
-//! the running one in place.
+//! sinks, removed secrets) is named as ignored until a restart. A configuration that does not
+//! load leaves the running one in place.
 
 use crate::{
     config::Settings,
@@ -33,7 +33,7 @@ pub fn apply(
         reopened?;
         let exes = allowed(&fresh)?;
         if fresh.output != running.output {
-            output.retarget(&fresh.output)?;
+            output.retarget(fresh.output.as_ref())?;
         }
         Ok((fresh, exes))
     });
@@ -104,6 +104,7 @@ impl Changes {
             ("journal", running.journal != fresh.journal),
             ("metrics", running.metrics != fresh.metrics),
             ("format", running.schema != fresh.schema),
+            ("sinks", running.sinks != fresh.sinks),
         ];
         changes.applied.extend(live.into_iter().filter(|(_, changed)| *changed).map(|(name, _)| name));
         changes.ignored.extend(frozen.into_iter().filter(|(_, changed)| *changed).map(|(name, _)| name));
@@ -141,8 +142,9 @@ mod tests {
             trusted_nets: vec!["127.0.0.0/8".parse().unwrap()],
             allow_readers: Vec::new(),
             profile_allow_readers: Vec::new(),
-            output: OutputTarget::Stdout,
+            output: Some(OutputTarget::Stdout),
             schema: crate::format::Schema::Ecs,
+            sinks: Vec::new(),
             ring_buffer_bytes: 1 << 20,
             taint_window: None,
             services: Vec::new(),
@@ -164,13 +166,14 @@ mod tests {
         fresh.secret_patterns = vec!["/etc/shadow".to_owned(), "/srv/app/key.pem".to_owned()];
         fresh.trusted_nets.push("10.0.0.0/8".parse().unwrap());
         fresh.allow_readers.push(PathBuf::from("/usr/bin/backup"));
-        fresh.output = OutputTarget::File(PathBuf::from("/var/log/vigie.jsonl"));
+        fresh.output = Some(OutputTarget::File(PathBuf::from("/var/log/vigie.jsonl")));
+        fresh.sinks = vec![crate::config::sink_specs::parse_sink_url("syslog+udp://127.0.0.1:514").unwrap()];
         fresh.taint_window = Some(Duration::from_mins(1));
         fresh.journal = crate::config::journal::JournalSettings::merge(None, None, false);
         fresh.metrics = Some("127.0.0.1:9717".parse().unwrap());
         let changes = Changes::between(&settings(), &fresh);
         assert_eq!(changes.new_secrets, ["/srv/app/key.pem"]);
         assert_eq!(changes.applied, ["secrets", "trusted_nets", "allow_readers", "output"]);
-        assert_eq!(changes.ignored, ["secrets (removed)", "taint_window", "journal", "metrics"]);
+        assert_eq!(changes.ignored, ["secrets (removed)", "taint_window", "journal", "metrics", "sinks"]);
     }
 }

@@ -27,7 +27,7 @@ use anyhow::{anyhow, ensure, Context, Result};
 use serde_json::Value;
 
 pub use crate::venv::Venv;
-pub use client::{Client, Response};
+pub use client::{encode, Client, Response};
 pub use homeserver::{Homeserver, HomeserverFiles, LEAK_PATH, SERVER_NAME};
 pub use postgres::Postgres;
 pub use preview_site::{PreviewSite, INDEX_TITLE, KNOWN_GAP_TITLE};

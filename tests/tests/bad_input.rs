@@ -167,3 +167,48 @@ fn a_misshapen_homeserver_database_setting_is_named_with_file_line_and_field() -
     assert!(!exit.stderr.contains("abc") && !exit.stderr.contains("hunter2"), "a value is quoted: {exit:#?}");
     Ok(())
 }
+
+#[test]
+fn a_malformed_sink_url_is_named() -> Result<()> {
+    let (_dir, secret) = workdir()?;
+    for url in ["syslog+udp://127.0.0.1", "ftp://collector.example/", "file://relative/path"] {
+        let args = ["run", "--profile", "none", "--secret", &secret, "--sink", url];
+        assert_refused(&run_vigie(&args, None)?, &["--sink", url.trim_start_matches("syslog+")]);
+    }
+    Ok(())
+}
+
+#[test]
+fn a_bad_sink_table_is_named_with_its_line_column_and_field() -> Result<()> {
+    let (dir, secret) = workdir()?;
+    let config = dir.path().join("vigie.toml");
+    let token = dir.path().join("no-such-token");
+    for (table, line, field) in [
+        (
+            "[[sink]]\ntype = \"webhook\"\nspool_dir = \"/tmp/s\"\n",
+            2,
+            "field `url`: required for a webhook sink",
+        ),
+        (
+            "[[sink]]\ntype = \"syslog\"\naddress = \"udp://127.0.0.1:514\"\nformat = \"ocsf\"\n",
+            5,
+            "field `format`",
+        ),
+    ] {
+        fs::write(&config, format!("secrets = [{secret:?}]\n{table}"))?;
+        let exit = run_with_config(&config)?;
+        assert_refused(&exit, &[&config.display().to_string(), field, "column"]);
+        assert_names_line(&exit, &config, line);
+    }
+    // A token file that cannot be read stops the agent before it watches, naming the file only.
+    fs::write(
+        &config,
+        format!(
+            "profiles = [\"none\"]\nsecrets = [{secret:?}]\n[[sink]]\ntype = \"matrix\"\n\
+             homeserver = \"http://127.0.0.1:1\"\nroom_id = \"!r\"\naccess_token_file = {:?}\n",
+            token.display().to_string()
+        ),
+    )?;
+    assert_refused(&run_with_config(&config)?, &["matrix:!r", &token.display().to_string()]);
+    Ok(())
+}

@@ -342,3 +342,63 @@ fn synapse_every_file_its_config_points_at_is_watched() -> Result<()> {
     }
     Ok(())
 }
+
+/// How long the Matrix sink may take to post a notice once the alert is written.
+const NOTICE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
+#[test]
+#[ignore = "needs root and BPF: run with cargo xtask test"]
+fn synapse_an_agent_with_a_matrix_sink_posts_its_alert_as_a_notice_in_a_room() -> Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+
+    let world = shared()?;
+    let room = world.admin.create_room("vigie alerts")?;
+    // The sink posts as a session of its own; its token goes in a file only root reads.
+    let session = world.login_admin()?;
+    let token_file = world.lab.dir().join("matrix-token");
+    std::fs::OpenOptions::new()
+        .create_new(true)
+        .write(true)
+        .mode(0o600)
+        .open(&token_file)?
+        .write_all(session.access_token().as_bytes())?;
+    let config = world.lab.dir().join("matrix-sink.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[sink]]\ntype = \"matrix\"\nhomeserver = \"http://{}\"\nroom_id = \"{room}\"\n\
+             access_token_file = \"{}\"\n",
+            world.files.addr(),
+            token_file.display()
+        ),
+    )?;
+    let sensor = world.lab.sensor_with(&["--config".as_ref(), config.as_os_str()])?;
+
+    let run = world.lab.actor().read(world.lab.secret()).tcp(world.lab.remote().tcp_v4()).run()?;
+    let found = sensor.expect(alert::is_exfiltration_by(run.pid), ALERT_TIMEOUT)?;
+    let id = synapse::text(&found, "/event/id").context("event.id")?.to_owned();
+
+    let messages = format!("/_matrix/client/v3/rooms/{}/messages?dir=b&limit=50", synapse::encode(&room));
+    let deadline = std::time::Instant::now() + NOTICE_TIMEOUT;
+    let notice = loop {
+        let response = world.admin.call("GET", &messages, None)?;
+        ensure!(response.status == 200, "/messages: {}", response.summary());
+        let chunk = response.body["chunk"].as_array().cloned().unwrap_or_default();
+        let notice = chunk.into_iter().find(|event| {
+            synapse::text(event, "/content/msgtype") == Some("m.notice")
+                && synapse::text(event, "/content/body").is_some_and(|body| body.contains(&id))
+        });
+        if let Some(notice) = notice {
+            break notice;
+        }
+        ensure!(std::time::Instant::now() < deadline, "no notice with {id} in {room} in {NOTICE_TIMEOUT:?}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let body = synapse::text(&notice, "/content/body").unwrap_or_default();
+    ensure!(body.contains(alert::EXFILTRATION), "names the alert: {body}");
+    ensure!(body.contains(&format!("process.pid={}", run.pid)), "names the process: {body}");
+    ensure!(body.contains(&world.lab.secret().display().to_string()), "names the secret: {body}");
+    ensure!(!body.contains(session.access_token()), "never the token");
+    Ok(())
+}

@@ -5,7 +5,14 @@ use std::path::PathBuf;
 use clap::Args;
 use ipnet::IpNet;
 
-use crate::{config::synapse_config::Volume, format::Schema, kernel::backend::Choice};
+use crate::{
+    config::{
+        sink_specs::{parse_sink_url, SinkSpec},
+        synapse_config::Volume,
+    },
+    format::Schema,
+    kernel::backend::Choice,
+};
 
 /// Options of `vigie run`; each adds to what the config file says.
 #[derive(Debug, Clone, Args, Default)]
@@ -43,6 +50,12 @@ pub struct RunArgs {
     /// The schema of the documents written: `ecs` (default) or `ocsf`.
     #[arg(long = "format", value_enum, value_name = "SCHEMA")]
     pub schema: Option<Schema>,
+
+    /// Another place documents go, as a URL: `-`, `file:///PATH`, `syslog+udp://HOST:PORT`,
+    /// `syslog+tcp://HOST:PORT`, `syslog+unix:///dev/log`, `https://…` (a webhook);
+    /// repeatable. With sinks and no `--output`, stdout is not written.
+    #[arg(long = "sink", value_name = "URL", value_parser = parse_sink_url)]
+    pub sinks: Vec<SinkSpec>,
 
     /// Taint older than this many seconds no longer alerts. Default: a process's lifetime.
     #[arg(long, value_name = "SECS")]

@@ -4,6 +4,7 @@ pub mod allowed_readers;
 pub mod journal;
 pub mod profiles;
 pub mod services;
+pub mod sink_specs;
 pub mod synapse_config;
 pub mod synapse_database;
 pub mod synapse_profile;
@@ -21,6 +22,7 @@ use serde::Deserialize;
 use crate::{alert::redact, cli::RunArgs, error::Error, format::Schema, kernel::backend::Choice};
 use journal::{JournalFile, JournalSettings};
 use services::ServiceSpec;
+use sink_specs::SinkSpec;
 use synapse_config::{SynapseConfigError, Volume};
 use synapse_database::DatabaseStore;
 use synapse_profile::{SynapseOptions, SynapseProfile};
@@ -41,6 +43,9 @@ pub struct ConfigFile {
     /// The schema of the documents written: `ecs` (default) or `ocsf`.
     #[serde(rename = "format")]
     pub schema: Option<Schema>,
+    /// More places documents go (`[[sink]]` tables).
+    #[serde(default, rename = "sink")]
+    pub sinks: Vec<SinkSpec>,
     /// Taint older than this many seconds no longer alerts.
     pub taint_window_secs: Option<u64>,
     /// The kernel hook set: `auto` (default), `page-cache` or `syscalls`.
@@ -117,9 +122,12 @@ impl ConfigFile {
     }
 }
 
-/// The key being assigned at `line` (1-based), looking back over a multi-line value.
+/// The key being assigned at `line` (1-based), looking back over a multi-line value but not
+/// past the header of the table it is in.
 fn field_at(text: &str, line: usize) -> Option<&str> {
-    text.lines().take(line).collect::<Vec<_>>().into_iter().rev().find_map(|l| {
+    let lines = text.lines().take(line).collect::<Vec<_>>();
+    let in_table = lines.iter().rev().take_while(|l| !l.trim_start().starts_with('['));
+    in_table.into_iter().find_map(|l| {
         let (key, _) = l.split_once('=')?;
         let key = key.trim();
         key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_').then_some(key).filter(|k| !k.is_empty())
@@ -144,9 +152,12 @@ pub struct Settings {
     pub allow_readers: Vec<PathBuf>,
     /// Allowed readers from profiles: those not installed on this host are skipped.
     pub profile_allow_readers: Vec<PathBuf>,
-    pub output: OutputTarget,
-    /// The schema documents are written in.
+    /// The output; `None` when only sinks were configured.
+    pub output: Option<OutputTarget>,
+    /// The schema the output's documents are written in.
     pub schema: Schema,
+    /// More places documents go, from `[[sink]]` and `--sink`.
+    pub sinks: Vec<SinkSpec>,
     pub ring_buffer_bytes: u32,
     /// How long taint lasts; `None`: a process's lifetime.
     pub taint_window: Option<Duration>,
@@ -223,9 +234,13 @@ impl Settings {
         trusted_nets.extend(file.trusted_nets);
         trusted_nets.extend(args.trusted_nets);
 
+        let mut sinks = file.sinks;
+        sinks.extend(args.sinks);
+        // Stdout is the output unless sinks were configured and no output was.
         let output = match args.output.or(file.output).as_deref() {
-            None | Some("-") => OutputTarget::Stdout,
-            Some(path) => OutputTarget::File(PathBuf::from(path)),
+            None if !sinks.is_empty() => None,
+            None | Some("-") => Some(OutputTarget::Stdout),
+            Some(path) => Some(OutputTarget::File(PathBuf::from(path))),
         };
         Ok(Self {
             secret_patterns,
@@ -234,6 +249,7 @@ impl Settings {
             profile_allow_readers,
             output,
             schema: args.schema.or(file.schema).unwrap_or_default(),
+            sinks,
             ring_buffer_bytes: args.ring_buffer_bytes,
             taint_window: args
                 .taint_window
@@ -402,6 +418,72 @@ mod tests {
     }
 
     #[test]
+    fn sink_tables_parse_each_with_its_own_fields() {
+        use sink_specs::{Rotation, SinkKind, SyslogAddress};
+        let file = parse(
+            "output = \"-\"\n[[sink]]\ntype = \"syslog\"\naddress = \"tcp://127.0.0.1:514\"\n\
+             [[sink]]\ntype = \"file\"\npath = \"/var/log/v.jsonl\"\nmax_bytes = 1000\nformat = \"ecs\"\n\
+             [[sink]]\ntype = \"webhook\"\nurl = \"https://siem.example/in\"\nspool_dir = \"/s\"\nspool_max_mb = 0.5\n\
+             [[sink]]\ntype = \"matrix\"\nhomeserver = \"https://m.example/\"\nroom_id = \"!r:m.example\"\n\
+             access_token_file = \"/etc/vigie/token\"\n",
+        )
+        .unwrap();
+        let kinds: Vec<_> = file.sinks.iter().map(|s| s.kind.clone()).collect();
+        assert_eq!(kinds[0], SinkKind::Syslog(SyslogAddress::Tcp("127.0.0.1:514".into())));
+        let rotation = Some(Rotation { max_bytes: 1000, keep: 5 });
+        assert_eq!(kinds[1], SinkKind::File { path: "/var/log/v.jsonl".into(), rotation });
+        let SinkKind::Webhook(hook) = &kinds[2] else { panic!("{kinds:?}") };
+        assert_eq!((hook.spool_dir.to_str(), hook.spool_max_bytes), (Some("/s"), 524_288));
+        let SinkKind::Matrix(room) = &kinds[3] else { panic!("{kinds:?}") };
+        assert_eq!((room.homeserver.as_str(), room.rate_per_minute), ("https://m.example", 10));
+        let settings = Settings::merge(file, RunArgs::default()).unwrap();
+        assert_eq!((settings.output, settings.sinks.len()), (Some(OutputTarget::Stdout), 4));
+    }
+
+    #[test]
+    fn sinks_without_an_output_leave_stdout_alone() {
+        let args = RunArgs {
+            sinks: vec![sink_specs::parse_sink_url("syslog+udp://127.0.0.1:514").unwrap()],
+            ..RunArgs::default()
+        };
+        assert_eq!(Settings::merge(ConfigFile::default(), args).unwrap().output, None);
+    }
+
+    #[test]
+    fn a_bad_sink_table_is_named_by_file_line_column_and_field() {
+        for (text, place) in [
+            (
+                "[[sink]]\ntype = \"syslog\"\n",
+                "line 1, column 1: field `address`: required for a syslog sink",
+            ),
+            (
+                "[[sink]]\ntype = \"syslog\"\naddress = \"udp://h\"\n",
+                "field `address`: \"udp://h\": expected",
+            ),
+            (
+                "[[sink]]\ntype = \"file\"\npath = \"/x\"\nurl = \"http://h/\"\n",
+                "field `url`: belongs to a webhook sink",
+            ),
+            (
+                "secrets = []\n[[sink]]\ntype = \"pigeon\"\n",
+                "line 3, column 8: field `type`: unknown variant `pigeon`",
+            ),
+            (
+                "[[sink]]\ntype = \"file\"\npath = \"/x\"\nformat = \"cef\"\n",
+                "line 4, column 10: field `format`",
+            ),
+            (
+                "[[sink]]\ntype = \"file\"\npath = \"/x\"\ncolour = 1\n",
+                "line 4, column 1: unknown field `colour`",
+            ),
+        ] {
+            let err = parse(text).unwrap_err().to_string();
+            assert!(err.starts_with("config file /etc/vigie.toml: "), "{err}");
+            assert!(err.contains(place), "{place:?} not in {err}");
+        }
+    }
+
+    #[test]
     fn a_bad_cidr_is_reported_on_its_line() {
         let err = parse("secrets = []\n\ntrusted_nets = [\"10.0.0.0/33\"]\n").unwrap_err().to_string();
         assert!(err.contains("line 3"), "{err}");
@@ -431,7 +513,7 @@ mod tests {
         };
         let settings = Settings::merge(file, args).unwrap();
         assert_eq!(settings.secret_patterns, ["/from/file", "/from/cli"]);
-        assert_eq!(settings.output, OutputTarget::Stdout);
+        assert_eq!(settings.output, Some(OutputTarget::Stdout));
         let nets: Vec<String> = settings.trusted_nets.iter().map(ToString::to_string).collect();
         assert_eq!(nets, ["127.0.0.0/8", "::1/128", "10.0.0.0/8"]);
     }

@@ -26,3 +26,9 @@ impl Schema {
         }
     }
 }
+
+/// `document` in `schema`, one line of JSON: what every sink writes.
+pub fn render(schema: Schema, document: &ecs::Document) -> String {
+    // Our own documents always serialize (no map with non-string keys, no failing impl).
+    schema.json(document).ok().and_then(|json| String::from_utf8(json).ok()).unwrap_or_default()
+}

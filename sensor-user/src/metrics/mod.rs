@@ -25,6 +25,7 @@ use crate::{
     error::Error,
     format::ecs::{self, Document},
     kernel::{KernelGauges, Sensor},
+    sinks::SinkStats,
     system,
 };
 
@@ -67,19 +68,6 @@ struct SinkLabels {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct MapLabels {
     map: &'static str,
-}
-
-/// One sink's delivery state, as a sink reports it (`Output` today; each sink of its own later).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SinkStats {
-    /// The sink's name (`stdout`, a path).
-    pub name: String,
-    /// Documents waiting for it.
-    pub queued: u64,
-    /// Documents it never took, since start.
-    pub dropped: u64,
-    /// Times it was tried again after failing, since start.
-    pub retries: u64,
 }
 
 /// The agent's metrics; clones share them.

@@ -80,8 +80,20 @@ fn alert_latency_runs_from_the_kernel_event_to_the_write() {
 #[test]
 fn sinks_report_their_queue_and_their_growing_totals() {
     let metrics = Metrics::default();
-    metrics.sink(&SinkStats { name: "stdout".to_owned(), queued: 7, dropped: 1, retries: 4 });
-    metrics.sink(&SinkStats { name: "stdout".to_owned(), queued: 0, dropped: 5, retries: 4 });
+    metrics.sink(&SinkStats {
+        name: "stdout".to_owned(),
+        queued: 7,
+        dropped: 1,
+        retries: 4,
+        ..SinkStats::default()
+    });
+    metrics.sink(&SinkStats {
+        name: "stdout".to_owned(),
+        queued: 0,
+        dropped: 5,
+        retries: 4,
+        ..SinkStats::default()
+    });
     let text = metrics.exposition();
     assert_eq!(value(&text, r#"vigie_sink_queue_depth{sink="stdout"}"#), Some(0.0), "{text}");
     assert_eq!(value(&text, r#"vigie_sink_dropped_total{sink="stdout"}"#), Some(5.0), "{text}");

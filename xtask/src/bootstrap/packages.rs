@@ -37,6 +37,8 @@ const REQUIRED_COMMANDS: &[(&str, &str)] = &[
     ("strace", "strace"),
     // The metrics suite: Prometheus scrapes the agent on loopback.
     ("prometheus", "prometheus"),
+    // The syslog sink's daemon, started by the sinks suite on loopback.
+    ("rsyslogd", "rsyslog"),
 ];
 
 /// Reports each required command; as root, apt-installs the packages of missing ones.

@@ -180,6 +180,8 @@ pub struct Counters {
     pub journal_documents_dropped: u64,
     /// Documents (or deliveries) the journal failed to write.
     pub journal_writes_failed: u64,
+    /// Each sink's counters, the output first.
+    pub sinks: Vec<crate::sinks::SinkStats>,
 }
 
 /// `vigie.output` of an `output-degraded` document: the output's health.
