@@ -190,7 +190,7 @@ fn a_bad_sink_table_is_named_with_its_line_column_and_field() -> Result<()> {
             "field `url`: required for a webhook sink",
         ),
         (
-            "[[sink]]\ntype = \"syslog\"\naddress = \"udp://127.0.0.1:514\"\nformat = \"ocsf\"\n",
+            "[[sink]]\ntype = \"syslog\"\naddress = \"udp://127.0.0.1:514\"\nformat = \"cef\"\n",
             5,
             "field `format`",
         ),
