@@ -106,13 +106,14 @@ pub struct Env<'a> {
 
 impl Env<'_> {
     /// `vigie run` arguments watching the lab's secret, with the lab's allowed reader, keeping
-    /// its journal in the lab (as a deployed agent keeps one, not in the host's own).
+    /// its journal in the lab and writing to two sinks beside stdout (as a deployed agent
+    /// would: none of that is the host's own).
     pub fn agent_args(&self) -> Vec<String> {
-        let (secret, allowed, journal) =
-            (self.lab.secret_arg(), self.lab.allowed_arg(), self.lab.journal_arg());
-        ["--profile", "none", "--secret", &secret, "--allow-reader", &allowed, "--journal", &journal]
-            .map(str::to_owned)
-            .to_vec()
+        let (secret, allowed, journal) = (self.lab.secret_arg(), self.lab.allowed_arg(), self.lab.journal_arg());
+        let [file, syslog] = self.lab.sink_args();
+        let args = ["--profile", "none", "--secret", &secret, "--allow-reader", &allowed, "--journal", &journal];
+        let sinks = ["--output", "-", "--sink", &file, "--sink", &syslog];
+        args.iter().chain(&sinks).map(|arg| (*arg).to_owned()).collect()
     }
 }
 

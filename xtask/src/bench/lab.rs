@@ -1,11 +1,14 @@
 //! The files the workloads touch, in a folder of the bench's own that is removed at the end:
 //! an ordinary file, a watched "secret" (made-up bytes), and a copy of `vigie-load` that the
 //! agent is told is an allowed reader (identity is the inode, so the copy is allowed and the
-//! original is not).
+//! original is not). The agents also keep their journal and a file sink there, and send to a
+//! syslog receiver on loopback that reads and drops what comes: a deployed agent's load.
 
 use std::fs;
+use std::net::{SocketAddr, UdpSocket};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::thread;
 
 use anyhow::{Context, Result};
 
@@ -22,6 +25,8 @@ pub struct Lab {
     pub secret: PathBuf,
     /// A copy of `vigie-load` the agent allows (`--allow-reader`).
     pub allowed_load: PathBuf,
+    /// Where the syslog receiver listens.
+    syslog: SocketAddr,
 }
 
 impl Lab {
@@ -33,6 +38,7 @@ impl Lab {
             plain: dir.join("plain.conf"),
             secret: dir.join("secret.env"),
             allowed_load: dir.join("vigie-load-allowed"),
+            syslog: syslog_receiver()?,
             dir,
         };
         let plain: String = (0..PLAIN_BYTES).map(|i| if i % 64 == 63 { '\n' } else { 'x' }).collect();
@@ -58,6 +64,11 @@ impl Lab {
     pub fn journal_arg(&self) -> String {
         self.dir.join("journal.db").display().to_string()
     }
+
+    /// The agents' two sinks, as `--sink` URLs: a file in the lab and the syslog receiver.
+    pub fn sink_args(&self) -> [String; 2] {
+        [format!("file://{}", self.dir.join("sink.jsonl").display()), format!("syslog+udp://{}", self.syslog)]
+    }
 }
 
 impl Drop for Lab {
@@ -66,6 +77,18 @@ impl Drop for Lab {
             eprintln!("[bench] cannot remove {}: {error}", self.dir.display());
         }
     }
+}
+
+/// A UDP socket on loopback that a thread reads and drops datagrams from, for the bench's
+/// whole run (the process exits with it): a syslog daemon that keeps nothing.
+fn syslog_receiver() -> Result<SocketAddr> {
+    let socket = UdpSocket::bind("127.0.0.1:0").context("cannot bind the syslog receiver")?;
+    let addr = socket.local_addr()?;
+    thread::spawn(move || {
+        let mut datagram = vec![0; 65_536];
+        while socket.recv(&mut datagram).is_ok() {}
+    });
+    Ok(addr)
 }
 
 fn write(path: &Path, contents: &[u8]) -> Result<()> {
