@@ -294,9 +294,8 @@ fn tend_output(output: &mut Output, pipeline: &Pipeline, journal: &mut Journal) 
 /// The output and the journal of `settings`; the journal gets every document the output is
 /// given.
 fn open_outputs(settings: &Settings) -> Result<(Output, Journal), Error> {
-    let mut output = Output::open(settings.output.as_ref(), settings.schema, &settings.sinks)?;
     let journal = Journal::open(settings.journal.as_ref())?;
-    output.journal_to(journal.feed());
+    let output = Output::open(settings.output.as_ref(), settings.schema, &settings.sinks, &journal.feed())?;
     Ok((output, journal))
 }
 

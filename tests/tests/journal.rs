@@ -109,6 +109,13 @@ fn history_and_explain_tell_what_was_read_and_sent_across_a_restart() -> Result<
     ensure!(steps.first() == Some(&("read", Some(first.into()))), "the read comes first: {story:#}");
     ensure!(steps.contains(&("connect", Some(first.into()))), "then the connect: {story:#}");
     ensure!(story["destination"].as_str() == Some(dest.to_string().as_str()), "{story:#}");
+    let reached = |sink: &str| {
+        story["timeline"].as_array().into_iter().flatten().any(|s| {
+            s["kind"] == "delivered"
+                && s["what"].as_str().is_some_and(|what| what.ends_with(&format!("sink {sink}")))
+        })
+    };
+    ensure!(reached("stdout"), "the sinks it reached end the story: {story:#}");
     let timeline = query(lab.journal(), &["explain", &first_alert])?.stdout;
     ensure!(
         timeline.contains("read") && timeline.contains("connect") && timeline.contains(&dest.to_string()),

@@ -10,6 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
+use integration_tests::cli::run_vigie;
 use integration_tests::collector::{event_id, Collector, ReservedPort};
 use integration_tests::rsyslog::{self, Input, Rsyslog};
 use integration_tests::{actor_exe, alert, Lab, Sensor, ALERT_TIMEOUT};
@@ -109,7 +110,7 @@ fn a_webhook_down_through_three_alerts_and_an_agent_restart_gets_every_alert_onc
         "the first run's documents wait in the spool: {:?}",
         fs::read_dir(&spool)?.collect::<Vec<_>>()
     );
-    let second = lab.sensor_with(&args)?;
+    let mut second = lab.sensor_with(&args)?;
     let third = exfiltrate(&lab, &second)?;
     let started_again = second.expect(alert::is_sensor_started, ALERT_TIMEOUT)?;
 
@@ -131,6 +132,25 @@ fn a_webhook_down_through_three_alerts_and_an_agent_restart_gets_every_alert_onc
     ensure!(order.is_sorted(), "in the order written, across the restart: {order:?}");
     let document = received.iter().find(|d| event_id(d) == Some(&wanted[2])).context("the third alert")?;
     assert_eq!(document, &third, "the document as the output has it");
+    // The journal says which sinks each alert reached: the first run's alert, the webhook too,
+    // by the second run, from the spool.
+    second.stop()?;
+    second.expect(alert::is_sensor_stopped, ALERT_TIMEOUT)?;
+    let journal = lab.journal().display().to_string();
+    let story = run_vigie(&["explain", "--journal", &journal, "--json", &wanted[0]], None)?;
+    let story: Value = serde_json::from_str(&story.stdout).with_context(|| format!("{story:#?}"))?;
+    let sinks: Vec<&str> = story["timeline"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|step| step["kind"] == "delivered")
+        .filter_map(|step| step["what"].as_str())
+        .collect();
+    ensure!(
+        sinks.iter().any(|what| what.contains("http://127.0.0.1")),
+        "the webhook delivered it: {sinks:?}"
+    );
+    ensure!(sinks.iter().any(|what| what.ends_with("sink stdout")), "and stdout: {sinks:?}");
     Ok(())
 }
 

@@ -109,9 +109,11 @@ impl Env<'_> {
     /// its journal in the lab and writing to two sinks beside stdout (as a deployed agent
     /// would: none of that is the host's own).
     pub fn agent_args(&self) -> Vec<String> {
-        let (secret, allowed, journal) = (self.lab.secret_arg(), self.lab.allowed_arg(), self.lab.journal_arg());
+        let (secret, allowed, journal) =
+            (self.lab.secret_arg(), self.lab.allowed_arg(), self.lab.journal_arg());
         let [file, syslog] = self.lab.sink_args();
-        let args = ["--profile", "none", "--secret", &secret, "--allow-reader", &allowed, "--journal", &journal];
+        let args =
+            ["--profile", "none", "--secret", &secret, "--allow-reader", &allowed, "--journal", &journal];
         let sinks = ["--output", "-", "--sink", &file, "--sink", &syslog];
         args.iter().chain(&sinks).map(|arg| (*arg).to_owned()).collect()
     }

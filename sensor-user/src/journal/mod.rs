@@ -198,7 +198,6 @@ impl Feed {
     }
 
     /// Records that `sink` delivered the document `event_id` (for `vigie explain`).
-    #[cfg_attr(not(test), expect(dead_code, reason = "the sinks call it once they are merged"))]
     pub fn delivered(&self, event_id: &str, sink: &str) {
         let at_ns = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
         let at_ns = u64::try_from(at_ns).unwrap_or(u64::MAX);

@@ -19,6 +19,7 @@ use crate::{
     config::sink_specs::Rotation,
     error::Error,
     format::Schema,
+    journal::Feed,
     sinks::{
         outgoing::Outgoing,
         output::{Degradation, News},
@@ -69,8 +70,11 @@ pub struct FileSink {
     target: Target,
     rotation: Option<Rotation>,
     format: Schema,
-    /// Lines not yet written, oldest first; the first may be written in part.
-    queue: VecDeque<Vec<u8>>,
+    /// Lines not yet written, oldest first, each with its alert's `event.id` (none for other
+    /// documents); the first may be written in part.
+    queue: VecDeque<(Vec<u8>, Option<String>)>,
+    /// Where each alert written is recorded as delivered by this sink.
+    journal: Feed,
     /// Bytes of the queue's first line already written.
     written: usize,
     degradation: Option<Degradation>,
@@ -100,6 +104,7 @@ impl FileSink {
             rotation,
             format,
             queue: VecDeque::new(),
+            journal: Feed::default(),
             written: 0,
             degradation: None,
             news: None,
@@ -120,6 +125,11 @@ impl FileSink {
         }
     }
 
+    /// Records in `journal` every alert this sink writes from now on.
+    pub fn journal_to(&mut self, journal: Feed) {
+        self.journal = journal;
+    }
+
     /// The format its documents are rendered in.
     pub fn format(&self) -> Schema {
         self.format
@@ -136,7 +146,7 @@ impl FileSink {
             self.dropped_total += 1;
             self.degradation.get_or_insert_with(Degradation::default).dropped += 1;
         }
-        self.queue.push_back(line);
+        self.queue.push_back((line, (item.kind == "alert").then(|| item.id.clone())));
         if self.degradation.is_none() {
             self.flush();
         }
@@ -201,13 +211,15 @@ impl FileSink {
 
     /// Writes queued lines until the queue is empty or the sink fails.
     fn flush(&mut self) {
-        while let Some(len) = self.queue.front().map(Vec::len) {
+        while let Some(len) = self.queue.front().map(|(line, _)| line.len()) {
             let written = self
                 .rotate_before(len)
-                .and_then(|()| self.target.write_from(&self.queue[0], &mut self.written));
+                .and_then(|()| self.target.write_from(&self.queue[0].0, &mut self.written));
             match written {
                 Ok(()) => {
-                    self.queue.pop_front();
+                    if let Some((_, Some(alert))) = self.queue.pop_front() {
+                        self.journal.delivered(&alert, &self.name());
+                    }
                     self.written = 0;
                     self.delivered += 1;
                 }

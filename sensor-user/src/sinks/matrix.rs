@@ -12,9 +12,10 @@ use crate::{
     config::sink_specs::MatrixSpec,
     error::Error,
     format::Schema,
+    journal::Feed,
     sinks::{
         outgoing::Outgoing,
-        remote::{Destination, Pending, RemoteSink},
+        remote::{Delivered, Destination, Pending, RemoteSink},
         webhook::http_agent,
         SinkError,
     },
@@ -24,7 +25,7 @@ use crate::{
 ///
 /// # Errors
 /// When the token file cannot be read or is empty.
-pub fn start(spec: &MatrixSpec, format: Schema) -> Result<RemoteSink, Error> {
+pub fn start(spec: &MatrixSpec, format: Schema, journal: Feed) -> Result<RemoteSink, Error> {
     let name = format!("matrix:{}", spec.room_id);
     let token_error = |source| Error::Sink {
         sink: name.clone(),
@@ -47,7 +48,7 @@ pub fn start(spec: &MatrixSpec, format: Schema) -> Result<RemoteSink, Error> {
         pending: Pending::default(),
         rate: RateLimit::per_minute(spec.rate_per_minute),
     };
-    Ok(RemoteSink::start(name, format, is_alert, matrix))
+    Ok(RemoteSink::start(name, format, is_alert, matrix, journal))
 }
 
 fn is_alert(item: &Outgoing) -> bool {
@@ -68,7 +69,7 @@ impl Destination for Matrix {
         Ok(self.pending.push(item))
     }
 
-    fn deliver(&mut self) -> Result<u64, SinkError> {
+    fn deliver(&mut self) -> Result<Delivered, SinkError> {
         let Self { send_url, authorization, agent, pending, rate } = self;
         pending.deliver(|item| {
             if !rate.take() {

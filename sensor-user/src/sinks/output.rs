@@ -92,13 +92,19 @@ pub struct Output {
 impl Output {
     /// Opens the output (if any), its lines in `schema`, and every sink; a file that cannot be
     /// opened, or a sink whose spool or token cannot be read, is an error.
-    pub fn open(target: Option<&OutputTarget>, schema: Schema, sinks: &[SinkSpec]) -> Result<Self, Error> {
+    /// Each alert a sink delivers is recorded in `journal`, which also keeps every document.
+    pub fn open(
+        target: Option<&OutputTarget>,
+        schema: Schema,
+        sinks: &[SinkSpec],
+        journal: &Feed,
+    ) -> Result<Self, Error> {
         let mut output = Self {
             primary: target.map(|target| open_primary(target, schema)).transpose()?,
             files: Vec::new(),
             remotes: Vec::new(),
             schema,
-            journal: Feed::default(),
+            journal: journal.clone(),
             metrics: None,
         };
         for spec in sinks {
@@ -107,17 +113,21 @@ impl Output {
                 SinkKind::File { path, rotation } => {
                     output.files.push(FileSink::file(path, *rotation, spec.format)?);
                 }
-                SinkKind::Syslog(address) => output.remotes.push(syslog::start(address, spec.format)),
-                SinkKind::Webhook(hook) => output.remotes.push(webhook::start(hook, spec.format)?),
-                SinkKind::Matrix(room) => output.remotes.push(matrix::start(room, spec.format)?),
+                SinkKind::Syslog(address) => {
+                    output.remotes.push(syslog::start(address, spec.format, journal.clone()));
+                }
+                SinkKind::Webhook(hook) => {
+                    output.remotes.push(webhook::start(hook, spec.format, journal.clone())?);
+                }
+                SinkKind::Matrix(room) => {
+                    output.remotes.push(matrix::start(room, spec.format, journal.clone())?);
+                }
             }
         }
+        for file in output.primary.iter_mut().chain(&mut output.files) {
+            file.journal_to(journal.clone());
+        }
         Ok(output)
-    }
-
-    /// Hands every document written from now on to the journal too.
-    pub fn journal_to(&mut self, feed: Feed) {
-        self.journal = feed;
     }
 
     /// Counts every document written, and each sink's state, in `metrics` from now on.

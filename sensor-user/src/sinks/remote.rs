@@ -16,6 +16,7 @@ use std::{
 
 use crate::{
     format::Schema,
+    journal::Feed,
     sinks::{
         outgoing::Outgoing,
         output::{Degradation, News},
@@ -38,14 +39,30 @@ pub trait Destination: Send + 'static {
     /// When it cannot be kept (a spool that cannot be written): it is lost, and counted.
     fn keep(&mut self, item: Outgoing) -> Result<u64, SinkError>;
 
-    /// Delivers what is kept, oldest first, as far as it can now; the count delivered.
+    /// Delivers what is kept, oldest first, as far as it can now.
     ///
     /// # Errors
     /// When the destination failed: what is not delivered stays kept, for the next try.
-    fn deliver(&mut self) -> Result<u64, SinkError>;
+    fn deliver(&mut self) -> Result<Delivered, SinkError>;
 
     /// Items kept and not yet delivered.
     fn pending(&self) -> usize;
+}
+
+/// What one delivery took: how many documents, and the `event.id`s of the alerts among them
+/// (the journal records which sinks each alert reached).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Delivered {
+    pub count: u64,
+    pub alerts: Vec<String>,
+}
+
+impl Delivered {
+    /// Counts one document, an alert if `alert` names its `event.id`.
+    pub fn add(&mut self, alert: Option<String>) {
+        self.count += 1;
+        self.alerts.extend(alert);
+    }
 }
 
 /// Which documents a sink takes.
@@ -84,13 +101,25 @@ pub struct RemoteSink {
 
 impl RemoteSink {
     /// Starts the thread delivering to `destination` the documents `takes` accepts, rendered
-    /// in `format`.
-    pub fn start(name: String, format: Schema, takes: Filter, destination: impl Destination) -> Self {
+    /// in `format`, recording in `journal` each alert it delivered.
+    pub fn start(
+        name: String,
+        format: Schema,
+        takes: Filter,
+        destination: impl Destination,
+        journal: Feed,
+    ) -> Self {
         let (sender, documents) = mpsc::sync_channel(QUEUE_LIMIT);
         let (done, finished) = mpsc::channel();
         let queued = Arc::new(AtomicUsize::new(0));
         let health = Arc::new(Mutex::new(Health { pending: destination.pending(), ..Health::default() }));
-        let worker = Worker { destination, queued: Arc::clone(&queued), health: Arc::clone(&health) };
+        let worker = Worker {
+            name: name.clone(),
+            destination,
+            queued: Arc::clone(&queued),
+            health: Arc::clone(&health),
+            journal,
+        };
         thread::Builder::new()
             .name(format!("sink {name}"))
             .spawn(move || {
@@ -198,9 +227,11 @@ impl RemoteSink {
 
 /// The thread's end: takes documents, keeps them, delivers them.
 struct Worker<D> {
+    name: String,
     destination: D,
     queued: Arc<AtomicUsize>,
     health: Arc<Mutex<Health>>,
+    journal: Feed,
 }
 
 impl<D: Destination> Worker<D> {
@@ -261,8 +292,11 @@ impl<D: Destination> Worker<D> {
         let delivered = self.destination.deliver();
         let mut health = lock(&self.health);
         match delivered {
-            Ok(count) => {
-                health.delivered += count;
+            Ok(delivered) => {
+                health.delivered += delivered.count;
+                for alert in &delivered.alerts {
+                    self.journal.delivered(alert, &self.name);
+                }
                 health.error = None;
                 backoff.reset();
                 if self.destination.pending() == 0 {
@@ -301,22 +335,21 @@ impl Pending {
         u64::from(full)
     }
 
-    /// Delivers with `send`, oldest first, until it fails or returns false (not now); the count
-    /// delivered.
+    /// Delivers with `send`, oldest first, until it fails or returns false (not now).
     ///
     /// # Errors
     /// The first failure of `send`: that item and those after it stay.
     pub fn deliver(
         &mut self,
         mut send: impl FnMut(&Outgoing) -> Result<bool, SinkError>,
-    ) -> Result<u64, SinkError> {
-        let mut delivered = 0;
+    ) -> Result<Delivered, SinkError> {
+        let mut delivered = Delivered::default();
         while let Some(item) = self.items.front() {
             if !send(item)? {
                 break;
             }
+            delivered.add((item.kind == "alert").then(|| item.id.clone()));
             self.items.pop_front();
-            delivered += 1;
         }
         Ok(delivered)
     }
@@ -348,7 +381,7 @@ mod tests {
             Ok(self.pending.push(item))
         }
 
-        fn deliver(&mut self) -> Result<u64, SinkError> {
+        fn deliver(&mut self) -> Result<Delivered, SinkError> {
             let down = self.down.load(Ordering::Relaxed);
             self.pending.deliver(|_| if down { Err(std::io::Error::other("down").into()) } else { Ok(true) })
         }
@@ -376,7 +409,7 @@ mod tests {
     fn a_failing_destination_is_news_and_its_recovery_delivers_everything_kept() {
         let down = Arc::new(AtomicBool::new(true));
         let flaky = Flaky { down: Arc::clone(&down), pending: Pending::default() };
-        let mut sink = RemoteSink::start("flaky".to_owned(), Schema::Ecs, |_| true, flaky);
+        let mut sink = RemoteSink::start("flaky".to_owned(), Schema::Ecs, |_| true, flaky, Feed::default());
         let document = Document::new(0, SENSOR_STARTED, "e-0".to_owned(), Host { name: "h".to_owned() });
         let document = Outgoing::new(&document, Schema::Ecs);
         sink.write(&document);
@@ -401,7 +434,7 @@ mod tests {
     fn a_failure_over_before_the_next_look_is_still_reported_and_its_recovery_too() {
         let down = Arc::new(AtomicBool::new(true));
         let flaky = Flaky { down: Arc::clone(&down), pending: Pending::default() };
-        let mut sink = RemoteSink::start("brief".to_owned(), Schema::Ecs, |_| true, flaky);
+        let mut sink = RemoteSink::start("brief".to_owned(), Schema::Ecs, |_| true, flaky, Feed::default());
         let document = Document::new(0, SENSOR_STARTED, "e-0".to_owned(), Host { name: "h".to_owned() });
         sink.write(&Outgoing::new(&document, Schema::Ecs));
         let deadline = Instant::now() + Duration::from_secs(10);

@@ -13,9 +13,10 @@ use std::{
 use crate::{
     config::sink_specs::SyslogAddress,
     format::{ecs::EXFILTRATION_SEVERITY, Schema},
+    journal::Feed,
     sinks::{
         outgoing::Outgoing,
-        remote::{Destination, Pending, RemoteSink},
+        remote::{Delivered, Destination, Pending, RemoteSink},
         SinkError,
     },
 };
@@ -32,7 +33,7 @@ const MAX_DATAGRAM: usize = 65_000;
 const TCP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Starts a sink sending every document to the daemon at `address`.
-pub fn start(address: &SyslogAddress, format: Schema) -> RemoteSink {
+pub fn start(address: &SyslogAddress, format: Schema, journal: Feed) -> RemoteSink {
     let name = match address {
         SyslogAddress::Udp(host) => format!("syslog+udp://{host}"),
         SyslogAddress::Tcp(host) => format!("syslog+tcp://{host}"),
@@ -44,7 +45,7 @@ pub fn start(address: &SyslogAddress, format: Schema) -> RemoteSink {
         pending: Pending::default(),
         procid: std::process::id(),
     };
-    RemoteSink::start(name, format, |_| true, syslog)
+    RemoteSink::start(name, format, |_| true, syslog, journal)
 }
 
 /// A daemon, the connection to it (made again after a failure), and what waits for it.
@@ -66,7 +67,7 @@ impl Destination for Syslog {
         Ok(self.pending.push(item))
     }
 
-    fn deliver(&mut self) -> Result<u64, SinkError> {
+    fn deliver(&mut self) -> Result<Delivered, SinkError> {
         let Self { address, connection, pending, procid } = self;
         pending.deliver(|item| {
             send(connection, address, message(item, *procid).as_bytes())?;
@@ -263,7 +264,7 @@ mod tests {
         let _ = std::fs::remove_file(&path);
         let daemon = UnixDatagram::bind(&path).unwrap();
         daemon.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let mut sink = start(&SyslogAddress::Unix(path.clone()), Schema::Ecs);
+        let mut sink = start(&SyslogAddress::Unix(path.clone()), Schema::Ecs, Feed::default());
         let document = crate::format::ecs::Document::new(
             0,
             crate::format::ecs::SENSOR_STARTED,

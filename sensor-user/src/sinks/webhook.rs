@@ -9,9 +9,10 @@ use crate::{
     config::sink_specs::WebhookSpec,
     error::Error,
     format::Schema,
+    journal::Feed,
     sinks::{
         outgoing::Outgoing,
-        remote::{Destination, RemoteSink},
+        remote::{Delivered, Destination, RemoteSink},
         spool::Spool,
         SinkError,
     },
@@ -28,7 +29,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 ///
 /// # Errors
 /// When the spool directory cannot be created or read.
-pub fn start(spec: &WebhookSpec, format: Schema) -> Result<RemoteSink, Error> {
+pub fn start(spec: &WebhookSpec, format: Schema, journal: Feed) -> Result<RemoteSink, Error> {
     let name = shown_url(&spec.url);
     let spool = Spool::open(&spec.spool_dir, spec.spool_max_bytes).map_err(|source| Error::Sink {
         sink: name.clone(),
@@ -36,7 +37,7 @@ pub fn start(spec: &WebhookSpec, format: Schema) -> Result<RemoteSink, Error> {
         source,
     })?;
     let webhook = Webhook { url: spec.url.clone(), agent: http_agent(), spool };
-    Ok(RemoteSink::start(name, format, |_| true, webhook))
+    Ok(RemoteSink::start(name, format, |_| true, webhook, journal))
 }
 
 /// `url` as documents and errors show it: without user information or query, which may
@@ -74,8 +75,8 @@ impl Destination for Webhook {
         Ok(self.spool.push(item.json.as_bytes())?)
     }
 
-    fn deliver(&mut self) -> Result<u64, SinkError> {
-        let mut delivered = 0;
+    fn deliver(&mut self) -> Result<Delivered, SinkError> {
+        let mut delivered = Delivered::default();
         loop {
             let (documents, Some(last)) = self.spool.oldest(BATCH_DOCUMENTS, BATCH_BYTES)? else {
                 return Ok(delivered);
@@ -90,13 +91,29 @@ impl Destination for Webhook {
                 return Err(SinkError::Status(status));
             }
             self.spool.remove_through(last)?;
-            delivered += documents.len() as u64;
+            for document in &documents {
+                delivered.add(alert_id(document));
+            }
         }
     }
 
     fn pending(&self) -> usize {
         self.spool.len()
     }
+}
+
+/// The `event.id` of `document` (a spooled JSON text, ECS or OCSF) if it is an alert.
+fn alert_id(document: &[u8]) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_slice(document).ok()?;
+    let (kind, id) = match value.pointer("/event/kind") {
+        Some(kind) => (kind.as_str(), value.pointer("/event/id")),
+        // OCSF: a Detection Finding, the id in its metadata.
+        None => (
+            value["class_uid"].as_u64().filter(|&class| class == 2004).map(|_| "alert"),
+            value.pointer("/metadata/uid"),
+        ),
+    };
+    (kind == Some("alert")).then(|| id.and_then(serde_json::Value::as_str).map(str::to_owned)).flatten()
 }
 
 /// The JSON array of `documents` (each a JSON object already).
@@ -160,9 +177,13 @@ mod tests {
     }
 
     fn outgoing(id: &str) -> Outgoing {
+        outgoing_of(id, crate::format::ecs::SENSOR_STARTED)
+    }
+
+    fn outgoing_of(id: &str, event: crate::format::ecs::Event) -> Outgoing {
         let document = crate::format::ecs::Document::new(
             0,
-            crate::format::ecs::SENSOR_STARTED,
+            event,
             id.to_owned(),
             crate::format::ecs::Host { name: "h".to_owned() },
         );
@@ -175,12 +196,12 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         let (url, server) = collector(&[503, 200]);
         let mut webhook = Webhook { url, agent: http_agent(), spool: Spool::open(&dir, 1 << 20).unwrap() };
-        for id in ["e-1", "e-2"] {
-            webhook.keep(outgoing(id)).unwrap();
-        }
+        webhook.keep(outgoing("e-1")).unwrap();
+        webhook.keep(outgoing_of("e-2", crate::format::ecs::CREDENTIAL_EXFILTRATION)).unwrap();
         assert!(matches!(webhook.deliver(), Err(SinkError::Status(503))));
         assert_eq!(webhook.pending(), 2, "nothing removed on an error status");
-        assert_eq!(webhook.deliver().unwrap(), 2);
+        let delivered = webhook.deliver().unwrap();
+        assert_eq!(delivered, Delivered { count: 2, alerts: vec!["e-2".to_owned()] }, "the alert is named");
         assert_eq!(webhook.pending(), 0);
         let bodies = server.join().unwrap();
         assert_eq!(bodies[0], bodies[1], "the same batch sent again");
