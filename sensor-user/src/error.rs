@@ -13,6 +13,10 @@ pub enum Error {
     #[error("config file {path}: line {line}, column {column}: {message}")]
     ConfigInvalid { path: PathBuf, line: usize, column: usize, message: String },
 
+    /// `vigie check-config` found problems in the file, each printed as `FILE:LINE:COLUMN: what`.
+    #[error("config file {path}: {count} problem(s): not valid")]
+    ConfigRejected { path: PathBuf, count: usize },
+
     /// A profile name that is not built in.
     #[error("unknown profile {name:?} (built-in profiles: {known})")]
     UnknownProfile { name: String, known: String },

@@ -43,6 +43,8 @@ fn main() -> ExitCode {
         Command::Run(args) => run(args),
         Command::History(args) => cli::history::run(args),
         Command::Explain(args) => cli::explain::run(&args),
+        Command::CheckConfig(args) => cli::check_config::run(&args),
+        Command::Manual(args) => cli::manual::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -8,6 +8,7 @@ mod bench;
 mod bootstrap;
 mod build;
 mod command;
+mod package;
 mod privilege;
 mod run;
 mod test;
@@ -50,6 +51,9 @@ enum Task {
         #[arg(long)]
         quick: bool,
     },
+    /// Build the Debian package, `target/package/vigie_VERSION_ARCH.deb`: the release binary,
+    /// the hardened systemd unit, the commented configuration, the manual pages.
+    Package,
     /// Everything CI checks: bootstrap, fmt, clippy, build, then all tests including the
     /// privileged ones (needs root).
     Test {
@@ -65,6 +69,7 @@ fn main() -> Result<()> {
         Task::Build { release } => build::run(build::Profile::from_release_flag(release)),
         Task::Run { args } => run::run(&args),
         Task::Bench { quick } => bench::run(&if quick { bench::Plan::quick() } else { bench::Plan::full() }),
+        Task::Package => package::run().map(drop),
         Task::Test { args } => test::run(&args),
     }
 }

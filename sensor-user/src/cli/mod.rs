@@ -1,7 +1,10 @@
-//! The command line: `vigie run`, `vigie history`, `vigie explain`; one file per subcommand.
+//! The command line: `vigie run`, `vigie history`, `vigie explain`, `vigie check-config`; one
+//! file per subcommand.
 
+pub mod check_config;
 pub mod explain;
 pub mod history;
+pub mod manual;
 pub mod run;
 
 use std::io::{self, Write};
@@ -29,6 +32,13 @@ pub enum Command {
     History(history::HistoryArgs),
     /// The story of one alert, as a timeline, from the journal.
     Explain(explain::ExplainArgs),
+    /// Check a config file as `vigie run --config FILE` would load it, without loading the kernel
+    /// programs: a one-line summary, or each problem as `FILE:LINE:COLUMN: what is wrong` and
+    /// exit code 2.
+    CheckConfig(check_config::CheckConfigArgs),
+    /// Write the manual pages into a directory (for packaging).
+    #[command(hide = true)]
+    Manual(manual::ManualArgs),
 }
 
 /// `PID EXECUTABLE`, or the pid alone for a process never seen.

@@ -109,10 +109,7 @@ impl ConfigFile {
 
     fn parse(text: &str, path: &Path) -> Result<Self, Error> {
         toml::from_str(text).map_err(|err| {
-            let offset = err.span().map_or(0, |span| span.start);
-            let before = &text[..offset.min(text.len())];
-            let line = before.matches('\n').count() + 1;
-            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            let (line, column) = line_column(text, err.span().map_or(0, |span| span.start));
             let mut message = redact::messages::without_values(&err.message().replace('\n', " "));
             if let Some(field) = field_at(text, line).filter(|field| !message.contains(field)) {
                 message = format!("field `{field}`: {message}");
@@ -120,6 +117,13 @@ impl ConfigFile {
             Error::ConfigInvalid { path: path.to_owned(), line, column, message }
         })
     }
+}
+
+/// The line and column (1-based, the column in bytes) of byte `offset` of `text`.
+pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    (line, before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1)
 }
 
 /// The key being assigned at `line` (1-based), looking back over a multi-line value but not
