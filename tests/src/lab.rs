@@ -1,6 +1,6 @@
 //! One test's world: a secret, a remote host, the actor and a copy of it for barriers.
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -9,7 +9,11 @@ use anyhow::{ensure, Context, Result};
 use serde_json::Value;
 use tempfile::TempDir;
 
-use crate::{alert, sensor::Documents, Actor, RemoteHost, RunningActor, Sensor, ALERT_TIMEOUT};
+use crate::{
+    alert,
+    sensor::{vigie_bin, Documents},
+    Actor, RemoteHost, RunningActor, Sensor, ALERT_TIMEOUT,
+};
 
 /// How long [`Lab::start_service`]'s service runs.
 const SERVICE_LIFE: Duration = Duration::from_mins(2);
@@ -127,6 +131,20 @@ impl Lab {
         extra: &[S],
         env: &[(&str, &str)],
     ) -> Result<Sensor> {
+        self.sensor_as(&[vigie_bin().into()], documents, extra, env)
+    }
+
+    /// [`Lab::sensor_with_env`], `vigie` started by `command_line` (see [`Sensor::start_as`]).
+    ///
+    /// # Errors
+    /// See [`Sensor::start`].
+    pub fn sensor_as<S: AsRef<OsStr>>(
+        &self,
+        command_line: &[OsString],
+        documents: &Documents,
+        extra: &[S],
+        env: &[(&str, &str)],
+    ) -> Result<Sensor> {
         let mut args: Vec<&OsStr> = ["run", "--profile", "none", "--secret"].iter().map(OsStr::new).collect();
         args.push(self.secret.as_os_str());
         args.push(OsStr::new("--output"));
@@ -141,7 +159,7 @@ impl Lab {
             args.push(self.journal.as_os_str());
         }
         args.extend(extra.iter().map(AsRef::as_ref));
-        Sensor::start_with_env(&args, documents, env)
+        Sensor::start_as(command_line, &args, documents, env)
     }
 
     /// A long-running actor standing for a trusted service (a homeserver): it reads the

@@ -104,8 +104,23 @@ impl Sensor {
         documents: &Documents,
         env: &[(&str, &str)],
     ) -> Result<Self> {
-        let bin = vigie_bin();
-        let mut child = Command::new(&bin)
+        Self::start_as(&[vigie_bin().into()], args, documents, env)
+    }
+
+    /// [`Sensor::start_with_env`], `vigie` started by `command_line`: a binary, or a launcher
+    /// and its arguments followed by the binary (`setpriv --bounding-set=… -- /usr/sbin/vigie`).
+    ///
+    /// # Errors
+    /// See [`Sensor::start`].
+    pub fn start_as<S: AsRef<OsStr>>(
+        command_line: &[OsString],
+        args: &[S],
+        documents: &Documents,
+        env: &[(&str, &str)],
+    ) -> Result<Self> {
+        let (bin, launcher_args) = command_line.split_first().context("an empty command line")?;
+        let mut child = Command::new(bin)
+            .args(launcher_args)
             .args(args)
             .args(backend_override(args))
             .envs(env.iter().copied())

@@ -52,7 +52,9 @@ pub fn run() -> Result<PathBuf> {
     }
     let man = stage.join("usr/share/man/man8");
     make_dir(&man, 0o755)?;
-    command::run(Command::new(&binary).arg("manual").arg(&man))?;
+    let changelog =
+        fs::read_to_string(packaging.join("debian/changelog")).context("reading the changelog")?;
+    command::run(Command::new(&binary).args(["manual", "--date", &release_date(&changelog)?]).arg(&man))?;
     let doc = stage.join("usr/share/doc/vigie");
     install(&packaging.join("debian/changelog"), &doc.join("changelog"), 0o644)?;
     gzip_all(&[man.as_path(), doc.join("changelog").as_path()])?;
@@ -123,6 +125,18 @@ fn gzip_all(paths: &[&Path]) -> Result<()> {
         }
     }
     command::run(tool("gzip")?.arg("-9n").args(&files))
+}
+
+/// The latest release's date in the changelog's trailer (` -- NAME <MAIL>  Tue, 01 Dec 2026
+/// 18:00:00 +0000`), as `01 Dec 2026`: the manual pages carry it.
+fn release_date(changelog: &str) -> Result<String> {
+    let trailer =
+        changelog.lines().find(|line| line.starts_with(" -- ")).context("the changelog has no trailer")?;
+    let (_, date) = trailer.split_once(">  ").context("the changelog's trailer has no date")?;
+    match date.split_whitespace().collect::<Vec<_>>()[..] {
+        [_, day, month, year, ..] => Ok(format!("{day} {month} {year}")),
+        _ => bail!("unexpected changelog date {date:?}"),
+    }
 }
 
 /// `0.1.0` from `vigie --version` (`vigie 0.1.0`): the version is the binary's own.

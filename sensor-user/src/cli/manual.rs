@@ -15,6 +15,10 @@ const SECTION: &str = "8";
 /// Options of `vigie manual`.
 #[derive(Debug, Args)]
 pub struct ManualArgs {
+    /// The pages' date: the release's, from the package's changelog (`01 Dec 2026`).
+    #[arg(long, value_name = "DATE")]
+    pub date: String,
+
     /// The directory the pages are written to (it must exist).
     #[arg(value_name = "DIR")]
     pub dir: PathBuf,
@@ -24,15 +28,16 @@ pub struct ManualArgs {
 pub fn run(args: &ManualArgs) -> Result<(), Error> {
     let mut command = Cli::command().disable_help_subcommand(true);
     command.build();
-    write_pages(command, &args.dir)
+    write_pages(command, &args.date, &args.dir)
 }
 
 /// `command`'s page, then its subcommands' pages.
-fn write_pages(command: clap::Command, dir: &Path) -> Result<(), Error> {
+fn write_pages(command: clap::Command, date: &str, dir: &Path) -> Result<(), Error> {
     for sub in command.get_subcommands().filter(|sub| !sub.is_hide_set()) {
-        write_pages(sub.clone(), dir)?;
+        write_pages(sub.clone(), date, dir)?;
     }
-    let page = clap_mangen::Man::new(command).section(SECTION).manual("Vigie");
+    let source = format!("vigie {}", env!("CARGO_PKG_VERSION"));
+    let page = clap_mangen::Man::new(command).section(SECTION).date(date).source(source).manual("Vigie");
     let path = dir.join(page.get_filename());
     page.generate_to(dir).map(drop).map_err(|e| Error::system(format!("writing {}", path.display()), e))
 }

@@ -39,6 +39,16 @@ const REQUIRED_COMMANDS: &[(&str, &str)] = &[
     ("prometheus", "prometheus"),
     // The syslog sink's daemon, started by the sinks suite on loopback.
     ("rsyslogd", "rsyslog"),
+    // `cargo xtask package` and the package suite: the .deb is built by dpkg-deb from a
+    // stripped binary; the unit is checked by systemd-analyze (with its man pages) in a mount
+    // namespace, and the agent run under the unit's bounding set by setpriv.
+    ("dpkg-deb", "dpkg"),
+    ("strip", "binutils"),
+    ("objdump", "binutils"),
+    ("systemd-analyze", "systemd"),
+    ("man", "man-db"),
+    ("setpriv", "util-linux"),
+    ("unshare", "util-linux"),
 ];
 
 /// Reports each required command; as root, apt-installs the packages of missing ones.
