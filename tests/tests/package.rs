@@ -296,6 +296,11 @@ fn broken_configs_are_refused_with_file_line_and_column() -> Result<()> {
         ),
         ("nested-unknown", "[journal]\nretention = 3\n", vec!["2:1: unknown field `retention`"]),
         (
+            "homeserver",
+            "profiles = [\"matrix-synapse\"]\nsynapse_config = \"/no/such/homeserver.yaml\"\n",
+            vec!["2:18: Synapse config /no/such/homeserver.yaml"],
+        ),
+        (
             "semantic",
             "profiles = [\"default\", \"defualt\"]\nallow_readers = [\"/no/such/reader\"]\n",
             vec!["1:24: unknown profile \"defualt\"", "2:18: allowed reader /no/such/reader"],

@@ -49,8 +49,7 @@ pub fn run(args: &CheckConfigArgs) -> Result<(), Error> {
                 .map_err(|source| Error::ConfigRead { path: path.clone(), source })?;
             let mut problems = problems(&text);
             if problems.is_empty() {
-                let (line, column) = line_column(&text, 0);
-                problems.push(Problem { line, column, message: err.to_string() });
+                problems.push(placed_anywhere(&text, &err));
             }
             reject(path, &problems)
         }
@@ -73,6 +72,7 @@ struct Placed {
     profiles: Vec<Spanned<String>>,
     #[serde(default)]
     allow_readers: Vec<Spanned<PathBuf>>,
+    synapse_config: Option<Spanned<toml::Value>>,
 }
 
 /// Each unknown profile and each allowed reader that is missing or an interpreter, checked by
@@ -95,6 +95,21 @@ fn problems(text: &str) -> Vec<Problem> {
     let mut problems: Vec<Problem> = profiles.chain(readers).collect();
     problems.sort_by_key(|p| (p.line, p.column));
     problems
+}
+
+/// A refusal that no single listed value explains: a homeserver configuration that cannot be
+/// read is placed at `synapse_config`, or else at the `matrix-synapse` profile that reads it;
+/// anything else at the file's start.
+fn placed_anywhere(text: &str, err: &Error) -> Problem {
+    let placed: Placed = toml::from_str(text).unwrap_or_default();
+    let offset = match err {
+        Error::Synapse(_) => placed.synapse_config.map(|c| c.span().start).or_else(|| {
+            placed.profiles.iter().find(|p| p.get_ref() == "matrix-synapse").map(|p| p.span().start)
+        }),
+        _ => None,
+    };
+    let (line, column) = line_column(text, offset.unwrap_or(0));
+    Problem { line, column, message: err.to_string() }
 }
 
 /// Prints each problem as `FILE:LINE:COLUMN: what` on stderr.
@@ -146,6 +161,22 @@ mod tests {
         assert!(found[0].message.contains("\"nope\""), "{found:#?}");
         assert!(found[1].message.contains("/no/such/reader"), "{found:#?}");
         assert!(found[2].message.contains("interpreter"), "{found:#?}");
+    }
+
+    #[test]
+    fn an_unreadable_homeserver_config_is_placed_at_the_setting_that_names_it() {
+        let err = Error::Synapse(crate::config::synapse_config::SynapseConfigError::NoServerName {
+            paths: "/srv/homeserver.yaml".to_owned(),
+        });
+        let text = "profiles = [\"default\", \"matrix-synapse\"]\n";
+        let problem = placed_anywhere(text, &err);
+        assert_eq!((problem.line, problem.column), (1, 24), "{problem:?}");
+        let text = format!("{text}\nsynapse_config = \"/srv/homeserver.yaml\"\n");
+        let problem = placed_anywhere(&text, &err);
+        assert_eq!((problem.line, problem.column), (3, 18), "{problem:?}");
+        assert!(problem.message.contains("server_name"), "{problem:?}");
+        let elsewhere = placed_anywhere(&text, &Error::NoBpfPermission);
+        assert_eq!((elsewhere.line, elsewhere.column), (1, 1), "{elsewhere:?}");
     }
 
     #[test]
