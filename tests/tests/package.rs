@@ -270,6 +270,15 @@ fn the_packaged_config_checks_clean_and_shows_every_option() -> Result<()> {
     for sink in ["syslog", "webhook", "matrix", "file"] {
         assert!(text.contains(&format!("# type = \"{sink}\"")), "a commented {sink} sink");
     }
+    // Each commented sink, uncommented, is one the loader takes.
+    let (_, sinks) = text.split_once("\n# [[sink]]").context("no commented sink")?;
+    let lines: Vec<&str> = sinks.lines().map(|l| l.trim_start_matches('#').trim()).collect();
+    let sinks = format!("[[sink]]{}\n", lines.join("\n"));
+    let uncommented = dir.path().join("sinks.toml");
+    fs::write(&uncommented, sinks)?;
+    let checked = check_config(package, &uncommented)?;
+    let summary = String::from_utf8_lossy(&checked.stdout);
+    assert!(checked.status.success() && summary.contains(", 4 sinks,"), "{checked:?}");
     Ok(())
 }
 

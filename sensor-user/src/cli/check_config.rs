@@ -123,15 +123,16 @@ fn reject(path: &Path, problems: &[Problem]) -> Result<(), Error> {
 /// `FILE: ok: ...`, what the agent would run with, on one line.
 fn summary(path: &Path, settings: &Settings) -> String {
     let output = match &settings.output {
-        OutputTarget::Stdout => "stdout".to_owned(),
-        OutputTarget::File(file) => file.display().to_string(),
+        Some(OutputTarget::Stdout) => "stdout".to_owned(),
+        Some(OutputTarget::File(file)) => file.display().to_string(),
+        None => "none".to_owned(),
     };
     let journal =
         settings.journal.as_ref().map_or_else(|| "none".to_owned(), |j| j.path.display().to_string());
     let metrics = settings.metrics.map_or_else(|| "off".to_owned(), |addr| addr.to_string());
     format!(
         "{}: ok: {} secret patterns, {} trusted nets, {} allowed readers, {} services, backend {}, \
-         output {output} ({}), journal {journal}, metrics {metrics}",
+         output {output} ({}), {} sinks, journal {journal}, metrics {metrics}",
         path.display(),
         settings.secret_patterns.len(),
         settings.trusted_nets.len(),
@@ -139,6 +140,7 @@ fn summary(path: &Path, settings: &Settings) -> String {
         settings.services.len(),
         name(&settings.backend),
         name(&settings.schema),
+        settings.sinks.len(),
     )
 }
 
