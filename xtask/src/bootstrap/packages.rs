@@ -49,6 +49,9 @@ const REQUIRED_COMMANDS: &[(&str, &str)] = &[
     ("man", "man-db"),
     ("setpriv", "util-linux"),
     ("unshare", "util-linux"),
+    // The package suite boots this host's tree in a container to run the unit under systemd.
+    ("systemd-nspawn", "systemd-container"),
+    ("nsenter", "util-linux"),
 ];
 
 /// Reports each required command; as root, apt-installs the packages of missing ones.
