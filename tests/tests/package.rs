@@ -27,15 +27,16 @@ const CONFIG: &str = "etc/vigie/vigie.toml";
 const UNIT: &str = "lib/systemd/system/vigie.service";
 const SUBCOMMANDS: [&str; 4] = ["run", "history", "explain", "check-config"];
 
-/// The package, built once per run of this suite, and unpacked.
+/// The package, built once per run of this suite, and unpacked beside it (a static is never
+/// dropped, so a temporary directory would be left behind at every run).
 struct Package {
     deb: PathBuf,
-    root: TempDir,
+    root: PathBuf,
 }
 
 impl Package {
     fn path(&self, inside: &str) -> PathBuf {
-        self.root.path().join(inside)
+        self.root.join(inside)
     }
 
     /// The packaged binary.
@@ -60,8 +61,11 @@ fn build_package() -> Result<Package> {
         .find_map(|line| line.strip_prefix("[package] built "))
         .map(PathBuf::from)
         .with_context(|| format!("cargo xtask package named no .deb:\n{stderr}"))?;
-    let root = tempfile::Builder::new().prefix("vigie-package-").tempdir()?;
-    run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(root.path()))?;
+    let root = deb.with_file_name("unpacked");
+    if root.exists() {
+        fs::remove_dir_all(&root)?;
+    }
+    run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root))?;
     Ok(Package { deb, root })
 }
 
@@ -184,7 +188,7 @@ fn unit_settings(unit: &str) -> Vec<(&str, &str)> {
 #[ignore = "builds the release package and needs root: run with cargo xtask test"]
 fn the_unit_verifies_checks_its_config_and_starts_before_the_homeserver() -> Result<()> {
     let package = package()?;
-    let root = package.root.path().display();
+    let root = package.root.display();
     // systemd-analyze verify looks for the unit's binary and man pages in the host's tree: show
     // it the package's, overlaid read-only on /usr in a mount namespace of its own.
     let script = format!(
