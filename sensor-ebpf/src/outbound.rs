@@ -60,16 +60,17 @@ pub fn service_tcp_send(sk: *const u8, msg: *const u8) -> Result<(), i32> {
     if !allowance::current_is_trusted_service() || tls::in_call() {
         return Ok(());
     }
+    // Sends to this host (the homeserver's answers to its proxy) leave no trace in the map.
+    let peer = network::peer(sk)?;
+    if channels::peer_is_local(sk, peer.family) {
+        return Ok(());
+    }
     let thread = bpf_get_current_pid_tgid();
     // SAFETY: the value is compared at once.
     if unsafe { SERVICE_SENDS.get(thread) }.is_some_and(|&pass| pass == msg as u64) {
         return Ok(());
     }
     taint::counted(SERVICE_SENDS.insert(thread, msg as u64, 0))?;
-    let peer = network::peer(sk)?;
-    if channels::peer_is_local(sk, peer.family) {
-        return Ok(());
-    }
     let off = offsets();
     let iter = msg.wrapping_add(off.msghdr_msg_iter as usize);
     let left: u64 = read(iter, off.iov_iter_count)?;
