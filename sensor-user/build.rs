@@ -18,7 +18,19 @@ fn main() -> anyhow::Result<()> {
     println!("cargo:rerun-if-env-changed=PATH");
 
     let skip = env::var_os("AYA_BUILD_SKIP").is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
-    if skip || which::which("bpf-linker").is_err() {
+    let linker = which::which("bpf-linker");
+    match &linker {
+        Ok(found) => println!("cargo:rerun-if-changed={}", found.display()),
+        // Where it may appear: each path cargo watches does not exist yet, so this script runs
+        // again on every build until bootstrap installs it (a `cargo build` before
+        // `cargo xtask bootstrap` does not leave a stub behind for good).
+        Err(_) => {
+            for dir in env::split_paths(&env::var_os("PATH").unwrap_or_default()) {
+                println!("cargo:rerun-if-changed={}", dir.join("bpf-linker").display());
+            }
+        }
+    }
+    if skip || linker.is_err() {
         println!(
             "cargo:warning=bpf-linker not found (or AYA_BUILD_SKIP set): building vigie without its \
              eBPF programs; run `cargo xtask build` for a working binary"

@@ -26,6 +26,8 @@ pub enum EventKind {
     /// A [`TaintEvent`] of a process that may open the secret (an allowed reader or a trusted
     /// service): reported once per process and secret, not tainting.
     AllowedRead = 8,
+    /// A [`SignalEvent`]: a signal aimed at the agent by another process.
+    Signal = 9,
 }
 
 impl EventKind {
@@ -41,6 +43,7 @@ impl EventKind {
             6 => Some(Self::Derived),
             7 => Some(Self::Outbound),
             8 => Some(Self::AllowedRead),
+            9 => Some(Self::Signal),
             _ => None,
         }
     }
@@ -110,6 +113,26 @@ pub struct TaintEvent {
     pub _pad: u32,
     /// Identity of the file actually opened or read (a hardlink has the secret's identity).
     pub file: FileId,
+}
+
+/// A signal generated for a thread of the agent from another process's context
+/// (`signal:signal_generate`); `header` names the sender.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SignalEvent {
+    pub header: EventHeader,
+    pub signal: u32,
+    /// `si_code`: `SI_USER` (0) for `kill`, `SI_TKILL` (-6), `SI_QUEUE` (-1), `SI_KERNEL`
+    /// (0x80) for one the kernel sends, positive for faults and child events.
+    pub code: i32,
+    /// The agent's thread it was sent to.
+    pub target_tid: u32,
+    /// The sender's thread.
+    pub sender_tid: u32,
+    /// The tracepoint's result: 0 delivered, 1 ignored, 2 already pending, 3-4 queue full.
+    pub result: u32,
+    /// 1 if the sender is in `ptrace(2)` (`PTRACE_ATTACH` stops its target with `SIGSTOP`).
+    pub in_ptrace: u32,
 }
 
 /// Path components kept of a derived file, innermost first.

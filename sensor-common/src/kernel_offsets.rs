@@ -83,6 +83,8 @@ pub struct KernelOffsets {
     /// `ubuf` and `__iov` share this offset (a union).
     pub iov_iter_ubuf: u32,
     pub iov_iter_count: u32,
+    pub vm_fault_vma: u32,
+    pub vm_area_struct_vm_file: u32,
     /// Not an offset: taint older than this stops counting (0: the process's lifetime).
     pub taint_window_ns: u64,
 }
@@ -91,5 +93,5 @@ pub struct KernelOffsets {
 pub const KERNEL_OFFSETS_GLOBAL: &str = "KERNEL_OFFSETS";
 
 #[cfg(feature = "user")]
-// SAFETY: `#[repr(C)]` integers, 66 `u32`s then a `u64`: no padding, any bit pattern is valid.
+// SAFETY: `#[repr(C)]` integers, 68 `u32`s then a `u64`: no padding, any bit pattern is valid.
 unsafe impl aya::Pod for KernelOffsets {}

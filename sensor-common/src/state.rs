@@ -216,6 +216,7 @@ pub mod map_name {
     pub const LOADER_TAMPERED: &str = "LOADER_TAMPERED";
     pub const SOCKET_WRITE: &str = "SOCKET_WRITE";
     pub const STORE_SERVERS: &str = "STORE_SERVERS";
+    pub const PIPE_UPSTREAM: &str = "PIPE_UPSTREAM";
 }
 
 #[cfg(feature = "user")]

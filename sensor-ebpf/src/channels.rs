@@ -50,7 +50,7 @@ pub fn reading(fd: u32) -> Result<(), i32> {
     let file = fd_file(fd)?;
     match file_type(file)? {
         S_IFIFO | S_IFSOCK | S_IFCHR => taint::counted(READING.insert(bpf_get_current_pid_tgid(), fd, 0)),
-        S_IFREG => files::file_read(file, fd),
+        S_IFREG => files::file_read_subprogram(file, fd),
         _ => Ok(()),
     }
 }
@@ -370,6 +370,17 @@ fn socket_mark(id: FileId, ino: u64) -> Option<Taint> {
         return Some(Taint { origin_pid: current_pid(), origin_start_ns: current_start_ns(), ..source });
     }
     Some(source)
+}
+
+/// TCP socket `sk` is closed for good: its mark goes, so that the next socket the slab puts at
+/// its address is not taken for it. The inode tag of [`socket_carried`] does not cover a
+/// connection marked before it was accepted (no inode yet, tag 0): a tainted client that sends
+/// right after its connect marks the server's socket so, and a later loopback client (`psql
+/// -h 127.0.0.1`) at that address took the old taint (a CI run, 2026-12-02).
+#[inline(always)]
+pub fn socket_closed(sk: *const u8) -> Result<(), i32> {
+    let _ = TAINTED_FILES.remove(sock_id(sk)?);
+    Ok(())
 }
 
 /// The mark of the socket open as `file`, and its identity ([`socket_mark`]).

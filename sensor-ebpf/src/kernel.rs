@@ -81,6 +81,8 @@ pub(crate) static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     iov_iter_iov_offset: 0,
     iov_iter_ubuf: 0,
     iov_iter_count: 0,
+    vm_fault_vma: 0,
+    vm_area_struct_vm_file: 0,
     taint_window_ns: 0,
 };
 
@@ -321,7 +323,12 @@ pub fn pty(file: *const u8) -> Result<Option<(PtyEnd, FileId)>, i32> {
 /// The `struct sock` behind a socket file.
 #[inline(always)]
 pub fn socket_sock(file: *const u8) -> Result<*const u8, i32> {
-    let socket: *const u8 = read(file, offsets().file_private_data)?;
+    socket_sk(read(file, offsets().file_private_data)?)
+}
+
+/// The `struct sock` of a `struct socket`.
+#[inline(always)]
+pub fn socket_sk(socket: *const u8) -> Result<*const u8, i32> {
     read(socket, offsets().socket_sk)
 }
 

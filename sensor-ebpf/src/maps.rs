@@ -64,6 +64,13 @@ pub static SEND_TOTALS: LruHashMap<SendKey, SendTotal> = LruHashMap::with_max_en
 #[map]
 pub static READING: HashMap<u64, u32> = HashMap::with_max_entries(16_384, 0);
 
+/// The socket (`struct sock *`) of each thread's send in progress, by pid_tgid: from the kprobe
+/// on a socket family's send function to its kretprobe (the kprobe backend's sends, where the
+/// kernel lacks `sock_send_length`). LRU: a return the kernel missed (kretprobe instances run
+/// out) leaves an entry that the next sends push out.
+#[map]
+pub static SENDING: LruHashMap<u64, u64> = LruHashMap::with_max_entries(16_384, 0);
+
 /// This host's interface addresses (IPv4 as IPv4-mapped IPv6): a socket whose peer is one of
 /// them is a local channel, like loopback. Kept up to date by the agent.
 #[map]

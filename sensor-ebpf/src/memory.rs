@@ -7,11 +7,17 @@
 //! same lock and carries no secret); `PTRACE_ATTACH` alone is seen by the `SIGSTOP` it
 //! sends. The syscall programs see the calls themselves.
 
-use aya_ebpf::{helpers::bpf_get_current_task_btf, macros::btf_tracepoint, programs::BtfTracePointContext};
+use aya_ebpf::{
+    helpers::{bpf_get_current_pid_tgid, bpf_get_current_task_btf},
+    macros::btf_tracepoint,
+    programs::BtfTracePointContext,
+};
+use sensor_common::{EventKind, SignalEvent};
 
 use crate::{
     allowance,
-    kernel::{current_syscall, fd_file, load, offset, proc_memory_pid, Syscall},
+    emit::{self, current_pid, header},
+    kernel::{current_syscall, fd_file, load, offset, offsets, proc_memory_pid, read, Syscall},
     maps::TRUSTED_PIDS,
     syscall_abi::nr,
     taint,
@@ -35,19 +41,20 @@ pub fn ptrace(request: u64, pid: u64) {
     }
 }
 
-/// `signal_generate(sig, info, task, group, result)`: `PTRACE_ATTACH` stops its target with
-/// a `SIGSTOP` sent from the tracer's context; attaching is what gives access.
+/// `signal_generate(sig, info, task, group, result)`: a signal aimed at the agent from
+/// another process is reported (self-protection); `PTRACE_ATTACH` stops its target with a
+/// `SIGSTOP` sent from the tracer's context, and attaching is what gives access.
 #[btf_tracepoint(function = "signal_generate")]
 pub fn signal_sent(ctx: BtfTracePointContext) -> i32 {
     const SIGSTOP: i32 = 19;
     let sig: i32 = ctx.arg(0);
-    if sig != SIGSTOP {
-        return 0;
-    }
-    let target: *const u8 = ctx.arg(2);
+    let task: *const u8 = ctx.arg(2);
     // SAFETY: the tracepoint's `struct task_struct *`.
-    let target: u32 = unsafe { load(target, offset!(task_struct_tgid)) };
-    if current_syscall().id != nr::PTRACE {
+    let target: u32 = unsafe { load(task, offset!(task_struct_tgid)) };
+    if target == offsets().agent_pid && current_pid() != target {
+        aimed_at_agent(&ctx, sig, task);
+    }
+    if sig != SIGSTOP || current_syscall().id != nr::PTRACE {
         return 0;
     }
     allowance::attached(target);
@@ -55,6 +62,35 @@ pub fn signal_sent(ctx: BtfTracePointContext) -> i32 {
         let _ = taint::memory_read(target, u32::MAX);
     }
     0
+}
+
+/// Reports a signal for the agent's thread `task`, naming the current process as its sender.
+#[inline(always)]
+fn aimed_at_agent(ctx: &BtfTracePointContext, sig: i32, task: *const u8) {
+    /// `SEND_SIG_NOINFO` and `SEND_SIG_PRIV`: no siginfo, the kernel stands in for one.
+    const SEND_SIG_PRIV: usize = 1;
+    const SI_USER: i32 = 0;
+    const SI_KERNEL: i32 = 0x80;
+    /// `si_code` follows `si_signo` and `si_errno` (uapi `siginfo_t`, the user ABI).
+    const SI_CODE: u32 = 8;
+    let info: *const u8 = ctx.arg(1);
+    let code = match info as usize {
+        0 => SI_USER,
+        SEND_SIG_PRIV => SI_KERNEL,
+        // The verifier takes this argument for a scalar (it may encode an error): probed.
+        _ => read(info, SI_CODE).unwrap_or(i32::MIN),
+    };
+    let result: i32 = ctx.arg(4);
+    emit::output(SignalEvent {
+        header: header(EventKind::Signal),
+        signal: sig as u32,
+        code,
+        // SAFETY: the tracepoint's `struct task_struct *`.
+        target_tid: unsafe { load(task, offset!(task_struct_pid)) },
+        sender_tid: bpf_get_current_pid_tgid() as u32,
+        result: result as u32,
+        in_ptrace: u32::from(current_syscall().id == nr::PTRACE),
+    });
 }
 
 /// `mmap_lock_start_locking(mm, write)`.

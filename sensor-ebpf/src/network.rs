@@ -6,20 +6,25 @@
 
 use aya_ebpf::{
     bindings::bpf_sock_addr,
-    macros::{btf_tracepoint, cgroup_sock_addr, raw_tracepoint},
-    programs::{BtfTracePointContext, RawTracePointContext, SockAddrContext},
+    helpers::bpf_get_current_pid_tgid,
+    macros::{btf_tracepoint, cgroup_sock_addr, fexit, kprobe, kretprobe, raw_tracepoint},
+    programs::{
+        BtfTracePointContext, FExitContext, ProbeContext, RawTracePointContext, RetProbeContext,
+        SockAddrContext,
+    },
 };
 use sensor_common::{counter, family, transport, ConnectEvent, EventKind, SendKey, SendTotal, Taint};
 
 use crate::{
     channels,
     emit::{self, header},
-    kernel::{offsets, read},
-    maps::{GATES, SEND_TOTALS},
+    kernel::{offsets, read, socket_sk},
+    maps::{GATES, SENDING, SEND_TOTALS},
     outbound, stores, taint, tls,
 };
 
 const TCP_SYN_SENT: i32 = 2;
+const TCP_CLOSE: i32 = 7;
 const IPPROTO_TCP: u16 = 6;
 const IPPROTO_UDP: u16 = 17;
 const SOCK_DGRAM: u32 = 2;
@@ -27,11 +32,15 @@ const SOCK_DGRAM: u32 = 2;
 const ALLOW: i32 = 1;
 
 /// `inet_sock_set_state(sk, oldstate, newstate)` as a raw tracepoint: a move to SYN_SENT
-/// is a TCP connect, in the caller's context. Raw, so the other state changes of every
-/// connection cost one compare, not a trace record.
+/// is a TCP connect, in the caller's context; a move to CLOSE, which every TCP socket makes
+/// before it is freed, drops the socket's mark (`channels::socket_closed`). Raw, so the other
+/// state changes of every connection cost one compare, not a trace record.
 #[raw_tracepoint(tracepoint = "inet_sock_set_state")]
 pub fn inet_sock_set_state(ctx: RawTracePointContext) -> i32 {
     let newstate: i32 = ctx.arg(2);
+    if newstate == TCP_CLOSE && channels::sockets_marked() {
+        let _ = channels::socket_closed(ctx.arg(0));
+    }
     if newstate == TCP_SYN_SENT {
         if let Some(mut event) = tainted_connect_after_channels(transport::TCP, true) {
             if destination(ctx.arg(0), &mut event).is_ok() {
@@ -230,8 +239,9 @@ fn services_trusted() -> bool {
 /// A send inside a TLS write names that write's destination (`tls::sent_within_call`).
 #[raw_tracepoint(tracepoint = "sock_send_length")]
 pub fn sock_send_length(ctx: RawTracePointContext) -> i32 {
+    let sk: *const u8 = ctx.arg(0);
     if tls::calls_pending() {
-        let _ = tls::sent_within_call(ctx.arg(0));
+        let _ = tls::sent_within_call(sk);
     }
     if services_trusted() {
         outbound::service_send_done();
@@ -239,15 +249,95 @@ pub fn sock_send_length(ctx: RawTracePointContext) -> i32 {
     let sent: i32 = ctx.arg(1);
     if sent > 0 {
         if taint::current().is_none() {
-            let _ = channels::sends_after_store_reply(ctx.arg(0));
+            let _ = channels::sends_after_store_reply(sk);
         }
-        if let Some(event) = tainted_connect_after_channels(transport::TCP, false) {
-            let _ = sent_by_tainted(ctx.arg(0), sent, event);
+        let _ = sent_by_current(sk, sent);
+    }
+    0
+}
+
+/// `inet_sendmsg(sock, msg, size)` at its exit: an IPv4 socket's send, where the kernel lacks
+/// `sock_send_length` (before Linux 6.3) and runs fentry programs. These kernels inline
+/// `sock_sendmsg` into the syscalls that send, so the sends are seen one level down, at the
+/// socket family's send function: counted per destination and followed to unix peers as
+/// [`sock_send_length`] does, but for sendfile and splice into a socket (another path there).
+/// TLS destinations and a store server's replies need that tracepoint.
+#[fexit(function = "inet_sendmsg")]
+pub fn inet_send_exit(ctx: FExitContext) -> i32 {
+    family_send_exit(&ctx)
+}
+
+/// [`inet_send_exit`] for IPv6 sockets.
+#[fexit(function = "inet6_sendmsg")]
+pub fn inet6_send_exit(ctx: FExitContext) -> i32 {
+    family_send_exit(&ctx)
+}
+
+/// [`inet_send_exit`] for unix stream sockets.
+#[fexit(function = "unix_stream_sendmsg")]
+pub fn unix_stream_send_exit(ctx: FExitContext) -> i32 {
+    family_send_exit(&ctx)
+}
+
+/// [`inet_send_exit`] for unix datagram sockets.
+#[fexit(function = "unix_dgram_sendmsg")]
+pub fn unix_dgram_send_exit(ctx: FExitContext) -> i32 {
+    family_send_exit(&ctx)
+}
+
+/// The kprobe backend's [`inet_send_exit`] and its siblings: a kprobe attached to each socket
+/// family's `sendmsg(sock, msg, size)` keeps the socket for its return (a kretprobe has no
+/// arguments), once anything is tainted or marked.
+#[kprobe]
+pub fn family_send_entry(ctx: ProbeContext) -> u32 {
+    if taint::anyone_tainted() || channels::anything_marked() {
+        let socket = ctx.arg::<*const u8>(0).ok_or(-1);
+        let sk = socket.and_then(socket_sk);
+        if let Ok(sk) = sk {
+            let _ = taint::counted(SENDING.insert(bpf_get_current_pid_tgid(), sk as u64, 0));
         }
     }
     0
 }
 
+/// The return of a send [`family_send_entry`] kept.
+#[kretprobe]
+pub fn family_send_return(ctx: RetProbeContext) -> u32 {
+    let thread = bpf_get_current_pid_tgid();
+    // SAFETY: the value is copied out at once.
+    let Some(sk) = (unsafe { SENDING.get(thread) }).copied() else { return 0 };
+    let _ = SENDING.remove(thread);
+    let sent: i32 = ctx.ret();
+    if sent > 0 {
+        let _ = sent_by_current(sk as *const u8, sent);
+    }
+    0
+}
+
+/// The exit of a `proto_ops.sendmsg(sock, msg, size)`.
+#[inline(always)]
+fn family_send_exit(ctx: &FExitContext) -> i32 {
+    // An fexit program's arguments are followed by the return value.
+    let sent: i32 = ctx.arg(3);
+    if sent > 0 {
+        if let Ok(sk) = socket_sk(ctx.arg::<*const u8>(0)) {
+            let _ = sent_by_current(sk, sent);
+        }
+    }
+    0
+}
+
+/// The current process just handed `sent` bytes to socket `sk`: if it is tainted (or becomes
+/// so through a marked channel it holds), see [`sent_by_tainted`].
+#[inline(always)]
+fn sent_by_current(sk: *const u8, sent: i32) -> Result<(), i32> {
+    match tainted_connect_after_channels(transport::TCP, false) {
+        Some(event) => sent_by_tainted(sk, sent, event),
+        None => Ok(()),
+    }
+}
+
+#[inline(always)]
 fn sent_by_tainted(sk: *const u8, sent: i32, mut event: ConnectEvent) -> Result<(), i32> {
     let off = offsets();
     if read::<u16>(sk, off.sock_common_skc_family)? == channels::AF_UNIX {

@@ -3,7 +3,6 @@
 
 use std::{path::Path, time::Duration};
 
-use aya::maps::{MapData, RingBuf};
 use sensor_common::KernelOffsets;
 use tokio::{
     io::unix::AsyncFd,
@@ -22,7 +21,7 @@ use crate::{
     error::Error,
     format::ecs::{self, Vigie},
     journal::Journal,
-    kernel::decode::decode,
+    kernel::handover::Records,
     kernel::offsets::{self as kernel_offsets, VMLINUX_BTF},
     kernel::{Sensor, SensorSpec},
     local_addresses::LocalAddresses,
@@ -38,6 +37,7 @@ use crate::{
     store_tokens::StoreTokens,
     stores::Stores,
     system,
+    tamper::SelfWatch,
     tls_mappings::{self, TlsMappings},
     tmpfs_reads::{self, TmpfsReads},
 };
@@ -78,7 +78,6 @@ struct Tally {
 /// Runs the sensor until interrupted; on SIGHUP, `reload` reads the configuration again.
 pub async fn run(mut settings: Settings, reload: impl Fn() -> Result<Settings, Error>) -> Result<(), Error> {
     let window_ns = settings.taint_window.map_or(0, |w| u64::try_from(w.as_nanos()).unwrap_or(u64::MAX));
-    let offsets = offsets(window_ns)?;
     let mut catalog = SecretCatalog::resolve(&settings.secret_patterns);
     let mut contents = fingerprints(&catalog);
     let mut store_tokens = StoreTokens::new(&settings.stores);
@@ -88,13 +87,7 @@ pub async fn run(mut settings: Settings, reload: impl Fn() -> Result<Settings, E
     let (mut output, mut journal) = open_outputs(&settings)?;
     // Before anything is loaded: a SIGTERM right after `sensor-started` must stop us cleanly.
     let [mut interrupt, mut terminate, mut hangup] = signals()?;
-    let mut sensor = Sensor::load(&SensorSpec {
-        offsets,
-        secrets: &catalog,
-        allowed_exes: &allowed_exes,
-        ring_buffer_bytes: settings.ring_buffer_bytes,
-        backend: settings.backend,
-    })?;
+    let mut sensor = load(&settings, window_ns, &catalog, &allowed_exes)?;
     output.count_in(Metrics::serve(settings.metrics, &sensor)?);
     // Labels after the kernel's watch list is filled: they are no files.
     let mut stores = Stores::new(&settings.stores, &mut catalog, system::ns_per_tick());
@@ -114,7 +107,9 @@ pub async fn run(mut settings: Settings, reload: impl Fn() -> Result<Settings, E
     let mut tally = Tally { updates_failed: store_updates_failed, ..Tally::default() };
     let mut tls = TlsMappings::new(&sensor.tls_libraries);
     apply_trust(&mut sensor, &mut pipeline, &mut tally, &mut tls);
+    let mut self_watch = SelfWatch::start(&mut sensor);
     output.write(&pipeline.state(ecs::SENSOR_STARTED, Vigie { started: Some(started), ..Vigie::default() }));
+    system::notify_ready()?;
 
     // SAFETY: the ring buffer owns its fd and keeps it open for as long as the AsyncFd lives.
     let mut ring = unsafe { AsyncFd::register(sensor.take_events()?) }
@@ -123,6 +118,7 @@ pub async fn run(mut settings: Settings, reload: impl Fn() -> Result<Settings, E
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut tick = 0u64;
     let mut channel_hooks = ChannelHooks::default();
+    take_over(&mut sensor, &mut pipeline, &mut output, &mut tally, &mut channel_hooks, &mut tls)?;
     let mut scans = PathScans::default();
     loop {
         tokio::select! {
@@ -167,6 +163,7 @@ pub async fn run(mut settings: Settings, reload: impl Fn() -> Result<Settings, E
                     stores.start_look();
                 }
                 store_tokens.start(pipeline.recognizer_mut(), tick.is_multiple_of(STORE_TICKS));
+                self_watch.tick(&mut sensor, &mut pipeline, &mut output).await;
                 if tick.is_multiple_of(REPORT_TICKS) {
                     report_progress(&sensor, &mut pipeline, &mut output)?;
                     report_loss(&sensor, &mut pipeline, &mut output, &mut tally)?;
@@ -184,7 +181,44 @@ pub async fn run(mut settings: Settings, reload: impl Fn() -> Result<Settings, E
     stop(sensor, &mut pipeline, &mut output, &mut tally, &mut journal)
 }
 
-/// The last reports, then every program detached.
+/// Loads and attaches the kernel programs as `settings` say, watching `catalog`.
+fn load(
+    settings: &Settings,
+    window_ns: u64,
+    catalog: &SecretCatalog,
+    allowed_exes: &[sensor_common::FileId],
+) -> Result<Sensor, Error> {
+    Sensor::load(&SensorSpec {
+        offsets: offsets(window_ns)?,
+        secrets: catalog,
+        allowed_exes,
+        ring_buffer_bytes: settings.ring_buffer_bytes,
+        backend: settings.backend,
+        keep_loaded: settings.keep_loaded.as_deref(),
+    })
+}
+
+/// What earlier agents' programs left: the processes they tainted, then their unread records.
+fn take_over(
+    sensor: &mut Sensor,
+    pipeline: &mut Pipeline,
+    output: &mut Output,
+    tally: &mut Tally,
+    channel_hooks: &mut ChannelHooks,
+    tls: &mut TlsMappings,
+) -> Result<(), Error> {
+    if sensor.handover.as_ref().is_some_and(|handover| handover.taints > 0) {
+        for (pid, taint) in sensor.tainted()? {
+            pipeline.carry(pid, &taint);
+        }
+    }
+    for mut records in sensor.take_pending() {
+        drain(&mut records, pipeline, output, tally, sensor, channel_hooks, tls)?;
+    }
+    channel_hooks.follow(sensor, pipeline)
+}
+
+/// The last reports, then every program detached (but those pinned with `keep_loaded`).
 fn stop(
     sensor: Sensor,
     pipeline: &mut Pipeline,
@@ -195,7 +229,9 @@ fn stop(
     report_progress(&sensor, pipeline, output)?;
     report_loss(&sensor, pipeline, output, tally)?;
     tend_output(output, pipeline, journal);
-    let stopped = Vigie { counters: Some(counters(tally, pipeline, output, journal)), ..Vigie::default() };
+    let mut counters = counters(tally, pipeline, output, journal);
+    counters.left_attached = sensor.keeps_loaded().map(|dir| dir.display().to_string());
+    let stopped = Vigie { counters: Some(counters), ..Vigie::default() };
     output.write(&pipeline.state(ecs::SENSOR_STOPPED, stopped));
     drop(sensor);
     Ok(())
@@ -218,6 +254,7 @@ fn counters(tally: &Tally, pipeline: &Pipeline, output: &Output, journal: &Journ
         journal_documents_dropped: journal_dropped,
         journal_writes_failed: journal_failed,
         sinks: output.stats(),
+        left_attached: None,
     }
 }
 
@@ -244,12 +281,16 @@ fn started(
         tmpfs_secrets,
         tls_libraries: sensor.tls_libraries.iter().map(|path| path.display().to_string()).collect(),
         stores: Vec::new(),
+        kept_loaded: sensor.keeps_loaded().map(|dir| ecs::KeptLoaded {
+            pinned_in: dir.display().to_string(),
+            taken_over: sensor.handover.clone().unwrap_or_default(),
+        }),
     }
 }
 
 /// Hands every available record to the pipeline and writes what comes out.
 fn drain(
-    ring: &mut RingBuf<MapData>,
+    records: &mut Records,
     pipeline: &mut Pipeline,
     output: &mut Output,
     tally: &mut Tally,
@@ -257,13 +298,12 @@ fn drain(
     channel_hooks: &mut ChannelHooks,
     tls: &mut TlsMappings,
 ) -> Result<(), Error> {
-    while let Some(record) = ring.next() {
+    while let Some(event) = records.next() {
         tally.records += 1;
-        let Ok(event) = decode(&record) else {
+        let Ok(event) = event else {
             tally.malformed += 1;
             continue;
         };
-        drop(record);
         output.write_all(pipeline.handle(&event));
         apply_trust(sensor, pipeline, tally, tls);
     }

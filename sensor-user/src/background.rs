@@ -35,4 +35,12 @@ impl<T: Default + Send + 'static> Background<T> {
         self.in_flight = None;
         result
     }
+
+    /// The result of the job in flight if it is done, else `None` at once (it runs on).
+    pub async fn take_finished(&mut self) -> Option<T> {
+        if !self.in_flight.as_ref().is_some_and(JoinHandle::is_finished) {
+            return None;
+        }
+        Some(self.finished().await)
+    }
 }

@@ -93,3 +93,17 @@ impl Error {
         Self::System { what: what.into(), source }
     }
 }
+
+/// The error and its causes on one line, each cause once.
+pub fn describe(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text = format!("{text}: {cause_text}");
+        }
+        source = cause.source();
+    }
+    text
+}

@@ -22,6 +22,7 @@ mod store_servers;
 mod store_tokens;
 mod stores;
 mod system;
+mod tamper;
 mod tls_mappings;
 mod tmpfs_reads;
 
@@ -44,12 +45,13 @@ fn main() -> ExitCode {
         Command::History(args) => cli::history::run(args),
         Command::Explain(args) => cli::explain::run(&args),
         Command::CheckConfig(args) => cli::check_config::run(&args),
+        Command::Unload(args) => cli::unload::run(&args),
         Command::Manual(args) => cli::manual::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("vigie: {}", describe(&err));
+            eprintln!("vigie: {}", error::describe(&err));
             ExitCode::from(EXIT_ERROR)
         }
     }
@@ -63,18 +65,4 @@ fn run(args: cli::RunArgs) -> Result<(), error::Error> {
         .build()
         .map_err(|e| error::Error::system("starting the async runtime", e))?;
     runtime.block_on(agent::run(settings, move || Settings::from_args(args.clone())))
-}
-
-/// The error and its causes on one line, each cause once.
-fn describe(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text = format!("{text}: {cause_text}");
-        }
-        source = cause.source();
-    }
-    text
 }

@@ -2,8 +2,8 @@
 //!
 //! What the agent holds in user space or in maps it can update (new secrets, allowed
 //! readers, trusted networks, the output) changes live; what is frozen into the loaded
-//! programs or was read once at start (backend, ring size, taint window, services, stores,
-//! sinks, removed secrets) is named as ignored until a restart. A configuration that does not
+//! programs or was read once at start (backend, `keep_loaded`, ring size, taint window, services,
+//! stores, sinks, removed secrets) is named as ignored until a restart. A configuration that does not
 //! load leaves the running one in place.
 
 use crate::{
@@ -97,6 +97,7 @@ impl Changes {
         ];
         let frozen = [
             ("backend", running.backend != fresh.backend),
+            ("keep_loaded", running.keep_loaded != fresh.keep_loaded),
             ("ring_buffer_bytes", running.ring_buffer_bytes != fresh.ring_buffer_bytes),
             ("taint_window", running.taint_window != fresh.taint_window),
             ("services", running.services != fresh.services),
@@ -150,6 +151,7 @@ mod tests {
             services: Vec::new(),
             stores: Vec::new(),
             backend: crate::kernel::backend::Choice::default(),
+            keep_loaded: None,
             journal: None,
             metrics: None,
         }

@@ -36,6 +36,18 @@ pub fn ensure_tracefs() -> Result<(), Error> {
     mount("tracefs", TRACEFS).map_err(|e| Error::system(format!("mounting tracefs at {TRACEFS}"), e))
 }
 
+/// Where the BPF file system is (mounted by [`ensure_bpffs`] if it is not).
+pub const BPFFS: &str = "/sys/fs/bpf";
+
+pub fn ensure_bpffs() -> Result<(), Error> {
+    let mounts =
+        fs::read_to_string("/proc/self/mounts").map_err(|e| Error::system("reading /proc/self/mounts", e))?;
+    if mounts.lines().any(|line| line.split_whitespace().nth(1) == Some(BPFFS) && line.contains(" bpf ")) {
+        return Ok(());
+    }
+    mount("bpf", BPFFS).map_err(|e| Error::system(format!("mounting the BPF file system at {BPFFS}"), e))
+}
+
 fn mount(fstype: &str, target: &str) -> io::Result<()> {
     let c = |s: &str| std::ffi::CString::new(s).map_err(io::Error::other);
     let (source, target, fstype) = (c(fstype)?, c(target)?, c(fstype)?);
@@ -110,6 +122,24 @@ pub fn is_traced(pid: u32) -> bool {
             .find_map(|line| line.strip_prefix("TracerPid:"))
             .is_none_or(|tracer| tracer.trim() != "0")
     })
+}
+
+/// Tells systemd the agent is watching (`READY=1` on `$NOTIFY_SOCKET`, what `sd_notify` does)
+/// when a `Type=notify` unit started it; nothing otherwise. Units ordered after the agent's
+/// (the homeserver) start only then.
+pub fn notify_ready() -> Result<(), Error> {
+    use std::os::{linux::net::SocketAddrExt, unix::ffi::OsStrExt, unix::net};
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else { return Ok(()) };
+    let error =
+        |e| Error::system(format!("telling systemd the agent is ready ({})", path.to_string_lossy()), e);
+    let socket = net::UnixDatagram::unbound().map_err(error)?;
+    let sent = match path.as_bytes().strip_prefix(b"@") {
+        Some(name) => {
+            net::SocketAddr::from_abstract_name(name).and_then(|addr| socket.send_to_addr(b"READY=1", &addr))
+        }
+        None => socket.send_to(b"READY=1", &path),
+    };
+    sent.map(drop).map_err(error)
 }
 
 /// Makes the agent undumpable: no core dump, and no other user's process may attach to it or

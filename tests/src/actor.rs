@@ -94,6 +94,11 @@ impl Actor {
         self.step("--mmap", path.as_ref())
     }
 
+    /// Open `path` with `O_DIRECT` and read it, bypassing the page cache.
+    pub fn read_direct(self, path: impl AsRef<Path>) -> Self {
+        self.step("--read-direct", path.as_ref())
+    }
+
     /// Map `path` and keep it mapped until the actor exits (as a library it loaded).
     pub fn map_kept(self, path: impl AsRef<Path>) -> Self {
         self.step("--map-kept", path.as_ref())

@@ -217,6 +217,18 @@ pub fn destination(line: &Value) -> Option<SocketAddr> {
     Some(SocketAddr::new(ip, u16::try_from(port).ok()?))
 }
 
+/// `event.action` of the alerts about acts against the agent itself.
+pub const TAMPERED: &str = "agent-tampered";
+
+/// An `agent-tampered` alert whose `vigie.tamper.kind` is `kind` (`signal`, `ptrace`, …).
+pub fn is_tampering(kind: &str) -> impl Fn(&Value) -> bool + '_ {
+    move |line| {
+        text(line, "/event/kind") == Some("alert")
+            && text(line, "/event/action") == Some(TAMPERED)
+            && text(line, "/vigie/tamper/kind") == Some(kind)
+    }
+}
+
 /// A state document (`event.kind == "state"`) whose `event.action` is `action`.
 #[must_use]
 pub fn is_state(line: &Value, action: &str) -> bool {

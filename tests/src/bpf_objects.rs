@@ -9,6 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use serde_json::Value;
@@ -81,6 +83,22 @@ pub fn still_loaded(objects: &BpfObjects) -> Result<BpfObjects> {
     })
 }
 
+/// Polls until none of `objects` is loaded or `timeout` passes; returns what is still loaded.
+/// The kernel frees programs and maps asynchronously after the last reference goes.
+///
+/// # Errors
+/// See [`still_loaded`].
+pub fn wait_for_release(objects: &BpfObjects, timeout: Duration) -> Result<BpfObjects> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = still_loaded(objects)?;
+        if left.is_empty() || Instant::now() >= deadline {
+            return Ok(left);
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// The ids of the programs attached to the cgroup at `path`.
 ///
 /// # Errors
@@ -114,19 +132,48 @@ fn cgroup2_in(mounts: &str) -> Option<PathBuf> {
 pub fn map_has_u32_key(holder: u32, name: &str, key: u32) -> Result<bool> {
     let bytes: Vec<Value> = key.to_ne_bytes().iter().map(|b| Value::from(format!("0x{b:02x}"))).collect();
     let (as_bytes, as_number) = (Value::Array(bytes), Value::from(key));
+    // Without BTF the key is a list of hex bytes; with it, a number.
+    Ok(map_keys(map_id(holder, name)?)?.iter().any(|k| *k == as_bytes || *k == as_number))
+}
+
+/// The id of the map named `name` (as the kernel keeps it: 15 characters at most) that
+/// process `holder` holds.
+///
+/// # Errors
+/// When `holder` holds no such map, or bpftool fails.
+pub fn map_id(holder: u32, name: &str) -> Result<u32> {
     for id in held_by(holder)?.maps {
-        let id = id.to_string();
-        let shown = bpftool(&["map", "show", "id", &id])?;
-        if shown.get("name").and_then(Value::as_str) != Some(name) {
-            continue;
+        let shown = bpftool(&["map", "show", "id", &id.to_string()])?;
+        if shown.get("name").and_then(Value::as_str) == Some(name) {
+            return Ok(id);
         }
-        let entries = bpftool(&["map", "dump", "id", &id])?;
-        // Without BTF the key is a list of hex bytes; with it, a number.
-        return Ok(listed(&entries)?
-            .iter()
-            .any(|entry| entry.get("key").is_some_and(|k| *k == as_bytes || *k == as_number)));
     }
     bail!("process {holder} holds no map named {name}")
+}
+
+/// The keys of map `id` now, as `bpftool map dump` shows them.
+///
+/// # Errors
+/// When bpftool fails.
+pub fn map_keys(id: u32) -> Result<Vec<Value>> {
+    let entries = bpftool(&["map", "dump", "id", &id.to_string()])?;
+    Ok(listed(&entries)?.iter().filter_map(|entry| entry.get("key").cloned()).collect())
+}
+
+/// The ids of the links of type `link_type` (`cgroup`, `raw_tracepoint`, `perf`) that process
+/// `holder` holds, from its fdinfo.
+///
+/// # Errors
+/// When its fds cannot be read.
+pub fn links_of_type(holder: u32, link_type: &str) -> Result<BTreeSet<u32>> {
+    let proc = PathBuf::from(format!("/proc/{holder}"));
+    let mut links = BTreeSet::new();
+    for entry in fs::read_dir(proc.join("fdinfo")).with_context(|| format!("list the fds of {holder}"))? {
+        let Ok(info) = fs::read_to_string(entry?.path()) else { continue };
+        let typed = info.lines().any(|l| l.strip_prefix("link_type:").is_some_and(|t| t.trim() == link_type));
+        links.extend(fdinfo_field(&info, "link_id").filter(|_| typed));
+    }
+    Ok(links)
 }
 
 /// `bpftool -j ARGS`, a list command, parsed; bpftool reports failures as `{"error": …}`.

@@ -1,13 +1,15 @@
-//! Runs `vigie` to completion, for the tests of what it does with bad input.
+//! Runs `vigie` to completion: for the tests of what it does with bad input, and for the
+//! queries of a journal (`vigie history`, `vigie explain`).
 
 use std::ffi::OsStr;
 use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 
 use crate::sensor::vigie_bin;
 
@@ -67,5 +69,17 @@ pub fn run_vigie<S: AsRef<OsStr>>(args: &[S], user: Option<(u32, u32)>) -> Resul
     if timed_out {
         bail!("vigie still ran after {EXIT_TIMEOUT:?} and was killed: {exit:?}");
     }
+    Ok(exit)
+}
+
+/// `vigie ARGS... --journal JOURNAL`, which must succeed.
+///
+/// # Errors
+/// When it cannot run, or exits with another code than 0.
+pub fn query_journal(journal: &Path, args: &[&str]) -> Result<Exit> {
+    let mut all: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
+    all.extend([OsStr::new("--journal"), journal.as_os_str()]);
+    let exit = run_vigie(&all, None)?;
+    ensure!(exit.code == Some(0), "vigie {args:?} failed: {exit:#?}");
     Ok(exit)
 }

@@ -21,6 +21,9 @@ use crate::line_reader::{snapshot, spawn_collector, spawn_file_follower, spawn_l
 
 /// How long the sensor may take to load and attach its programs.
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// Environment variable raising [`START_TIMEOUT`] to that many seconds: the in-guest suite
+/// runs under an emulated CPU, where a debug build takes longer than that to start.
+pub const START_TIMEOUT_ENV: &str = "VIGIE_TEST_START_SECS";
 /// How long it may take to exit after SIGTERM before it is killed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a SIGSTOP may take to stop it.
@@ -48,6 +51,14 @@ fn backend_override<S: AsRef<OsStr>>(args: &[S]) -> Vec<OsString> {
         }
         _ => Vec::new(),
     }
+}
+
+/// [`START_TIMEOUT`], or what [`START_TIMEOUT_ENV`] says.
+fn start_timeout() -> Duration {
+    std::env::var(START_TIMEOUT_ENV)
+        .ok()
+        .and_then(|secs| secs.parse().ok())
+        .map_or(START_TIMEOUT, Duration::from_secs)
 }
 
 /// Where the test reads the documents `vigie` writes.
@@ -165,7 +176,7 @@ impl Sensor {
         if matches!(documents, Documents::StderrAfterHead(_)) {
             return Ok(sensor);
         }
-        if let Err(failure) = sensor.wait_for(alert::is_sensor_started, START_TIMEOUT) {
+        if let Err(failure) = sensor.wait_for(alert::is_sensor_started, start_timeout()) {
             let status = sensor.shutdown();
             bail!("vigie did not report sensor-started: {failure} (exit: {status:?})\n{}", sensor.report());
         }

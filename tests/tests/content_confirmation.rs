@@ -9,8 +9,6 @@ use std::fs::{self, File};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use integration_tests::bpf_objects::map_has_u32_key;
@@ -18,13 +16,12 @@ use integration_tests::host_tools::{python_relay, quoted, KilledOnDrop};
 use integration_tests::remote_server::{
     certificate, run_tainted, sensor_with_digests, wait_for_stream, Server,
 };
-use integration_tests::{actor_exe, alert, Lab, Sensor, ALERT_TIMEOUT};
+use integration_tests::{actor_exe, alert, poll, Lab, Sensor, ALERT_TIMEOUT};
 use serde_json::Value;
 
 /// Severity of a data-flow alert, and of one whose bytes carried the value.
 const PLAIN: u64 = 73;
 const CONFIRMED: u64 = 99;
-const POLL: Duration = Duration::from_millis(20);
 
 /// The value of the lab's secret (`aws_secret_access_key = VALUE`), read by the trusted test.
 fn secret_value(lab: &Lab) -> Result<String> {
@@ -172,16 +169,6 @@ fn a_tainted_upload_that_carries_no_value_keeps_a_plain_alert() -> Result<()> {
     Ok(())
 }
 
-/// Waits until the agent has told the kernel that `pid` is a trusted service.
-fn wait_until_trusted(sensor: &Sensor, pid: u32) -> Result<()> {
-    let deadline = Instant::now() + ALERT_TIMEOUT;
-    while !map_has_u32_key(sensor.pid(), "TRUSTED_PIDS", pid)? {
-        ensure!(Instant::now() < deadline, "{pid} was never trusted");
-        thread::sleep(POLL);
-    }
-    Ok(())
-}
-
 /// A FIFO in `dir`: a curl transfer from it waits until the test opens it for writing.
 fn gate(dir: &Path) -> Result<std::path::PathBuf> {
     let path = dir.join("gate");
@@ -213,7 +200,12 @@ fn trusted_service_sending_its_secret_value_is_alerted(tls: bool, path: &str) ->
         .stdin(Stdio::null())
         .spawn()?;
     let pid = curl.id();
-    wait_until_trusted(&sensor, pid)?;
+    poll::until(
+        "curl trusted",
+        ALERT_TIMEOUT,
+        || map_has_u32_key(sensor.pid(), "TRUSTED_PIDS", pid),
+        |&t| t,
+    )?;
     drop(File::options().write(true).open(&gate)?);
     ensure!(curl.wait()?.success(), "curl failed");
     let (received, _) = server.received()?;

@@ -9,6 +9,7 @@ use std::fs;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
+use integration_tests::bpf_objects;
 use integration_tests::ecs_schema::{self, Definitions, FieldsTable};
 use integration_tests::full_disk::FullDisk;
 use integration_tests::host_tools::{self, quoted};
@@ -24,9 +25,11 @@ const SMALLEST_RING: &str = "4096";
 /// Short processes run while the sensor is paused, each making fork, exec and exit records.
 const PROCESSES: u32 = 200;
 const SERVICE: &str = "test-homeserver";
+/// How long the agent's periodic checks of its maps and links may take to see a change.
+const TAMPER_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Every `event.action` the agent has.
-const KINDS: [&str; 14] = [
+const KINDS: [&str; 15] = [
     "sensor-started",
     "output-degraded",
     "journal-degraded",
@@ -36,6 +39,7 @@ const KINDS: [&str; 14] = [
     "secret-read-allowed",
     "secret-derived",
     "credential-exfiltration",
+    "agent-tampered",
     "exfiltration-progress",
     "watch-updated",
     "tls-library-probed",
@@ -182,6 +186,24 @@ fn journal_documents() -> Result<Vec<Value>> {
     stopped_lines(&mut sensor)
 }
 
+/// A foreign entry written into an agent map and a link of the agent detached, by bpftool:
+/// `agent-tampered` (the signals of the other scenarios make it too).
+fn tamper_documents() -> Result<Vec<Value>> {
+    let lab = Lab::new(actor_exe!())?;
+    let mut sensor = lab.sensor()?;
+    let allowed = bpf_objects::map_id(sensor.pid(), "ALLOWED_EXES")?;
+    let key = "01 00 00 00 00 00 00 00 03 00 00 00 00 00 00 00";
+    host_tools::sh(&format!("bpftool map update id {allowed} key hex {key} value hex 01"))?;
+    let link = *bpf_objects::links_of_type(sensor.pid(), "cgroup")?.first().context("no cgroup link")?;
+    host_tools::run("bpftool", &["link", "detach", "id", &link.to_string()])?;
+    let kind = |kind: &'static str| {
+        move |line: &Value| line.pointer("/vigie/tamper/kind") == Some(&Value::from(kind))
+    };
+    sensor.expect(kind("map-changed"), TAMPER_TIMEOUT)?;
+    sensor.expect(kind("link-detached"), TAMPER_TIMEOUT)?;
+    stopped_lines(&mut sensor)
+}
+
 /// A stdout whose reader went away after 100 bytes: `output-degraded`, on stderr.
 fn output_documents() -> Result<Vec<Value>> {
     let lab = Lab::new(actor_exe!())?;
@@ -219,6 +241,7 @@ fn every_document_kind_is_valid_ecs_and_documented() -> Result<()> {
     documents.extend(config_documents().context("configuration reload scenario")?);
     documents.extend(output_documents().context("closed output scenario")?);
     documents.extend(journal_documents().context("full journal disk scenario")?);
+    documents.extend(tamper_documents().context("tampered agent scenario")?);
 
     let mut by_kind: BTreeMap<&str, usize> = BTreeMap::new();
     for document in &documents {

@@ -10,23 +10,14 @@ use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 
 use anyhow::{ensure, Context, Result};
-use integration_tests::cli::{run_vigie, Exit};
+use integration_tests::cli::{query_journal, run_vigie};
 use integration_tests::full_disk::FullDisk;
 use integration_tests::{actor_exe, alert, Lab, Sensor, ALERT_TIMEOUT};
 use serde_json::Value;
 
-/// `vigie ARGS... --journal JOURNAL`, which must succeed.
-fn query(journal: &Path, args: &[&str]) -> Result<Exit> {
-    let mut all: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
-    all.extend([OsStr::new("--journal"), journal.as_os_str()]);
-    let exit = run_vigie(&all, None)?;
-    ensure!(exit.code == Some(0), "vigie {args:?} failed: {exit:#?}");
-    Ok(exit)
-}
-
 /// `vigie history --json` with `args` added, parsed.
 fn history(journal: &Path, args: &[&str]) -> Result<Vec<Value>> {
-    let exit = query(journal, &[&["history", "--json"], args].concat())?;
+    let exit = query_journal(journal, &[&["history", "--json"], args].concat())?;
     let reads: Value = serde_json::from_str(&exit.stdout).with_context(|| exit.stdout.clone())?;
     Ok(reads.as_array().cloned().unwrap_or_default())
 }
@@ -92,13 +83,13 @@ fn history_and_explain_tell_what_was_read_and_sent_across_a_restart() -> Result<
     let journaled: BTreeSet<String> =
         reads.iter().filter_map(|r| r["event_id"].as_str().map(str::to_owned)).collect();
     ensure!(journaled == read_ids(&printed), "the journal has the reads the output got: {journaled:?}");
-    let table = query(lab.journal(), &["history"])?.stdout;
+    let table = query_journal(lab.journal(), &["history"])?.stdout;
     let row = table.lines().find(|l| l.contains(&format!(" {first} "))).context(table.clone())?;
     for expected in [lab.secret().to_str().unwrap_or_default(), &dest.to_string(), &first_alert] {
         ensure!(row.contains(expected), "the row names {expected}: {table}");
     }
 
-    let story = query(lab.journal(), &["explain", "--json", &first_alert])?.stdout;
+    let story = query_journal(lab.journal(), &["explain", "--json", &first_alert])?.stdout;
     let story: Value = serde_json::from_str(&story).context(story)?;
     let steps: Vec<(&str, Option<u64>)> = story["timeline"]
         .as_array()
@@ -116,7 +107,7 @@ fn history_and_explain_tell_what_was_read_and_sent_across_a_restart() -> Result<
         })
     };
     ensure!(reached("stdout"), "the sinks it reached end the story: {story:#}");
-    let timeline = query(lab.journal(), &["explain", &first_alert])?.stdout;
+    let timeline = query_journal(lab.journal(), &["explain", &first_alert])?.stdout;
     ensure!(
         timeline.contains("read") && timeline.contains("connect") && timeline.contains(&dest.to_string()),
         "{timeline}"
@@ -134,7 +125,7 @@ fn history_and_explain_tell_what_was_read_and_sent_across_a_restart() -> Result<
     ensure!(run_of(&first_alert) != run_of(&second_alert), "two runs: {first_alert} {second_alert}");
     let by_process = history(lab.journal(), &["--process", &second.to_string()])?;
     ensure!(by_process.len() == 1, "--process {second}: {by_process:#?}");
-    query(lab.journal(), &["explain", &second_alert])?;
+    query_journal(lab.journal(), &["explain", &second_alert])?;
 
     let unknown = run_vigie(
         &[

@@ -4,13 +4,9 @@
 
 use anyhow::{ensure, Result};
 use integration_tests::host_tools;
+use integration_tests::ring_overflow::{self, SMALLEST_RING};
 use integration_tests::{actor_exe, alert, Lab, ALERT_TIMEOUT};
 use serde_json::Value;
-
-/// The smallest ring the agent accepts: it overflows on a handful of exec records.
-const SMALLEST_RING: &str = "4096";
-/// Short processes run while the agent is paused, to fill the ring before the thief runs.
-const PROCESSES: u32 = 200;
 
 #[test]
 #[ignore = "needs root and BPF: run with cargo xtask test"]
@@ -19,11 +15,10 @@ fn a_connect_lost_to_a_full_ring_buffer_is_alerted_late_from_the_kernels_byte_co
     let sensor = lab.sensor_with(&["--ring-buffer-bytes", SMALLEST_RING])?;
     let dest = lab.remote().tcp_v4();
 
-    sensor.pause()?;
-    host_tools::sh(&format!("i=0; while [ $i -lt {PROCESSES} ]; do /bin/true; i=$((i+1)); done"))?;
     // Its exec, taint and connect records find the ring full.
-    let thief = lab.actor().read(lab.secret()).open_tcp(dest).send(1_000).run()?;
-    sensor.resume()?;
+    let thief = ring_overflow::while_full(&sensor, || {
+        lab.actor().read(lab.secret()).open_tcp(dest).send(1_000).run()
+    })?;
 
     let lost = sensor.expect(alert::is_events_lost, ALERT_TIMEOUT)?;
     ensure!(alert::loss(&lost).is_some(), "{lost:#}");
@@ -46,14 +41,13 @@ fn an_allowed_reader_with_a_loader_variable_is_not_allowed_while_the_ring_is_ful
         lab.sensor_with(&["--ring-buffer-bytes", SMALLEST_RING, "--allow-reader", allowed.as_str()])?;
     let dest = lab.remote().tcp_v4();
 
-    sensor.pause()?;
-    host_tools::sh(&format!("i=0; while [ $i -lt {PROCESSES} ]; do /bin/true; i=$((i+1)); done"))?;
-    let preloaded = host_tools::sh(&format!(
-        "exec env -u LD_LIBRARY_PATH LD_PRELOAD=libm.so.6 {} --read {} --open-tcp {dest} --send 1000",
-        host_tools::quoted(lab.actor_exe()),
-        host_tools::quoted(lab.secret())
-    ))?;
-    sensor.resume()?;
+    let preloaded = ring_overflow::while_full(&sensor, || {
+        host_tools::sh(&format!(
+            "exec env -u LD_LIBRARY_PATH LD_PRELOAD=libm.so.6 {} --read {} --open-tcp {dest} --send 1000",
+            host_tools::quoted(lab.actor_exe()),
+            host_tools::quoted(lab.secret())
+        ))
+    })?;
 
     let late = sensor.expect(alert::is_exfiltration_by(preloaded), ALERT_TIMEOUT)?;
     ensure!(alert::file_path(&late) == lab.secret().to_str(), "{late:#}");

@@ -25,7 +25,7 @@ use tempfile::TempDir;
 const NOBODY: (u32, u32) = (65534, 65534);
 const CONFIG: &str = "etc/vigie/vigie.toml";
 const UNIT: &str = "lib/systemd/system/vigie.service";
-const SUBCOMMANDS: [&str; 4] = ["run", "history", "explain", "check-config"];
+const SUBCOMMANDS: [&str; 5] = ["run", "history", "explain", "check-config", "unload"];
 
 /// The package, built once per run of this suite, and unpacked beside it (a static is never
 /// dropped, so a temporary directory would be left behind at every run).
@@ -206,7 +206,8 @@ fn the_unit_verifies_checks_its_config_and_starts_before_the_homeserver() -> Res
     let unit = fs::read_to_string(package.path(UNIT))?;
     let settings = unit_settings(&unit);
     for wanted in [
-        ("Type", "exec"),
+        ("Type", "notify"),
+        ("NotifyAccess", "main"),
         ("ExecStartPre", "/usr/sbin/vigie check-config /etc/vigie/vigie.toml"),
         ("ExecStart", "/usr/sbin/vigie run --config /etc/vigie/vigie.toml"),
         ("Restart", "on-failure"),
@@ -256,6 +257,7 @@ fn the_packaged_config_checks_clean_and_shows_every_option() -> Result<()> {
     assert_eq!(summary.lines().count(), 1, "one line: {summary}");
     assert!(summary.starts_with(&format!("{}: ok: ", config.display())), "{summary}");
     assert!(summary.contains("journal /var/lib/vigie/journal.db"), "{summary}");
+    assert!(summary.contains("keep_loaded /sys/fs/bpf/vigie,"), "{summary}");
 
     let text = fs::read_to_string(&config)?;
     let dir = tempfile::tempdir()?;
@@ -271,7 +273,7 @@ fn the_packaged_config_checks_clean_and_shows_every_option() -> Result<()> {
             assert!(shown, "option {key} of {table:?} is not in the packaged config");
         }
     }
-    assert!(!text.lines().any(|l| l.starts_with("keep_loaded")), "keep_loaded is not set yet");
+    assert!(text.lines().any(|l| l == "keep_loaded = true"), "the packaged config keeps the programs loaded");
     for sink in ["syslog", "webhook", "matrix", "file"] {
         assert!(text.contains(&format!("# type = \"{sink}\"")), "a commented {sink} sink");
     }
@@ -458,6 +460,9 @@ struct BootedContainer {
     nspawn: std::process::Child,
     init: u32,
     _overlay: TempDir,
+    /// A BPF file system of its own, as systemd mounts one at `/sys/fs/bpf` on a real host
+    /// (nspawn's `/sys` has none): the agent pins its programs there.
+    bpffs: TempDir,
 }
 
 impl BootedContainer {
@@ -469,6 +474,8 @@ impl BootedContainer {
             fs::create_dir_all(overlay.path().join(to).parent().context("a parent")?)?;
             run(Command::new("cp").arg("-a").arg(package.path(from)).arg(overlay.path().join(to)))?;
         }
+        let bpffs = tempfile::tempdir()?;
+        run(Command::new("mount").args(["-t", "bpf", "bpf"]).arg(bpffs.path()))?;
         let nspawn = Command::new("systemd-nspawn")
             .args(["--quiet", "--directory=/", "--volatile=yes", "--register=no", "--keep-unit"])
             .args(["--private-network", "--capability=all"])
@@ -477,13 +484,14 @@ impl BootedContainer {
             .arg("--system-call-filter=bpf perf_event_open fanotify_init fanotify_mark")
             .arg(format!("--overlay-ro=/usr:{}:/usr", overlay.path().display()))
             .arg(format!("--bind-ro={}:/etc/vigie", package.path("etc/vigie").display()))
+            .arg(format!("--bind={}:/sys/fs/bpf", bpffs.path().display()))
             .args(["--boot", "--", "systemd.firstboot=off"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .context("start systemd-nspawn")?;
-        let mut container = BootedContainer { init: 0, nspawn, _overlay: overlay };
+        let mut container = BootedContainer { init: 0, nspawn, _overlay: overlay, bpffs };
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
         loop {
             if container.init == 0 {
@@ -535,14 +543,16 @@ impl Drop for BootedContainer {
         let pid = libc::pid_t::try_from(self.nspawn.id()).unwrap_or(0);
         // SAFETY: a plain syscall on our own child, not yet reaped.
         unsafe { libc::kill(pid, libc::SIGTERM) };
-        for _ in 0..100 {
-            if self.nspawn.try_wait().ok().flatten().is_some() {
-                return;
-            }
+        let stopped = (0..100).any(|_| {
             std::thread::sleep(std::time::Duration::from_millis(100));
+            self.nspawn.try_wait().ok().flatten().is_some()
+        });
+        if !stopped {
+            let _ = self.nspawn.kill();
+            let _ = self.nspawn.wait();
         }
-        let _ = self.nspawn.kill();
-        let _ = self.nspawn.wait();
+        // Unmounting the container's BPF file system detaches what the agent left pinned.
+        let _ = Command::new("umount").arg("-l").arg(self.bpffs.path()).status();
     }
 }
 
@@ -570,6 +580,10 @@ fn systemd_runs_the_unit_at_boot_and_its_alert_reaches_the_journal() -> Result<(
          systemctl stop vigie
          journalctl -u vigie -o cat --no-pager | grep -q sensor-stopped && echo stopped-cleanly
          systemctl show vigie -p Result -p ExecMainStatus
+         ls /sys/fs/bpf/vigie | sed 's/^/pinned: /'
+         systemctl start vigie
+         echo started-documents: $(journalctl -u vigie -o cat --no-pager | grep -c sensor-started)
+         journalctl -u vigie -o cat --no-pager | grep sensor-started | tail -n 1
          ip netns del remote",
     )?;
     let alert = story.lines().find(|l| l.contains("credential-exfiltration")).context(story.clone())?;
@@ -582,5 +596,18 @@ fn systemd_runs_the_unit_at_boot_and_its_alert_reaches_the_journal() -> Result<(
             && story.contains("ExecMainStatus=0"),
         "a clean stop, sensor-stopped in the journal: {story}"
     );
+    // `Type=notify`: `systemctl start` returned once the agent said it was ready, with its
+    // programs attached and `sensor-started` written.
+    assert!(
+        story.contains("started-documents: 2\n"),
+        "the second start was ready when systemctl returned: {story}"
+    );
+    // The packaged config keeps the programs loaded: the next start takes over what they left.
+    let pinned: Vec<&str> = story.lines().filter_map(|l| l.strip_prefix("pinned: ")).collect();
+    assert_eq!(pinned.len(), 1, "one generation left pinned by the stop: {story}");
+    let restarted = story.lines().rev().find(|l| l.contains("sensor-started")).context(story.clone())?;
+    let restarted: Value = serde_json::from_str(restarted)?;
+    let generations = &restarted["vigie"]["kept_loaded"]["taken_over"]["generations"];
+    assert_eq!(generations, &serde_json::json!(pinned), "the restart took over the stop's: {restarted:#}");
     Ok(())
 }

@@ -4,7 +4,6 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
@@ -90,7 +89,7 @@ fn stopping_detaches_every_program() -> Result<()> {
     let status = sensor.stop()?;
     let exited = stopping.elapsed();
     assert!(status.success(), "vigie exited with {status}");
-    let left = wait_for_release(&held)?;
+    let left = bpf_objects::wait_for_release(&held, RELEASE_TIMEOUT)?;
     eprintln!(
         "vigie exited {exited:?} after SIGTERM; its BPF objects were gone {:?} after",
         stopping.elapsed()
@@ -124,17 +123,4 @@ fn program_names(ids: &BTreeSet<u32>) -> Result<BTreeSet<String>> {
 
 fn held_programs_attached(held: &BpfObjects, cgroup: &Path) -> Result<BTreeSet<u32>> {
     Ok(bpf_objects::attached_to_cgroup(cgroup)?.intersection(&held.programs).copied().collect())
-}
-
-/// Polls bpftool until none of `held` is listed or [`RELEASE_TIMEOUT`] passes; returns what is
-/// still listed. The kernel frees programs and maps asynchronously after the last fd closes.
-fn wait_for_release(held: &BpfObjects) -> Result<BpfObjects> {
-    let deadline = Instant::now() + RELEASE_TIMEOUT;
-    loop {
-        let left = bpf_objects::still_loaded(held)?;
-        if left.is_empty() || Instant::now() >= deadline {
-            return Ok(left);
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
 }

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use integration_tests::cli::run_vigie;
+use integration_tests::cli::query_journal;
 use integration_tests::collector::{event_id, Collector, ReservedPort};
 use integration_tests::rsyslog::{self, Input, Rsyslog};
 use integration_tests::{actor_exe, alert, Lab, Sensor, ALERT_TIMEOUT};
@@ -136,8 +136,7 @@ fn a_webhook_down_through_three_alerts_and_an_agent_restart_gets_every_alert_onc
     // by the second run, from the spool.
     second.stop()?;
     second.expect(alert::is_sensor_stopped, ALERT_TIMEOUT)?;
-    let journal = lab.journal().display().to_string();
-    let story = run_vigie(&["explain", "--journal", &journal, "--json", &wanted[0]], None)?;
+    let story = query_journal(lab.journal(), &["explain", "--json", &wanted[0]])?;
     let story: Value = serde_json::from_str(&story.stdout).with_context(|| format!("{story:#?}"))?;
     let sinks: Vec<&str> = story["timeline"]
         .as_array()
@@ -222,8 +221,11 @@ fn a_file_sink_rotates_by_size_and_reopens_on_a_hangup_losing_no_line() -> Resul
     let lab = Lab::new(actor_exe!())?;
     let path = lab.dir().join("alerts.jsonl");
     let max_bytes = 8_000;
+    // Room for every document: the alerts, their reads, and the signals the test sends the
+    // agent (each an `agent-tampered` alert).
+    let keep = 50;
     let toml = format!(
-        "[[sink]]\ntype = \"file\"\npath = \"{}\"\nmax_bytes = {max_bytes}\nkeep = 20\n",
+        "[[sink]]\ntype = \"file\"\npath = \"{}\"\nmax_bytes = {max_bytes}\nkeep = {keep}\n",
         path.display()
     );
     let mut sensor = lab.sensor_with(&config(&lab, "file.toml", &toml)?)?;
@@ -239,7 +241,7 @@ fn a_file_sink_rotates_by_size_and_reopens_on_a_hangup_losing_no_line() -> Resul
     sensor.expect(alert::is_sensor_stopped, ALERT_TIMEOUT)?;
 
     let numbered = |n: usize| lab.dir().join(format!("alerts.jsonl.{n}"));
-    let rotated = (1..=20).take_while(|&n| numbered(n).exists()).count();
+    let rotated = (1..=keep).take_while(|&n| numbered(n).exists()).count();
     ensure!(rotated >= 1, "{max_bytes} bytes hold fewer documents than two alerts and their reads");
     let files: Vec<_> = (1..=rotated).map(numbered).chain([moved.clone(), path.clone()]).collect();
     let sequence = |id: &String| id.rsplit('-').next().and_then(|n| n.parse::<u64>().ok());

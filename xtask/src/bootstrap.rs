@@ -15,12 +15,14 @@ use anyhow::Result;
 
 use crate::privilege;
 
-/// Every step: toolchain, mounts, test commands, the ECS definitions the tests check against.
+/// Every step: toolchain, mounts, test and VM commands, the ECS definitions the tests check against.
 pub fn all() -> Result<()> {
     toolchain()?;
     let root = privilege::is_root()?;
     mounts::ensure(root)?;
     packages::ensure(root)?;
+    // What `cargo xtask test --kernel NAME` boots guests with.
+    packages::ensure_commands(crate::vm::COMMANDS, root)?;
     ecs_definitions::ensure()
 }
 

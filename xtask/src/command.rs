@@ -48,6 +48,14 @@ pub fn run(command: &mut Command) -> Result<()> {
 
 /// Runs `command` and returns its trimmed stdout; stderr goes into the error on failure.
 pub fn output(command: &mut Command) -> Result<String> {
+    let stdout = bytes(command)?;
+    String::from_utf8(stdout)
+        .map(|stdout| stdout.trim().to_owned())
+        .with_context(|| format!("`{}` printed non-UTF-8 output", describe(command)))
+}
+
+/// Runs `command` and returns its stdout as it is; stderr goes into the error on failure.
+pub fn bytes(command: &mut Command) -> Result<Vec<u8>> {
     let output = command
         .stdin(Stdio::null())
         .output()
@@ -60,9 +68,7 @@ pub fn output(command: &mut Command) -> Result<String> {
             String::from_utf8_lossy(&output.stderr).trim()
         );
     }
-    String::from_utf8(output.stdout)
-        .map(|stdout| stdout.trim().to_owned())
-        .with_context(|| format!("`{}` printed non-UTF-8 output", describe(command)))
+    Ok(output.stdout)
 }
 
 /// The command line as a user would type it, for messages: `cargo build`, not

@@ -12,9 +12,11 @@ mod package;
 mod privilege;
 mod run;
 mod test;
+mod vm;
 mod workspace;
 
 use std::ffi::OsString;
+use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -57,6 +59,27 @@ enum Task {
     /// Everything CI checks: bootstrap, fmt, clippy, build, then all tests including the
     /// privileged ones (needs root).
     Test {
+        /// Instead of the host suites: boot this kernel of the matrix (`debian-12`,
+        /// `debian-12-6.12`) under qemu and run the in-guest suite there; repeatable.
+        #[arg(long = "kernel", value_name = "NAME")]
+        kernels: Vec<String>,
+        /// With `--kernel`: only the core cases.
+        #[arg(long, requires = "kernels")]
+        quick: bool,
+        /// With `--kernel`: the agent binary to test (default: the debug build).
+        #[arg(long, value_name = "PATH", requires = "kernels")]
+        vigie: Option<PathBuf>,
+        /// With `--kernel`: `vigie run --backend BACKEND` in the guest (default: `auto`).
+        #[arg(long, value_name = "BACKEND", requires = "kernels")]
+        backend: Option<String>,
+        /// With `--kernel`: the backend the agent must report (default: the one `--backend`
+        /// forces, else the kernel table's choice for `auto`).
+        #[arg(long, value_name = "BACKEND", requires = "kernels")]
+        expect_backend: Option<String>,
+        /// With `--kernel`: run this shell script in the guest instead of the suite (passes if
+        /// it exits 0); the agent is `/usr/bin/vigie`, the lab disk the current directory.
+        #[arg(long, value_name = "FILE", requires = "kernels")]
+        guest_script: Option<PathBuf>,
         /// Arguments passed to the test binaries, after `--` (e.g. a name filter).
         #[arg(last = true)]
         args: Vec<OsString>,
@@ -70,6 +93,9 @@ fn main() -> Result<()> {
         Task::Run { args } => run::run(&args),
         Task::Bench { quick } => bench::run(&if quick { bench::Plan::quick() } else { bench::Plan::full() }),
         Task::Package => package::run().map(drop),
-        Task::Test { args } => test::run(&args),
+        Task::Test { kernels, args, .. } if kernels.is_empty() => test::run(&args),
+        Task::Test { kernels, quick, vigie, backend, expect_backend, guest_script, .. } => {
+            vm::test(&vm::Options { kernels, quick, vigie, backend, expect_backend, script: guest_script })
+        }
     }
 }

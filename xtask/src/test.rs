@@ -17,7 +17,7 @@ use crate::{bootstrap, privilege};
 const BACKEND_ENV: &str = "VIGIE_TEST_BACKEND";
 /// The suites about what is detected and how it is reported, run a second time against the
 /// syscall backend.
-const DETECTION_SUITES: [&str; 21] = [
+const DETECTION_SUITES: [&str; 23] = [
     "allowance",
     "content_confirmation",
     "data_paths",
@@ -32,8 +32,10 @@ const DETECTION_SUITES: [&str; 21] = [
     "outbound_bytes",
     "process_memory",
     "redaction",
+    "restart",
     "secret_access",
     "secret_identity",
+    "self_protection",
     "send_paths",
     "taint_through_ipc",
     "taint_window",

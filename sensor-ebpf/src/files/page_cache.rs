@@ -20,7 +20,7 @@ use crate::{
 };
 
 /// `IOCB_WRITE` in `kiocb.ki_flags`.
-const IOCB_WRITE: i32 = 1 << 18;
+pub const IOCB_WRITE: i32 = 1 << 18;
 
 /// `mm_filemap_get_pages(mapping, index, last_index)`.
 #[btf_tracepoint(function = "mm_filemap_get_pages")]
@@ -46,9 +46,15 @@ pub fn page_cache_fault(ctx: BtfTracePointContext) -> i32 {
 /// `iomap_dio_rw_begin(iocb, iter, dio_flags, done_before)`.
 #[btf_tracepoint(function = "iomap_dio_rw_begin")]
 pub fn direct_io(ctx: BtfTracePointContext) -> i32 {
-    let iocb: *const u8 = ctx.arg(0);
-    // SAFETY: `iocb` is the tracepoint's `struct kiocb *`, read at `struct kiocb`'s and
-    // `struct file`'s offsets.
+    kiocb_direct_io(ctx.arg(0));
+    0
+}
+
+/// An O_DIRECT read or write of BTF-typed `struct kiocb *` `iocb`.
+#[inline(always)]
+pub fn kiocb_direct_io(iocb: *const u8) {
+    // SAFETY: a BTF-typed `struct kiocb *`, read at `struct kiocb`'s and `struct file`'s
+    // offsets.
     let (flags, inode) = unsafe {
         let file: *const u8 = load(iocb, offset!(kiocb_ki_filp));
         (load::<i32>(iocb, offset!(kiocb_ki_flags)), load::<*const u8>(file, offset!(file_f_inode)))
@@ -58,7 +64,6 @@ pub fn direct_io(ctx: BtfTracePointContext) -> i32 {
     } else {
         inode_read(inode);
     }
-    0
 }
 
 /// `writeback_dirty_folio(folio, mapping)`.
@@ -97,7 +102,7 @@ fn mapping_read(mapping: *const u8) {
 
 /// The current process reads data of `inode` (BTF-typed).
 #[inline(always)]
-fn inode_read(inode: *const u8) {
+pub fn inode_read(inode: *const u8) {
     // SAFETY: a BTF-typed `struct inode *` from the tracepoint's arguments.
     let id = unsafe { inode_id(inode) };
     if prefilter::may_hold(id) {
@@ -107,7 +112,7 @@ fn inode_read(inode: *const u8) {
 
 /// The current process wrote into `inode`: if it is tainted, the file is derived.
 #[inline(always)]
-fn written(inode: *const u8) -> Result<(), i32> {
+pub fn written(inode: *const u8) -> Result<(), i32> {
     match taint::current() {
         Some(taint) => channels::written_inode(inode, &taint),
         None => Ok(()),

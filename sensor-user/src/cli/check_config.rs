@@ -130,9 +130,11 @@ fn summary(path: &Path, settings: &Settings) -> String {
     let journal =
         settings.journal.as_ref().map_or_else(|| "none".to_owned(), |j| j.path.display().to_string());
     let metrics = settings.metrics.map_or_else(|| "off".to_owned(), |addr| addr.to_string());
+    let kept =
+        settings.keep_loaded.as_ref().map_or_else(|| "off".to_owned(), |dir| dir.display().to_string());
     format!(
         "{}: ok: {} secret patterns, {} trusted nets, {} allowed readers, {} services, backend {}, \
-         output {output} ({}), {} sinks, journal {journal}, metrics {metrics}",
+         keep_loaded {kept}, output {output} ({}), {} sinks, journal {journal}, metrics {metrics}",
         path.display(),
         settings.secret_patterns.len(),
         settings.trusted_nets.len(),

@@ -1,11 +1,12 @@
-//! The command line: `vigie run`, `vigie history`, `vigie explain`, `vigie check-config`; one
-//! file per subcommand.
+//! The command line: `vigie run`, `vigie history`, `vigie explain`, `vigie check-config`,
+//! `vigie unload`; one file per subcommand.
 
 pub mod check_config;
 pub mod explain;
 pub mod history;
 pub mod manual;
 pub mod run;
+pub mod unload;
 
 use std::io::{self, Write};
 
@@ -36,6 +37,9 @@ pub enum Command {
     /// programs: a one-line summary, or each problem as `FILE:LINE:COLUMN: what is wrong` and
     /// exit code 2.
     CheckConfig(check_config::CheckConfigArgs),
+    /// Detach and remove the kernel programs and maps that agents left pinned with
+    /// `keep_loaded` (stop the agent first: a running one pins its own again only at start).
+    Unload(unload::UnloadArgs),
     /// Write the manual pages into a directory (for packaging).
     #[command(hide = true)]
     Manual(manual::ManualArgs),

@@ -76,9 +76,20 @@ pub struct RunArgs {
     pub synapse_volumes: Vec<Volume>,
 
     /// The kernel hook set: `auto` picks `page-cache` where the kernel has its tracepoints
-    /// (Linux 6.11+) and `syscalls` elsewhere.
+    /// (Linux 6.11+), else `fentry`, else `kprobe`, and `syscalls` where none of them runs.
     #[arg(long, value_enum, value_name = "BACKEND")]
     pub backend: Option<Choice>,
+
+    /// Leave the kernel programs attached when the agent stops, pinned under `--pin-dir`: the
+    /// next agent takes them over (taint, marks, unread records), so a restart opens no window.
+    /// `vigie unload` removes them.
+    #[arg(long)]
+    pub keep_loaded: bool,
+
+    /// Where `--keep-loaded` pins the programs and maps (in the BPF file system). Default:
+    /// `/sys/fs/bpf/vigie`.
+    #[arg(long, value_name = "DIR")]
+    pub pin_dir: Option<PathBuf>,
 
     /// Serve Prometheus metrics at `http://ADDR/metrics` (e.g. `127.0.0.1:9717`). Default: off.
     #[arg(long, value_name = "ADDR")]

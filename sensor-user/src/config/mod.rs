@@ -19,7 +19,13 @@ use std::{
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::Deserialize;
 
-use crate::{alert::redact, cli::RunArgs, error::Error, format::Schema, kernel::backend::Choice};
+use crate::{
+    alert::redact,
+    cli::RunArgs,
+    error::Error,
+    format::Schema,
+    kernel::{self, backend::Choice},
+};
 use journal::{JournalFile, JournalSettings};
 use services::ServiceSpec;
 use sink_specs::SinkSpec;
@@ -60,6 +66,10 @@ pub struct ConfigFile {
     /// The homeserver container's volumes, `HOST_DIR:CONTAINER_DIR`.
     #[serde(default)]
     pub synapse_volumes: Vec<Volume>,
+    /// Leave the kernel programs attached across restarts of the agent, pinned under `pin_dir`.
+    pub keep_loaded: Option<bool>,
+    /// Where they are pinned (default `/sys/fs/bpf/vigie`).
+    pub pin_dir: Option<PathBuf>,
     /// The agent's history (`[journal]`).
     pub journal: Option<JournalFile>,
     /// `[metrics]`: where Prometheus scrapes the agent.
@@ -170,6 +180,8 @@ pub struct Settings {
     /// Database servers whose replies carry a secret store (the homeserver's Postgres).
     pub stores: Vec<DatabaseStore>,
     pub backend: Choice,
+    /// Where the kernel programs are pinned to outlive the agent (`keep_loaded`), if they are.
+    pub keep_loaded: Option<PathBuf>,
     /// The journal kept, if any.
     pub journal: Option<JournalSettings>,
     /// Where the Prometheus metrics are served; `None`: not at all.
@@ -263,6 +275,9 @@ impl Settings {
             services,
             stores,
             backend: args.backend.or(file.backend).unwrap_or_default(),
+            keep_loaded: (args.keep_loaded || file.keep_loaded == Some(true)).then(|| {
+                args.pin_dir.or(file.pin_dir).unwrap_or_else(|| PathBuf::from(kernel::pins::DEFAULT_ROOT))
+            }),
             journal: JournalSettings::merge(file.journal, args.journal, args.no_journal),
             metrics: args.metrics.or(file.metrics.map(|section| section.listen)),
         })

@@ -3,6 +3,7 @@
 //! Every field is listed, with its type, in `docs/FIELDS.md`.
 
 mod kinds;
+mod tamper;
 mod vigie;
 
 use std::cell::Cell;
@@ -10,6 +11,7 @@ use std::cell::Cell;
 use serde::Serialize;
 
 pub use kinds::*;
+pub use tamper::*;
 pub use vigie::*;
 
 use crate::{alert::redact::Redactor, state::process_table::Process};

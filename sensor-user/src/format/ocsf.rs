@@ -188,6 +188,8 @@ pub struct Story<'a> {
     pub incomplete: Option<&'a Vec<ecs::Missing>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub content: Option<&'a ecs::Content>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tamper: Option<&'a ecs::Tamper>,
 }
 
 impl<'a> Story<'a> {
@@ -200,6 +202,7 @@ impl<'a> Story<'a> {
             recovered: vigie.recovered,
             incomplete: vigie.incomplete.as_ref(),
             content: vigie.content.as_ref(),
+            tamper: vigie.tamper.as_ref(),
         }
     }
 }
@@ -248,9 +251,12 @@ impl<'a> DetectionFinding<'a> {
     }
 }
 
-/// A finding's title: whether the bytes themselves carried the secret.
+/// A finding's title: what was found, and for an exfiltration whether the bytes themselves
+/// carried the secret.
 fn title(document: &Document) -> &'static str {
-    if document.vigie.as_ref().is_some_and(|vigie| vigie.content.is_some()) {
+    if document.event.class.action == ecs::AGENT_TAMPERED.action {
+        "Agent tampered with"
+    } else if document.vigie.as_ref().is_some_and(|vigie| vigie.content.is_some()) {
         "Credential exfiltration confirmed by content"
     } else {
         "Credential exfiltration"

@@ -146,6 +146,36 @@ fn explain_tells_the_alerts_story_in_time_order() {
 }
 
 #[test]
+fn an_act_against_the_agent_is_explained_by_its_actor_and_deliveries() {
+    let mut documents = story();
+    documents.push(json!({"@timestamp": at(8), "event": {"id": format!("{RUN}-8"), "kind": "alert", "action": "agent-tampered", "severity": 73},
+        "process": process(80, "/usr/bin/kill"), "user": {"id": "1000"}, "host": {"name": "vm"},
+        "vigie": {"tamper": {"kind": "signal", "signal": {"name": "SIGUSR1", "number": 10, "sent_with": "kill"}, "thread": 900},
+                  "ancestry": [{"pid": 50, "executable": "/usr/bin/bash"}]}}));
+    let mut conn = journal_of(&documents);
+    let tx = conn.transaction().unwrap();
+    let delivered_at = super::entry::nanos(&at(9)).unwrap().unsigned_abs();
+    writer::delivered(&tx, &format!("{RUN}-8"), "stdout", delivered_at).unwrap();
+    tx.commit().unwrap();
+    assert!(queries::explain(&conn, &format!("{RUN}-8")).unwrap().is_none(), "no transfer");
+    let act = queries::explain_act(&conn, &format!("{RUN}-8")).unwrap().unwrap();
+    assert_eq!(
+        (act.process.as_ref().map(|p| p.pid), act.user.as_deref(), act.severity),
+        (Some(80), Some("1000"), Some(73))
+    );
+    assert_eq!(act.tamper["signal"]["name"], "SIGUSR1");
+    let steps: Vec<_> = act.timeline.iter().map(|s| (s.kind, s.what.as_str())).collect();
+    assert_eq!(
+        steps,
+        [
+            ("act", "signal: signal name=SIGUSR1 number=10 sent_with=kill; thread 900"),
+            ("delivered", "delivered to sink stdout")
+        ]
+    );
+    assert!(queries::explain_act(&conn, &format!("{RUN}-3")).unwrap().is_none(), "a transfer is no act");
+}
+
+#[test]
 fn a_derived_file_the_secret_came_through_is_a_step_of_the_story() {
     let mut documents = story();
     let mut upload = egress(8, 8, "credential-exfiltration", 80, 70, 10);

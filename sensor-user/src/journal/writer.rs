@@ -108,7 +108,7 @@ fn write(conn: &mut Connection, batch: &[Message], health: &Health) {
     }
 }
 
-fn delivered(
+pub(super) fn delivered(
     tx: &rusqlite::Transaction<'_>,
     event_id: &str,
     sink: &str,

@@ -9,6 +9,8 @@ use std::collections::HashMap;
 const MAGIC: u16 = 0xeb9f;
 const KIND_STRUCT: u32 = 4;
 const KIND_UNION: u32 = 5;
+/// `VOLATILE`, `CONST`, `RESTRICT`, `TYPE_TAG`: kinds that only qualify the type they refer to.
+const QUALIFIERS: [u32; 4] = [9, 10, 11, 18];
 
 /// Why a BTF blob could not be read.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -81,7 +83,14 @@ impl Btf {
         let at = *self.types.get(id.checked_sub(1)?)?;
         let info = self.u32(at + 4).ok()?;
         let kind = (info >> 24) & 0x1f;
-        if (kind != KIND_STRUCT && kind != KIND_UNION) || depth > 8 {
+        if depth > 8 {
+            return None;
+        }
+        if QUALIFIERS.contains(&kind) {
+            // An anonymous `const struct { ... };` member (`vm_fault.vma`): the struct it qualifies.
+            return self.member_bits(self.u32(at + 8).ok()? as usize, member, depth + 1);
+        }
+        if kind != KIND_STRUCT && kind != KIND_UNION {
             return None;
         }
         let bitfield_offsets = info >> 31 == 1;
@@ -132,9 +141,10 @@ fn extra_len(kind: u32, vlen: usize) -> Option<usize> {
 mod tests {
     use super::*;
 
-    /// A BTF blob with `struct outer { int a; union { int b; long c; }; }` (anonymous union).
+    /// A BTF blob with `struct outer { int a; union { int b; long c; }; const struct { int d; }; }`
+    /// (anonymous members).
     fn blob() -> Vec<u8> {
-        let strings = b"\0outer\0a\0b\0c\0int\0long\0";
+        let strings = b"\0outer\0a\0b\0c\0d\0int\0long\0";
         let name = |s: &str| {
             let needle = format!("\0{s}\0");
             u32::try_from(strings.windows(needle.len()).position(|w| w == needle.as_bytes()).unwrap() + 1)
@@ -145,7 +155,9 @@ mod tests {
         push(&[name("int"), 1 << 24, 4, 32]); // 1: int
         push(&[name("long"), 1 << 24, 8, 64]); // 2: long
         push(&[0, (5 << 24) | 2, 8, name("b"), 1, 0, name("c"), 2, 0]); // 3: anonymous union
-        push(&[name("outer"), (4 << 24) | 2, 16, name("a"), 1, 0, 0, 3, 64]); // 4: struct outer
+        push(&[name("outer"), (4 << 24) | 3, 24, name("a"), 1, 0, 0, 3, 64, 0, 6, 128]); // 4: struct outer
+        push(&[0, (4 << 24) | 1, 4, name("d"), 1, 0]); // 5: anonymous struct
+        push(&[0, 10 << 24, 5]); // 6: const of 5
         let mut data = Vec::new();
         for word in [0x0001_eb9f_u32, 24, 0, u32::try_from(types.len()).unwrap()] {
             data.extend_from_slice(&word.to_le_bytes());
@@ -159,10 +171,11 @@ mod tests {
     }
 
     #[test]
-    fn members_are_found_directly_and_inside_anonymous_unions() {
+    fn members_are_found_directly_and_inside_anonymous_unions_and_const_structs() {
         let btf = Btf::parse(blob()).unwrap();
         assert_eq!(btf.member_offset("outer", "a"), Some(0));
         assert_eq!(btf.member_offset("outer", "c"), Some(8));
+        assert_eq!(btf.member_offset("outer", "d"), Some(16));
         assert_eq!(btf.member_offset("outer", "missing"), None);
         assert_eq!(btf.member_offset("inner", "a"), None);
     }

@@ -4,8 +4,8 @@
 use std::mem::size_of;
 
 use sensor_common::{
-    ConnectEvent, DerivedEvent, EventHeader, EventKind, ExecEvent, ExitEvent, FileId, ForkEvent, Taint,
-    TaintEvent,
+    ConnectEvent, DerivedEvent, EventHeader, EventKind, ExecEvent, ExitEvent, FileId, ForkEvent, SignalEvent,
+    Taint, TaintEvent,
 };
 
 pub use super::outbound::Outbound;
@@ -22,6 +22,25 @@ pub enum KernelEvent {
     Connect(ConnectEvent),
     Derived(Derived),
     Outbound(Outbound),
+    /// A signal another process aimed at the agent.
+    Signal(SignalEvent),
+}
+
+impl KernelEvent {
+    /// The taint the record carries, if any.
+    pub fn taint_mut(&mut self) -> Option<&mut Taint> {
+        match self {
+            Self::Taint(event) | Self::AllowedRead(event) => Some(&mut event.taint),
+            Self::Connect(event) => Some(&mut event.taint),
+            Self::Derived(derived) => Some(&mut derived.taint),
+            Self::Outbound(Outbound::Bytes(bytes)) => Some(&mut bytes.taint),
+            Self::Exec(_)
+            | Self::Fork(_)
+            | Self::Exit(_)
+            | Self::Signal(_)
+            | Self::Outbound(Outbound::TlsDestination { .. }) => None,
+        }
+    }
 }
 
 /// A derived-file record with its name decoded.
@@ -73,6 +92,7 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
         Some(EventKind::Connect) => read(bytes, "connect").map(KernelEvent::Connect),
         Some(EventKind::Derived) => Ok(KernelEvent::Derived(derived(&read(bytes, "derived")?))),
         Some(EventKind::Outbound) => super::outbound::decode(bytes).map(KernelEvent::Outbound),
+        Some(EventKind::Signal) => read(bytes, "signal").map(KernelEvent::Signal),
         None => Err(DecodeError::UnknownKind(header.kind)),
     }
 }
@@ -143,7 +163,7 @@ mod tests {
     }
 
     #[test]
-    fn fork_exit_taint_derived_and_connect_round_trip() {
+    fn fork_exit_taint_derived_connect_and_signal_round_trip() {
         let fork = ForkEvent {
             header: header(EventKind::Fork),
             child_pid: 43,
@@ -199,6 +219,17 @@ mod tests {
             bytes: 16_384,
         };
         assert_eq!(decode(&bytes_of(&connect)), Ok(KernelEvent::Connect(connect)));
+
+        let signal = SignalEvent {
+            header: header(EventKind::Signal),
+            signal: 10,
+            code: 0,
+            target_tid: 7,
+            sender_tid: 42,
+            result: 0,
+            in_ptrace: 0,
+        };
+        assert_eq!(decode(&bytes_of(&signal)), Ok(KernelEvent::Signal(signal)));
     }
 
     #[test]

@@ -21,6 +21,8 @@ use crate::state::secret_catalog::file_id_of;
 const O_RDONLY: u32 = 0;
 const O_WRONLY: u32 = 1;
 const O_ACCMODE: u32 = 3;
+/// The close-on-exec bit of those flags (`O_CLOEXEC`).
+const O_CLOEXEC: u32 = 0o2_000_000;
 
 /// Which end of a pipe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,13 +32,28 @@ pub enum End {
 }
 
 /// A process holding a pipe open for reading.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reader {
     pub pid: u32,
     pub pipe: FileId,
     /// Whether bytes wait in the pipe: they will be read under the syscall programs, which
     /// see them then. An empty pipe may have been read already.
     pub unread: bool,
+    /// `/proc/PID/fd/N`.
+    path: PathBuf,
+    /// Whether the descriptor was close-on-exec when the walk saw it.
+    cloexec: bool,
+}
+
+impl Reader {
+    /// Whether the process may have read the pipe, asked again now: the walk may be seconds
+    /// old, and a child that a pipe's reader forked holds its close-on-exec descriptors only
+    /// until it execs, then runs something that never read the pipe. Such a descriptor gone
+    /// since the walk clears the process; any other reader stays one (a reader that drained
+    /// the pipe and closed it still read it).
+    pub fn still_holds(&self) -> bool {
+        !self.cloexec || fs::metadata(&self.path).is_ok_and(|meta| file_id_of(&meta) == self.pipe)
+    }
 }
 
 /// One descriptor of a pipe or FIFO, held by some process.
@@ -48,6 +65,7 @@ struct Held {
     path: PathBuf,
     read: bool,
     write: bool,
+    cloexec: bool,
 }
 
 /// Every pipe and FIFO descriptor of every process, as `/proc` showed them: one walk, made
@@ -79,6 +97,8 @@ impl Holders {
                 pid: h.pid,
                 pipe: h.pipe,
                 unread: unread_bytes(&h.path).is_some_and(|n| n > 0),
+                path: h.path.clone(),
+                cloexec: h.cloexec,
             })
             .collect()
     }
@@ -113,18 +133,19 @@ fn pipes_of(pid: u32) -> Vec<Held> {
         if !meta.file_type().is_fifo() {
             continue;
         }
-        let Some(mode) = access_mode(&dir.join("fdinfo").join(fd.file_name())) else { continue };
-        let (read, write) = (mode != O_WRONLY, mode != O_RDONLY);
-        found.push(Held { pid, pipe: file_id_of(&meta), path: fd.path(), read, write });
+        let Some(flags) = open_flags(&dir.join("fdinfo").join(fd.file_name())) else { continue };
+        let mode = flags & O_ACCMODE;
+        let (read, write, cloexec) = (mode != O_WRONLY, mode != O_RDONLY, flags & O_CLOEXEC != 0);
+        found.push(Held { pid, pipe: file_id_of(&meta), path: fd.path(), read, write, cloexec });
     }
     found
 }
 
-/// `O_ACCMODE` of a descriptor, from its fdinfo's octal `flags:` line.
-fn access_mode(fdinfo: &Path) -> Option<u32> {
+/// The open flags of a descriptor, from its fdinfo's octal `flags:` line.
+fn open_flags(fdinfo: &Path) -> Option<u32> {
     let text = fs::read_to_string(fdinfo).ok()?;
     let flags = text.lines().find_map(|l| l.strip_prefix("flags:"))?.trim();
-    Some(u32::from_str_radix(flags, 8).ok()? & O_ACCMODE)
+    u32::from_str_radix(flags, 8).ok()
 }
 
 #[cfg(test)]
@@ -136,22 +157,27 @@ mod tests {
     fn both_ends_of_a_pipe_are_told_apart() {
         let mut fds = [0; 2];
         // SAFETY: a valid array of two descriptors.
-        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
         let me = std::process::id();
         let pipe = file_id_of(&fs::metadata(format!("/proc/self/fd/{}", fds[0])).unwrap());
         let holders = Holders::scan();
         assert!(holders.held(me, End::Read).contains(&pipe));
         assert!(holders.held(me, End::Write).contains(&pipe));
-        let mine = |unread| Reader { pid: me, pipe, unread };
+        let path = PathBuf::from(format!("/proc/{me}/fd/{}", fds[0]));
+        let mine = |unread| Reader { pid: me, pipe, unread, path: path.clone(), cloexec: true };
         assert!(holders.readers(&HashSet::from([pipe])).contains(&mine(false)), "an empty pipe");
         // SAFETY: writing one byte from a valid buffer into our own pipe.
         assert_eq!(unsafe { libc::write(fds[1], b"x".as_ptr().cast(), 1) }, 1);
         assert!(holders.readers(&HashSet::from([pipe])).contains(&mine(true)), "a byte is waiting, now");
+        assert!(mine(true).still_holds());
         // SAFETY: closing our own descriptors.
         unsafe {
             libc::close(fds[0]);
             libc::close(fds[1]);
         }
+        assert!(!mine(true).still_holds(), "a close-on-exec descriptor gone since the walk");
+        let inherited = Reader { cloexec: false, ..mine(true) };
+        assert!(inherited.still_holds(), "a reader that closed its inherited descriptor read before");
         assert!(!Holders::scan().held(me, End::Read).contains(&pipe));
     }
 
@@ -159,7 +185,9 @@ mod tests {
     fn fdinfo_flags_are_octal() {
         let dir = std::env::temp_dir().join(format!("vigie-fdinfo-{}", std::process::id()));
         fs::write(&dir, "pos:\t0\nflags:\t02000001\nmnt_id:\t15\n").unwrap();
-        assert_eq!(access_mode(&dir), Some(O_WRONLY));
+        let flags = open_flags(&dir).unwrap();
+        assert_eq!(flags & O_ACCMODE, O_WRONLY);
+        assert_ne!(flags & O_CLOEXEC, 0);
         fs::remove_file(&dir).unwrap();
     }
 }

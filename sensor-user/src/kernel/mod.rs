@@ -5,11 +5,13 @@
 pub mod backend;
 pub mod btf;
 pub mod decode;
+pub mod handover;
 pub mod holders;
 pub mod local_addrs;
 pub mod mapped_tls;
 pub mod offsets;
 pub mod outbound;
+pub mod pins;
 mod sensor;
 pub mod tls_libraries;
 pub mod tmpfs;

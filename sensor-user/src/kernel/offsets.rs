@@ -93,6 +93,8 @@ pub fn from_btf(path: &Path) -> Result<KernelOffsets, Error> {
         iov_iter_iov_offset: field("iov_iter", "iov_offset")?,
         iov_iter_ubuf: field("iov_iter", "ubuf")?,
         iov_iter_count: field("iov_iter", "count")?,
+        vm_fault_vma: field("vm_fault", "vma")?,
+        vm_area_struct_vm_file: field("vm_area_struct", "vm_file")?,
         taint_window_ns: 0,
     })
 }

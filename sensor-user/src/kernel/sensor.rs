@@ -3,6 +3,7 @@
 
 use std::{
     collections::HashSet,
+    fmt::Display,
     fs::File,
     path::{Path, PathBuf},
 };
@@ -10,8 +11,7 @@ use std::{
 use aya::{
     maps::{Array, HashMap, MapData, PerCpuArray, ProgramArray, RingBuf},
     programs::{
-        raw_trace_point::RawTracePointLinkId,
-        tp_btf::BtfTracePointLinkId,
+        links::{FdLink, PinnedLink},
         uprobe::{UProbeAttachLocation, UProbeScope},
         BtfTracePoint, CgroupAttachMode, CgroupSockAddr, Program, ProgramError, RawTracePoint, TracePoint,
         UProbe,
@@ -24,10 +24,12 @@ use sensor_common::{
 };
 
 use super::backend::{
-    self, Backend, Choice, Selected, CGROUP_SOCK_ADDR, PAGE_CACHE, RAW_TRACEPOINTS, SERVICE_SENDS,
-    SOCKET_FOLLOWERS, SOCKET_FOLLOWERS_ALWAYS, SOCKET_WRITE_COPIERS, SYSCALL_HOOKS, TRACEPOINTS,
+    self, Backend, Choice, Selected, CGROUP_SOCK_ADDR, RAW_TRACEPOINTS, SERVICE_SENDS, SOCKET_FOLLOWERS,
+    SOCKET_FOLLOWERS_ALWAYS, SOCKET_SENDS, SOCKET_WRITE_COPIERS, SYSCALL_HOOKS, TRACEPOINTS,
 };
+use super::handover::{self, Handover, Records};
 use super::mapped_tls::Sites;
+use super::pins::{self, Generation, Previous};
 use super::tls_libraries::{self, TLS_LIBRARIES};
 use super::uprobe_site;
 use crate::{
@@ -37,6 +39,9 @@ use crate::{
     system,
 };
 
+#[cfg(test)]
+mod call_stacks;
+mod data_backends;
 mod gauges;
 mod store_servers;
 
@@ -52,12 +57,73 @@ pub struct SensorSpec<'a> {
     pub allowed_exes: &'a [FileId],
     pub ring_buffer_bytes: u32,
     pub backend: Choice,
+    /// Where to pin the programs so they stay attached after the agent stops, if it should.
+    pub keep_loaded: Option<&'a Path>,
 }
 
-/// A channel program's link, kept to detach it.
-enum ChannelLink {
-    Raw(&'static str, RawTracePointLinkId),
-    Btf(&'static str, BtfTracePointLinkId),
+/// A link the agent holds: detached when dropped, unless it is pinned.
+enum Held {
+    Owned(FdLink),
+    Pinned(PinnedLink),
+}
+
+impl Held {
+    /// Detaches it, pinned or not.
+    fn detach(self) -> Result<(), Error> {
+        match self {
+            Self::Owned(link) => drop(link),
+            Self::Pinned(link) => {
+                drop(link.unpin().map_err(|e| Error::system("unpinning a channel program's link", e))?);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The links of the agent's programs, pinned in its generation when it keeps them loaded.
+pub(super) struct Links {
+    generation: Option<Generation>,
+    always: Vec<Held>,
+}
+
+impl Links {
+    /// Takes `link` of `program` from aya, pinning it if the programs are kept loaded.
+    fn hold<L>(&mut self, program: &'static str, link: L) -> Result<Held, Error>
+    where
+        L: TryInto<FdLink>,
+        L::Error: Display,
+    {
+        let link = link.try_into().map_err(|e| {
+            Error::system(format!("program {program}: taking its link"), std::io::Error::other(e.to_string()))
+        })?;
+        match &mut self.generation {
+            Some(generation) => generation.pin_link(program, link).map(Held::Pinned),
+            None => Ok(Held::Owned(link)),
+        }
+    }
+
+    /// How many links are held now.
+    pub(super) fn held(&self) -> usize {
+        self.always.len()
+    }
+
+    /// Detaches the links held since there were `count` (a backend that failed half way).
+    pub(super) fn release_from(&mut self, count: usize) {
+        for held in self.always.drain(count..) {
+            let _ = held.detach();
+        }
+    }
+
+    /// Holds `link` for as long as the agent runs.
+    pub(super) fn keep<L>(&mut self, program: &'static str, link: L) -> Result<(), Error>
+    where
+        L: TryInto<FdLink>,
+        L::Error: Display,
+    {
+        let held = self.hold(program, link)?;
+        self.always.push(held);
+        Ok(())
+    }
 }
 
 /// The loaded, attached programs. Dropping it detaches them all.
@@ -67,14 +133,20 @@ pub struct Sensor {
     pub cgroup_root: PathBuf,
     /// The hook set that runs, and why.
     pub backend: Selected,
+    /// The links of the programs attached for as long as the agent runs.
+    links: Links,
     /// The channel programs' links while they are attached.
-    channel_links: Option<Vec<ChannelLink>>,
+    channel_links: Option<Vec<Held>>,
     /// Whether this kernel has the socket followers (loaded, attached with the channel programs).
     socket_followers: bool,
     /// Identities of the allowed readers' executables, as the kernel was given them.
     allowed_exes: HashSet<FileId>,
     /// The TLS library files whose writes are watched, for the start-up report.
     pub tls_libraries: Vec<PathBuf>,
+    /// What was taken over from earlier agents' programs (with `keep_loaded`).
+    pub handover: Option<Handover>,
+    /// Their records not yet read.
+    pending: Vec<Records>,
 }
 
 impl Sensor {
@@ -93,26 +165,82 @@ impl Sensor {
             .map_max_entries(map_name::EVENTS, spec.ring_buffer_bytes)
             .load(EBPF_OBJECT)?;
         fill_watch_list(&mut ebpf, spec)?;
-        let (backend, socket_followers) = attach_backend(&mut ebpf, spec.backend)?;
-        attach_tracepoints(&mut ebpf)?;
+        let version = pins::object_version(EBPF_OBJECT);
+        let generation = spec.keep_loaded.map(|root| Generation::create(root, &version)).transpose()?;
+        if let Some(generation) = &generation {
+            generation.pin_maps(&ebpf)?;
+        }
+        let pinned_in = generation.as_ref().map(|generation| generation.dir().to_owned());
+        let links = Links { generation, always: Vec::new() };
+        let mut sensor = match Self::attach(ebpf, links, spec) {
+            Ok(sensor) => sensor,
+            Err(err) => {
+                // A generation half pinned would be taken over as if it watched: it goes, and
+                // an earlier one, untouched, stays attached.
+                if let Some(dir) = pinned_in {
+                    let _ = Previous::at(dir).detach_and_remove();
+                }
+                return Err(err);
+            }
+        };
+        if let Some(root) = spec.keep_loaded {
+            sensor.take_over(root, &version)?;
+        }
+        Ok(sensor)
+    }
+
+    /// Attaches every program of the backend `spec` asks for into `links`.
+    fn attach(mut ebpf: Ebpf, mut links: Links, spec: &SensorSpec<'_>) -> Result<Self, Error> {
+        let (backend, socket_followers) = attach_backend(&mut ebpf, spec.backend, &mut links)?;
+        attach_tracepoints(&mut ebpf, &mut links)?;
         let cgroup_root = system::cgroup2_root()?;
-        attach_cgroup_programs(&mut ebpf, &cgroup_root)?;
+        attach_cgroup_programs(&mut ebpf, &cgroup_root, &mut links)?;
         load_syscall_hooks(&mut ebpf)?;
-        let tls_libraries = attach_tls_probes(&mut ebpf)?;
+        let tls_libraries = attach_tls_probes(&mut ebpf, &mut links)?;
         let allowed_exes = spec.allowed_exes.iter().copied().collect();
         let mut sensor = Self {
             ebpf,
             cgroup_root,
             backend,
+            links,
             channel_links: None,
             socket_followers,
             allowed_exes,
             tls_libraries,
+            handover: None,
+            pending: Vec::new(),
         };
         if sensor.backend.backend == Backend::Syscalls {
             sensor.set_channel_hooks(true)?;
         }
         Ok(sensor)
+    }
+
+    /// Detaches the programs earlier agents left under `root` and carries what they knew into
+    /// this agent's maps; their records wait in [`Sensor::take_pending`].
+    fn take_over(&mut self, root: &Path, version: &str) -> Result<(), Error> {
+        let previous = Previous::find(root, self.links.generation.as_ref(), version)?;
+        let (handover, pending) = handover::take_over(previous, &mut self.ebpf)?;
+        if handover.taints > 0 {
+            self.set_gate(counter::TAINTED_PROCESSES, 1)?;
+        }
+        if handover.marks > 0 {
+            self.set_gate(counter::TAINTED_CHANNELS, 1)?;
+            self.set_gate(counter::HELD_CHANNELS, 1)?;
+        }
+        self.handover = Some(handover);
+        self.pending = pending;
+        Ok(())
+    }
+
+    /// The records earlier agents' programs left unread, to drain before this agent's own.
+    pub fn take_pending(&mut self) -> Vec<Records> {
+        std::mem::take(&mut self.pending)
+    }
+
+    /// Whether the programs stay attached when the agent stops (`keep_loaded`).
+    pub fn keeps_loaded(&self) -> Option<&Path> {
+        self.links.generation.as_ref().map(Generation::dir)
     }
 
     /// Attaches the TLS write programs at `sites` of the ELF file at `path` (offsets in the
@@ -124,7 +252,8 @@ impl Sensor {
                 program.load().map_err(program_error(name))?;
             }
             let at = UProbeAttachLocation::AbsoluteOffset(offset);
-            program.attach(at, path, UProbeScope::AllProcesses).map_err(program_error(name))?;
+            let link = program.attach(at, path, UProbeScope::AllProcesses).map_err(program_error(name))?;
+            self.links.keep(name, program.take_link(link).map_err(program_error(name))?)?;
         }
         Ok(())
     }
@@ -157,9 +286,9 @@ impl Sensor {
         Ok(())
     }
 
-    /// Whether the channel programs come and go with taint (the page cache backend).
+    /// Whether the channel programs come and go with taint (every backend but `syscalls`).
     pub fn channel_hooks_on_demand(&self) -> bool {
-        self.backend.backend == Backend::PageCache
+        self.backend.backend.channel_hooks_on_demand()
     }
 
     pub fn channel_hooks_attached(&self) -> bool {
@@ -174,32 +303,20 @@ impl Sensor {
                 let mut links = Vec::new();
                 for (name, tracepoint) in SYSCALL_HOOKS {
                     let program: &mut RawTracePoint = program(&mut self.ebpf, name)?;
-                    links.push(ChannelLink::Raw(
-                        name,
-                        program.attach(tracepoint).map_err(program_error(name))?,
-                    ));
+                    let link = program.attach(tracepoint).map_err(program_error(name))?;
+                    links.push(self.links.hold(name, program.take_link(link).map_err(program_error(name))?)?);
                 }
                 let on_demand = &SOCKET_FOLLOWERS[SOCKET_FOLLOWERS_ALWAYS..];
                 for (name, _, _) in on_demand.iter().filter(|_| self.socket_followers) {
                     let program: &mut BtfTracePoint = program(&mut self.ebpf, name)?;
-                    links.push(ChannelLink::Btf(name, program.attach().map_err(program_error(name))?));
+                    let link = program.attach().map_err(program_error(name))?;
+                    links.push(self.links.hold(name, program.take_link(link).map_err(program_error(name))?)?);
                 }
                 self.channel_links = Some(links);
                 Ok(true)
             }
             (false, Some(links)) => {
-                for link in links {
-                    match link {
-                        ChannelLink::Raw(name, link) => {
-                            let program: &mut RawTracePoint = program(&mut self.ebpf, name)?;
-                            program.detach(link).map_err(program_error(name))?;
-                        }
-                        ChannelLink::Btf(name, link) => {
-                            let program: &mut BtfTracePoint = program(&mut self.ebpf, name)?;
-                            program.detach(link).map_err(program_error(name))?;
-                        }
-                    }
-                }
+                links.into_iter().try_for_each(Held::detach)?;
                 Ok(true)
             }
             (_, links) => {
@@ -210,12 +327,14 @@ impl Sensor {
     }
 
     /// Takes the ring buffer the programs write records into.
-    pub fn take_events(&mut self) -> Result<RingBuf<MapData>, Error> {
+    pub fn take_events(&mut self) -> Result<Records, Error> {
         let map = self.ebpf.take_map(map_name::EVENTS).ok_or(Error::Map {
             map: map_name::EVENTS,
             source: aya::maps::MapError::InvalidName { name: map_name::EVENTS.to_owned() },
         })?;
-        RingBuf::try_from(map).map_err(|source| Error::Map { map: map_name::EVENTS, source })
+        RingBuf::try_from(map)
+            .map(Records::own)
+            .map_err(|source| Error::Map { map: map_name::EVENTS, source })
     }
 
     /// The kernel's set of this host's addresses, for the thread that keeps it up to date.
@@ -311,6 +430,14 @@ impl Sensor {
         Ok(per_cpu.iter().sum())
     }
 
+    /// The processes the kernel holds tainted, with their taint.
+    pub fn tainted(&self) -> Result<Vec<(u32, Taint)>, Error> {
+        let error = map_error(map_name::TAINTED);
+        let map = self.ebpf.map(map_name::TAINTED).ok_or_else(|| error(missing(map_name::TAINTED)))?;
+        let tainted: HashMap<_, u32, Taint> = HashMap::try_from(map).map_err(&error)?;
+        tainted.iter().collect::<Result<_, _>>().map_err(error)
+    }
+
     /// Pipes and FIFOs the kernel marked as carrying secret material, with their taint.
     pub fn marked_pipes(&self) -> Result<Vec<(FileId, Taint)>, Error> {
         let error = map_error(map_name::TAINTED_FILES);
@@ -401,6 +528,22 @@ impl Sensor {
     }
 }
 
+impl Drop for Sensor {
+    /// Empties the socket write copiers' slots unless the syscall programs, which tail-call
+    /// them, stay attached (pinned): the copiers tail-call each other through those slots, and a
+    /// kernel left to break that cycle itself was seen to keep the array loaded for good.
+    fn drop(&mut self) {
+        if self.channel_links.is_some() && self.keeps_loaded().is_some() {
+            return;
+        }
+        if let Some(Ok(mut slots)) = self.ebpf.map_mut(map_name::SOCKET_WRITE).map(ProgramArray::try_from) {
+            for (_, slot) in SOCKET_WRITE_COPIERS {
+                let _ = slots.clear_index(&slot);
+            }
+        }
+    }
+}
+
 /// A removal of a key that is not there is no failure.
 fn ignore_missing(result: Result<(), aya::maps::MapError>) -> Result<(), aya::maps::MapError> {
     match result {
@@ -467,45 +610,23 @@ fn add_to_prefilter(ebpf: &mut Ebpf, id: FileId) -> Result<(), Error> {
 
 /// Loads and attaches the chosen backend's own programs, and loads the socket followers where
 /// the kernel has them (true if it does); `auto` falls back to the syscall backend, saying
-/// why, where the page cache one cannot run.
-fn attach_backend(ebpf: &mut Ebpf, choice: Choice) -> Result<(Selected, bool), Error> {
+/// why, where no data backend can run.
+fn attach_backend(ebpf: &mut Ebpf, choice: Choice, links: &mut Links) -> Result<(Selected, bool), Error> {
     let tracefs = Path::new(system::TRACEFS);
     // Parsed for the attach points only, and dropped before the agent settles.
-    let btf = Btf::from_sys_fs().map_err(|e| Error::BackendUnavailable {
-        backend: Backend::PageCache,
-        reason: format!("reading the kernel BTF: {e}"),
-    });
+    let btf = Btf::from_sys_fs().map_err(|e| format!("reading the kernel BTF: {e}"));
     let mut selected = if choice == Choice::Syscalls {
         Selected { backend: Backend::Syscalls, reason: "chosen by configuration".to_owned() }
     } else {
-        let attached = match (backend::missing_tracepoint(tracefs, &PAGE_CACHE), &btf) {
-            (Some(missing), _) => {
-                Err(Error::BackendUnavailable { backend: Backend::PageCache, reason: missing })
-            }
-            (None, Err(err)) => {
-                Err(Error::BackendUnavailable { backend: Backend::PageCache, reason: err.to_string() })
-            }
-            (None, Ok(btf)) => load_btf_programs(ebpf, btf, &PAGE_CACHE, true),
-        };
-        match attached {
-            Ok(()) => Selected {
-                backend: Backend::PageCache,
-                reason: "this kernel has the page cache tracepoints and loads BTF-typed programs".to_owned(),
-            },
-            Err(refused) if choice == Choice::PageCache => return Err(refused),
-            Err(refused) => Selected {
-                backend: Backend::Syscalls,
-                reason: format!("page-cache backend unavailable: {refused}"),
-            },
-        }
+        data_backends::attach(ebpf, tracefs, &btf, choice, links)?
     };
     let sockets = match (backend::missing_tracepoint(tracefs, &SOCKET_FOLLOWERS), &btf) {
         (Some(missing), _) => Err(missing),
-        (None, Err(err)) => Err(err.to_string()),
+        (None, Err(err)) => Err(err.clone()),
         (None, Ok(btf)) => {
             let (always, on_demand) = SOCKET_FOLLOWERS.split_at(SOCKET_FOLLOWERS_ALWAYS);
-            load_btf_programs(ebpf, btf, always, true)
-                .and_then(|()| load_btf_programs(ebpf, btf, on_demand, false))
+            load_btf_programs(ebpf, btf, always, Some(&mut *links))
+                .and_then(|()| load_btf_programs(ebpf, btf, on_demand, None))
                 .map_err(|e| e.to_string())
         }
     };
@@ -516,27 +637,55 @@ fn attach_backend(ebpf: &mut Ebpf, choice: Choice) -> Result<(Selected, bool), E
     }
     let service_sends = match (backend::missing_tracepoint(tracefs, &[SERVICE_SENDS]), &btf) {
         (Some(missing), _) => Err(missing),
-        (None, Err(err)) => Err(err.to_string()),
-        (None, Ok(btf)) => load_btf_programs(ebpf, btf, &[SERVICE_SENDS], true).map_err(|e| e.to_string()),
+        (None, Err(err)) => Err(err.clone()),
+        (None, Ok(btf)) => {
+            load_btf_programs(ebpf, btf, &[SERVICE_SENDS], Some(&mut *links)).map_err(|e| e.to_string())
+        }
     };
     if let Err(why) = service_sends {
         selected.reason = format!("{}; trusted services' plain TCP sends not copied: {why}", selected.reason);
     }
+    let (name, _, tracepoint) = SOCKET_SENDS;
+    let socket_sends = match (backend::missing_tracepoint(tracefs, &[SOCKET_SENDS]), &btf) {
+        (None, _) => attach_raw(ebpf, name, tracepoint, links).map_err(|e| e.to_string()),
+        // The syscall backend is for kernels that refuse BTF-typed programs and trampolines.
+        (Some(missing), Ok(btf)) if matches!(selected.backend, Backend::Fentry | Backend::Kprobe) => {
+            data_backends::attach_send_functions(ebpf, btf, selected.backend, links)
+                .map_err(|e| format!("{missing}, and {e}"))
+                .map(|seen| selected.reason = format!("{}; {missing}: {seen}", selected.reason))
+        }
+        (Some(missing), _) => Err(missing),
+    };
+    if let Err(why) = socket_sends {
+        selected.reason = format!(
+            "{}; sends not seen (byte counts, unix stream peers, TLS destinations; connects are): {why}",
+            selected.reason
+        );
+    }
     Ok((selected, socket_followers))
 }
 
-/// Loads `programs`, and attaches them if `attach`.
+/// Loads the raw tracepoint program `name` and attaches it at `tracepoint`, into `links`.
+fn attach_raw(ebpf: &mut Ebpf, name: &'static str, tracepoint: &str, links: &mut Links) -> Result<(), Error> {
+    let program: &mut RawTracePoint = program(ebpf, name)?;
+    program.load().map_err(program_error(name))?;
+    let link = program.attach(tracepoint).map_err(program_error(name))?;
+    links.keep(name, program.take_link(link).map_err(program_error(name))?)
+}
+
+/// Loads `programs`, and attaches them into `links` if given.
 fn load_btf_programs(
     ebpf: &mut Ebpf,
     btf: &Btf,
     programs: &[backend::BtfProgram],
-    attach: bool,
+    mut links: Option<&mut Links>,
 ) -> Result<(), Error> {
     for &(name, _, tracepoint) in programs {
         let program: &mut BtfTracePoint = program(ebpf, name)?;
         program.load(tracepoint, btf).map_err(program_error(name))?;
-        if attach {
-            program.attach().map_err(program_error(name))?;
+        if let Some(links) = links.as_deref_mut() {
+            let link = program.attach().map_err(program_error(name))?;
+            links.keep(name, program.take_link(link).map_err(program_error(name))?)?;
         }
     }
     Ok(())
@@ -580,34 +729,34 @@ where
     program.try_into().map_err(program_error(name))
 }
 
-fn attach_tracepoints(ebpf: &mut Ebpf) -> Result<(), Error> {
+fn attach_tracepoints(ebpf: &mut Ebpf, links: &mut Links) -> Result<(), Error> {
     for (name, category, tracepoint) in TRACEPOINTS {
         let program: &mut TracePoint = program(ebpf, name)?;
         program.load().map_err(program_error(name))?;
-        program.attach(category, tracepoint).map_err(program_error(name))?;
+        let link = program.attach(category, tracepoint).map_err(program_error(name))?;
+        links.keep(name, program.take_link(link).map_err(program_error(name))?)?;
     }
     for (name, tracepoint) in RAW_TRACEPOINTS {
-        let program: &mut RawTracePoint = program(ebpf, name)?;
-        program.load().map_err(program_error(name))?;
-        program.attach(tracepoint).map_err(program_error(name))?;
+        attach_raw(ebpf, name, tracepoint, links)?;
     }
     Ok(())
 }
 
-fn attach_cgroup_programs(ebpf: &mut Ebpf, root: &Path) -> Result<(), Error> {
+fn attach_cgroup_programs(ebpf: &mut Ebpf, root: &Path, links: &mut Links) -> Result<(), Error> {
     let cgroup =
         File::open(root).map_err(|e| Error::system(format!("opening cgroup {}", root.display()), e))?;
     for name in CGROUP_SOCK_ADDR {
         let program: &mut CgroupSockAddr = program(ebpf, name)?;
         program.load().map_err(program_error(name))?;
-        program.attach(&cgroup, CgroupAttachMode::Single).map_err(program_error(name))?;
+        let link = program.attach(&cgroup, CgroupAttachMode::Single).map_err(program_error(name))?;
+        links.keep(name, program.take_link(link).map_err(program_error(name))?)?;
     }
     Ok(())
 }
 
 /// Loads the TLS write uprobes and attaches them to every TLS library file of this host, for
 /// all processes; returns the files attached to. A library the host lacks is skipped.
-fn attach_tls_probes(ebpf: &mut Ebpf) -> Result<Vec<PathBuf>, Error> {
+fn attach_tls_probes(ebpf: &mut Ebpf, links: &mut Links) -> Result<Vec<PathBuf>, Error> {
     let cache = tls_libraries::loader_cache();
     let mut loaded = HashSet::new();
     let mut attached = Vec::new();
@@ -619,10 +768,77 @@ fn attach_tls_probes(ebpf: &mut Ebpf) -> Result<Vec<PathBuf>, Error> {
                     program.load().map_err(program_error(name))?;
                 }
                 let at = UProbeAttachLocation::SymbolOffset(symbol, uprobe_site::offset(&path, symbol));
-                program.attach(at, &path, UProbeScope::AllProcesses).map_err(program_error(name))?;
+                let link =
+                    program.attach(at, &path, UProbeScope::AllProcesses).map_err(program_error(name))?;
+                links.keep(name, program.take_link(link).map_err(program_error(name))?)?;
             }
             attached.push(path);
         }
     }
     Ok(attached)
+}
+
+/// What self-protection (`crate::tamper`) reads of the maps the agent writes, and how it puts
+/// back what someone else changed in them.
+impl Sensor {
+    /// The allowed readers' executables, as the agent gave them to the kernel.
+    pub fn allowed_exes(&self) -> &HashSet<FileId> {
+        &self.allowed_exes
+    }
+
+    /// Every entry of hash map `name` now.
+    pub fn entries<K: aya::Pod, V: aya::Pod>(&self, name: &'static str) -> Result<Vec<(K, V)>, Error> {
+        let error = map_error(name);
+        let map = self.ebpf.map(name).ok_or_else(|| error(missing(name)))?;
+        let entries: HashMap<_, K, V> = HashMap::try_from(map).map_err(&error)?;
+        entries.iter().collect::<Result<_, _>>().map_err(error)
+    }
+
+    /// Sets `key` to `value` in hash map `name`.
+    pub fn insert_entry<K: aya::Pod, V: aya::Pod>(
+        &mut self,
+        name: &'static str,
+        key: K,
+        value: V,
+    ) -> Result<(), Error> {
+        hash_map_mut::<K, V>(&mut self.ebpf, name)?.insert(key, value, 0).map_err(map_error(name))
+    }
+
+    /// Removes `key` from hash map `name`, if it is there.
+    pub fn remove_entry<K: aya::Pod, V: aya::Pod>(
+        &mut self,
+        name: &'static str,
+        key: &K,
+    ) -> Result<(), Error> {
+        ignore_missing(hash_map_mut::<K, V>(&mut self.ebpf, name)?.remove(key)).map_err(map_error(name))
+    }
+
+    /// Attaches the program that sees signals generated for the agent where the backend does
+    /// not (the syscall backend); the reason it cannot, if it cannot.
+    pub fn watch_agent_signals(&mut self) -> Result<(), String> {
+        let (name, _, tracepoint) = backend::AGENT_SIGNALS;
+        let attached = self.ebpf.program(name).is_some_and(|p| p.fd().is_ok());
+        if attached {
+            return Ok(());
+        }
+        if let Some(missing) =
+            backend::missing_tracepoint(Path::new(system::TRACEFS), &[backend::AGENT_SIGNALS])
+        {
+            return Err(missing);
+        }
+        let btf = Btf::from_sys_fs().map_err(|e| format!("reading the kernel BTF: {e}"))?;
+        let program: &mut BtfTracePoint = program(&mut self.ebpf, name).map_err(|e| e.to_string())?;
+        program.load(tracepoint, &btf).map_err(|e| e.to_string())?;
+        let link = program.attach().map_err(|e| e.to_string())?;
+        let link = program.take_link(link).map_err(|e| e.to_string())?;
+        self.links.keep(name, link).map_err(|e| e.to_string())
+    }
+
+    /// Word `word` of the kernel's prefilter now.
+    pub fn prefilter_word(&self, word: u32) -> Result<u64, Error> {
+        let error = map_error(map_name::PREFILTER);
+        let map = self.ebpf.map(map_name::PREFILTER).ok_or_else(|| error(missing(map_name::PREFILTER)))?;
+        let filter: Array<_, u64> = Array::try_from(map).map_err(&error)?;
+        filter.get(&word, 0).map_err(error)
+    }
 }

@@ -2,6 +2,9 @@
 //! order, and the rule turns a tainted process's connect into an alert with its story.
 
 mod outbound;
+mod tampering;
+
+use std::collections::HashSet;
 
 use ipnet::IpNet;
 use sensor_common::{via, ConnectEvent, EventHeader, EventKind, FileId, SendKey, SendTotal, TaintEvent};
@@ -48,6 +51,8 @@ pub struct Pipeline {
     outbound_digests: bool,
     recognizer: Recognizer,
     confirmations: Confirmations,
+    /// The agent's tracers already reported (`crate::tamper`).
+    tracers: HashSet<u32>,
 }
 
 impl Pipeline {
@@ -77,6 +82,7 @@ impl Pipeline {
             outbound_digests: false,
             recognizer: Recognizer::default(),
             confirmations: Confirmations::default(),
+            tracers: HashSet::new(),
         };
         for process in pipeline.processes.iter() {
             pipeline.trusted.observe(process, 0, &mut pipeline.catalog);
@@ -129,8 +135,14 @@ impl Pipeline {
             KernelEvent::Derived(derived) => return self.derived(derived).into_iter().collect(),
             KernelEvent::Connect(connect) => return self.connect(connect),
             KernelEvent::Outbound(outbound) => return self.outbound(outbound),
+            KernelEvent::Signal(signal) => return self.signalled(signal).into_iter().collect(),
         }
         Vec::new()
+    }
+
+    /// `pid` was tainted by an earlier agent's programs, before this agent started.
+    pub fn carry(&mut self, pid: u32, taint: &sensor_common::Taint) {
+        self.taint.acquire(pid, Touch::from(taint));
     }
 
     /// How many times a process took in a secret since start (a count that only grows).
@@ -463,13 +475,19 @@ mod tests {
     use crate::kernel::decode::Exec;
     use crate::kernel::outbound::{Destination, Outbound, OutboundBytes, SendPath, Sender};
 
-    const READER: u32 = 100;
+    pub(super) const READER: u32 = 100;
     const CHILD: u32 = 101;
     /// A process the agent never saw.
     const STRANGER: u32 = 555;
 
     fn header(kind: EventKind, pid: u32) -> EventHeader {
         EventHeader { kind: kind as u32, pid, uid: 1000, _pad: 0, ktime_ns: 1_000 }
+    }
+
+    /// [`pipeline`] in a fresh directory of its own, which the caller removes.
+    pub(super) fn pipeline_for_tests(name: &str) -> (Pipeline, std::path::PathBuf) {
+        let dir = tempfile_dir(name);
+        (pipeline(&dir).0, dir)
     }
 
     /// A pipeline watching one real file, with a shell (pid 1) that started the reader.

@@ -235,14 +235,18 @@ impl FileSink {
 
     /// Rotates the file if a new line of `len` bytes would take it past its limit.
     fn rotate_before(&mut self, len: usize) -> io::Result<()> {
-        let (Some(rotation), Target::File { path, size, .. }) = (self.rotation, &self.target) else {
+        let (Some(rotation), Target::File { path, file, size }) = (self.rotation, &self.target) else {
             return Ok(());
         };
         if self.written > 0 || *size == 0 || size + len as u64 <= rotation.max_bytes {
             return Ok(());
         }
         let path = path.clone();
-        rotate(&path, rotation.keep)?;
+        // A file moved away (logrotate, before its hangup) is not ours to number: shifting the
+        // rotated files would leave a gap at `path.1`.
+        if is_at(file, &path)? {
+            rotate(&path, rotation.keep)?;
+        }
         self.target = Target::open_file(&path).map_err(|e| io::Error::other(e.to_string()))?;
         Ok(())
     }
@@ -281,9 +285,20 @@ fn rotate(path: &Path, keep: u32) -> io::Result<()> {
         }
     }
     match fs::rename(path, numbered(1)) {
-        // Moved away already (logrotate): the file opened next at the path is new anyway.
+        // Moved away since `is_at` looked: the file opened next at the path is new anyway.
         Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
         moved => moved,
+    }
+}
+
+/// Whether `file` is the file at `path` still.
+fn is_at(file: &File, path: &Path) -> io::Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let open = file.metadata()?;
+    match fs::metadata(path) {
+        Ok(at_path) => Ok((at_path.dev(), at_path.ino()) == (open.dev(), open.ino())),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(error) => Err(error),
     }
 }
 
@@ -385,6 +400,32 @@ mod tests {
         assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o600);
         for n in ["", ".1", ".2"] {
             fs::remove_file(format!("{}{n}", path.display())).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_file_moved_away_before_its_rotation_leaves_the_rotated_files_numbered_as_they_were() {
+        let path = temp_path("moved-rotated");
+        let moved = PathBuf::from(format!("{}.moved", path.display()));
+        let line_len = document().json.len() as u64 + 1;
+        let rotation = Rotation { max_bytes: line_len * 2, keep: 3 };
+        let mut output = FileSink::file(&path, Some(rotation), Schema::Ecs).unwrap();
+        for _ in 0..3 {
+            output.write(&document());
+        }
+        fs::rename(&path, &moved).unwrap();
+        // The first goes to the moved file, the second opens a new one at the path.
+        output.write(&document());
+        output.write(&document());
+        let lines = |p: &str| fs::read_to_string(p).map(|t| t.lines().count()).ok();
+        let at = |n: &str| format!("{}{n}", path.display());
+        assert_eq!(
+            (lines(&at(".1")), lines(&at(".2")), lines(&at(".moved")), lines(&at(""))),
+            (Some(2), None, Some(2), Some(1)),
+            "no rotated file shifted for a file that was not at the path"
+        );
+        for n in ["", ".1", ".moved"] {
+            fs::remove_file(at(n)).unwrap();
         }
     }
 

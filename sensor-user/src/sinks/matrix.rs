@@ -4,7 +4,10 @@
 //! rate-limited (a room is read by people); the access token is read from its file once and
 //! never shown.
 
-use std::{fs, time::Instant};
+use std::{
+    fs,
+    time::{Duration, Instant},
+};
 
 use zeroize::Zeroizing;
 
@@ -76,13 +79,20 @@ impl Destination for Matrix {
                 return Ok(false);
             }
             let body = serde_json::json!({ "msgtype": "m.notice", "body": notice(item) }).to_string();
-            let response = agent
+            let mut response = agent
                 .put(format!("{send_url}{}", percent_encoded(&item.id)))
                 .header("Authorization", authorization.as_str())
                 .header("Content-Type", "application/json")
                 .send(body)?;
             match response.status().as_u16() {
                 200..=299 => Ok(true),
+                429 => {
+                    let header = response.headers().get("retry-after").and_then(|v| v.to_str().ok());
+                    let header = header.and_then(|v| v.trim().parse().ok()).map(Duration::from_secs);
+                    let answer = response.body_mut().read_to_string().unwrap_or_default();
+                    let wait = header.or_else(|| retry_after(&answer));
+                    Err(wait.map_or(SinkError::Status(429), SinkError::RateLimited))
+                }
                 status => Err(SinkError::Status(status)),
             }
         })
@@ -97,6 +107,13 @@ impl Destination for Matrix {
 fn notice(item: &Outgoing) -> String {
     let fields: Vec<String> = item.fields.iter().map(|(name, value)| format!("{name}={value}")).collect();
     format!("vigie {} on {}: {} (event.id {})", item.action, item.host, fields.join(" "), item.id)
+}
+
+/// The wait a homeserver's `M_LIMIT_EXCEEDED` answer asks for in its body (`retry_after_ms`:
+/// the client-server API before v1.10 had no `Retry-After` header, and Synapse sends both).
+fn retry_after(answer: &str) -> Option<Duration> {
+    let answer: serde_json::Value = serde_json::from_str(answer).ok()?;
+    answer.get("retry_after_ms")?.as_u64().map(Duration::from_millis)
 }
 
 /// `text` with every byte but the URL-unreserved ones percent-encoded (RFC 3986).
@@ -140,7 +157,7 @@ impl RateLimit {
     }
 
     #[cfg(test)]
-    fn after(mut self, elapsed: std::time::Duration) -> Self {
+    fn after(mut self, elapsed: Duration) -> Self {
         self.at -= elapsed;
         self
     }
@@ -157,11 +174,19 @@ mod tests {
     }
 
     #[test]
+    fn a_limit_exceeded_answer_says_how_long_to_wait() {
+        let answer = r#"{"errcode":"M_LIMIT_EXCEEDED","error":"Too Many Requests","retry_after_ms":2500}"#;
+        assert_eq!(retry_after(answer), Some(Duration::from_millis(2500)));
+        assert_eq!(retry_after(r#"{"errcode":"M_LIMIT_EXCEEDED"}"#), None);
+        assert_eq!(retry_after("<html>busy</html>"), None);
+    }
+
+    #[test]
     fn the_rate_limit_allows_a_burst_then_refills_over_the_minute() {
         let mut rate = RateLimit::per_minute(2);
         assert!(rate.take() && rate.take());
         assert!(!rate.take(), "a third notice waits");
-        let mut rate = rate.after(std::time::Duration::from_secs(30));
+        let mut rate = rate.after(Duration::from_secs(30));
         assert!(rate.take(), "half a minute later one more");
         assert!(!rate.take());
     }

@@ -43,6 +43,19 @@ pub enum SinkError {
     /// The collector answered with an error status.
     #[error("HTTP status {0}")]
     Status(u16),
+    /// The server said to come back later (HTTP 429 with a delay: Matrix's `retry_after_ms`).
+    #[error("HTTP status 429, rate limited for {} ms", .0.as_millis())]
+    RateLimited(Duration),
+}
+
+impl SinkError {
+    /// How long the server asked to be left alone, if it said.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::RateLimited(wait) => Some(*wait),
+            _ => None,
+        }
+    }
 }
 
 /// First wait before a failed sink is tried again; doubled up to [`MAX_BACKOFF`].

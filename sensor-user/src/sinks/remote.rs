@@ -30,6 +30,8 @@ const QUEUE_LIMIT: usize = 1024;
 const IDLE: Duration = Duration::from_secs(1);
 /// How soon a sink that delivered only part of what it keeps (a rate limit) tries again.
 const PAUSE: Duration = Duration::from_millis(250);
+/// The longest a server's "come back later" is waited for before the next try.
+const MAX_RETRY_AFTER: Duration = Duration::from_mins(1);
 
 /// Where a network sink's thread delivers.
 pub trait Destination: Send + 'static {
@@ -309,7 +311,9 @@ impl<D: Destination> Worker<D> {
                 health.retried += 1;
                 health.last_error = error.to_string();
                 health.error = Some(health.last_error.clone());
-                backoff.failed()
+                // Retrying sooner would only be refused again.
+                let wait = backoff.failed();
+                error.retry_after().map_or(wait, |asked| asked.clamp(wait, MAX_RETRY_AFTER))
             }
         }
     }
@@ -428,6 +432,54 @@ mod tests {
         let stats = sink.stats();
         assert_eq!((stats.delivered, stats.dropped, stats.queued), (2, 0, 0));
         assert!(stats.retries >= 1, "{stats:?}");
+    }
+
+    /// A destination that is always rate limited for `wait`.
+    struct Limited {
+        wait: Duration,
+        pending: Pending,
+    }
+
+    impl Destination for Limited {
+        fn keep(&mut self, item: Outgoing) -> Result<u64, SinkError> {
+            Ok(self.pending.push(item))
+        }
+
+        fn deliver(&mut self) -> Result<Delivered, SinkError> {
+            Err(SinkError::RateLimited(self.wait))
+        }
+
+        fn pending(&self) -> usize {
+            self.pending.len()
+        }
+    }
+
+    #[test]
+    fn a_rate_limited_sink_waits_what_the_server_asked_within_its_backoff_and_a_minute() {
+        let wait_after = |asked: Duration| {
+            let destination = Limited { wait: asked, pending: Pending::default() };
+            let health = Arc::new(Mutex::new(Health::default()));
+            let mut worker = Worker {
+                name: "limited".to_owned(),
+                destination,
+                queued: Arc::new(AtomicUsize::new(0)),
+                health: Arc::clone(&health),
+                journal: Feed::default(),
+            };
+            let wait = worker.attempt(&mut Backoff::default());
+            assert_eq!(
+                lock(&health).error.as_deref(),
+                Some(&*format!("HTTP status 429, rate limited for {} ms", asked.as_millis()))
+            );
+            wait
+        };
+        assert_eq!(wait_after(Duration::from_secs(7)), Duration::from_secs(7));
+        assert_eq!(
+            wait_after(Duration::from_millis(1)),
+            Backoff::default().failed(),
+            "never sooner than its backoff"
+        );
+        assert_eq!(wait_after(Duration::from_hours(1)), MAX_RETRY_AFTER);
     }
 
     #[test]

@@ -1,11 +1,12 @@
 //! A webhook's spool: every document a file of its own in the spool directory, named by a
 //! sequence number that only grows, so the directory alone says what is undelivered and in
-//! which order, across collector outages and agent restarts. Past its size limit the oldest
-//! are dropped, and counted.
+//! which order, across collector outages, agent restarts and power losses (each document and
+//! its name are synced before it counts as spooled). Past its size limit the oldest are
+//! dropped, and counted.
 
 use std::{
     collections::VecDeque,
-    fs::{self, DirBuilder, OpenOptions},
+    fs::{self, DirBuilder, File, OpenOptions},
     io::{self, Write},
     os::unix::fs::{DirBuilderExt, OpenOptionsExt},
     path::{Path, PathBuf},
@@ -65,7 +66,11 @@ impl Spool {
         let partial = self.path(sequence, PARTIAL);
         let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&partial)?;
         file.write_all(document)?;
+        // On disk before it counts as spooled, and its name too: a power loss after the
+        // push loses no document (this runs on the sink's thread, not the event loop).
+        file.sync_data()?;
         fs::rename(&partial, self.path(sequence, SPOOLED))?;
+        File::open(&self.dir)?.sync_all()?;
         self.next += 1;
         self.entries.push_back((sequence, document.len() as u64));
         self.bytes += document.len() as u64;

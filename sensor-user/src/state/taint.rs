@@ -93,6 +93,14 @@ impl TaintTable {
         self.by_pid.is_empty()
     }
 
+    /// Each tainted process with the first secret that reached it and still counts at
+    /// `now_ns`.
+    pub fn live(&self, now_ns: u64) -> impl Iterator<Item = (u32, &Touch)> {
+        let live =
+            move |t: &&Touch| self.window_ns == 0 || now_ns.saturating_sub(t.read_ns) <= self.window_ns;
+        self.by_pid.iter().filter_map(move |(&pid, touches)| Some((pid, touches.iter().find(live)?)))
+    }
+
     /// Whether `pid` took in any secret.
     pub fn holds(&self, pid: u32) -> bool {
         self.by_pid.get(&pid).is_some_and(|touches| !touches.is_empty())

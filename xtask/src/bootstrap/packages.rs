@@ -18,6 +18,8 @@ const REQUIRED_COMMANDS: &[(&str, &str)] = &[
     ("socat", "socat"),
     ("python3", "python3"),
     ("bpftool", "bpftool"),
+    // The self-protection suite: a foreign program on a hook the agent uses.
+    ("bpftrace", "bpftrace"),
     // The Synapse scenarios: an attacker's tool of choice for homeserver.db.
     ("sqlite3", "sqlite3"),
     // The Postgres-backed homeserver (synapse_postgres): Debian's server, whose binaries the

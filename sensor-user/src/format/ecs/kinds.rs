@@ -1,7 +1,7 @@
 //! Every kind of document the agent writes, one per `event.action`, with its ECS
 //! categorisation: `event.type` holds, for each category, a type ECS expects with it.
 
-use super::{Event, CONFIRMED_EXFILTRATION_SEVERITY, EXFILTRATION_SEVERITY};
+use super::{Event, CONFIRMED_EXFILTRATION_SEVERITY, EXFILTRATION_SEVERITY, TAMPER_SEVERITY};
 
 /// Every program is attached and the watch list is loaded.
 pub const SENSOR_STARTED: Event = of("state", "sensor-started", &["host"], &["start"]);
@@ -49,6 +49,23 @@ pub const CREDENTIAL_EXFILTRATION: Event = Event {
 /// holds its secrets by right) it is the only sign.
 pub const CONFIRMED_EXFILTRATION: Event =
     Event { severity: Some(CONFIRMED_EXFILTRATION_SEVERITY), ..CREDENTIAL_EXFILTRATION };
+
+/// Another process acted on the agent or its kernel state: a signal, a tracer, its BPF
+/// objects, maps, links or hooks.
+pub const AGENT_TAMPERED: Event = Event {
+    kind: "alert",
+    action: "agent-tampered",
+    severity: Some(TAMPER_SEVERITY),
+    category: &["process", "intrusion_detection"],
+    types: &["change", "info"],
+};
+
+/// The agent was told to stop or to reload (SIGTERM, SIGINT, SIGHUP), by whom: what an
+/// administrator does, and what an attacker would do first.
+pub const AGENT_CONTROLLED: Event = Event { severity: Some(CONTROL_SEVERITY), ..AGENT_TAMPERED };
+
+/// ECS severity of a stop or reload request (low).
+const CONTROL_SEVERITY: u8 = 21;
 
 const fn of(
     kind: &'static str,

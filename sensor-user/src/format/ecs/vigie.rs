@@ -6,6 +6,7 @@ use serde::Serialize;
 use crate::{
     alert::redact::{FingerprintReport, Redactor},
     content::RecognizerReport,
+    kernel::handover::Handover,
     state::process_table::Process,
 };
 
@@ -45,6 +46,8 @@ pub struct Vigie {
     pub config: Option<ConfigReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_probe: Option<TlsProbe>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tamper: Option<super::Tamper>,
     #[serde(flatten)]
     pub started: Option<Started>,
 }
@@ -182,6 +185,9 @@ pub struct Counters {
     pub journal_writes_failed: u64,
     /// Each sink's counters, the output first.
     pub sinks: Vec<crate::sinks::SinkStats>,
+    /// Where the programs stay pinned and attached after this stop (`keep_loaded`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub left_attached: Option<String>,
 }
 
 /// `vigie.output` of an `output-degraded` document: the output's health.
@@ -246,6 +252,18 @@ pub struct Started {
     /// The database servers whose replies taint their readers, and what was found of them.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub stores: Vec<StoreReport>,
+    /// Where the programs are pinned to outlive the agent (`keep_loaded`), and what was taken
+    /// over from those earlier agents left.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kept_loaded: Option<KeptLoaded>,
+}
+
+/// `vigie.kept_loaded` of `sensor-started`.
+#[derive(Debug, Serialize)]
+pub struct KeptLoaded {
+    /// This agent's generation: the directory its links and maps are pinned in.
+    pub pinned_in: String,
+    pub taken_over: Handover,
 }
 
 /// `vigie.stores[]`: a store (the homeserver's Postgres database), where its server listens

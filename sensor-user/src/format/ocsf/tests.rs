@@ -144,3 +144,22 @@ fn start_and_stop_are_vigies_lifecycle_and_other_state_a_base_event() {
     assert_eq!(base["unmapped"]["vigie"]["events_lost"]["reason"], "ring-buffer-full");
     assert_eq!(base["unmapped"]["host"]["name"], "vm");
 }
+
+#[test]
+fn an_agent_tampered_alert_is_a_finding_titled_so_with_what_was_done_unmapped() {
+    let tamper = ecs::Tamper { kind: "ptrace", thread: Some(3), ..ecs::Tamper::default() };
+    let document = Document {
+        rule: Some(ecs::TAMPER_RULE),
+        threat: Some(ecs::TAMPER_THREAT),
+        vigie: Some(Vigie { tamper: Some(tamper), ..Vigie::default() }),
+        ..alert()
+    };
+    let event = ocsf(&Document {
+        event: ecs::EventFields { class: ecs::AGENT_TAMPERED, ..document.event },
+        ..document
+    });
+    assert_eq!(event["class_uid"], 2004);
+    assert_eq!(event["finding_info"]["title"], "Agent tampered with");
+    assert_eq!(event["finding_info"]["attacks"][0]["technique"]["uid"], "T1562");
+    assert_eq!(event["unmapped"]["vigie"]["tamper"], json!({"kind": "ptrace", "thread": 3}));
+}

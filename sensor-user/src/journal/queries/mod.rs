@@ -1,19 +1,22 @@
 //! What the commands ask the journal: who read which secret and what they sent where
-//! ([`history`]), and the story of one alert ([`explain`]).
+//! ([`history`]), the story of one alert ([`explain`]), and an act against the agent
+//! ([`explain_act`]).
 
+mod act;
 mod history;
 mod story;
 
 use rusqlite::Row;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
+pub use act::explain_act;
 pub use history::{history, HistoryFilter, ProcessFilter, Read};
-pub use story::explain;
+pub use story::{explain, Step};
 
-use super::entry::Ancestor;
+pub use super::entry::Ancestor;
 
-/// A process as the journal names it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+/// A process as the journal names it (and as a document's `process` has it).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ProcessRef {
     pub pid: u32,
     #[serde(skip_serializing_if = "Option::is_none")]

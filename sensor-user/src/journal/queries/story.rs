@@ -28,7 +28,8 @@ pub struct Story {
 #[derive(Debug, Serialize)]
 pub struct Step {
     pub at: String,
-    /// `read`, `channel`, `derived`, `connect`, `bytes` or `delivered`.
+    /// `read`, `channel`, `derived`, `connect`, `bytes` or `delivered`; `act` for an act
+    /// against the agent.
     pub kind: &'static str,
     /// The document the step comes from (none for a delivery).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -38,7 +39,7 @@ pub struct Step {
     /// What happened, in a sentence.
     pub what: String,
     #[serde(skip)]
-    at_ns: i64,
+    pub(super) at_ns: i64,
 }
 
 /// What the alert row says, for the queries of its story.
@@ -235,7 +236,7 @@ fn progress(conn: &Connection, story: &Story, alert: &AlertRow) -> rusqlite::Res
 }
 
 /// The sinks that delivered the alert.
-fn deliveries(conn: &Connection, event_id: &str) -> rusqlite::Result<Vec<Step>> {
+pub(super) fn deliveries(conn: &Connection, event_id: &str) -> rusqlite::Result<Vec<Step>> {
     let mut statement =
         conn.prepare("SELECT sink, state, at, at_ns FROM deliveries WHERE event_id = ?1 ORDER BY at_ns")?;
     let rows = statement.query_map([event_id], |row| {

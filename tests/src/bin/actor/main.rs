@@ -17,6 +17,7 @@
 //! | `--read-ia32 PATH` | `open` + `read` through the ia32 gate (`int 0x80`, i386 numbers) |
 //! | `--read-by-handle PATH` | `name_to_handle_at` + `open_by_handle_at`, then `read` |
 //! | `--mmap PATH` | open, `mmap`, touch every byte; no `read` |
+//! | `--read-direct PATH` | `open(O_DIRECT)` + `read` to the end: no page cache |
 //! | `--map-kept PATH` | `mmap` PATH and keep it mapped until exit (as a loaded library) |
 //! | `--uring-read PATH` | `IORING_OP_OPENAT` + `IORING_OP_READ`; no `open`/`read` syscall |
 //! | `--uring-read-openat2 PATH` | the same with `IORING_OP_OPENAT2` |

@@ -45,6 +45,32 @@ fn read_all(mut file: File, path: &Path) -> Result<Vec<u8>> {
     Ok(data)
 }
 
+/// The block size `O_DIRECT` reads are aligned to (buffer address and length).
+const DIRECT_BLOCK: usize = 4096;
+
+/// A buffer aligned for `O_DIRECT`.
+#[repr(C, align(4096))]
+struct DirectBlock([u8; DIRECT_BLOCK]);
+
+/// `open(O_DIRECT)` + `read` to the end: the file system reads the disk into the actor's
+/// buffer, bypassing the page cache.
+pub fn read_direct(path: &Path) -> Result<Vec<u8>> {
+    let mut file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(path)
+        .with_context(|| format!("open {} with O_DIRECT", path.display()))?;
+    let mut block = Box::new(DirectBlock([0; DIRECT_BLOCK]));
+    let mut data = Vec::new();
+    loop {
+        let n = file.read(&mut block.0).with_context(|| format!("read {} with O_DIRECT", path.display()))?;
+        data.extend_from_slice(&block.0[..n]);
+        if n < DIRECT_BLOCK {
+            return Ok(data);
+        }
+    }
+}
+
 /// Maps `path` and copies its bytes out of the mapping: the page cache is read through page
 /// faults, never through `read`.
 pub fn read_mapped(path: &Path) -> Result<Vec<u8>> {

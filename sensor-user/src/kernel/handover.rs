@@ -1,0 +1,232 @@
+//! Taking over from the generations earlier agents left attached (`keep_loaded`): once this
+//! agent's programs are attached and pinned, the old ones are detached, what they knew is
+//! carried into this agent's maps (who is tainted, which pipes and files carry a secret, what
+//! was sent), and their ring buffers are handed to the agent to drain: a secret read while no
+//! agent ran is reported now. The programs overlap for the moment between the two attaches,
+//! so nothing happens unseen; a record made in that moment may be reported twice.
+
+use std::{
+    collections::HashMap as StdHashMap,
+    os::fd::{AsRawFd, RawFd},
+};
+
+use aya::{
+    maps::{HashMap, Map, MapData, MapError, PerCpuArray, RingBuf},
+    Ebpf,
+};
+use sensor_common::{counter, map_name, FileId, ReadSeenKey, SendKey, SendTotal, Taint, WatchedSecret};
+use serde::Serialize;
+
+use super::{
+    decode::{decode, DecodeError, KernelEvent},
+    pins::Previous,
+};
+use crate::error::Error;
+
+/// What was taken over, for `sensor-started`.
+#[derive(Debug, Default, Clone, Serialize, PartialEq, Eq)]
+pub struct Handover {
+    /// The generations taken over (their pin directories' names).
+    pub generations: Vec<String>,
+    /// Their links detached.
+    pub links_detached: usize,
+    /// Tainted processes, marked pipes/files/sockets and per-destination byte counts carried.
+    pub taints: usize,
+    pub marks: usize,
+    pub sends: usize,
+    /// Records their programs could not hand over since they were loaded (a full ring buffer,
+    /// most likely while no agent ran).
+    pub events_lost: u64,
+    /// Maps not carried, with why (another object version laid them out differently).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub not_carried: Vec<String>,
+}
+
+/// A ring buffer of records, with how their secret ids map to this agent's: its own (the ids
+/// are its own) or an earlier generation's.
+pub struct Records {
+    pub ring: RingBuf<MapData>,
+    pub secret_ids: SecretIds,
+}
+
+impl Records {
+    pub fn own(ring: RingBuf<MapData>) -> Self {
+        Self { ring, secret_ids: SecretIds::default() }
+    }
+
+    /// The next record, decoded, with this agent's secret ids; `Some(Err)`: a malformed one.
+    pub fn next(&mut self) -> Option<Result<KernelEvent, DecodeError>> {
+        let record = self.ring.next()?;
+        let mut event = decode(&record);
+        drop(record);
+        if let Ok(Some(taint)) = event.as_mut().map(KernelEvent::taint_mut) {
+            self.secret_ids.taint(taint);
+        }
+        Some(event)
+    }
+}
+
+impl AsRawFd for Records {
+    fn as_raw_fd(&self) -> RawFd {
+        self.ring.as_raw_fd()
+    }
+}
+
+/// Old secret ids to this agent's, where the two catalogs disagree (another config).
+#[derive(Debug, Default, Clone)]
+pub struct SecretIds(StdHashMap<u32, u32>);
+
+impl SecretIds {
+    /// Secrets are matched by file identity; an id with no file (a label) keeps its number.
+    fn between(old: &[(FileId, WatchedSecret)], new: &[(FileId, WatchedSecret)]) -> Self {
+        let new: StdHashMap<FileId, u32> = new.iter().map(|(id, w)| (*id, w.secret_id)).collect();
+        let moved = old
+            .iter()
+            .filter_map(|(file, w)| new.get(file).map(|&id| (w.secret_id, id)))
+            .filter(|(old, new)| old != new)
+            .collect();
+        Self(moved)
+    }
+
+    pub fn map(&self, id: u32) -> u32 {
+        self.0.get(&id).copied().unwrap_or(id)
+    }
+
+    pub fn taint(&self, taint: &mut Taint) {
+        taint.secret_id = self.map(taint.secret_id);
+    }
+}
+
+/// A map whose entries are carried from one generation to the next: how its entries are
+/// copied (their secret ids made this agent's), and which count of [`Handover`] they add to.
+struct Carried {
+    name: &'static str,
+    copy: fn(&Map, &mut Map, &SecretIds) -> Result<usize, MapError>,
+    count: Option<fn(&mut Handover) -> &mut usize>,
+}
+
+const CARRIED: [Carried; 6] = [
+    Carried {
+        name: map_name::TAINTED,
+        copy: |old, new, ids| copy::<u32, Taint>(old, new, |_, taint| ids.taint(taint)),
+        count: Some(|handover| &mut handover.taints),
+    },
+    Carried {
+        name: map_name::TAINTED_FILES,
+        copy: |old, new, ids| copy::<FileId, Taint>(old, new, |_, taint| ids.taint(taint)),
+        count: Some(|handover| &mut handover.marks),
+    },
+    Carried {
+        name: map_name::SEND_TOTALS,
+        copy: |old, new, ids| copy::<SendKey, SendTotal>(old, new, |_, total| ids.taint(&mut total.taint)),
+        count: Some(|handover| &mut handover.sends),
+    },
+    Carried {
+        name: map_name::READ_SEEN,
+        copy: |old, new, ids| {
+            copy::<ReadSeenKey, u64>(old, new, |key, _| key.secret_id = ids.map(key.secret_id))
+        },
+        count: None,
+    },
+    Carried {
+        name: map_name::LOADER_TAMPERED,
+        copy: |old, new, _| copy::<u32, u8>(old, new, |_, _| {}),
+        count: None,
+    },
+    Carried {
+        name: map_name::PIPE_UPSTREAM,
+        copy: |old, new, _| copy::<FileId, FileId>(old, new, |_, _| {}),
+        count: None,
+    },
+];
+
+/// Takes over every generation in `previous` into this agent's maps, in `ebpf`.
+pub fn take_over(previous: Vec<Previous>, ebpf: &mut Ebpf) -> Result<(Handover, Vec<Records>), Error> {
+    let mut handover = Handover::default();
+    let mut pending = Vec::new();
+    for generation in previous {
+        handover.generations.push(generation.name());
+        handover.links_detached += generation.detach()?;
+        let secret_ids = match (generation.map(map_name::SECRETS)?, ebpf.map(map_name::SECRETS)) {
+            (Some(old), Some(new)) => SecretIds::between(&entries(&old)?, &entries(new)?),
+            _ => SecretIds::default(),
+        };
+        for carried in &CARRIED {
+            let (Some(old), Some(new)) = (generation.map(carried.name)?, ebpf.map_mut(carried.name)) else {
+                handover.not_carried.push(format!("{}: missing in one of the generations", carried.name));
+                continue;
+            };
+            match (carried.copy)(&old, new, &secret_ids) {
+                Ok(n) => {
+                    if let Some(count) = carried.count {
+                        *count(&mut handover) += n;
+                    }
+                }
+                Err(why) => handover.not_carried.push(format!("{}: {why}", carried.name)),
+            }
+        }
+        if let Some(map) = generation.map(map_name::COUNTERS)? {
+            let counters: PerCpuArray<_, u64> = PerCpuArray::try_from(map).map_err(map_error)?;
+            let lost = counters.get(&counter::EVENTS_LOST, 0).map_err(map_error)?;
+            handover.events_lost += lost.iter().sum::<u64>();
+        }
+        if generation.same_object {
+            if let Some(ring) = generation.map(map_name::EVENTS)? {
+                pending.push(Records { ring: RingBuf::try_from(ring).map_err(map_error)?, secret_ids });
+            }
+        } else {
+            handover.not_carried.push(format!("{}: records of another object version", map_name::EVENTS));
+        }
+        generation.remove()?;
+    }
+    Ok((handover, pending))
+}
+
+/// Copies `old`'s entries into `new` (`BPF_NOEXIST`: what this agent's programs recorded
+/// since they were attached wins), each passed through `adapt` first.
+fn copy<K: aya::Pod, V: aya::Pod>(
+    old: &Map,
+    new: &mut Map,
+    mut adapt: impl FnMut(&mut K, &mut V),
+) -> Result<usize, MapError> {
+    const BPF_NOEXIST: u64 = 1;
+    let old: HashMap<&MapData, K, V> = HashMap::try_from(old)?;
+    let mut new: HashMap<&mut MapData, K, V> = HashMap::try_from(new)?;
+    let mut copied = 0;
+    for entry in &old {
+        let (mut key, mut value) = entry?;
+        adapt(&mut key, &mut value);
+        match new.insert(key, value, BPF_NOEXIST) {
+            Ok(()) => copied += 1,
+            Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::EEXIST) => {}
+            Err(other) => return Err(other),
+        }
+    }
+    Ok(copied)
+}
+
+fn entries(map: &Map) -> Result<Vec<(FileId, WatchedSecret)>, Error> {
+    let map: HashMap<&MapData, FileId, WatchedSecret> = HashMap::try_from(map).map_err(map_error)?;
+    map.iter().collect::<Result<_, _>>().map_err(map_error)
+}
+
+fn map_error(source: MapError) -> Error {
+    Error::Map { map: "of an earlier generation", source }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn watched(secret_id: u32) -> WatchedSecret {
+        WatchedSecret { secret_id, generation: 0, generation_known: 0 }
+    }
+
+    #[test]
+    fn secret_ids_follow_the_file_and_labels_keep_their_number() {
+        let (a, b) = (FileId { dev: 1, _pad: 0, ino: 10 }, FileId { dev: 1, _pad: 0, ino: 20 });
+        let ids =
+            SecretIds::between(&[(a, watched(0)), (b, watched(1))], &[(b, watched(0)), (a, watched(1))]);
+        assert_eq!((ids.map(0), ids.map(1), ids.map(7)), (1, 0, 7));
+    }
+}
