@@ -212,6 +212,7 @@ pub mod map_name {
     pub const TAINTED_FILES: &str = "TAINTED_FILES";
     pub const PREFILTER: &str = "PREFILTER";
     pub const GATES: &str = "GATES";
+    pub const GATES_CLOSED: &str = "GATES_CLOSED";
     pub const READ_SEEN: &str = "READ_SEEN";
     pub const LOADER_TAMPERED: &str = "LOADER_TAMPERED";
     pub const SOCKET_WRITE: &str = "SOCKET_WRITE";

@@ -2,7 +2,7 @@
 //! into a regular file (a derived file), a pipe, a FIFO or a unix socket carries its taint;
 //! whoever opens or reads it next is tainted in turn.
 //!
-//! Every hook here stops at a gate (an array load, `GATES`) until a process is tainted or a
+//! Every hook here stops at a gate (two array loads, `crate::gates`) until a process is tainted or a
 //! channel marked. Marks are made before the bytes move: at taint time for what the process
 //! already holds, in the sender's context for socket deliveries and wakeups, at the entry of
 //! writes while the syscall programs are attached. Pipe and socket reads are followed to their
@@ -15,13 +15,14 @@ use crate::{
     allowance,
     emit::{self, current_pid, header},
     files::{self, prefilter},
+    gates,
     kernel::{
         current_start_ns, current_syscall, fd_file, file_dentry, file_id, file_inode, file_readable,
         file_type, file_writable, inode_dentry, inode_file_id, inode_generation, inode_type, load,
         name_parts, offset, offsets, pty, read, sock_id, sock_inode_number, socket_id, socket_sock,
         task_fd_file, task_identity, unix_peer_id, PtyEnd, S_IFCHR, S_IFIFO, S_IFREG, S_IFSOCK,
     },
-    maps::{GATES, LOCAL_ADDRS, PIPE_UPSTREAM, READING, TAINTED_FILES},
+    maps::{LOCAL_ADDRS, PIPE_UPSTREAM, READING, TAINTED_FILES},
     stores,
     syscall_abi::nr,
     taint,
@@ -588,18 +589,18 @@ fn mark(id: FileId, taint: Taint) -> Result<bool, i32> {
         return Ok(true);
     }
     prefilter::add(id);
-    open_gate(counter::TAINTED_CHANNELS);
+    gates::open(counter::TAINTED_CHANNELS);
     if taint.via_kind != via::FILE {
-        open_gate(counter::HELD_CHANNELS);
+        gates::open(counter::HELD_CHANNELS);
     }
     Ok(true)
 }
 
 /// Whether any file, pipe or socket was ever marked: until then, nobody can take taint from
-/// one, and the lookups are skipped (an array read, inlined by the verifier: no helper call).
+/// one, and the lookups are skipped (array reads, inlined by the verifier: no helper call).
 #[inline(always)]
 pub fn anything_marked() -> bool {
-    GATES.get(counter::TAINTED_CHANNELS).copied().unwrap_or(0) != 0
+    gates::is_open(counter::TAINTED_CHANNELS)
 }
 
 /// Whether any socket may carry a secret: [`anything_marked`], or a store server is known
@@ -609,19 +610,11 @@ pub fn sockets_marked() -> bool {
     anything_marked() || stores::any()
 }
 
-#[inline(always)]
-fn open_gate(gate: u32) {
-    if let Some(gate) = GATES.get_ptr_mut(gate) {
-        // SAFETY: a plain store of a flag; a lost race still stores 1.
-        unsafe { *gate = 1 };
-    }
-}
-
 /// Whether any pipe or socket may be marked: until one is, and again once the agent found
 /// none alive, connects and sends skip [`took_from_held_channels`].
 #[inline(always)]
 fn channels_held_marked() -> bool {
-    GATES.get(counter::HELD_CHANNELS).copied().unwrap_or(0) != 0
+    gates::is_open(counter::HELD_CHANNELS)
 }
 
 /// The current process read data out of `file`: a tainted pipe or socket taints it.

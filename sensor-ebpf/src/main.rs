@@ -12,6 +12,7 @@ mod allowance;
 mod channels;
 mod emit;
 mod files;
+mod gates;
 mod kernel;
 mod maps;
 mod memory;

@@ -18,10 +18,14 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
 #[map]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
 
-/// Global switches, indexed like `COUNTERS` (only `TAINTED_CHANNELS` is used): a value all
-/// CPUs see, unlike the per-CPU counters.
+/// Global switches, indexed like `COUNTERS` (those that name a gate): when each was last
+/// opened, a value all CPUs see, unlike the per-CPU counters (`crate::gates`).
 #[map]
 pub static GATES: Array<u64> = Array::with_max_entries(counter::COUNT, 0);
+
+/// The value of `GATES` at which the agent last closed each gate (`crate::gates`).
+#[map]
+pub static GATES_CLOSED: Array<u64> = Array::with_max_entries(counter::COUNT, 0);
 
 /// One bit per watched secret and derived file (`sensor_common::prefilter`), tested before
 /// `SECRETS` and `TAINTED_FILES` on the page cache read path. Filled by the agent and by

@@ -18,8 +18,9 @@ use sensor_common::{counter, family, transport, ConnectEvent, EventKind, SendKey
 use crate::{
     channels,
     emit::{self, header},
+    gates,
     kernel::{offsets, read, socket_sk},
-    maps::{GATES, SENDING, SEND_TOTALS},
+    maps::{SENDING, SEND_TOTALS},
     outbound, stores, taint, tls,
 };
 
@@ -229,7 +230,7 @@ pub fn service_send(ctx: BtfTracePointContext) -> i32 {
 /// Whether the agent has trusted any service's process (an array read).
 #[inline(always)]
 fn services_trusted() -> bool {
-    GATES.get(counter::TRUSTED_SERVICES).copied().unwrap_or(0) != 0
+    gates::is_open(counter::TRUSTED_SERVICES)
 }
 
 /// `sock_send_length(sk, ret, flags)` as a raw tracepoint: every `sock_sendmsg` (write,

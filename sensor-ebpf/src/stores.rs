@@ -15,15 +15,16 @@ use sensor_common::{counter, via, FileId, StoreServer, Taint, START_TICK_NS};
 
 use crate::{
     emit::current_pid,
+    gates,
     kernel::{current_start_ns, current_task, offsets, read},
-    maps::{GATES, STORE_SERVERS},
+    maps::STORE_SERVERS,
     taint,
 };
 
 /// Whether the agent found any store server (an array read, inlined by the verifier).
 #[inline(always)]
 pub fn any() -> bool {
-    GATES.get(counter::STORE_SERVERS).copied().unwrap_or(0) != 0
+    gates::is_open(counter::STORE_SERVERS)
 }
 
 /// The store `task` (thread group `pid`) serves, if it is a store server: the process the

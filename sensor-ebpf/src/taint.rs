@@ -7,8 +7,9 @@ use sensor_common::{counter, via, EventHeader, EventKind, FileId, ReadSeenKey, T
 use crate::{
     allowance, channels,
     emit::{self, current_pid, header},
+    gates,
     kernel::{current_start_ns, current_task, offsets},
-    maps::{COUNTERS, GATES, READ_SEEN, TAINTED, TRUSTED_PIDS},
+    maps::{COUNTERS, READ_SEEN, TAINTED, TRUSTED_PIDS},
     stores,
 };
 
@@ -174,10 +175,7 @@ pub fn allowed_read(source: Taint, fd: u32, file: FileId) -> Result<(), i32> {
 #[inline(always)]
 pub fn inserted(pid: u32, taint: Taint) -> Result<(), i32> {
     counted(TAINTED.insert(pid, taint, 0))?;
-    if let Some(gate) = GATES.get_ptr_mut(counter::TAINTED_PROCESSES) {
-        // SAFETY: a plain store of a flag; a lost race still stores 1.
-        unsafe { *gate = 1 };
-    }
+    gates::open(counter::TAINTED_PROCESSES);
     Ok(())
 }
 
@@ -185,5 +183,5 @@ pub fn inserted(pid: u32, taint: Taint) -> Result<(), i32> {
 /// the hooks skip their taint lookup (an array read, inlined by the verifier).
 #[inline(always)]
 pub fn anyone_tainted() -> bool {
-    GATES.get(counter::TAINTED_PROCESSES).copied().unwrap_or(0) != 0
+    gates::is_open(counter::TAINTED_PROCESSES)
 }

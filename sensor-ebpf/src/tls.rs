@@ -8,10 +8,7 @@
 use aya_ebpf::{helpers::bpf_get_current_pid_tgid, macros::uprobe, programs::ProbeContext};
 use sensor_common::{counter, send_path};
 
-use crate::{
-    maps::{GATES, TLS_CALLS},
-    network, outbound, taint,
-};
+use crate::{gates, maps::TLS_CALLS, network, outbound, taint};
 
 /// `int SSL_write(SSL *ssl, const void *buf, int num)`.
 #[uprobe]
@@ -42,10 +39,7 @@ fn written(ctx: &ProbeContext, path: u8, len: Option<u64>) {
     let (Some(buf), Some(len)) = (ctx.arg::<u64>(1), len) else { return };
     let Ok(record) = outbound::start(sender, taint, path, len) else { return };
     if taint::counted(TLS_CALLS.insert(bpf_get_current_pid_tgid(), record.call, 0)).is_ok() {
-        if let Some(gate) = GATES.get_ptr_mut(counter::TLS_CALLS) {
-            // SAFETY: a plain store of a flag; a lost race still stores 1.
-            unsafe { *gate = 1 };
-        }
+        gates::open(counter::TLS_CALLS);
     }
     outbound::copy(record, buf, len);
 }
@@ -54,7 +48,7 @@ fn written(ctx: &ProbeContext, path: u8, len: Option<u64>) {
 /// every socket send skips the lookup (an array read).
 #[inline(always)]
 pub fn calls_pending() -> bool {
-    GATES.get(counter::TLS_CALLS).copied().unwrap_or(0) != 0
+    gates::is_open(counter::TLS_CALLS)
 }
 
 /// Whether the current thread is in a TLS write whose socket is not known yet.

@@ -403,7 +403,9 @@ fn tend_fingerprints(pipeline: &mut Pipeline, fanotify_holds: bool) {
 fn apply_trust(sensor: &mut Sensor, pipeline: &mut Pipeline, tally: &mut Tally, tls: &mut TlsMappings) {
     for change in pipeline.take_trust_changes() {
         let pid = match change {
-            TrustChange::Trust { pid, .. } | TrustChange::Untrust { pid } => pid,
+            TrustChange::Trust { pid, .. } | TrustChange::Untrust { pid } | TrustChange::Shed { pid, .. } => {
+                pid
+            }
         };
         tls.trust(&change, pipeline.trusted_service(pid));
         if sensor.apply_trust(change).is_err() {

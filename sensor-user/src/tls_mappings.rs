@@ -60,6 +60,7 @@ impl TlsMappings {
             (TrustChange::Trust { pid, .. } | TrustChange::Untrust { pid }, _) => {
                 self.services.remove(pid);
             }
+            (TrustChange::Shed { .. }, _) => {}
         }
     }
 
@@ -168,7 +169,7 @@ mod tests {
     #[test]
     fn a_trusted_process_is_followed_until_it_is_untrusted() {
         let mut mappings = TlsMappings::new(&[] as &[PathBuf]);
-        let trust = TrustChange::Trust { pid: 7, start_ns: 1, exec_id: None, since_ns: None, label: 0 };
+        let trust = TrustChange::Trust { pid: 7, start_ns: 1, exec_id: None, label: 0 };
         mappings.trust(&trust, Some("matrix-synapse"));
         assert!(mappings.due);
         assert_eq!(mappings.services.get(&7).map(String::as_str), Some("matrix-synapse"));

@@ -222,11 +222,11 @@ impl Sensor {
         let previous = Previous::find(root, self.links.generation.as_ref(), version)?;
         let (handover, pending) = handover::take_over(previous, &mut self.ebpf)?;
         if handover.taints > 0 {
-            self.set_gate(counter::TAINTED_PROCESSES, 1)?;
+            self.open_gate(counter::TAINTED_PROCESSES)?;
         }
         if handover.marks > 0 {
-            self.set_gate(counter::TAINTED_CHANNELS, 1)?;
-            self.set_gate(counter::HELD_CHANNELS, 1)?;
+            self.open_gate(counter::TAINTED_CHANNELS)?;
+            self.open_gate(counter::HELD_CHANNELS)?;
         }
         self.handover = Some(handover);
         self.pending = pending;
@@ -376,28 +376,35 @@ impl Sensor {
         add_to_prefilter(&mut self.ebpf, new)
     }
 
-    /// Applies a change of trusted processes; a newly trusted one sheds its kernel taint.
+    /// Applies a change of trusted processes.
     pub fn apply_trust(&mut self, change: TrustChange) -> Result<(), Error> {
         let trusted_error = map_error(map_name::TRUSTED_PIDS);
-        let mut trusted = hash_map_mut::<u32, TrustedProcess>(&mut self.ebpf, map_name::TRUSTED_PIDS)?;
         match change {
-            TrustChange::Trust { pid, start_ns, exec_id, since_ns, label } => {
+            TrustChange::Trust { pid, start_ns, exec_id, label } => {
+                let mut trusted =
+                    hash_map_mut::<u32, TrustedProcess>(&mut self.ebpf, map_name::TRUSTED_PIDS)?;
                 let start_tick = start_ns / START_TICK_NS;
                 let exec_id = exec_id.unwrap_or(ANY_EXEC);
                 let value = TrustedProcess { label, _pad: 0, start_tick, exec_id };
                 trusted.insert(pid, value, 0).map_err(trusted_error)?;
-                self.set_gate(counter::TRUSTED_SERVICES, 1)?;
-                let tainted_error = map_error(map_name::TAINTED);
+                self.open_gate(counter::TRUSTED_SERVICES)
+            }
+            TrustChange::Untrust { pid } => {
+                let mut trusted =
+                    hash_map_mut::<u32, TrustedProcess>(&mut self.ebpf, map_name::TRUSTED_PIDS)?;
+                ignore_missing(trusted.remove(&pid)).map_err(trusted_error)
+            }
+            TrustChange::Shed { pid, acquired_ns } => {
+                let error = map_error(map_name::TAINTED);
                 let mut tainted = hash_map_mut::<u32, Taint>(&mut self.ebpf, map_name::TAINTED)?;
                 match tainted.get(&pid, 0) {
-                    Ok(taint) if since_ns.is_some_and(|since| taint.acquired_ns >= since) => {
-                        ignore_missing(tainted.remove(&pid)).map_err(tainted_error)
+                    Ok(taint) if taint.acquired_ns == acquired_ns => {
+                        ignore_missing(tainted.remove(&pid)).map_err(error)
                     }
                     Ok(_) => Ok(()),
-                    Err(err) => ignore_missing(Err(err).map(|_: Taint| ())).map_err(tainted_error),
+                    Err(err) => ignore_missing(Err(err).map(|_: Taint| ())).map_err(error),
                 }
             }
-            TrustChange::Untrust { pid } => ignore_missing(trusted.remove(&pid)).map_err(trusted_error),
         }
     }
 
@@ -471,25 +478,36 @@ impl Sensor {
         self.close_gate(counter::HELD_CHANNELS, |sensor| Ok(!sensor.marked_pipes()?.is_empty()))
     }
 
-    /// Sets gate `index` to 0, then back to 1 if `needed` says so: the kernel opens a gate
-    /// after recording what needs it, so one of the two always sees the other.
+    /// Closes gate `index` unless `needed` says something still needs it. The value of
+    /// `GATES` is read before the look: whatever the look misses, the kernel recorded after
+    /// that read, and the time it then stored in `GATES` keeps the gate open
+    /// (`sensor-ebpf`'s `gates`).
     fn close_gate(
         &mut self,
         index: u32,
         needed: impl FnOnce(&Self) -> Result<bool, Error>,
     ) -> Result<(), Error> {
-        self.set_gate(index, 0)?;
+        let opened = self.word(map_name::GATES, index)?;
         if needed(self)? {
-            self.set_gate(index, 1)?;
+            return Ok(());
         }
-        Ok(())
+        self.set_closed(index, opened)
     }
 
-    fn set_gate(&mut self, index: u32, value: u64) -> Result<(), Error> {
-        let error = map_error(map_name::GATES);
-        let map = self.ebpf.map_mut(map_name::GATES).ok_or_else(|| error(missing(map_name::GATES)))?;
-        let mut gates: Array<_, u64> = Array::try_from(map).map_err(&error)?;
-        gates.set(index, value, 0).map_err(error)
+    /// Opens gate `index`, as the kernel would for what the agent just recorded.
+    fn open_gate(&mut self, index: u32) -> Result<(), Error> {
+        // No time the kernel stores in `GATES` is ever this.
+        self.set_closed(index, u64::MAX)
+    }
+
+    fn set_closed(&mut self, index: u32, value: u64) -> Result<(), Error> {
+        let error = map_error(map_name::GATES_CLOSED);
+        let map = self
+            .ebpf
+            .map_mut(map_name::GATES_CLOSED)
+            .ok_or_else(|| error(missing(map_name::GATES_CLOSED)))?;
+        let mut closed: Array<_, u64> = Array::try_from(map).map_err(&error)?;
+        closed.set(index, value, 0).map_err(error)
     }
 
     /// Forgets the mark of pipe `id` (nobody can read it any more).
@@ -502,8 +520,8 @@ impl Sensor {
     pub fn mark_pipe(&mut self, id: FileId, taint: &Taint) -> Result<(), Error> {
         let mut marks = hash_map_mut::<FileId, Taint>(&mut self.ebpf, map_name::TAINTED_FILES)?;
         marks.insert(id, taint, 0).map_err(map_error(map_name::TAINTED_FILES))?;
-        self.set_gate(counter::TAINTED_CHANNELS, 1)?;
-        self.set_gate(counter::HELD_CHANNELS, 1)
+        self.open_gate(counter::TAINTED_CHANNELS)?;
+        self.open_gate(counter::HELD_CHANNELS)
     }
 
     /// Taints process `pid` in the kernel with `taint`, unless it already is; true if it was
@@ -517,7 +535,7 @@ impl Sensor {
                 let seen = ReadSeenKey { pid, secret_id: taint.secret_id };
                 let mut reported = hash_map_mut::<ReadSeenKey, u64>(&mut self.ebpf, map_name::READ_SEEN)?;
                 reported.insert(seen, taint.acquired_ns, 0).map_err(map_error(map_name::READ_SEEN))?;
-                self.set_gate(counter::TAINTED_PROCESSES, 1)?;
+                self.open_gate(counter::TAINTED_PROCESSES)?;
                 Ok(true)
             }
             Err(aya::maps::MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::EEXIST) => {
@@ -836,9 +854,14 @@ impl Sensor {
 
     /// Word `word` of the kernel's prefilter now.
     pub fn prefilter_word(&self, word: u32) -> Result<u64, Error> {
-        let error = map_error(map_name::PREFILTER);
-        let map = self.ebpf.map(map_name::PREFILTER).ok_or_else(|| error(missing(map_name::PREFILTER)))?;
-        let filter: Array<_, u64> = Array::try_from(map).map_err(&error)?;
-        filter.get(&word, 0).map_err(error)
+        self.word(map_name::PREFILTER, word)
+    }
+
+    /// Entry `index` of the array map `name`.
+    fn word(&self, name: &'static str, index: u32) -> Result<u64, Error> {
+        let error = map_error(name);
+        let map = self.ebpf.map(name).ok_or_else(|| error(missing(name)))?;
+        let array: Array<_, u64> = Array::try_from(map).map_err(&error)?;
+        array.get(&index, 0).map_err(error)
     }
 }

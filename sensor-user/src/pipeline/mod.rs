@@ -85,7 +85,7 @@ impl Pipeline {
             tracers: HashSet::new(),
         };
         for process in pipeline.processes.iter() {
-            pipeline.trusted.observe(process, 0, &mut pipeline.catalog);
+            pipeline.trusted.observe(process, &mut pipeline.catalog);
         }
         pipeline
     }
@@ -123,8 +123,12 @@ impl Pipeline {
             }
             // A trusted service's records from before the kernel knew it was trusted; one that
             // carried taint from before it became the service is judged like any process.
-            KernelEvent::Taint(TaintEvent { header, .. })
-            | KernelEvent::Derived(Derived { header, .. })
+            KernelEvent::Taint(TaintEvent { header, taint, .. })
+                if self.trusted.is_trusted(header.pid) && !self.taint.holds(header.pid) =>
+            {
+                self.trusted.shed(header.pid, taint.acquired_ns);
+            }
+            KernelEvent::Derived(Derived { header, .. })
             | KernelEvent::Connect(ConnectEvent { header, .. })
                 if self.trusted.is_trusted(header.pid) && !self.taint.holds(header.pid) => {}
             KernelEvent::Taint(taint) => {
@@ -167,7 +171,7 @@ impl Pipeline {
     /// a newly trusted one sheds the taint its new program took in, not what it carried.
     fn observe(&mut self, pid: u32, since_ns: u64) {
         let Some(process) = self.processes.get(pid) else { return };
-        if self.trusted.observe(process, since_ns, &mut self.catalog) {
+        if self.trusted.observe(process, &mut self.catalog) {
             self.taint.forget_taken_since(pid, since_ns);
         }
     }
@@ -472,6 +476,7 @@ mod tests {
     use serde_json::Value;
 
     use super::*;
+    use crate::config::services::{Service, ServiceSpec};
     use crate::kernel::decode::Exec;
     use crate::kernel::outbound::{Destination, Outbound, OutboundBytes, SendPath, Sender};
 
@@ -492,6 +497,11 @@ mod tests {
 
     /// A pipeline watching one real file, with a shell (pid 1) that started the reader.
     fn pipeline(dir: &std::path::Path) -> (Pipeline, FileId) {
+        pipeline_trusting(dir, TrustedProcesses::default())
+    }
+
+    /// [`pipeline`] with `trusted` services.
+    fn pipeline_trusting(dir: &std::path::Path, trusted: TrustedProcesses) -> (Pipeline, FileId) {
         let secret = dir.join("homeserver.yaml");
         fs::write(&secret, "registration_shared_secret: x").unwrap();
         let catalog = SecretCatalog::resolve(&[secret.display().to_string()]);
@@ -501,14 +511,8 @@ mod tests {
             boot: ecs::Boot { id: "b".into(), wall_ns: 0 },
         };
         let correlator = Correlator::new(vec!["127.0.0.0/8".parse().unwrap()]);
-        let mut pipeline = Pipeline::new(
-            facts,
-            catalog,
-            ProcessTable::default(),
-            correlator,
-            TaintTable::new(0),
-            TrustedProcesses::default(),
-        );
+        let mut pipeline =
+            Pipeline::new(facts, catalog, ProcessTable::default(), correlator, TaintTable::new(0), trusted);
         for (pid, ppid, exe) in [(1, 0, "/bin/sh"), (READER, 1, "/usr/bin/cat")] {
             assert!(pipeline.handle(&exec(pid, ppid, exe, 5)).is_empty());
         }
@@ -525,6 +529,18 @@ mod tests {
             exe: FileId::default(),
             filename: exe.into(),
             args: vec![exe.into()],
+        })
+    }
+
+    /// `parent` forking `child`, which runs the same program.
+    fn fork(parent: u32, child: u32) -> KernelEvent {
+        let header = header(EventKind::Fork, parent);
+        KernelEvent::Fork(ForkEvent {
+            header,
+            child_pid: child,
+            _pad: 0,
+            child_start_ns: 9,
+            child_exec_id: 1,
         })
     }
 
@@ -582,14 +598,7 @@ mod tests {
         assert_eq!(docs[0]["event"]["action"], "secret-read");
         assert_eq!(docs[0]["process"]["pid"], READER);
 
-        let fork = ForkEvent {
-            header: header(EventKind::Fork, READER),
-            child_pid: CHILD,
-            _pad: 0,
-            child_start_ns: 9,
-            child_exec_id: 1,
-        };
-        assert!(pipeline.handle(&KernelEvent::Fork(fork)).is_empty());
+        assert!(pipeline.handle(&fork(READER, CHILD)).is_empty());
         let alerts = json(&pipeline.handle(&connect(CHILD, [10, 213, 1, 2], Taint::default())));
 
         assert_eq!(alerts.len(), 1);
@@ -603,6 +612,38 @@ mod tests {
         assert_eq!(alert["destination"], serde_json::json!({"ip": "10.213.1.2", "port": 8448}));
         assert_eq!(alert["source"], serde_json::json!({"bytes": 0}));
         assert_eq!(alert["user"]["id"], "1000");
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_services_child_sheds_the_taint_it_took_as_the_service_not_what_it_took_after_an_exec() {
+        const SERVICE: u32 = 7;
+        let dir = tempfile_dir("shed");
+        let spec =
+            ServiceSpec { name: "hs".into(), args: vec!["homeserver".into()], ..ServiceSpec::default() };
+        let trusted = TrustedProcesses::new(vec![Service::resolve(&spec)]);
+        let (mut pipeline, id) = pipeline_trusting(&dir, trusted);
+        let service = Exec {
+            args: vec!["python3".into(), "homeserver".into()],
+            ..match exec(SERVICE, 1, "/usr/bin/python3", 5) {
+                KernelEvent::Exec(exec) => exec,
+                _ => unreachable!(),
+            }
+        };
+        assert!(pipeline.handle(&KernelEvent::Exec(service)).is_empty());
+        // A worker of the service reads the secret before the kernel knows it is trusted.
+        assert!(pipeline.handle(&fork(SERVICE, CHILD)).is_empty());
+        assert!(pipeline.handle(&read(CHILD, id)).is_empty(), "the service's own work");
+        // Another child runs curl first: its read is no work of the service's.
+        assert!(pipeline.handle(&fork(SERVICE, STRANGER)).is_empty());
+        assert!(pipeline.handle(&exec(STRANGER, SERVICE, "/usr/bin/curl", 9)).is_empty());
+        let docs = json(&pipeline.handle(&read(STRANGER, id)));
+        assert_eq!(docs[0]["event"]["action"], "secret-read", "{docs:#?}");
+
+        let changes = pipeline.take_trust_changes();
+        let shed: Vec<_> = changes.iter().filter(|c| matches!(c, TrustChange::Shed { .. })).collect();
+        assert_eq!(shed, [&TrustChange::Shed { pid: CHILD, acquired_ns: 1_000 }], "{changes:?}");
+        assert!(changes.contains(&TrustChange::Untrust { pid: STRANGER }), "{changes:?}");
         fs::remove_dir_all(dir).unwrap();
     }
 

@@ -177,22 +177,6 @@ impl ProcessTable {
     }
 }
 
-/// Whether `process` still runs the program its record describes: the same executable
-/// (by identity) and arguments (those the kernel cut short compared as far as they go).
-pub fn still_runs(process: &Process) -> bool {
-    let exe = |path: &str| crate::state::secret_catalog::file_id(std::path::Path::new(path));
-    let Some(running) = exe(&format!("/proc/{}/exe", process.pid)) else { return false };
-    let Ok(cmdline) = fs::read(format!("/proc/{}/cmdline", process.pid)) else { return false };
-    let args = split_args(&cmdline);
-    let Some((last, whole)) = process.args.split_last() else {
-        return exe(&process.executable) == Some(running);
-    };
-    exe(&process.executable) == Some(running)
-        && args.len() >= process.args.len()
-        && args[..whole.len()] == *whole
-        && args[whole.len()].starts_with(last.as_str())
-}
-
 /// One process from `/proc/PID`; `None` if it vanished meanwhile.
 fn read_proc(pid: u32, ns_per_tick: u64) -> Option<Process> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;

@@ -3,24 +3,22 @@
 
 use std::collections::HashMap;
 
-use crate::{
-    config::services::Service,
-    state::process_table::{self, Process},
-    state::secret_catalog::SecretCatalog,
-};
+use crate::{config::services::Service, state::process_table::Process, state::secret_catalog::SecretCatalog};
 
 /// A change for the kernel's view of trusted processes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TrustChange {
     /// `pid`, started at `start_ns` and running the program `exec_id` names, is a trusted
-    /// service's process since its exec or fork at `since_ns` (kernel time; 0: since before the
-    /// agent started): taint it took in from then on came from the service's own work and is
-    /// dropped, taint from before is kept. `None`: it no longer runs that program (it exec'd
-    /// another before the agent read this one), so none of its taint is the service's.
-    /// Reading its memory taints with secret `label`.
-    Trust { pid: u32, start_ns: u64, exec_id: Option<u64>, since_ns: Option<u64>, label: u32 },
+    /// service's process. Reading its memory taints with secret `label`.
+    Trust { pid: u32, start_ns: u64, exec_id: Option<u64>, label: u32 },
     /// `pid` no longer runs a trusted service.
     Untrust { pid: u32 },
+    /// Trusted process `pid` took in a secret, at `acquired_ns`, before the kernel knew it was
+    /// trusted: the service's own work, so the kernel drops that taint (not a later one). Said
+    /// when the taint's record arrives: a process's records come in order, so trust then
+    /// reflects every exec before the read (a child of the service that ran another program
+    /// first keeps its taint).
+    Shed { pid: u32, acquired_ns: u64 },
 }
 
 /// A trusted process as the kernel was told of it.
@@ -47,11 +45,11 @@ impl TrustedProcesses {
         Self { services, ..Self::default() }
     }
 
-    /// Re-evaluates `process` after it started or changed program at `since_ns`; true if it
-    /// became trusted. The kernel trusts a program, not a pid: a trusted process that exec'd
-    /// into another service's program (a supervisor starting the homeserver) is trusted
-    /// anew, for its new program.
-    pub fn observe(&mut self, process: &Process, since_ns: u64, catalog: &mut SecretCatalog) -> bool {
+    /// Re-evaluates `process` after it started or changed program; true if it became trusted.
+    /// The kernel trusts a program, not a pid: a trusted process that exec'd into another
+    /// service's program (a supervisor starting the homeserver) is trusted anew, for its new
+    /// program.
+    pub fn observe(&mut self, process: &Process, catalog: &mut SecretCatalog) -> bool {
         let service = self.services.iter().position(|s| s.matches(process));
         let known = self.by_pid.get(&process.pid).copied();
         match (service, known) {
@@ -65,8 +63,7 @@ impl TrustedProcesses {
                 };
                 self.by_pid.insert(process.pid, Trusted { label, service, exec_id: process.exec_id });
                 let (pid, start_ns, exec_id) = (process.pid, process.start_ns, process.exec_id);
-                let since_ns = process_table::still_runs(process).then_some(since_ns);
-                self.changes.push(TrustChange::Trust { pid, start_ns, exec_id, since_ns, label });
+                self.changes.push(TrustChange::Trust { pid, start_ns, exec_id, label });
                 return true;
             }
             (None, Some(_)) => {
@@ -84,6 +81,11 @@ impl TrustedProcesses {
         if self.by_pid.remove(&pid).is_some() {
             self.changes.push(TrustChange::Untrust { pid });
         }
+    }
+
+    /// The record of trusted process `pid`'s taint acquired at `acquired_ns` arrived.
+    pub fn shed(&mut self, pid: u32, acquired_ns: u64) {
+        self.changes.push(TrustChange::Shed { pid, acquired_ns });
     }
 
     pub fn is_trusted(&self, pid: u32) -> bool {
@@ -126,17 +128,16 @@ mod tests {
             ServiceSpec { name: "hs".into(), args: vec!["homeserver".into()], ..ServiceSpec::default() };
         let mut trusted = TrustedProcesses::new(vec![Service::resolve(&spec)]);
         let mut catalog = SecretCatalog::default();
-        assert!(trusted.observe(&worker(5, &["sh", "homeserver"]), 7, &mut catalog));
-        assert!(!trusted.observe(&worker(5, &["sh", "homeserver"]), 8, &mut catalog));
-        assert!(!trusted.observe(&worker(6, &["python3", "-c", "x"]), 9, &mut catalog));
+        assert!(trusted.observe(&worker(5, &["sh", "homeserver"]), &mut catalog));
+        assert!(!trusted.observe(&worker(5, &["sh", "homeserver"]), &mut catalog));
+        assert!(!trusted.observe(&worker(6, &["python3", "-c", "x"]), &mut catalog));
         assert!(trusted.is_trusted(5) && !trusted.is_trusted(6));
         assert_eq!(catalog.get(0).unwrap().path.display().to_string(), "memory of hs (pid 5)");
-        trusted.observe(&worker(5, &["sh"]), 10, &mut catalog);
+        trusted.observe(&worker(5, &["sh"]), &mut catalog);
         assert_eq!(
             trusted.take_changes(),
             [
-                // Pid 5 runs another program here: its taint is not the service's.
-                TrustChange::Trust { pid: 5, start_ns: 3, exec_id: Some(4), since_ns: None, label: 0 },
+                TrustChange::Trust { pid: 5, start_ns: 3, exec_id: Some(4), label: 0 },
                 TrustChange::Untrust { pid: 5 }
             ]
         );
@@ -156,9 +157,9 @@ mod tests {
         ];
         let mut trusted = TrustedProcesses::new(services);
         let mut catalog = SecretCatalog::default();
-        assert!(trusted.observe(&worker(5, &["sh", "supervise"]), 7, &mut catalog));
+        assert!(trusted.observe(&worker(5, &["sh", "supervise"]), &mut catalog));
         let exec = Process { exec_id: Some(5), ..worker(5, &["sh", "homeserver"]) };
-        assert!(trusted.observe(&exec, 8, &mut catalog), "its new program is trusted anew");
+        assert!(trusted.observe(&exec, &mut catalog), "its new program is trusted anew");
         let changes = trusted.take_changes();
         assert!(
             matches!(changes[1], TrustChange::Trust { pid: 5, exec_id: Some(5), label: 1, .. }),

@@ -18,6 +18,6 @@ impl Sensor {
             let value = StoreServer { secret_id, _pad: 0, start_tick: server.start_ns / START_TICK_NS };
             map.insert(server.pid, value, 0).map_err(map_error(map_name::STORE_SERVERS))?;
         }
-        self.set_gate(counter::STORE_SERVERS, 1)
+        self.open_gate(counter::STORE_SERVERS)
     }
 }
