@@ -273,10 +273,20 @@ impl FileSink {
 }
 
 /// Moves `path` to `path.1`, `path.1` to `path.2`, … keeping `keep` rotated files.
+///
+/// The file is taken off the path first, under a name of its own: one moved away meanwhile
+/// (logrotate, between [`is_at`] and here) leaves the numbered files as they were, not shifted
+/// around a gap at `path.1`.
 fn rotate(path: &Path, keep: u32) -> io::Result<()> {
     let numbered = |n: u32| PathBuf::from(format!("{}.{n}", path.display()));
+    let taken = PathBuf::from(format!("{}.rotating", path.display()));
+    match fs::rename(path, &taken) {
+        // The file opened next at the path is new anyway.
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(()),
+        moved => moved?,
+    }
     if keep == 0 {
-        return fs::remove_file(path);
+        return fs::remove_file(taken);
     }
     for n in (1..keep).rev() {
         match fs::rename(numbered(n), numbered(n + 1)) {
@@ -284,11 +294,7 @@ fn rotate(path: &Path, keep: u32) -> io::Result<()> {
             _ => {}
         }
     }
-    match fs::rename(path, numbered(1)) {
-        // Moved away since `is_at` looked: the file opened next at the path is new anyway.
-        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
-        moved => moved,
-    }
+    fs::rename(taken, numbered(1))
 }
 
 /// Whether `file` is the file at `path` still.
@@ -425,6 +431,25 @@ mod tests {
             "no rotated file shifted for a file that was not at the path"
         );
         for n in ["", ".1", ".moved"] {
+            fs::remove_file(at(n)).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_rotation_of_a_file_moved_away_meanwhile_shifts_no_rotated_file() {
+        let path = temp_path("moved-while-rotating");
+        let at = |n: &str| PathBuf::from(format!("{}{n}", path.display()));
+        for (n, text) in [(".1", "newer\n"), (".2", "older\n")] {
+            fs::write(at(n), text).unwrap();
+        }
+        rotate(&path, 3).unwrap();
+        let text = |n: &str| fs::read_to_string(at(n)).ok();
+        assert_eq!(
+            (text(".1").as_deref(), text(".2").as_deref(), text(".3")),
+            (Some("newer\n"), Some("older\n"), None),
+            "the rotated files keep their numbers, with no gap at .1"
+        );
+        for n in [".1", ".2"] {
             fs::remove_file(at(n)).unwrap();
         }
     }
