@@ -7,8 +7,12 @@
 //! agent. Which programs are attached is the agent's choice (`kernel/backend.rs`).
 #![no_std]
 #![no_main]
+// The atomic instructions of the BPF ISA (`atomic.rs`).
+#![allow(internal_features)]
+#![feature(core_intrinsics)]
 
 mod allowance;
+mod atomic;
 mod channels;
 mod emit;
 mod files;

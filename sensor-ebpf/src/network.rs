@@ -16,7 +16,7 @@ use aya_ebpf::{
 use sensor_common::{counter, family, transport, ConnectEvent, EventKind, SendKey, SendTotal, Taint};
 
 use crate::{
-    channels,
+    atomic, channels,
     emit::{self, header},
     gates,
     kernel::{offsets, read, socket_sk},
@@ -351,11 +351,11 @@ fn sent_by_tainted(sk: *const u8, sent: i32, mut event: ConnectEvent) -> Result<
     let key = SendKey { pid: event.header.pid, port: event.port, family: event.family, addr: event.addr };
     let bytes = sent as u64;
     if let Some(total) = SEND_TOTALS.get_ptr_mut(key) {
-        // SAFETY: a valid map value. The bpfel target has no atomic add in Rust: threads of
-        // one process sending at the same instant on two CPUs may undercount by one send.
+        // SAFETY: a valid map value. Atomic: threads of one process sending at the same
+        // instant on two CPUs are both counted.
         unsafe {
             if (*total).acquired_ns == event.taint.acquired_ns {
-                (*total).bytes += bytes;
+                atomic::add(&raw mut (*total).bytes, bytes);
                 return Ok(());
             }
         }

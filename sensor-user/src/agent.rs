@@ -15,12 +15,13 @@ use crate::{
     background::Background,
     catch_up::ChannelHooks,
     config::allowed_readers,
+    config::journal::JournalSettings,
     config::services::Service,
     config::Settings,
     content::Recognizer,
-    error::Error,
+    error::{self, Error},
     format::ecs::{self, Vigie},
-    journal::Journal,
+    journal::{open_read_only, queries, Journal, JournalError},
     kernel::handover::Records,
     kernel::offsets::{self as kernel_offsets, VMLINUX_BTF},
     kernel::{Sensor, SensorSpec},
@@ -104,6 +105,9 @@ pub async fn run(mut settings: Settings, reload: impl Fn() -> Result<Settings, E
     started.stores = stores.report();
     let correlator = Correlator::new(settings.trusted_nets.clone()).on_host(local);
     let mut pipeline = pipeline(&settings, catalog, processes, correlator, window_ns, contents);
+    if let Some(kept) = &mut started.kept_loaded {
+        kept.derived_files = name_carried_files(&sensor, &mut pipeline, settings.journal.as_ref());
+    }
     let mut tally = Tally { updates_failed: store_updates_failed, ..Tally::default() };
     let mut tls = TlsMappings::new(&sensor.tls_libraries);
     apply_trust(&mut sensor, &mut pipeline, &mut tally, &mut tls);
@@ -218,6 +222,45 @@ fn take_over(
     channel_hooks.follow(sensor, pipeline)
 }
 
+/// Names the derived files whose marks an earlier agent left, by where the journal says they
+/// were written (each checked on disk): what alerts through them say in `vigie.via.path`.
+fn name_carried_files(
+    sensor: &Sensor,
+    pipeline: &mut Pipeline,
+    journal: Option<&JournalSettings>,
+) -> ecs::CarriedFiles {
+    let carried = match sensor.handover.as_ref().filter(|handover| handover.marks > 0) {
+        Some(_) => sensor.marked(sensor_common::via::FILE),
+        None => Ok(Vec::new()),
+    };
+    let mut report = ecs::CarriedFiles::default();
+    let carried = match carried {
+        Ok(carried) if carried.is_empty() => return report,
+        Ok(carried) => carried,
+        Err(error) => {
+            report.unnamed_because = Some(error::describe(&error));
+            return report;
+        }
+    };
+    report.carried = carried.len();
+    let Some(journal) = journal else {
+        report.unnamed_because = Some("no journal".to_owned());
+        return report;
+    };
+    let paths = open_read_only(&journal.path)
+        .and_then(|conn| queries::derived_paths(&conn).map_err(JournalError::from));
+    match paths {
+        Ok(paths) => {
+            report.named = carried
+                .iter()
+                .filter(|(id, _)| paths.get(&id.ino).is_some_and(|path| pipeline.carry_derived(*id, path)))
+                .count();
+        }
+        Err(error) => report.unnamed_because = Some(error.to_string()),
+    }
+    report
+}
+
 /// The last reports, then every program detached (but those pinned with `keep_loaded`).
 fn stop(
     sensor: Sensor,
@@ -284,6 +327,7 @@ fn started(
         kept_loaded: sensor.keeps_loaded().map(|dir| ecs::KeptLoaded {
             pinned_in: dir.display().to_string(),
             taken_over: sensor.handover.clone().unwrap_or_default(),
+            derived_files: ecs::CarriedFiles::default(),
         }),
     }
 }

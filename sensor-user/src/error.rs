@@ -47,6 +47,10 @@ pub enum Error {
     #[error("this vigie was built without its eBPF programs (bpf-linker was missing); build it with `cargo xtask build`")]
     NoEbpfObject,
 
+    /// The kernel kept marking files in the prefilter's words while the agent set its own bits.
+    #[error("the kernel's PREFILTER map did not settle in {passes} passes: bits the agent sets keep being overwritten")]
+    PrefilterUnsettled { passes: usize },
+
     /// The eBPF object could not be loaded into the kernel.
     #[error("loading the eBPF object: {0}")]
     Load(#[from] aya::EbpfError),

@@ -208,6 +208,48 @@ fn a_secret_read_and_sent_while_no_agent_runs_is_reported_when_the_next_starts()
 
 #[test]
 #[ignore = "needs root and BPF: run with cargo xtask test"]
+fn a_file_derived_before_a_restart_taints_its_reader_after_it_and_is_named_in_the_alert() -> Result<()> {
+    let lab = Lab::new(actor_exe!())?;
+    let pins = Pins::for_lab(&lab);
+    let mut first = lab.sensor_with(&pins.args())?;
+    let copy = lab.dir().join("copy");
+    let writer = lab.actor().read(lab.secret()).write_to(&copy).run()?;
+    let derived = |line: &Value| {
+        line.pointer("/event/action") == Some(&Value::from("secret-derived"))
+            && line.pointer("/process/pid") == Some(&Value::from(writer.pid))
+    };
+    first.expect(derived, ALERT_TIMEOUT)?;
+    stop_cleanly(&mut first)?;
+
+    let second = lab.sensor_with(&pins.args())?;
+    let named = second.lines_matching(alert::is_sensor_started);
+    let named = named.first().and_then(|s| s.pointer("/vigie/kept_loaded/derived_files")).cloned();
+    let named = named.context("no vigie.kept_loaded.derived_files in sensor-started")?;
+    ensure!(
+        count(&named, "carried") == 1 && count(&named, "named") == 1,
+        "the copy carried and named: {named:#}"
+    );
+    // The second agent read the secret (its fingerprints) while only the first one's programs
+    // were attached, which took it for any process: none of that is carried.
+    let handover = taken_over(&second)?;
+    assert_eq!(
+        count(&handover, "taints"),
+        0,
+        "nothing was tainted at the restart but the new agent: {handover:#}"
+    );
+    let reader = lab.actor().read(&copy).tcp(lab.remote().tcp_v4()).run()?;
+    let alert = second.expect(alert::is_exfiltration_by(reader.sender()), ALERT_TIMEOUT)?;
+    assert_eq!(alert::file_path(&alert), lab.secret().to_str(), "the original secret: {alert:#}");
+    assert_eq!(alert::via_kind(&alert), Some("file"), "{alert:#}");
+    assert_eq!(alert::via_path(&alert), copy.to_str(), "the copy, named from the journal: {alert:#}");
+    let about_itself =
+        second.lines_matching(|line| line.pointer("/process/pid") == Some(&Value::from(second.pid())));
+    assert!(about_itself.is_empty(), "the agent reported its own reads and writes: {about_itself:#?}");
+    Ok(())
+}
+
+#[test]
+#[ignore = "needs root and BPF: run with cargo xtask test"]
 fn programs_stay_loaded_after_a_keep_loaded_stop_until_vigie_unload() -> Result<()> {
     let lab = Lab::new(actor_exe!())?;
     let pins = Pins::for_lab(&lab);

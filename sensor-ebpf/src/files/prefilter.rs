@@ -3,7 +3,7 @@
 
 use sensor_common::{prefilter::slot, FileId};
 
-use crate::maps::PREFILTER;
+use crate::{atomic, maps::PREFILTER};
 
 /// Whether `id` may be a secret or a derived file (false: it certainly is neither).
 #[inline(always)]
@@ -17,8 +17,8 @@ pub fn may_hold(id: FileId) -> bool {
 pub fn add(id: FileId) {
     let (word, mask) = slot(id);
     if let Some(bits) = PREFILTER.get_ptr_mut(word) {
-        // SAFETY: a valid map value. Two CPUs setting bits of one word at once may lose one
-        // bit; the syscall programs, attached while anything is tainted, still see the file.
-        unsafe { *bits |= mask };
+        // SAFETY: a valid map value. Atomic: two CPUs adding files of one word at once keep
+        // both bits.
+        unsafe { atomic::or(bits, mask) };
     }
 }

@@ -189,6 +189,22 @@ fn a_derived_file_the_secret_came_through_is_a_step_of_the_story() {
 }
 
 #[test]
+fn a_derived_files_path_is_the_newest_the_journal_recorded_for_its_inode() {
+    let mut documents = story();
+    let mut moved = documents[6].clone();
+    moved["event"]["id"] = json!(format!("{RUN}-9"));
+    moved["@timestamp"] = json!(at(9));
+    moved["vigie"]["derived"] = json!({"path": "/tmp/copy.moved", "inode": "99"});
+    documents.push(moved);
+    let mut unnamed = documents[6].clone();
+    unnamed["event"]["id"] = json!(format!("{RUN}-10"));
+    unnamed["vigie"]["derived"] = json!({"inode": "100"});
+    documents.push(unnamed);
+    let paths = queries::derived_paths(&journal_of(&documents)).unwrap();
+    assert_eq!(paths, [(99, "/tmp/copy.moved".to_owned())].into(), "{paths:?}");
+}
+
+#[test]
 fn a_document_seen_twice_is_kept_once_and_runs_have_their_start_and_stop() {
     let mut documents = story();
     documents.push(documents[3].clone());

@@ -47,22 +47,31 @@ pub struct Handover {
 pub struct Records {
     pub ring: RingBuf<MapData>,
     pub secret_ids: SecretIds,
+    /// In an earlier generation's ring: this agent, which those programs did not know, so
+    /// that its own reads of the secrets (fingerprints, before its programs took over) and what
+    /// they led to are skipped.
+    agent: Option<u32>,
 }
 
 impl Records {
     pub fn own(ring: RingBuf<MapData>) -> Self {
-        Self { ring, secret_ids: SecretIds::default() }
+        Self { ring, secret_ids: SecretIds::default(), agent: None }
     }
 
     /// The next record, decoded, with this agent's secret ids; `Some(Err)`: a malformed one.
     pub fn next(&mut self) -> Option<Result<KernelEvent, DecodeError>> {
-        let record = self.ring.next()?;
-        let mut event = decode(&record);
-        drop(record);
-        if let Ok(Some(taint)) = event.as_mut().map(KernelEvent::taint_mut) {
-            self.secret_ids.taint(taint);
+        loop {
+            let record = self.ring.next()?;
+            let mut event = decode(&record);
+            drop(record);
+            if let Ok(Some(taint)) = event.as_mut().map(KernelEvent::taint_mut) {
+                if Some(taint.origin_pid) == self.agent {
+                    continue;
+                }
+                self.secret_ids.taint(taint);
+            }
+            return Some(event);
         }
-        Some(event)
     }
 }
 
@@ -97,51 +106,82 @@ impl SecretIds {
     }
 }
 
+/// How the entries of a generation are made this agent's.
+struct Adapt<'a> {
+    /// The earlier secret ids to this agent's.
+    ids: &'a SecretIds,
+    /// This agent's pid: the earlier programs took it for any process until this agent's
+    /// programs were attached, and tainted it when it read the secrets (its fingerprints).
+    agent: u32,
+}
+
+impl Adapt<'_> {
+    /// Makes `taint` this agent's; false if it is this agent's own reading of the secrets.
+    fn taint(&self, taint: &mut Taint) -> bool {
+        self.ids.taint(taint);
+        taint.origin_pid != self.agent
+    }
+}
+
 /// A map whose entries are carried from one generation to the next: how its entries are
-/// copied (their secret ids made this agent's), and which count of [`Handover`] they add to.
+/// copied (made this agent's, or left behind), and which count of [`Handover`] they add to.
 struct Carried {
     name: &'static str,
-    copy: fn(&Map, &mut Map, &SecretIds) -> Result<usize, MapError>,
+    copy: fn(&Map, &mut Map, &Adapt<'_>) -> Result<usize, MapError>,
     count: Option<fn(&mut Handover) -> &mut usize>,
 }
 
 const CARRIED: [Carried; 6] = [
     Carried {
         name: map_name::TAINTED,
-        copy: |old, new, ids| copy::<u32, Taint>(old, new, |_, taint| ids.taint(taint)),
+        copy: |old, new, adapt| {
+            copy::<u32, Taint>(old, new, |pid, taint| adapt.taint(taint) && *pid != adapt.agent)
+        },
         count: Some(|handover| &mut handover.taints),
     },
     Carried {
         name: map_name::TAINTED_FILES,
-        copy: |old, new, ids| copy::<FileId, Taint>(old, new, |_, taint| ids.taint(taint)),
+        copy: |old, new, adapt| copy::<FileId, Taint>(old, new, |_, taint| adapt.taint(taint)),
         count: Some(|handover| &mut handover.marks),
     },
     Carried {
         name: map_name::SEND_TOTALS,
-        copy: |old, new, ids| copy::<SendKey, SendTotal>(old, new, |_, total| ids.taint(&mut total.taint)),
+        copy: |old, new, adapt| {
+            copy::<SendKey, SendTotal>(old, new, |key, total| {
+                adapt.taint(&mut total.taint) && key.pid != adapt.agent
+            })
+        },
         count: Some(|handover| &mut handover.sends),
     },
     Carried {
         name: map_name::READ_SEEN,
-        copy: |old, new, ids| {
-            copy::<ReadSeenKey, u64>(old, new, |key, _| key.secret_id = ids.map(key.secret_id))
+        copy: |old, new, adapt| {
+            copy::<ReadSeenKey, u64>(old, new, |key, _| {
+                key.secret_id = adapt.ids.map(key.secret_id);
+                key.pid != adapt.agent
+            })
         },
         count: None,
     },
     Carried {
         name: map_name::LOADER_TAMPERED,
-        copy: |old, new, _| copy::<u32, u8>(old, new, |_, _| {}),
+        copy: |old, new, adapt| copy::<u32, u8>(old, new, |pid, _| *pid != adapt.agent),
         count: None,
     },
     Carried {
         name: map_name::PIPE_UPSTREAM,
-        copy: |old, new, _| copy::<FileId, FileId>(old, new, |_, _| {}),
+        copy: |old, new, _| copy::<FileId, FileId>(old, new, |_, _| true),
         count: None,
     },
 ];
 
-/// Takes over every generation in `previous` into this agent's maps, in `ebpf`.
-pub fn take_over(previous: Vec<Previous>, ebpf: &mut Ebpf) -> Result<(Handover, Vec<Records>), Error> {
+/// Takes over every generation in `previous` into this agent's maps, in `ebpf`; `agent` is
+/// this agent's pid.
+pub fn take_over(
+    previous: Vec<Previous>,
+    ebpf: &mut Ebpf,
+    agent: u32,
+) -> Result<(Handover, Vec<Records>), Error> {
     let mut handover = Handover::default();
     let mut pending = Vec::new();
     for generation in previous {
@@ -156,7 +196,7 @@ pub fn take_over(previous: Vec<Previous>, ebpf: &mut Ebpf) -> Result<(Handover, 
                 handover.not_carried.push(format!("{}: missing in one of the generations", carried.name));
                 continue;
             };
-            match (carried.copy)(&old, new, &secret_ids) {
+            match (carried.copy)(&old, new, &Adapt { ids: &secret_ids, agent }) {
                 Ok(n) => {
                     if let Some(count) = carried.count {
                         *count(&mut handover) += n;
@@ -172,7 +212,8 @@ pub fn take_over(previous: Vec<Previous>, ebpf: &mut Ebpf) -> Result<(Handover, 
         }
         if generation.same_object {
             if let Some(ring) = generation.map(map_name::EVENTS)? {
-                pending.push(Records { ring: RingBuf::try_from(ring).map_err(map_error)?, secret_ids });
+                let ring = RingBuf::try_from(ring).map_err(map_error)?;
+                pending.push(Records { ring, secret_ids, agent: Some(agent) });
             }
         } else {
             handover.not_carried.push(format!("{}: records of another object version", map_name::EVENTS));
@@ -183,11 +224,12 @@ pub fn take_over(previous: Vec<Previous>, ebpf: &mut Ebpf) -> Result<(Handover, 
 }
 
 /// Copies `old`'s entries into `new` (`BPF_NOEXIST`: what this agent's programs recorded
-/// since they were attached wins), each passed through `adapt` first.
+/// since they were attached wins), each passed through `adapt` first, which may leave it
+/// behind (false).
 fn copy<K: aya::Pod, V: aya::Pod>(
     old: &Map,
     new: &mut Map,
-    mut adapt: impl FnMut(&mut K, &mut V),
+    mut adapt: impl FnMut(&mut K, &mut V) -> bool,
 ) -> Result<usize, MapError> {
     const BPF_NOEXIST: u64 = 1;
     let old: HashMap<&MapData, K, V> = HashMap::try_from(old)?;
@@ -195,7 +237,9 @@ fn copy<K: aya::Pod, V: aya::Pod>(
     let mut copied = 0;
     for entry in &old {
         let (mut key, mut value) = entry?;
-        adapt(&mut key, &mut value);
+        if !adapt(&mut key, &mut value) {
+            continue;
+        }
         match new.insert(key, value, BPF_NOEXIST) {
             Ok(()) => copied += 1,
             Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::EEXIST) => {}

@@ -19,8 +19,8 @@ use aya::{
     Btf, Ebpf, EbpfLoader,
 };
 use sensor_common::{
-    counter, kernel_offsets::KERNEL_OFFSETS_GLOBAL, map_name, prefilter, FileId, KernelOffsets, ReadSeenKey,
-    SendKey, SendTotal, Taint, TrustedProcess, WatchedSecret, ANY_EXEC, START_TICK_NS,
+    counter, kernel_offsets::KERNEL_OFFSETS_GLOBAL, map_name, prefilter, via, FileId, KernelOffsets,
+    ReadSeenKey, SendKey, SendTotal, Taint, TrustedProcess, WatchedSecret, ANY_EXEC, START_TICK_NS,
 };
 
 use super::backend::{
@@ -184,7 +184,7 @@ impl Sensor {
             }
         };
         if let Some(root) = spec.keep_loaded {
-            sensor.take_over(root, &version)?;
+            sensor.take_over(root, &version, spec.offsets.agent_pid)?;
         }
         Ok(sensor)
     }
@@ -217,14 +217,17 @@ impl Sensor {
     }
 
     /// Detaches the programs earlier agents left under `root` and carries what they knew into
-    /// this agent's maps; their records wait in [`Sensor::take_pending`].
-    fn take_over(&mut self, root: &Path, version: &str) -> Result<(), Error> {
+    /// this agent's maps (but what they made of `agent`, this agent, reading the secrets before
+    /// its programs were attached), and lets the files and channels carried through the
+    /// prefilter; their records wait in [`Sensor::take_pending`].
+    fn take_over(&mut self, root: &Path, version: &str, agent: u32) -> Result<(), Error> {
         let previous = Previous::find(root, self.links.generation.as_ref(), version)?;
-        let (handover, pending) = handover::take_over(previous, &mut self.ebpf)?;
+        let (handover, pending) = handover::take_over(previous, &mut self.ebpf, agent)?;
         if handover.taints > 0 {
             self.open_gate(counter::TAINTED_PROCESSES)?;
         }
         if handover.marks > 0 {
+            settle_prefilter(&mut self.ebpf)?;
             self.open_gate(counter::TAINTED_CHANNELS)?;
             self.open_gate(counter::HELD_CHANNELS)?;
         }
@@ -357,11 +360,7 @@ impl Sensor {
 
     /// Every (process, destination) the kernel counts bytes for, with its count.
     pub fn send_totals(&self) -> Result<Vec<(SendKey, SendTotal)>, Error> {
-        let error = map_error(map_name::SEND_TOTALS);
-        let map =
-            self.ebpf.map(map_name::SEND_TOTALS).ok_or_else(|| error(missing(map_name::SEND_TOTALS)))?;
-        let totals: HashMap<_, SendKey, SendTotal> = HashMap::try_from(map).map_err(&error)?;
-        totals.iter().collect::<Result<_, _>>().map_err(error)
+        entries_of(&self.ebpf, map_name::SEND_TOTALS)
     }
 
     /// Points secret `id` at a new file identity (the path now leads to another inode).
@@ -373,7 +372,7 @@ impl Sensor {
         }
         let Some((new, generation)) = rebind.new else { return Ok(()) };
         secrets.insert(new, watched(rebind.secret_id, generation), 0).map_err(error)?;
-        add_to_prefilter(&mut self.ebpf, new)
+        settle_prefilter(&mut self.ebpf)
     }
 
     /// Applies a change of trusted processes.
@@ -394,13 +393,11 @@ impl Sensor {
                     hash_map_mut::<u32, TrustedProcess>(&mut self.ebpf, map_name::TRUSTED_PIDS)?;
                 ignore_missing(trusted.remove(&pid)).map_err(trusted_error)
             }
-            TrustChange::Shed { pid, acquired_ns } => {
+            TrustChange::Shed { pid, taint: shed } => {
                 let error = map_error(map_name::TAINTED);
                 let mut tainted = hash_map_mut::<u32, Taint>(&mut self.ebpf, map_name::TAINTED)?;
                 match tainted.get(&pid, 0) {
-                    Ok(taint) if taint.acquired_ns == acquired_ns => {
-                        ignore_missing(tainted.remove(&pid)).map_err(error)
-                    }
+                    Ok(held) if shed.is(&held) => ignore_missing(tainted.remove(&pid)).map_err(error),
                     Ok(_) => Ok(()),
                     Err(err) => ignore_missing(Err(err).map(|_: Taint| ())).map_err(error),
                 }
@@ -439,26 +436,20 @@ impl Sensor {
 
     /// The processes the kernel holds tainted, with their taint.
     pub fn tainted(&self) -> Result<Vec<(u32, Taint)>, Error> {
-        let error = map_error(map_name::TAINTED);
-        let map = self.ebpf.map(map_name::TAINTED).ok_or_else(|| error(missing(map_name::TAINTED)))?;
-        let tainted: HashMap<_, u32, Taint> = HashMap::try_from(map).map_err(&error)?;
-        tainted.iter().collect::<Result<_, _>>().map_err(error)
+        entries_of(&self.ebpf, map_name::TAINTED)
     }
 
     /// Pipes and FIFOs the kernel marked as carrying secret material, with their taint.
     pub fn marked_pipes(&self) -> Result<Vec<(FileId, Taint)>, Error> {
-        let error = map_error(map_name::TAINTED_FILES);
-        let map =
-            self.ebpf.map(map_name::TAINTED_FILES).ok_or_else(|| error(missing(map_name::TAINTED_FILES)))?;
-        let marks: HashMap<_, FileId, Taint> = HashMap::try_from(map).map_err(&error)?;
-        let mut pipes = Vec::new();
-        for entry in &marks {
-            let (id, taint) = entry.map_err(&error)?;
-            if taint.via_kind == sensor_common::via::PIPE {
-                pipes.push((id, taint));
-            }
-        }
-        Ok(pipes)
+        self.marked(sensor_common::via::PIPE)
+    }
+
+    /// The channels of kind `via_kind` (`via::FILE`: derived files) the kernel marked as
+    /// carrying secret material, with their taint.
+    pub fn marked(&self, via_kind: u32) -> Result<Vec<(FileId, Taint)>, Error> {
+        let mut marks = entries_of::<FileId, Taint>(&self.ebpf, map_name::TAINTED_FILES)?;
+        marks.retain(|(_, taint)| taint.via_kind == via_kind);
+        Ok(marks)
     }
 
     /// Closes the gate that makes every hook look for tainted processes, once none is
@@ -605,9 +596,7 @@ fn fill_watch_list(ebpf: &mut Ebpf, spec: &SensorSpec<'_>) -> Result<(), Error> 
     for (id, secret) in spec.secrets.iter() {
         secrets.insert(secret.id, watched(id, secret.generation), 0).map_err(map_error(map_name::SECRETS))?;
     }
-    for (_, secret) in spec.secrets.iter() {
-        add_to_prefilter(ebpf, secret.id)?;
-    }
+    settle_prefilter(ebpf)?;
     let mut allowed = hash_map_mut::<FileId, u8>(ebpf, map_name::ALLOWED_EXES)?;
     for exe in spec.allowed_exes {
         allowed.insert(exe, 1, 0).map_err(map_error(map_name::ALLOWED_EXES))?;
@@ -615,15 +604,45 @@ fn fill_watch_list(ebpf: &mut Ebpf, spec: &SensorSpec<'_>) -> Result<(), Error> 
     Ok(())
 }
 
-/// Sets `id`'s bit in the kernel's prefilter (bits are never cleared: a stale one costs a
-/// hash lookup).
-fn add_to_prefilter(ebpf: &mut Ebpf, id: FileId) -> Result<(), Error> {
+/// Most passes [`settle_prefilter`] makes before it gives up.
+const PREFILTER_PASSES: usize = 16;
+
+/// Sets the prefilter bit of every watched secret and of every file and channel the kernel
+/// marked (but store sockets, which no file hook looks up), in passes until one writes
+/// nothing. Bits are never cleared (a stale one costs a hash lookup). The kernel sets its bits
+/// atomically, but this agent's read and write of a word may undo one the kernel set in
+/// between: a pass that finds every bit set shows that none was undone.
+fn settle_prefilter(ebpf: &mut Ebpf) -> Result<(), Error> {
     let error = map_error(map_name::PREFILTER);
-    let map = ebpf.map_mut(map_name::PREFILTER).ok_or_else(|| error(missing(map_name::PREFILTER)))?;
-    let mut filter: Array<_, u64> = Array::try_from(map).map_err(&error)?;
-    let (word, mask) = prefilter::slot(id);
-    let bits = filter.get(&word, 0).map_err(&error)?;
-    filter.set(word, bits | mask, 0).map_err(error)
+    for _ in 0..PREFILTER_PASSES {
+        let secrets = entries_of::<FileId, WatchedSecret>(ebpf, map_name::SECRETS)?;
+        let mut ids: Vec<FileId> = secrets.into_iter().map(|(id, _)| id).collect();
+        let marks = entries_of::<FileId, Taint>(ebpf, map_name::TAINTED_FILES)?;
+        ids.extend(marks.into_iter().filter(|(_, t)| t.via_kind != via::STORE_SOCKET).map(|(id, _)| id));
+        let map = ebpf.map_mut(map_name::PREFILTER).ok_or_else(|| error(missing(map_name::PREFILTER)))?;
+        let mut filter: Array<_, u64> = Array::try_from(map).map_err(&error)?;
+        let mut wrote = false;
+        for id in ids {
+            let (word, mask) = prefilter::slot(id);
+            let bits = filter.get(&word, 0).map_err(&error)?;
+            if bits & mask == 0 {
+                filter.set(word, bits | mask, 0).map_err(&error)?;
+                wrote = true;
+            }
+        }
+        if !wrote {
+            return Ok(());
+        }
+    }
+    Err(Error::PrefilterUnsettled { passes: PREFILTER_PASSES })
+}
+
+/// The entries of hash map `name`.
+fn entries_of<K: aya::Pod, V: aya::Pod>(ebpf: &Ebpf, name: &'static str) -> Result<Vec<(K, V)>, Error> {
+    let error = map_error(name);
+    let map = ebpf.map(name).ok_or_else(|| error(missing(name)))?;
+    let map: HashMap<_, K, V> = HashMap::try_from(map).map_err(&error)?;
+    map.iter().collect::<Result<_, _>>().map_err(error)
 }
 
 /// Loads and attaches the chosen backend's own programs, and loads the socket followers where

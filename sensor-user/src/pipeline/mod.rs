@@ -111,6 +111,7 @@ impl Pipeline {
                 self.processes.fork(fork);
                 self.taint.fork(fork.header.pid, fork.child_pid);
                 self.observe(fork.child_pid, fork.header.ktime_ns);
+                self.trusted.forked(fork.header.pid, fork.child_pid);
             }
             KernelEvent::Exit(exit) => {
                 self.processes.exit(exit);
@@ -126,7 +127,7 @@ impl Pipeline {
             KernelEvent::Taint(TaintEvent { header, taint, .. })
                 if self.trusted.is_trusted(header.pid) && !self.taint.holds(header.pid) =>
             {
-                self.trusted.shed(header.pid, taint.acquired_ns);
+                self.trusted.shed(header.pid, taint);
             }
             KernelEvent::Derived(Derived { header, .. })
             | KernelEvent::Connect(ConnectEvent { header, .. })
@@ -147,6 +148,12 @@ impl Pipeline {
     /// `pid` was tainted by an earlier agent's programs, before this agent started.
     pub fn carry(&mut self, pid: u32, taint: &sensor_common::Taint) {
         self.taint.acquire(pid, Touch::from(taint));
+    }
+
+    /// Derived file `id`, which an earlier agent marked, was written at `path`: alerts name it
+    /// so if it is still there. True if it is.
+    pub fn carry_derived(&mut self, id: FileId, path: &str) -> bool {
+        self.derived.recall(id, path)
     }
 
     /// How many times a process took in a secret since start (a count that only grows).
@@ -479,6 +486,7 @@ mod tests {
     use crate::config::services::{Service, ServiceSpec};
     use crate::kernel::decode::Exec;
     use crate::kernel::outbound::{Destination, Outbound, OutboundBytes, SendPath, Sender};
+    use crate::state::trusted_processes::ShedTaint;
 
     pub(super) const READER: u32 = 100;
     const CHILD: u32 = 101;
@@ -516,6 +524,20 @@ mod tests {
         for (pid, ppid, exe) in [(1, 0, "/bin/sh"), (READER, 1, "/usr/bin/cat")] {
             assert!(pipeline.handle(&exec(pid, ppid, exe, 5)).is_empty());
         }
+        (pipeline, id)
+    }
+
+    /// [`pipeline_trusting`] the service "hs" (`python3 homeserver`), which `pid` has just
+    /// started.
+    fn homeserver_started(dir: &std::path::Path, pid: u32) -> (Pipeline, FileId) {
+        let spec =
+            ServiceSpec { name: "hs".into(), args: vec!["homeserver".into()], ..ServiceSpec::default() };
+        let trusted = TrustedProcesses::new(vec![Service::resolve(&spec)]);
+        let (mut pipeline, id) = pipeline_trusting(dir, trusted);
+        let KernelEvent::Exec(service) = exec(pid, 1, "/usr/bin/python3", 5) else { unreachable!() };
+        let service = Exec { args: vec!["python3".into(), "homeserver".into()], ..service };
+        assert!(pipeline.handle(&KernelEvent::Exec(service)).is_empty());
+        assert!(pipeline.is_trusted(pid));
         (pipeline, id)
     }
 
@@ -619,18 +641,7 @@ mod tests {
     fn a_services_child_sheds_the_taint_it_took_as_the_service_not_what_it_took_after_an_exec() {
         const SERVICE: u32 = 7;
         let dir = tempfile_dir("shed");
-        let spec =
-            ServiceSpec { name: "hs".into(), args: vec!["homeserver".into()], ..ServiceSpec::default() };
-        let trusted = TrustedProcesses::new(vec![Service::resolve(&spec)]);
-        let (mut pipeline, id) = pipeline_trusting(&dir, trusted);
-        let service = Exec {
-            args: vec!["python3".into(), "homeserver".into()],
-            ..match exec(SERVICE, 1, "/usr/bin/python3", 5) {
-                KernelEvent::Exec(exec) => exec,
-                _ => unreachable!(),
-            }
-        };
-        assert!(pipeline.handle(&KernelEvent::Exec(service)).is_empty());
+        let (mut pipeline, id) = homeserver_started(&dir, SERVICE);
         // A worker of the service reads the secret before the kernel knows it is trusted.
         assert!(pipeline.handle(&fork(SERVICE, CHILD)).is_empty());
         assert!(pipeline.handle(&read(CHILD, id)).is_empty(), "the service's own work");
@@ -642,8 +653,42 @@ mod tests {
 
         let changes = pipeline.take_trust_changes();
         let shed: Vec<_> = changes.iter().filter(|c| matches!(c, TrustChange::Shed { .. })).collect();
-        assert_eq!(shed, [&TrustChange::Shed { pid: CHILD, acquired_ns: 1_000 }], "{changes:?}");
+        let own = TrustChange::Shed { pid: CHILD, taint: ShedTaint::AcquiredAt(1_000) };
+        assert_eq!(shed, [&own], "{changes:?}");
         assert!(changes.contains(&TrustChange::Untrust { pid: STRANGER }), "{changes:?}");
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_services_children_forked_before_its_taint_is_shed_shed_the_copy_the_kernel_gave_them() {
+        const SERVICE: u32 = 7;
+        const GRANDCHILD: u32 = 44;
+        let dir = tempfile_dir("shed-forked");
+        let (mut pipeline, id) = homeserver_started(&dir, SERVICE);
+        // The service reads its secret before the kernel knows it is trusted (its taint read at
+        // 800, renewed since), then starts a worker, which starts one of its own.
+        let taint = Taint { origin_pid: SERVICE, read_ns: 800, acquired_ns: 600, ..Taint::default() };
+        assert!(pipeline.handle(&taken_in(SERVICE, taint, id)).is_empty(), "the service's own work");
+        assert!(pipeline.handle(&fork(SERVICE, CHILD)).is_empty());
+        assert!(pipeline.handle(&fork(CHILD, GRANDCHILD)).is_empty());
+
+        let shed: Vec<_> = pipeline
+            .take_trust_changes()
+            .into_iter()
+            .filter_map(|c| match c {
+                TrustChange::Shed { pid, taint } => Some((pid, taint)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            shed,
+            [
+                (SERVICE, ShedTaint::AcquiredAt(600)),
+                (CHILD, ShedTaint::ReadAt(800)),
+                (GRANDCHILD, ShedTaint::ReadAt(800))
+            ]
+        );
+        assert!(!pipeline.is_tainted(CHILD) && !pipeline.is_tainted(GRANDCHILD));
         fs::remove_dir_all(dir).unwrap();
     }
 

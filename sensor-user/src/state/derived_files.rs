@@ -31,6 +31,16 @@ impl DerivedFiles {
         Some(path)
     }
 
+    /// Names derived file `id` by `path` (where it was written, as an earlier agent recorded
+    /// it) if the file at `path` is still that file; true if it is.
+    pub fn recall(&mut self, id: FileId, path: &str) -> bool {
+        let still_there = file_id(Path::new(path)) == Some(id);
+        if still_there {
+            self.paths.insert(id, path.to_owned());
+        }
+        still_there
+    }
+
     pub fn path(&self, id: FileId) -> Option<&str> {
         self.paths.get(&id).map(String::as_str)
     }
@@ -62,6 +72,11 @@ mod tests {
         assert_eq!(derived.record(id, &file.display().to_string()), Some(file.display().to_string()));
         assert_eq!(derived.path(id), Some(file.display().to_string().as_str()));
         assert_eq!(derived.record(FileId::new(0, 1), "/no/such/file"), None);
+        let mut recalled = DerivedFiles::default();
+        let moved = dir.join("moved.gz");
+        assert!(!recalled.recall(file_id(&file).unwrap(), &moved.display().to_string()), "not there");
+        assert!(recalled.recall(id, &file.display().to_string()));
+        assert_eq!(recalled.path(id), Some(file.display().to_string().as_str()));
         fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -3,6 +3,8 @@
 
 use std::collections::HashMap;
 
+use sensor_common::Taint;
+
 use crate::{config::services::Service, state::process_table::Process, state::secret_catalog::SecretCatalog};
 
 /// A change for the kernel's view of trusted processes.
@@ -13,12 +15,32 @@ pub enum TrustChange {
     Trust { pid: u32, start_ns: u64, exec_id: Option<u64>, label: u32 },
     /// `pid` no longer runs a trusted service.
     Untrust { pid: u32 },
-    /// Trusted process `pid` took in a secret, at `acquired_ns`, before the kernel knew it was
-    /// trusted: the service's own work, so the kernel drops that taint (not a later one). Said
-    /// when the taint's record arrives: a process's records come in order, so trust then
-    /// reflects every exec before the read (a child of the service that ran another program
-    /// first keeps its taint).
-    Shed { pid: u32, acquired_ns: u64 },
+    /// Trusted process `pid` took in a secret before the kernel knew it was trusted: the
+    /// service's own work, so the kernel drops that taint (not a later one). Said when the
+    /// taint's record arrives: a process's records come in order, so trust then reflects every
+    /// exec before the read (a child of the service that ran another program first keeps its
+    /// taint). Said too for each trusted child forked meanwhile, which the kernel gave a copy.
+    Shed { pid: u32, taint: ShedTaint },
+}
+
+/// Which of a process's kernel taints a [`TrustChange::Shed`] drops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShedTaint {
+    /// The one acquired at this instant: the process's own, as its record named it.
+    AcquiredAt(u64),
+    /// The one read at this instant: a child's copy of its parent's (a fork copies the taint
+    /// with its read time, and stamps the acquisition anew).
+    ReadAt(u64),
+}
+
+impl ShedTaint {
+    /// Whether `held`, the kernel's taint of the process now, is the one to drop.
+    pub fn is(self, held: &Taint) -> bool {
+        match self {
+            Self::AcquiredAt(ns) => held.acquired_ns == ns,
+            Self::ReadAt(ns) => held.read_ns == ns,
+        }
+    }
 }
 
 /// A trusted process as the kernel was told of it.
@@ -30,6 +52,9 @@ struct Trusted {
     service: usize,
     /// The program the kernel trusts (its `self_exec_id`).
     exec_id: Option<u64>,
+    /// When the taint it shed was read: its children forked before the kernel dropped it hold
+    /// a copy.
+    shed_read_ns: Option<u64>,
 }
 
 /// Trusted processes by pid.
@@ -61,7 +86,8 @@ impl TrustedProcesses {
                         self.services[service].name, process.pid
                     )),
                 };
-                self.by_pid.insert(process.pid, Trusted { label, service, exec_id: process.exec_id });
+                let trusted = Trusted { label, service, exec_id: process.exec_id, shed_read_ns: None };
+                self.by_pid.insert(process.pid, trusted);
                 let (pid, start_ns, exec_id) = (process.pid, process.start_ns, process.exec_id);
                 self.changes.push(TrustChange::Trust { pid, start_ns, exec_id, label });
                 return true;
@@ -83,9 +109,22 @@ impl TrustedProcesses {
         }
     }
 
-    /// The record of trusted process `pid`'s taint acquired at `acquired_ns` arrived.
-    pub fn shed(&mut self, pid: u32, acquired_ns: u64) {
-        self.changes.push(TrustChange::Shed { pid, acquired_ns });
+    /// The record of trusted process `pid`'s `taint` arrived.
+    pub fn shed(&mut self, pid: u32, taint: &Taint) {
+        if let Some(trusted) = self.by_pid.get_mut(&pid) {
+            trusted.shed_read_ns = Some(taint.read_ns);
+        }
+        self.changes.push(TrustChange::Shed { pid, taint: ShedTaint::AcquiredAt(taint.acquired_ns) });
+    }
+
+    /// `parent` forked `child`, both trusted: if the fork came before the kernel dropped a taint
+    /// the parent shed, the child holds a copy, with no record of its own, and sheds it too (a
+    /// lookup in the kernel's map when it holds none). Its own children after it.
+    pub fn forked(&mut self, parent: u32, child: u32) {
+        let Some(read_ns) = self.by_pid.get(&parent).and_then(|p| p.shed_read_ns) else { return };
+        let Some(trusted) = self.by_pid.get_mut(&child) else { return };
+        trusted.shed_read_ns = Some(read_ns);
+        self.changes.push(TrustChange::Shed { pid: child, taint: ShedTaint::ReadAt(read_ns) });
     }
 
     pub fn is_trusted(&self, pid: u32) -> bool {
@@ -142,6 +181,17 @@ mod tests {
             ]
         );
         assert!(trusted.take_changes().is_empty());
+    }
+
+    #[test]
+    fn a_shed_drops_the_taint_it_names_and_no_later_one() {
+        let own = Taint { read_ns: 800, acquired_ns: 600, ..Taint::default() };
+        let forked_copy = Taint { acquired_ns: 900, ..own };
+        let later = Taint { read_ns: 2_000, acquired_ns: 2_000, ..own };
+        assert!(ShedTaint::AcquiredAt(600).is(&own));
+        assert!(!ShedTaint::AcquiredAt(600).is(&forked_copy) && !ShedTaint::AcquiredAt(600).is(&later));
+        assert!(ShedTaint::ReadAt(800).is(&forked_copy));
+        assert!(!ShedTaint::ReadAt(800).is(&later));
     }
 
     #[test]

@@ -264,6 +264,18 @@ pub struct KeptLoaded {
     /// This agent's generation: the directory its links and maps are pinned in.
     pub pinned_in: String,
     pub taken_over: Handover,
+    pub derived_files: CarriedFiles,
+}
+
+/// `vigie.kept_loaded.derived_files`: the derived files among the marks taken over, and how
+/// many the journal named (the others are named by inode in alerts).
+#[derive(Debug, Default, Serialize)]
+pub struct CarriedFiles {
+    pub carried: usize,
+    pub named: usize,
+    /// Why none could be named: no journal, or what went wrong reading it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unnamed_because: Option<String>,
 }
 
 /// `vigie.stores[]`: a store (the homeserver's Postgres database), where its server listens

@@ -1,8 +1,10 @@
 //! What the commands ask the journal: who read which secret and what they sent where
 //! ([`history`]), the story of one alert ([`explain`]), and an act against the agent
-//! ([`explain_act`]).
+//! ([`explain_act`]); and what the agent asks it at start: where derived files it carries
+//! marks of were written ([`derived_paths`]).
 
 mod act;
+mod derived;
 mod history;
 mod story;
 
@@ -10,6 +12,7 @@ use rusqlite::Row;
 use serde::{Deserialize, Serialize};
 
 pub use act::explain_act;
+pub use derived::derived_paths;
 pub use history::{history, HistoryFilter, ProcessFilter, Read};
 pub use story::{explain, Step};
 
