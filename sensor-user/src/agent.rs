@@ -253,7 +253,11 @@ fn name_carried_files(
         Ok(paths) => {
             report.named = carried
                 .iter()
-                .filter(|(id, _)| paths.get(&id.ino).is_some_and(|path| pipeline.carry_derived(*id, path)))
+                .filter(|(id, _)| {
+                    paths
+                        .get(&id.ino)
+                        .is_some_and(|paths| paths.iter().any(|path| pipeline.carry_derived(*id, path)))
+                })
                 .count();
         }
         Err(error) => report.unnamed_because = Some(error.to_string()),
@@ -496,6 +500,9 @@ fn follow_paths(
         if let Some(reads) = tmpfs.as_deref_mut() {
             reads.rebind(pipeline.catalog_mut(), rebind)?;
         }
+    }
+    if !rebinds.is_empty() && sensor.settle_prefilter().is_err() {
+        tally.updates_failed += 1;
     }
     // The new contents are fingerprinted before anyone is told the path changed.
     if !rebinds.is_empty() {

@@ -47,10 +47,9 @@ pub struct Handover {
 pub struct Records {
     pub ring: RingBuf<MapData>,
     pub secret_ids: SecretIds,
-    /// In an earlier generation's ring: this agent, which those programs did not know, so
-    /// that its own reads of the secrets (fingerprints, before its programs took over) and what
-    /// they led to are skipped.
-    agent: Option<u32>,
+    /// In an earlier generation's ring: this agent's own reading of the secrets, which those
+    /// programs took for any process's, so that it and what it led to are skipped.
+    agent: Option<Origin>,
 }
 
 impl Records {
@@ -65,7 +64,7 @@ impl Records {
             let mut event = decode(&record);
             drop(record);
             if let Ok(Some(taint)) = event.as_mut().map(KernelEvent::taint_mut) {
-                if Some(taint.origin_pid) == self.agent {
+                if self.agent.is_some_and(|agent| agent.is(taint)) {
                     continue;
                 }
                 self.secret_ids.taint(taint);
@@ -106,6 +105,20 @@ impl SecretIds {
     }
 }
 
+/// The process a taint started in: its pid and its start (which tells it from a process that
+/// had the pid before).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Origin {
+    pid: u32,
+    start_ns: u64,
+}
+
+impl Origin {
+    fn is(self, taint: &Taint) -> bool {
+        (taint.origin_pid, taint.origin_start_ns) == (self.pid, self.start_ns)
+    }
+}
+
 /// How the entries of a generation are made this agent's.
 struct Adapt<'a> {
     /// The earlier secret ids to this agent's.
@@ -113,13 +126,15 @@ struct Adapt<'a> {
     /// This agent's pid: the earlier programs took it for any process until this agent's
     /// programs were attached, and tainted it when it read the secrets (its fingerprints).
     agent: u32,
+    /// That taint's origin, if they did: the taint of what it wrote (its journal) is its own.
+    own: Option<Origin>,
 }
 
 impl Adapt<'_> {
     /// Makes `taint` this agent's; false if it is this agent's own reading of the secrets.
     fn taint(&self, taint: &mut Taint) -> bool {
         self.ids.taint(taint);
-        taint.origin_pid != self.agent
+        !self.own.is_some_and(|own| own.is(taint))
     }
 }
 
@@ -191,12 +206,13 @@ pub fn take_over(
             (Some(old), Some(new)) => SecretIds::between(&entries(&old)?, &entries(new)?),
             _ => SecretIds::default(),
         };
+        let own = generation.map(map_name::TAINTED)?.as_ref().and_then(|map| own_taint(map, agent));
         for carried in &CARRIED {
             let (Some(old), Some(new)) = (generation.map(carried.name)?, ebpf.map_mut(carried.name)) else {
                 handover.not_carried.push(format!("{}: missing in one of the generations", carried.name));
                 continue;
             };
-            match (carried.copy)(&old, new, &Adapt { ids: &secret_ids, agent }) {
+            match (carried.copy)(&old, new, &Adapt { ids: &secret_ids, agent, own }) {
                 Ok(n) => {
                     if let Some(count) = carried.count {
                         *count(&mut handover) += n;
@@ -213,7 +229,7 @@ pub fn take_over(
         if generation.same_object {
             if let Some(ring) = generation.map(map_name::EVENTS)? {
                 let ring = RingBuf::try_from(ring).map_err(map_error)?;
-                pending.push(Records { ring, secret_ids, agent: Some(agent) });
+                pending.push(Records { ring, secret_ids, agent: own });
             }
         } else {
             handover.not_carried.push(format!("{}: records of another object version", map_name::EVENTS));
@@ -249,6 +265,14 @@ fn copy<K: aya::Pod, V: aya::Pod>(
     Ok(copied)
 }
 
+/// The origin of `agent`'s own taint in an earlier generation's `TAINTED`, if it took one
+/// there (reading the secrets itself; a pid is in `TAINTED` only while its process lives).
+fn own_taint(map: &Map, agent: u32) -> Option<Origin> {
+    let tainted: HashMap<&MapData, u32, Taint> = HashMap::try_from(map).ok()?;
+    let taint = tainted.get(&agent, 0).ok()?;
+    (taint.origin_pid == agent).then_some(Origin { pid: agent, start_ns: taint.origin_start_ns })
+}
+
 fn entries(map: &Map) -> Result<Vec<(FileId, WatchedSecret)>, Error> {
     let map: HashMap<&MapData, FileId, WatchedSecret> = HashMap::try_from(map).map_err(map_error)?;
     map.iter().collect::<Result<_, _>>().map_err(map_error)
@@ -264,6 +288,19 @@ mod tests {
 
     fn watched(secret_id: u32) -> WatchedSecret {
         WatchedSecret { secret_id, generation: 0, generation_known: 0 }
+    }
+
+    #[test]
+    fn the_agents_own_taint_is_left_behind_and_one_from_an_earlier_process_of_its_pid_carried() {
+        let ids = SecretIds::default();
+        let adapt = Adapt { ids: &ids, agent: 40, own: Some(Origin { pid: 40, start_ns: 7_000 }) };
+        let own = Taint { origin_pid: 40, origin_start_ns: 7_000, ..Taint::default() };
+        let reused = Taint { origin_start_ns: 5_000, ..own };
+        let other = Taint { origin_pid: 41, ..own };
+        let carried = |mut taint: Taint| adapt.taint(&mut taint);
+        assert!(!carried(own), "what the agent's own read led to");
+        assert!(carried(reused), "a file derived by the process that had pid 40 before");
+        assert!(carried(other));
     }
 
     #[test]

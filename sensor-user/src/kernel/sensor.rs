@@ -222,14 +222,18 @@ impl Sensor {
     /// prefilter; their records wait in [`Sensor::take_pending`].
     fn take_over(&mut self, root: &Path, version: &str, agent: u32) -> Result<(), Error> {
         let previous = Previous::find(root, self.links.generation.as_ref(), version)?;
-        let (handover, pending) = handover::take_over(previous, &mut self.ebpf, agent)?;
+        let (mut handover, pending) = handover::take_over(previous, &mut self.ebpf, agent)?;
         if handover.taints > 0 {
             self.open_gate(counter::TAINTED_PROCESSES)?;
         }
         if handover.marks > 0 {
-            settle_prefilter(&mut self.ebpf)?;
             self.open_gate(counter::TAINTED_CHANNELS)?;
             self.open_gate(counter::HELD_CHANNELS)?;
+            // The marks are carried and looked up whatever happens here; a file whose bit is
+            // missing is unseen on the page-cache path, and said so.
+            if let Err(error) = self.settle_prefilter() {
+                handover.not_carried.push(format!("{}: {error}", map_name::PREFILTER));
+            }
         }
         self.handover = Some(handover);
         self.pending = pending;
@@ -360,7 +364,7 @@ impl Sensor {
 
     /// Every (process, destination) the kernel counts bytes for, with its count.
     pub fn send_totals(&self) -> Result<Vec<(SendKey, SendTotal)>, Error> {
-        entries_of(&self.ebpf, map_name::SEND_TOTALS)
+        self.entries(map_name::SEND_TOTALS)
     }
 
     /// Points secret `id` at a new file identity (the path now leads to another inode).
@@ -372,7 +376,27 @@ impl Sensor {
         }
         let Some((new, generation)) = rebind.new else { return Ok(()) };
         secrets.insert(new, watched(rebind.secret_id, generation), 0).map_err(error)?;
-        settle_prefilter(&mut self.ebpf)
+        set_prefilter_bits(&mut self.ebpf, [new]).map(drop)
+    }
+
+    /// Sets the prefilter bit of every watched secret and of every file and channel the kernel
+    /// marked (but store sockets, which no file hook looks up), in passes until one writes
+    /// nothing; after the agent set bits while the programs run. The kernel sets its bits
+    /// atomically, but the agent's read and write of a word may undo one the kernel set in
+    /// between (it marks the file first, then sets the bit): a pass that finds every bit set
+    /// shows that none was undone.
+    pub fn settle_prefilter(&mut self) -> Result<(), Error> {
+        for _ in 0..PREFILTER_PASSES {
+            let secrets = self.entries::<FileId, WatchedSecret>(map_name::SECRETS)?;
+            let marks = self.entries::<FileId, Taint>(map_name::TAINTED_FILES)?;
+            let marked = marks.into_iter().filter(|(_, taint)| taint.via_kind != via::STORE_SOCKET);
+            let ids: Vec<FileId> =
+                secrets.into_iter().map(|(id, _)| id).chain(marked.map(|(id, _)| id)).collect();
+            if !set_prefilter_bits(&mut self.ebpf, ids)? {
+                return Ok(());
+            }
+        }
+        Err(Error::PrefilterUnsettled { passes: PREFILTER_PASSES })
     }
 
     /// Applies a change of trusted processes.
@@ -436,7 +460,7 @@ impl Sensor {
 
     /// The processes the kernel holds tainted, with their taint.
     pub fn tainted(&self) -> Result<Vec<(u32, Taint)>, Error> {
-        entries_of(&self.ebpf, map_name::TAINTED)
+        self.entries(map_name::TAINTED)
     }
 
     /// Pipes and FIFOs the kernel marked as carrying secret material, with their taint.
@@ -447,7 +471,7 @@ impl Sensor {
     /// The channels of kind `via_kind` (`via::FILE`: derived files) the kernel marked as
     /// carrying secret material, with their taint.
     pub fn marked(&self, via_kind: u32) -> Result<Vec<(FileId, Taint)>, Error> {
-        let mut marks = entries_of::<FileId, Taint>(&self.ebpf, map_name::TAINTED_FILES)?;
+        let mut marks = self.entries::<FileId, Taint>(map_name::TAINTED_FILES)?;
         marks.retain(|(_, taint)| taint.via_kind == via_kind);
         Ok(marks)
     }
@@ -596,7 +620,8 @@ fn fill_watch_list(ebpf: &mut Ebpf, spec: &SensorSpec<'_>) -> Result<(), Error> 
     for (id, secret) in spec.secrets.iter() {
         secrets.insert(secret.id, watched(id, secret.generation), 0).map_err(map_error(map_name::SECRETS))?;
     }
-    settle_prefilter(ebpf)?;
+    // No program is attached yet: nothing else writes the prefilter.
+    set_prefilter_bits(ebpf, spec.secrets.iter().map(|(_, secret)| secret.id))?;
     let mut allowed = hash_map_mut::<FileId, u8>(ebpf, map_name::ALLOWED_EXES)?;
     for exe in spec.allowed_exes {
         allowed.insert(exe, 1, 0).map_err(map_error(map_name::ALLOWED_EXES))?;
@@ -604,45 +629,29 @@ fn fill_watch_list(ebpf: &mut Ebpf, spec: &SensorSpec<'_>) -> Result<(), Error> 
     Ok(())
 }
 
-/// Most passes [`settle_prefilter`] makes before it gives up.
+/// Most passes [`Sensor::settle_prefilter`] makes before it gives up.
 const PREFILTER_PASSES: usize = 16;
 
-/// Sets the prefilter bit of every watched secret and of every file and channel the kernel
-/// marked (but store sockets, which no file hook looks up), in passes until one writes
-/// nothing. Bits are never cleared (a stale one costs a hash lookup). The kernel sets its bits
-/// atomically, but this agent's read and write of a word may undo one the kernel set in
-/// between: a pass that finds every bit set shows that none was undone.
-fn settle_prefilter(ebpf: &mut Ebpf) -> Result<(), Error> {
+/// Sets the prefilter bits of `ids` (never cleared: a stale one costs a hash lookup), each word
+/// read and written once; true if any was missing.
+fn set_prefilter_bits(ebpf: &mut Ebpf, ids: impl IntoIterator<Item = FileId>) -> Result<bool, Error> {
+    let mut words = std::collections::BTreeMap::<u32, u64>::new();
+    for id in ids {
+        let (word, mask) = prefilter::slot(id);
+        *words.entry(word).or_default() |= mask;
+    }
     let error = map_error(map_name::PREFILTER);
-    for _ in 0..PREFILTER_PASSES {
-        let secrets = entries_of::<FileId, WatchedSecret>(ebpf, map_name::SECRETS)?;
-        let mut ids: Vec<FileId> = secrets.into_iter().map(|(id, _)| id).collect();
-        let marks = entries_of::<FileId, Taint>(ebpf, map_name::TAINTED_FILES)?;
-        ids.extend(marks.into_iter().filter(|(_, t)| t.via_kind != via::STORE_SOCKET).map(|(id, _)| id));
-        let map = ebpf.map_mut(map_name::PREFILTER).ok_or_else(|| error(missing(map_name::PREFILTER)))?;
-        let mut filter: Array<_, u64> = Array::try_from(map).map_err(&error)?;
-        let mut wrote = false;
-        for id in ids {
-            let (word, mask) = prefilter::slot(id);
-            let bits = filter.get(&word, 0).map_err(&error)?;
-            if bits & mask == 0 {
-                filter.set(word, bits | mask, 0).map_err(&error)?;
-                wrote = true;
-            }
-        }
-        if !wrote {
-            return Ok(());
+    let map = ebpf.map_mut(map_name::PREFILTER).ok_or_else(|| error(missing(map_name::PREFILTER)))?;
+    let mut filter: Array<_, u64> = Array::try_from(map).map_err(&error)?;
+    let mut wrote = false;
+    for (word, mask) in words {
+        let bits = filter.get(&word, 0).map_err(&error)?;
+        if bits & mask != mask {
+            filter.set(word, bits | mask, 0).map_err(&error)?;
+            wrote = true;
         }
     }
-    Err(Error::PrefilterUnsettled { passes: PREFILTER_PASSES })
-}
-
-/// The entries of hash map `name`.
-fn entries_of<K: aya::Pod, V: aya::Pod>(ebpf: &Ebpf, name: &'static str) -> Result<Vec<(K, V)>, Error> {
-    let error = map_error(name);
-    let map = ebpf.map(name).ok_or_else(|| error(missing(name)))?;
-    let map: HashMap<_, K, V> = HashMap::try_from(map).map_err(&error)?;
-    map.iter().collect::<Result<_, _>>().map_err(error)
+    Ok(wrote)
 }
 
 /// Loads and attaches the chosen backend's own programs, and loads the socket followers where

@@ -73,8 +73,11 @@ mod tests {
         assert_eq!(derived.path(id), Some(file.display().to_string().as_str()));
         assert_eq!(derived.record(FileId::new(0, 1), "/no/such/file"), None);
         let mut recalled = DerivedFiles::default();
-        let moved = dir.join("moved.gz");
-        assert!(!recalled.recall(file_id(&file).unwrap(), &moved.display().to_string()), "not there");
+        let other = dir.join("other.gz");
+        fs::write(&other, "y").unwrap();
+        assert!(!recalled.recall(id, &other.display().to_string()), "another file at the path");
+        assert!(!recalled.recall(id, &dir.join("gone.gz").display().to_string()), "none");
+        assert_eq!(recalled.path(id), None);
         assert!(recalled.recall(id, &file.display().to_string()));
         assert_eq!(recalled.path(id), Some(file.display().to_string().as_str()));
         fs::remove_dir_all(dir).unwrap();

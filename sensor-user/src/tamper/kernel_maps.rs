@@ -157,6 +157,7 @@ fn restore(sensor: &mut Sensor, pipeline: &Pipeline, drift: Drift) -> bool {
     match drift {
         Drift::Secret { file, secret_id, generation } | Drift::Prefilter { file, secret_id, generation } => {
             sensor.rebind_secret(&rebind(secret_id, None, Some((file, generation)))).is_ok()
+                && sensor.settle_prefilter().is_ok()
         }
         Drift::ForeignSecret(file) => sensor.rebind_secret(&rebind(0, Some(file), None)).is_ok(),
         Drift::AllowedMissing(exe) => sensor.insert_entry(map_name::ALLOWED_EXES, exe, 1u8).is_ok(),

@@ -267,10 +267,12 @@ pub struct KeptLoaded {
     pub derived_files: CarriedFiles,
 }
 
-/// `vigie.kept_loaded.derived_files`: the derived files among the marks taken over, and how
-/// many the journal named (the others are named by inode in alerts).
+/// `vigie.kept_loaded.derived_files`: the derived files marked once the marks were taken
+/// over, and how many the journal named (the others are named by inode in alerts).
 #[derive(Debug, Default, Serialize)]
 pub struct CarriedFiles {
+    /// Derived files the kernel holds marks of: the carried ones, and any this agent's
+    /// programs marked since they were attached.
     pub carried: usize,
     pub named: usize,
     /// Why none could be named: no journal, or what went wrong reading it.
