@@ -229,12 +229,11 @@ fn name_carried_files(
     pipeline: &mut Pipeline,
     journal: Option<&JournalSettings>,
 ) -> ecs::CarriedFiles {
-    let carried = match sensor.handover.as_ref().filter(|handover| handover.marks > 0) {
-        Some(_) => sensor.marked(sensor_common::via::FILE),
-        None => Ok(Vec::new()),
-    };
     let mut report = ecs::CarriedFiles::default();
-    let carried = match carried {
+    if sensor.handover.as_ref().is_none_or(|handover| handover.marks == 0) {
+        return report;
+    }
+    let carried = match sensor.marked(sensor_common::via::FILE) {
         Ok(carried) if carried.is_empty() => return report,
         Ok(carried) => carried,
         Err(error) => {
@@ -501,11 +500,11 @@ fn follow_paths(
             reads.rebind(pipeline.catalog_mut(), rebind)?;
         }
     }
-    if !rebinds.is_empty() && sensor.settle_prefilter().is_err() {
-        tally.updates_failed += 1;
-    }
-    // The new contents are fingerprinted before anyone is told the path changed.
     if !rebinds.is_empty() {
+        if sensor.settle_prefilter().is_err() {
+            tally.updates_failed += 1;
+        }
+        // The new contents are fingerprinted before anyone is told the path changed.
         tend_fingerprints(pipeline, tmpfs.is_some());
     }
     for rebind in rebinds {

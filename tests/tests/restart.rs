@@ -89,9 +89,15 @@ impl Waiting {
 
 /// `vigie.kept_loaded.taken_over` of the sensor's `sensor-started` line.
 fn taken_over(sensor: &Sensor) -> Result<Value> {
+    kept_loaded(sensor, "taken_over")
+}
+
+/// `vigie.kept_loaded.FIELD` of the sensor's `sensor-started` line.
+fn kept_loaded(sensor: &Sensor, field: &str) -> Result<Value> {
     let started = sensor.lines_matching(alert::is_sensor_started);
     let started = started.first().context("no sensor-started line")?;
-    started.pointer("/vigie/kept_loaded/taken_over").cloned().context("no kept_loaded in sensor-started")
+    let pointer = format!("/vigie/kept_loaded/{field}");
+    started.pointer(&pointer).cloned().with_context(|| format!("no {pointer} in sensor-started"))
 }
 
 fn count(value: &Value, field: &str) -> u64 {
@@ -222,9 +228,7 @@ fn a_file_derived_before_a_restart_taints_its_reader_after_it_and_is_named_in_th
     stop_cleanly(&mut first)?;
 
     let second = lab.sensor_with(&pins.args())?;
-    let named = second.lines_matching(alert::is_sensor_started);
-    let named = named.first().and_then(|s| s.pointer("/vigie/kept_loaded/derived_files")).cloned();
-    let named = named.context("no vigie.kept_loaded.derived_files in sensor-started")?;
+    let named = kept_loaded(&second, "derived_files")?;
     ensure!(
         count(&named, "carried") == 1 && count(&named, "named") == 1,
         "the copy carried and named: {named:#}"

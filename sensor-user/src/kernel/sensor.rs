@@ -465,7 +465,7 @@ impl Sensor {
 
     /// Pipes and FIFOs the kernel marked as carrying secret material, with their taint.
     pub fn marked_pipes(&self) -> Result<Vec<(FileId, Taint)>, Error> {
-        self.marked(sensor_common::via::PIPE)
+        self.marked(via::PIPE)
     }
 
     /// The channels of kind `via_kind` (`via::FILE`: derived files) the kernel marked as
